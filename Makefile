@@ -1,0 +1,29 @@
+# `make demo` and `make test` each set up everything they need on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.sm_magic-installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# torch first and pinned: this machine has the CPU build on disk; any other request pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(PY) scripts/run_demo.py
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf build sm_jobs

@@ -1,0 +1,147 @@
+"""`launch` and `attach`: the whole core path from plain Python, no IPython needed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+from .backends import BACKEND_NAMES, BackendError, get_backend
+from .bundle import build_bundle, check_source
+from .config import TrainConfig, resolve_config
+from .job import Job
+from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag
+from .registry import JobRecord, Registry
+
+JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+class LaunchError(ValueError):
+    """A launch refused before anything ran; the message says what to change."""
+
+
+def job_name(base: str, now: Optional[float] = None) -> str:
+    """`base-YYYY-mm-dd-HH-MM-SS-mmm`, the SageMaker SDK's naming."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
+    return f"{base}-{stamp}-{int(now * 1000) % 1000:03d}"
+
+
+def check_job_name(name: str) -> str:
+    if not JOB_NAME_RE.match(name):
+        raise LaunchError(f"{name!r} is not a valid training job name: 1 to 63 letters, digits and "
+                          "hyphens, starting with a letter or digit, no other characters (e.g. my-job-1)")
+    return name
+
+
+def _read_tsv(path: str, what: str) -> list[tuple[str, str]]:
+    """accelerate's TSV files: a header line, then name<TAB>value lines."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise LaunchError(f"cannot read the {what} file {path}: {e.strerror}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines()[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2 or not parts[0].strip():
+            raise LaunchError(f"{path} line {number}: expected name<TAB>value, got {line!r}")
+        rows.append((parts[0].strip(), parts[1].strip()))
+    return rows
+
+
+def _parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
+    inputs = dict(_read_tsv(config.sagemaker_inputs_file, "inputs")) if config.sagemaker_inputs_file else {}
+    for flag in flags:
+        if isinstance(flag, tuple):
+            channel, uri = flag
+        elif "=" in flag:
+            channel, uri = flag.split("=", 1)
+        else:
+            raise LaunchError(f"--input {flag!r}: expected NAME=URI, e.g. --input train=s3://bucket/train")
+        if not re.match(r"^[A-Za-z0-9\.\-_]+$", channel):
+            raise LaunchError(f"--input {flag!r}: channel name {channel!r} may use letters, digits, . - _ only")
+        inputs[channel] = uri
+    return inputs
+
+
+def _parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainConfig) -> list[MetricDefinition]:
+    defs = load_metrics_file(config.sagemaker_metrics_file) if config.sagemaker_metrics_file else []
+    defs += [s if isinstance(s, MetricDefinition) else parse_metric_flag(s) for s in specs]
+    return defs
+
+
+def resolve_launch_config(config: Union[TrainConfig, str, os.PathLike, None], overrides: dict) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return resolve_config(base=config, overrides=overrides)
+    return resolve_config(config_file=config, overrides=overrides)
+
+
+def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
+           wait: bool = False, *, name: Optional[str] = None, backend: Optional[str] = None,
+           inputs: Iterable[str] = (), metrics: Iterable[Union[str, MetricDefinition]] = (),
+           jobs_dir: Optional[str] = None, registry: Optional[Registry] = None, **overrides) -> Job:
+    """Run the script text `source` as a training job and return its `Job`.
+
+    `config` is a TrainConfig, a YAML path or None (accelerate's SageMaker default config if any,
+    else defaults); `overrides` set config fields (`instance_type`, `instance_count`,
+    `mixed_precision`, ...). `args` reach the script exactly as given. With `wait=True` this
+    returns when the job ends and raises JobFailedError if it failed.
+    Everything is checked before anything is written: a refused launch leaves nothing behind.
+    """
+    cfg = resolve_launch_config(config, overrides)
+    backend_name = backend or cfg.backend
+    if backend_name not in BACKEND_NAMES:
+        raise LaunchError(f"unknown backend {backend_name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    check_source(source)
+    metric_defs = _parse_metrics(metrics, cfg)
+    channel_map = _parse_inputs(inputs, cfg)
+    name = check_job_name(name) if name else job_name(cfg.base_job_name)
+    be = get_backend(backend_name, **({"jobs_dir": jobs_dir} if backend_name == "local" and jobs_dir else {}))
+    if hasattr(be, "check_writable"):
+        be.check_writable()
+    registry = registry or Registry()
+    if registry.get(name) is not None:
+        raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
+
+    bundle = build_bundle(source, cfg, args, name=name, metric_definitions=metric_defs, inputs=channel_map)
+    try:
+        be.submit(bundle, cfg)
+    finally:
+        shutil.rmtree(bundle.path.parent, ignore_errors=True)  # the backend moved or uploaded it
+    location = str(be.job_dir(name)) if hasattr(be, "job_dir") else name
+    registry.add(JobRecord(name=name, backend=backend_name, created=time.time(),
+                           instance_type=cfg.ec2_instance_type, instance_count=cfg.num_machines,
+                           location=location, hyperparameters=bundle.hyperparameters,
+                           extra={"metric_definitions": [m.to_api() for m in metric_defs]}))
+    job = _job(name, be, metric_defs, registry)
+    return job.wait() if wait else job
+
+
+def _job(name: str, backend, metric_defs, registry: Registry) -> Job:
+    def record_status(state):
+        try:
+            registry.update(name, status=state.status)
+        except Exception:  # the registry is an index; a job must not fail because of it
+            pass
+    return Job(name, backend, metric_defs, on_status=record_status)
+
+
+def attach(name: str, registry: Optional[Registry] = None) -> Job:
+    """A `Job` for a job launched earlier (by this or another kernel), found in the registry."""
+    registry = registry or Registry()
+    record = registry.get(name)
+    if record is None:
+        raise LaunchError(f"no job named {name} in the registry ({registry.path}); "
+                          "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs")
+    options = {"jobs_dir": str(Path(record.location).parent)} if record.backend == "local" else {}
+    try:
+        be = get_backend(record.backend, **options)
+    except BackendError as e:
+        raise LaunchError(str(e)) from None
+    defs = [MetricDefinition(d["Name"], d["Regex"]) for d in record.extra.get("metric_definitions", [])]
+    return _job(name, be, defs, registry)

@@ -1,0 +1,83 @@
+"""The Backend protocol and JobState, in SageMaker's own vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
+if TYPE_CHECKING:  # the local job runner imports this module and must stay quick to start
+    from ..bundle import Bundle
+    from ..config import TrainConfig
+
+TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+class BackendError(RuntimeError):
+    """A backend could not do what was asked; the message says what to change."""
+
+
+@dataclass
+class Transition:
+    """One SecondaryStatusTransition: a secondary status, when it began and ended, and why."""
+
+    status: str
+    start: float
+    end: Optional[float] = None
+    message: str = ""
+
+    @property
+    def seconds(self) -> Optional[float]:
+        return None if self.end is None else max(0.0, self.end - self.start)
+
+
+@dataclass
+class JobState:
+    """What DescribeTrainingJob answers, for any backend."""
+
+    name: str
+    status: str = "InProgress"                 # TrainingJobStatus
+    secondary_status: str = "Starting"         # SecondaryStatus
+    transitions: list[Transition] = field(default_factory=list)
+    failure_reason: Optional[str] = None
+    model_artifacts: Optional[str] = None      # S3 URI or local path of model.tar.gz
+    creation_time: float = 0.0
+    training_start_time: Optional[float] = None
+    training_end_time: Optional[float] = None
+    training_seconds: Optional[int] = None
+    billable_seconds: Optional[int] = None
+    instance_type: str = ""
+    instance_count: int = 1
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobState":
+        data = dict(data)
+        data["transitions"] = [Transition(**t) for t in data.get("transitions", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Backend(Protocol):
+    """Where jobs run. Every method may raise BackendError with a message a user can act on."""
+
+    name: str
+
+    def submit(self, bundle: "Bundle", config: "TrainConfig") -> str:
+        """Start the bundle as job `bundle.name`; returns the job name once it is running."""
+
+    def describe(self, name: str) -> JobState:
+        """The job's current state."""
+
+    def logs(self, name: str, cursor: Any = None) -> tuple[list[str], Any]:
+        """Log lines after `cursor` (None: from the start) and the cursor to pass next time."""
+
+    def stop(self, name: str) -> None:
+        """Ask the job to stop; it ends Stopped with what it saved kept."""

@@ -1,0 +1,202 @@
+"""The local job runner: `python -m sm_magic.backends.local_runner JOB_DIR`.
+
+Started by the local backend in a session of its own, so it outlives the kernel that launched
+it. It runs the bundle's entry command once per host (each in its own process group), writes
+every status transition to the job's state file, ends the job on a stop request, packs
+model.tar.gz and derives a FailureReason from the script's last error lines. It imports only
+the stdlib and the two stdlib-only state modules, to start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from .local_state import JobFiles, enter, finish, kill_groups, read_state, write_state
+
+POLL_SECONDS = 0.05
+STOP_GRACE_SECONDS = 10.0
+_WRAPPER_ERRORS = ("CalledProcessError", "ChildFailedError", "SignalException")
+_RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+
+
+class Runner:
+    def __init__(self, job_dir: Path):
+        self.files = JobFiles(job_dir)
+        self.state = read_state(self.files.state)
+        self.spec = self.state.extra["local"]
+        self.stop_requested = False
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def save(self) -> None:
+        write_state(self.files.state, self.state)
+
+    def on_term(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.state.extra["runner_pid"] = os.getpid()
+        enter(self.state, "Downloading", "Downloading input data")
+        self.save()
+        if self._stopping():
+            return self._end_stopped(started=False)
+
+        enter(self.state, "Training", "Training in progress")
+        self.state.training_start_time = time.time()
+        self._start_hosts()
+        self.save()
+
+        codes = self._wait()
+        if self.stop_requested or self.files.stop_marker.exists():
+            return self._end_stopped(started=True)
+        if all(code == 0 for code in codes.values()):
+            enter(self.state, "Uploading", "Uploading generated training model")
+            self.save()
+            self._pack_model()
+            finish(self.state, "Completed", "Training job completed")
+        else:
+            self.state.failure_reason = self._failure_reason(codes)
+            finish(self.state, "Failed", "Training job failed")
+        self.save()
+        return 0
+
+    def _stopping(self) -> bool:
+        return self.stop_requested or self.files.stop_marker.exists()
+
+    def _start_hosts(self) -> None:
+        self.files.logs.mkdir(exist_ok=True)
+        entry = [sys.executable if part == "python" else part for part in self.spec["entry_command"]]
+        for host, env_overrides in self.spec["host_env"].items():
+            env = {**os.environ, **env_overrides}
+            log = open(self.files.log(host), "ab")
+            try:
+                self.procs[host] = subprocess.Popen(
+                    entry, cwd=self.files.bundle, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True)
+            finally:
+                log.close()
+        self.state.extra["pgids"] = {h: p.pid for h, p in self.procs.items()}
+
+    def _wait(self) -> dict[str, int]:
+        """Wait for every host; a stop request ends them all (TERM, then KILL after a grace)."""
+        codes: dict[str, int] = {}
+        term_sent_at = None
+        while len(codes) < len(self.procs):
+            for host, proc in self.procs.items():
+                if host not in codes and proc.poll() is not None:
+                    codes[host] = proc.returncode
+                    # One failed host ends the job, as on SageMaker.
+                    if proc.returncode != 0 and term_sent_at is None and len(self.procs) > 1:
+                        self._signal_all(signal.SIGTERM)
+                        term_sent_at = time.time()
+            if self._stopping() and term_sent_at is None:
+                enter(self.state, "Stopping", "Stopping the training job", status="Stopping")
+                self.save()
+                self._signal_all(signal.SIGTERM)
+                term_sent_at = time.time()
+            if term_sent_at is not None and time.time() - term_sent_at > STOP_GRACE_SECONDS:
+                self._signal_all(signal.SIGKILL)
+            time.sleep(POLL_SECONDS)
+        # Anything a script left behind in its group goes with it.
+        self._signal_all(signal.SIGKILL)
+        return codes
+
+    def _signal_all(self, sig: int) -> None:
+        kill_groups(list(self.state.extra.get("pgids", {}).values()), sig)
+
+    def _end_stopped(self, started: bool) -> int:
+        if self.state.secondary_status != "Stopping":
+            enter(self.state, "Stopping", "Stopping the training job", status="Stopping")
+        if started:
+            enter(self.state, "Uploading", "Uploading what the job saved before it stopped")
+            self.save()
+            self._pack_model()
+        finish(self.state, "Stopped", "Training job stopped")
+        self.save()
+        return 0
+
+    def _pack_model(self) -> None:
+        hosts = list(self.spec["host_env"])
+        model_dir = self.files.opt_ml(hosts[0], hosts) / "model"
+        target = self.files.model_tar
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(".model.tar.gz.tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            for item in sorted(model_dir.iterdir()):
+                tar.add(item, arcname=item.name)
+        os.replace(tmp, target)
+        self.state.model_artifacts = str(target)
+
+    def _failure_reason(self, codes: dict[str, int]) -> str:
+        hosts = list(self.spec["host_env"])
+        failed = [h for h in hosts if codes.get(h, 0) != 0] or hosts
+        host = failed[0]
+        failure_file = self.files.opt_ml(host, hosts) / "output" / "failure"
+        code = codes.get(host)
+        exit_text = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
+                     else f"exit code {code}")
+        if failure_file.is_file() and failure_file.read_text(errors="replace").strip():
+            return f"AlgorithmError: {failure_file.read_text(errors='replace').strip()[:1024]} ({exit_text})"
+        return f"AlgorithmError: {error_summary(self.files.log(host))} ({exit_text})"
+
+
+def error_summary(log_path: Path, tail_bytes: int = 65536) -> str:
+    """The user's exception from the end of a log: the first traceback that is not the
+    launcher's own wrapper, with the script line it came from; else the last lines."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
+            lines = [_RANK_PREFIX.sub("", l) for l in f.read().decode("utf-8", "replace").splitlines()]
+    except FileNotFoundError:
+        return "the job wrote no log"
+    blocks = []  # (exception line, script location)
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("Traceback (most recent call last):"):
+            where = ""
+            i += 1
+            while i < len(lines) and (lines[i].startswith((" ", "\t")) or not lines[i].strip()):
+                m = re.match(r'\s*File "([^"]+)", line (\d+)', lines[i])
+                if m and not os.path.basename(m.group(1)).startswith(("accelerate", "launch")) \
+                        and "site-packages" not in m.group(1) and "/lib/python" not in m.group(1):
+                    where = f"{os.path.basename(m.group(1))}, line {m.group(2)}"
+                i += 1
+            if i < len(lines):
+                blocks.append((lines[i].strip(), where))
+        i += 1
+    user = [b for b in blocks if not any(w in b[0] for w in _WRAPPER_ERRORS)]
+    if user:
+        exc, where = user[0]
+        return f"{exc} [{where}]" if where else exc
+    if blocks:
+        return re.sub(r"Command '\[.*?\]'", "the training script", blocks[-1][0])
+    tail = [l.strip() for l in lines if l.strip()][-3:]
+    return " | ".join(tail) if tail else "the script printed nothing"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m sm_magic.backends.local_runner JOB_DIR", file=sys.stderr)
+        return 2
+    runner = Runner(Path(argv[0]))
+    try:
+        return runner.run()
+    except BaseException as e:  # the job record must never stay InProgress behind a dead runner
+        runner._signal_all(signal.SIGKILL)
+        runner.state.failure_reason = f"InternalServerError: the local job runner failed: {e!r}"
+        finish(runner.state, "Failed", "Training job failed")
+        runner.save()
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,109 @@
+"""A local job's files: where they are, and the state file replaced atomically.
+
+Shared by the backend (in the kernel) and the job runner (its own process), so stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from .base import JobState, Transition
+
+STATE_FILE = "state.json"
+STOP_FILE = "stop_requested"
+RUNNER_LOG = "runner.log"
+
+
+class JobFiles:
+    """Paths inside one local job directory (sm_jobs/<name>/)."""
+
+    def __init__(self, job_dir: Path):
+        self.dir = Path(job_dir)
+
+    state = property(lambda self: self.dir / STATE_FILE)
+    stop_marker = property(lambda self: self.dir / STOP_FILE)
+    runner_log = property(lambda self: self.dir / RUNNER_LOG)
+    bundle = property(lambda self: self.dir / "bundle")
+    logs = property(lambda self: self.dir / "logs")
+    output = property(lambda self: self.dir / "output")
+    model_tar = property(lambda self: self.dir / "output" / "model.tar.gz")
+
+    def opt_ml(self, host: str, hosts: list[str]) -> Path:
+        """algo-1's tree is opt_ml/; further hosts get hosts/<host>/opt_ml/."""
+        return self.dir / "opt_ml" if host == hosts[0] else self.dir / "hosts" / host / "opt_ml"
+
+    def log(self, host: str) -> Path:
+        return self.logs / f"{host}.log"
+
+
+def read_state(path: Path) -> JobState:
+    with open(path, encoding="utf-8") as f:
+        return JobState.from_dict(json.load(f))
+
+
+def write_state(path: Path, state: JobState) -> None:
+    """Replace the state file in one step: a reader sees the old or the new state, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(state.to_dict(), f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def enter(state: JobState, secondary: str, message: str, status: str | None = None,
+          now: float | None = None) -> None:
+    """Close the open transition and open `secondary`, as SecondaryStatusTransitions do."""
+    now = time.time() if now is None else now
+    if state.transitions and state.transitions[-1].end is None:
+        state.transitions[-1].end = now
+    state.transitions.append(Transition(status=secondary, start=now, message=message))
+    state.secondary_status = secondary
+    if status:
+        state.status = status
+
+
+def finish(state: JobState, status: str, message: str, now: float | None = None) -> None:
+    """Record a terminal status; its transition is closed at the same instant."""
+    now = time.time() if now is None else now
+    enter(state, status, message, status=status, now=now)
+    state.transitions[-1].end = now
+    if state.training_start_time is not None:
+        state.training_end_time = now
+        state.training_seconds = int(round(now - state.training_start_time))
+        state.billable_seconds = state.training_seconds
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while `pid` runs (a zombie counts as ended)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        pass
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def kill_groups(pgids: list[int], sig: int = signal.SIGKILL) -> None:
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

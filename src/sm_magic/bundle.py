@@ -1,0 +1,191 @@
+"""A cell becomes a job bundle: the directory both backends run.
+
+Layout: train.py (the cell, verbatim), requirements.txt, accelerate_config.yaml, sm_launch.json
+(script, arguments, distribution) and sm_entry.py, the one entry command. A bundle is built in a
+staging directory and renamed into place, so a failure never leaves half of one behind.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as md
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from .config import TrainConfig
+from .metrics import MetricDefinition
+
+SCRIPT_NAME = "train.py"
+ENTRY_NAME = "sm_entry.py"
+ENTRY_COMMAND = ("python", ENTRY_NAME)
+_ENTRY_SOURCE = Path(__file__).with_name(ENTRY_NAME)
+
+# The Hugging Face / PyTorch training images already carry these, at the versions the config
+# names; pinning the notebook's own builds would reinstall torch inside the container.
+IMAGE_PROVIDED = frozenset({"torch", "torchvision", "torchaudio", "transformers", "datasets", "tokenizers"})
+_NUMBER_RE = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class BundleError(ValueError):
+    """The cell cannot become a bundle; the message says where and what to change."""
+
+
+@dataclass
+class Bundle:
+    """A built bundle directory and what a backend needs to run it."""
+
+    path: Path
+    name: str
+    args: list[str]
+    hyperparameters: dict[str, str]
+    requirements: list[str]
+    metric_definitions: list[MetricDefinition] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    entry_command: tuple[str, ...] = ENTRY_COMMAND
+
+
+def check_source(source: str) -> None:
+    """Refuse an empty cell or one that does not compile, naming the line."""
+    if not source.strip() or all(l.strip().startswith("#") for l in source.splitlines() if l.strip()):
+        raise BundleError("the cell is empty: write the training script under the %%sagemaker_train line")
+    try:
+        compile(source, SCRIPT_NAME, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        text = (e.text or "").rstrip("\n")
+        pointer = f"\n    {text}" if text else ""
+        raise BundleError(f"syntax error in the cell, line {e.lineno}: {e.msg}{pointer}\n"
+                          "Nothing was written or launched; fix the line and run the cell again.") from None
+
+
+def hyperparameters_from_args(args: Sequence[str]) -> dict[str, str]:
+    """Script arguments as SageMaker-style hyperparameters, for display only.
+
+    `--lr=5e-5` and `--lr 5e-5` give {"lr": "5e-5"}, a flag alone gives "True", a negative
+    number counts as a value; positional arguments are kept as `_positional`.
+    """
+    hps: dict[str, str] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token.startswith("-") and not _NUMBER_RE.match(token) and token.strip("-"):
+            key = token.lstrip("-")
+            if "=" in key:
+                key, value = key.split("=", 1)
+            elif i + 1 < len(args) and (not args[i + 1].startswith("-") or _NUMBER_RE.match(args[i + 1])):
+                value = args[i + 1]
+                i += 1
+            else:
+                value = "True"
+            hps[key] = value
+        else:
+            positional.append(token)
+        i += 1
+    if positional:
+        hps["_positional"] = json.dumps(positional)
+    return hps
+
+
+@lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return md.packages_distributions()
+
+
+def requirements_for(source: str) -> list[str]:
+    """requirements.txt lines: accelerate, then the cell's third-party imports pinned to the
+    versions installed here; packages the training image provides are listed as comments."""
+    tops: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            tops.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            tops.add(node.module.split(".")[0])
+    tops -= set(sys.stdlib_module_names) | {"__future__", "sm_magic"}
+
+    dists: dict[str, str | None] = {"accelerate": _version("accelerate")}
+    for top in sorted(tops):
+        for dist in _distributions().get(top, [top]):
+            dists.setdefault(_canonical(dist), _version(dist))
+    lines, provided = [], []
+    for dist, version in dists.items():
+        if dist in IMAGE_PROVIDED:
+            provided.append(dist)
+        else:
+            lines.append(f"{dist}=={version}" if version else f"{dist}  # not installed where the bundle was built")
+    if provided:
+        lines.append(f"# provided by the training image: {', '.join(provided)}")
+    return lines
+
+
+def _canonical(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def accelerate_launch_config(config: TrainConfig) -> dict:
+    """The accelerate config the entry command launches with inside a host. Host counts,
+    ranks and addresses are left to sm_entry.py, which knows the host it runs on."""
+    return {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "MULTI_GPU" if config.distributed_type == "DATA_PARALLEL" else "NO",
+        "mixed_precision": config.mixed_precision,
+        "use_cpu": config.use_cpu,
+        "debug": config.debug,
+        "num_machines": 1,
+        "num_processes": 1,
+        "machine_rank": 0,
+        "gpu_ids": config.gpu_ids,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "main_training_function": "main",
+        "enable_cpu_affinity": config.enable_cpu_affinity,
+        "downcast_bf16": "no",
+    }
+
+
+def build_bundle(source: str, config: TrainConfig, args: Sequence[str], *, name: str,
+                 metric_definitions: Sequence[MetricDefinition] = (),
+                 inputs: dict[str, str] | None = None, dest: Path | None = None) -> Bundle:
+    """Write the bundle for `source` to `dest` (a new temporary directory when None)."""
+    check_source(source)
+    if config.distributed_type == "MODEL_PARALLEL":
+        raise BundleError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
+                          "supported: use DATA_PARALLEL, or NO for a single process")
+    args = [str(a) for a in args]
+    requirements = requirements_for(source)
+    launch_spec = {"script": SCRIPT_NAME, "args": args, "distributed_type": config.distributed_type,
+                   "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu}
+    if dest is None:
+        dest = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-")) / "bundle"
+    dest = Path(dest)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+    try:
+        (staging / SCRIPT_NAME).write_text(source, encoding="utf-8")
+        (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        (staging / "accelerate_config.yaml").write_text(
+            yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
+        (staging / "sm_launch.json").write_text(json.dumps(launch_spec, indent=2), encoding="utf-8")
+        shutil.copyfile(_ENTRY_SOURCE, staging / ENTRY_NAME)
+        os.rename(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Bundle(path=dest, name=name, args=args, hyperparameters=hyperparameters_from_args(args),
+                  requirements=requirements, metric_definitions=list(metric_definitions),
+                  inputs=dict(inputs or {}))

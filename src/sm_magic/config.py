@@ -1,0 +1,314 @@
+"""TrainConfig: the one launch configuration, read from and written to accelerate's YAML.
+
+The YAML is the file `accelerate config` writes for Amazon SageMaker, so a config saved here
+still works with `accelerate launch`, and the Accelerate guide's example loads unchanged.
+Layers, later wins: built-in defaults, accelerate's default config file (only when it is a
+SageMaker config), `--config FILE`, then the magic's flags (`resolve_config`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# What accelerate 1.x itself writes or reads in a config file (BaseConfig, ClusterConfig,
+# SageMakerConfig, plus the legacy keys it converts). Keys here that TrainConfig has no field
+# for are kept verbatim, so a round trip never drops what accelerate wrote.
+ACCELERATE_KEYS = frozenset(
+    """compute_environment distributed_type mixed_precision use_cpu debug num_processes
+    machine_rank num_machines gpu_ids main_process_ip main_process_port rdzv_backend same_network
+    main_training_function enable_cpu_affinity fp8_config deepspeed_config fsdp_config
+    parallelism_config megatron_lm_config mpirun_config downcast_bf16 tpu_name tpu_zone
+    tpu_use_cluster tpu_use_sudo command_file commands tpu_vm tpu_env dynamo_config
+    ec2_instance_type iam_role_name image_uri profile region base_job_name pytorch_version
+    transformers_version py_version sagemaker_inputs_file sagemaker_metrics_file additional_args
+    fp16 dynamo_backend""".split()
+)
+
+# Never stored: a config file is shared and committed; credentials come from the boto3 chain.
+CREDENTIAL_KEYS = frozenset(
+    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_secret_key", "password"}
+)
+
+LOCAL_INSTANCE_TYPES = ("local", "local_gpu", "local_container")
+BACKENDS = ("local", "sagemaker", "local-container")
+_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
+_JOB_NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+
+# Flag names users type, mapped to accelerate's key names.
+ALIASES = {"instance_type": "ec2_instance_type", "instance_count": "num_machines"}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, line and key, and the fix."""
+
+
+def _group(name: str) -> dict:
+    return {"group": name}
+
+
+class TrainConfig(BaseModel):
+    """A training job's launch configuration, field names as in accelerate's SageMaker YAML.
+
+    `TrainConfig.from_yaml(path)` / `.to_yaml(path)` read and write that YAML; keys accelerate
+    knows but this model has no field for are kept in `extra_keys` and written back.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    compute_environment: Literal["AMAZON_SAGEMAKER"] = Field(
+        "AMAZON_SAGEMAKER", description="Accelerate's compute environment; always Amazon SageMaker here.",
+        json_schema_extra=_group("Compute"))
+    ec2_instance_type: str = Field(
+        "local", description="Instance type (ml.p3.16xlarge, ...); 'local' runs on this machine, "
+        "'local_container' in the SDK's Docker local mode.", json_schema_extra=_group("Compute"))
+    num_machines: int = Field(1, ge=1, description="Number of instances (hosts).",
+                              json_schema_extra=_group("Compute"))
+    use_cpu: bool = Field(False, description="Train on CPU even where a GPU is present.",
+                          json_schema_extra=_group("Compute"))
+    gpu_ids: str = Field("all", description="GPUs to use on each host ('all' or a list like '0,1').",
+                         json_schema_extra=_group("Compute"))
+    distributed_type: Literal["NO", "DATA_PARALLEL", "MODEL_PARALLEL"] = Field(
+        "NO", description="NO: one process per host. DATA_PARALLEL: one process per GPU "
+        "(two per host on CPU-only hosts), gradients averaged across all hosts.",
+        json_schema_extra=_group("Distributed"))
+    mixed_precision: Literal["no", "fp16", "bf16", "fp8"] = Field(
+        "no", description="Mixed precision mode passed to accelerate (fp16 needs a GPU; on a "
+        "CPU-only host the local backend runs fp32 and says so).", json_schema_extra=_group("Distributed"))
+    iam_role_name: Optional[str] = Field(None, description="IAM role name or ARN the job runs as.",
+                                         json_schema_extra=_group("Compute"))
+    profile: Optional[str] = Field(None, description="AWS profile for credentials (never stored here).",
+                                   json_schema_extra=_group("Compute"))
+    region: str = Field("us-east-1", description="AWS region.", json_schema_extra=_group("Compute"))
+    base_job_name: str = Field(
+        "sm-magic", max_length=39, description="Job names are this plus a timestamp.",
+        json_schema_extra=_group("Compute"))
+    image_uri: Optional[str] = Field(
+        None, description="Training image; default: the Hugging Face DLC for the versions below.",
+        json_schema_extra=_group("Software versions"))
+    pytorch_version: str = Field("1.10.2", description="PyTorch version of the training image.",
+                                 json_schema_extra=_group("Software versions"))
+    transformers_version: str = Field("4.17.0", description="Transformers version of the training image.",
+                                      json_schema_extra=_group("Software versions"))
+    py_version: str = Field("py38", description="Python version tag of the training image.",
+                            json_schema_extra=_group("Software versions"))
+    sagemaker_inputs_file: Optional[str] = Field(
+        None, description="TSV of input channels (header line, then name<TAB>uri).",
+        json_schema_extra=_group("Advanced"))
+    sagemaker_metrics_file: Optional[str] = Field(
+        None, description="TSV of metric definitions (header line, then name<TAB>regex).",
+        json_schema_extra=_group("Advanced"))
+    additional_args: dict[str, Any] = Field(
+        default_factory=dict, description="Extra training-job arguments (use_spot_instances, "
+        "max_wait, max_run, enable_network_isolation, ...).", json_schema_extra=_group("Advanced"))
+    debug: bool = Field(False, description="Accelerate's debug mode.", json_schema_extra=_group("Advanced"))
+    dynamo_config: Optional[dict[str, Any]] = Field(
+        None, description="torch.compile settings, as accelerate writes them.",
+        json_schema_extra=_group("Advanced"))
+    enable_cpu_affinity: bool = Field(False, description="Pin processes to CPU cores.",
+                                      json_schema_extra=_group("Advanced"))
+    extra_keys: dict[str, Any] = Field(
+        default_factory=dict, exclude=True,
+        description="Keys from the YAML with no field here, written back unchanged.")
+
+    @field_validator("distributed_type", mode="before")
+    @classmethod
+    def _upper(cls, v):
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _precision(cls, v):
+        if v is None or v is False:
+            return "no"
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("ec2_instance_type")
+    @classmethod
+    def _instance_type(cls, v: str) -> str:
+        if v in LOCAL_INSTANCE_TYPES or _INSTANCE_TYPE_RE.match(v):
+            return v
+        raise ValueError(
+            f"'{v}' is not an instance type: use an ml.* type such as ml.p3.2xlarge, "
+            f"or one of {', '.join(LOCAL_INSTANCE_TYPES)}")
+
+    @field_validator("base_job_name")
+    @classmethod
+    def _job_prefix(cls, v: str) -> str:
+        if not _JOB_NAME_PREFIX_RE.match(v):
+            raise ValueError(f"'{v}' is not a valid job name prefix: letters, digits and inner hyphens only")
+        return v
+
+    @field_validator("additional_args", mode="before")
+    @classmethod
+    def _args(cls, v):
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            found = sorted(CREDENTIAL_KEYS & {str(k).lower() for k in v})
+            if found:
+                raise ValueError(f"credentials ({', '.join(found)}) never go in a config: "
+                                 "use `profile` or the AWS environment variables")
+        return v
+
+    # -- YAML in and out ---------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
+        """Read one accelerate config file (defaults for the keys it lacks)."""
+        return resolve_config(config_file=path, use_accelerate_default=False)
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        """The config as accelerate YAML; written atomically to `path` when given. No credentials."""
+        data = self.model_dump(mode="json")
+        data.update(self.extra_keys)
+        text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+        if path is not None:
+            _atomic_write(Path(path), text)
+        return text
+
+    @property
+    def backend(self) -> str:
+        """The backend this config selects when no --backend is given."""
+        if self.ec2_instance_type in ("local", "local_gpu"):
+            return "local"
+        if self.ec2_instance_type == "local_container":
+            return "local-container"
+        return "sagemaker"
+
+
+def accelerate_default_config_path() -> Path:
+    """Where `accelerate config` saves, computed as accelerate does (no accelerate import)."""
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(os.path.expanduser(home)) / "accelerate" / "default_config.yaml"
+
+
+class _Layer:
+    """One source of keys: its label for messages, its values and the line of each key."""
+
+    def __init__(self, label: str, values: dict, lines: dict | None = None):
+        self.label, self.values, self.lines = label, values, lines or {}
+
+    def where(self, key: str) -> str:
+        line = self.lines.get(key)
+        return f"{self.label} line {line}" if line else self.label
+
+
+def _read_yaml_layer(path: Path) -> _Layer:
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: check the path, or run "
+                          "`%sagemaker_config` to see which config is in use") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{label}{where}: not valid YAML ({problem}); fix the file and run the cell again") from None
+    if values is None:
+        return _Layer(label, {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{label}: expected a mapping of keys (like `ec2_instance_type: ml.p3.2xlarge`), "
+                          f"found a {type(values).__name__}")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    return _Layer(label, values, lines)
+
+
+def _check_keys(layer: _Layer) -> dict:
+    """Split a layer into field values and extra keys; refuse misspellings and credentials."""
+    fields = set(TrainConfig.model_fields) - {"extra_keys"}
+    known = fields | ACCELERATE_KEYS
+    values, extra = {}, {}
+    for key, value in layer.values.items():
+        key = str(key)
+        if key.lower() in CREDENTIAL_KEYS:
+            raise ConfigError(f"{layer.where(key)}: `{key}` is a credential and never goes in a config "
+                              "file; remove it and use `profile` or the AWS environment variables")
+        if key in fields:
+            values[key] = value
+        elif key in ACCELERATE_KEYS:
+            extra[key] = value
+        else:
+            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+            if close:
+                raise ConfigError(f"{layer.where(key)}: unknown key `{key}`; did you mean `{close[0]}`?")
+            warnings.warn(f"{layer.where(key)}: key `{key}` is not one sm_magic knows; kept as it is "
+                          "(a newer accelerate version may use it)", stacklevel=3)
+            extra[key] = value
+    return {"values": values, "extra": extra}
+
+
+def resolve_config(config_file: str | os.PathLike | None = None, overrides: dict | None = None,
+                   *, use_accelerate_default: bool = True, base: TrainConfig | None = None) -> TrainConfig:
+    """The effective config: defaults (or `base`), accelerate's SageMaker default config,
+    `config_file`, then `overrides` (flag values; None means "not given")."""
+    layers: list[_Layer] = []
+    if base is not None:
+        layers.append(_Layer("the given config", {**base.model_dump(), **base.extra_keys}))
+    elif use_accelerate_default:
+        default = accelerate_default_config_path()
+        if default.is_file():
+            layer = _read_yaml_layer(default)
+            if layer.values.get("compute_environment") == "AMAZON_SAGEMAKER":
+                layers.append(layer)
+    if config_file is not None:
+        layer = _read_yaml_layer(Path(config_file))
+        env = layer.values.get("compute_environment", "AMAZON_SAGEMAKER")
+        if env != "AMAZON_SAGEMAKER":
+            raise ConfigError(f"{layer.where('compute_environment')}: this is an accelerate config for "
+                              f"compute_environment {env}; sm_magic runs SageMaker configs (answer "
+                              "'AWS (Amazon SageMaker)' in `accelerate config`, or use `%sagemaker_config --edit`)")
+        layers.append(layer)
+    if overrides:
+        flags = {ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
+        layers.append(_Layer("the magic's flags", flags))
+
+    merged, extra, origin = {}, {}, {}
+    for layer in layers:
+        split = _check_keys(layer)
+        for key in split["values"]:
+            origin[key] = layer
+        merged.update(split["values"])
+        extra.update(split["extra"])
+    try:
+        return TrainConfig(**merged, extra_keys=extra)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, merged, origin)) from None
+
+
+def _explain(error: ValidationError, values: dict, origin: dict) -> str:
+    problems = []
+    for item in error.errors():
+        key = str(item["loc"][0]) if item["loc"] else "config"
+        layer = origin.get(key)
+        where = f"{layer.where(key)}: " if layer else ""
+        msg = item["msg"].removeprefix("Value error, ")
+        got = f" (got {values[key]!r})" if key in values and "got" not in msg else ""
+        problems.append(f"{where}{key}: {msg}{got}")
+    return "invalid config: " + "; ".join(problems)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,184 @@
+"""Job: one handle on a training job, whatever runs it.
+
+Status words are SageMaker's (`TrainingJobStatus`, `SecondaryStatus`). The handle reads the log
+incrementally (never from the start twice) and feeds every line to the metrics parser, so
+`job.metrics` and `job.logs()` cost only the new lines. Safe to use from the monitor thread and
+the notebook at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from .backends.base import Backend, JobState, Transition
+from .metrics import MetricDefinition, MetricsParser
+
+MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
+STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
+
+
+class JobFailedError(RuntimeError):
+    """Raised by `Job.wait()` when the job ends Failed; `.reason` is its FailureReason."""
+
+    def __init__(self, job: "Job", reason: str):
+        self.job, self.reason = job, reason
+        super().__init__(f"training job {job.name} failed: {reason}\n"
+                         f"Logs: %sagemaker_logs {job.name}  (or job.logs())")
+
+
+@dataclass
+class Snapshot:
+    """What a progress display shows at one moment."""
+
+    state: JobState
+    metrics: list[dict]
+    log_tail: list[str]
+    new_lines: list[str] = field(default_factory=list)
+    backend: str = ""
+    taken_at: float = field(default_factory=time.time)
+
+
+class Job:
+    """A training job. Attributes read live state from the backend (cached for half a second)."""
+
+    def __init__(self, name: str, backend: Backend, metric_definitions: Sequence[MetricDefinition] = (),
+                 on_status: Optional[Callable[[JobState], None]] = None):
+        self.name = name
+        self._backend = backend
+        self._parser = MetricsParser(metric_definitions)
+        self._lines: deque[str] = deque(maxlen=MAX_LOG_LINES)
+        self._dropped = 0
+        self._cursor = None
+        self._state: Optional[JobState] = None
+        self._state_at = 0.0
+        self._on_status = on_status
+        self._lock = threading.RLock()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: "local", "sagemaker", ..."""
+        return self._backend.name
+
+    def refresh(self) -> JobState:
+        """Describe the job now."""
+        with self._lock:
+            old = self._state.status if self._state else None
+            self._state = self._backend.describe(self.name)
+            self._state_at = time.monotonic()
+            if self._on_status and self._state.status != old:
+                self._on_status(self._state)
+            return self._state
+
+    def describe(self) -> JobState:
+        """The last state if fresh (or final), else a new one."""
+        with self._lock:
+            if self._state is None or (not self._state.done
+                                       and time.monotonic() - self._state_at > STATE_TTL_SECONDS):
+                return self.refresh()
+            return self._state
+
+    status = property(lambda self: self.describe().status, doc="TrainingJobStatus: InProgress, Completed, Failed, Stopping, Stopped")
+    secondary_status = property(lambda self: self.describe().secondary_status, doc="SecondaryStatus")
+    transitions = property(lambda self: list(self.describe().transitions), doc="SecondaryStatusTransitions")
+    failure_reason = property(lambda self: self.describe().failure_reason, doc="why the job failed, or None")
+    model_data = property(lambda self: self.describe().model_artifacts, doc="model.tar.gz path or S3 URI once written")
+    hyperparameters = property(lambda self: dict(self.describe().hyperparameters), doc="the script's arguments, as recorded")
+
+    @property
+    def done(self) -> bool:
+        return self.describe().done
+
+    # -- logs and metrics --------------------------------------------------------------------
+
+    def pull_logs(self) -> list[str]:
+        """Fetch the lines logged since the last call, feed them to the metrics parser, return them."""
+        with self._lock:
+            new: list[str] = []
+            while True:
+                lines, self._cursor = self._backend.logs(self.name, self._cursor)
+                if not lines:
+                    break
+                new.extend(lines)
+            if new:
+                overflow = len(self._lines) + len(new) - MAX_LOG_LINES
+                if overflow > 0:
+                    self._dropped += overflow
+                self._lines.extend(new)
+                self._parser.feed(new)
+            return new
+
+    def logs(self, tail: Optional[int] = None) -> str:
+        """The job's log so far (the last `tail` lines when given)."""
+        with self._lock:
+            self.pull_logs()
+            lines = list(self._lines)
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            elif self._dropped:
+                lines.insert(0, f"[{self._dropped} earlier lines are not kept in memory]")
+            return "\n".join(lines)
+
+    @property
+    def metrics(self):
+        """A pandas DataFrame: one row per epoch (or step), one column per metric."""
+        with self._lock:
+            self.pull_logs()
+            return self._parser.to_frame()
+
+    def snapshot(self, tail: int = 20) -> Snapshot:
+        """State, metric rows, the last `tail` log lines and the lines new since the last snapshot."""
+        with self._lock:
+            state = self.refresh()
+            new = self.pull_logs()
+            if state.done:  # lines written just before the end
+                new += self.pull_logs()
+            return Snapshot(state=state, metrics=[dict(r) for r in self._parser.rows],
+                            log_tail=list(self._lines)[-tail:] if tail else [], new_lines=new,
+                            backend=self.backend)
+
+    # -- control -----------------------------------------------------------------------------
+
+    def wait(self, timeout: Optional[float] = None, poll: Optional[float] = None,
+             on_snapshot: Optional[Callable[[Snapshot], None]] = None) -> "Job":
+        """Block until the job ends; returns the job, raises JobFailedError if it Failed
+        and TimeoutError after `timeout` seconds (the job keeps running)."""
+        poll = poll if poll is not None else getattr(self._backend, "poll_interval", 2.0)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            if on_snapshot:
+                on_snapshot(snap)
+            if snap.state.done:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"training job {self.name} still {snap.state.status} after {timeout} s; "
+                                   "it keeps running (job.stop() ends it)")
+            time.sleep(poll)
+        if self._state.status == "Failed":
+            raise JobFailedError(self, self._state.failure_reason or "no reason given")
+        return self
+
+    def stop(self) -> "Job":
+        """Ask the job to stop; it ends Stopped, keeping what it saved. Returns at once."""
+        self._backend.stop(self.name)
+        with self._lock:
+            self._state_at = 0.0
+        return self
+
+    def __repr__(self) -> str:
+        state = self.describe()
+        return (f"<Job {self.name} backend={self.backend} status={state.status} "
+                f"secondary={state.secondary_status}>")
+
+
+def format_transition(t: Transition) -> str:
+    """'2026-11-26 20:31:02 Training - Training in progress (12 s)', as the SDK prints them."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.start))
+    took = f" ({t.seconds:.0f} s)" if t.seconds is not None and t.seconds >= 1 else ""
+    return f"{stamp} {t.status} - {t.message}{took}"
