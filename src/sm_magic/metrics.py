@@ -1,0 +1,325 @@
+"""Turn training log lines into metric rows (one row per epoch or step).
+
+Understands, anywhere in a line (prefixes such as timestamps, ``[rank0]: `` or
+``algo-1 | `` are fine):
+
+* the Accelerate SageMaker guide's ``epoch 0: {'accuracy': 0.75, 'f1': 0.81}``
+  (also ``step N: {...}``);
+* JSON (or Python dict) objects holding an ``"epoch"`` or ``"step"`` key;
+* ``epoch=1 loss=0.25 acc=0.9`` key=value pairs that include epoch or step;
+* SageMaker-style :class:`MetricDefinition` regexes (first capture group is the value).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+try:  # the stdlib's regex parser, used only to find a cheap substring pre-check
+    from re import _parser as _re_parser  # Python 3.11+
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse as _re_parser
+
+if TYPE_CHECKING:  # pandas is imported lazily so that importing this module stays cheap
+    import pandas
+
+__all__ = ["MetricDefinition", "MetricsError", "MetricsParser", "load_metrics_file", "parse_metric_flag"]
+
+# SageMaker's API limits for MetricDefinition (Name: .+ 1..255, Regex: .+ 1..500);
+# checking them here turns a late CreateTrainingJob failure into an early, clear one.
+_NAME_MAX = 255
+_REGEX_MAX = 500
+# Default formats are skipped on longer lines: nobody prints metrics that way, and
+# literal_eval/json on megabyte-long lines would stall the log tail.
+_MAX_LINE = 10_000
+_KEYS = ("epoch", "step")
+
+_DICT_LINE = re.compile(r"(?<!\w)(epoch|step)\s+(-?\d+(?:\.\d+)?)\s*:\s*\{")
+# Keys may not follow "-" so that echoed CLI flags ("--epoch=3") do not start rows.
+_KV_PAIR = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-/]*)=([^\s,;=]+)")
+# Python reprs of float('nan') / float('inf') are not literals; swap in parseable stand-ins.
+_BARE_NONFINITE = re.compile(r"(?<![\w'\"])(nan|inf)(?![\w'\"])")
+_NAN_TOKEN = "'__sm_magic_nan__'"
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    """A SageMaker metric definition: ``regex`` is searched in each log line and its
+    first capture group is the metric's value."""
+
+    name: str
+    regex: str
+
+    def to_api(self) -> dict:
+        """Return the ``{"Name": ..., "Regex": ...}`` dict that SageMaker's API expects."""
+        return {"Name": self.name, "Regex": self.regex}
+
+
+class MetricsError(ValueError):
+    """A metric definition (flag or file) is unusable; the message says what to fix."""
+
+
+def _compile(name: str, regex: str, where: str = "") -> re.Pattern:
+    """Validate a definition against SageMaker's rules and return the compiled regex."""
+    label = f"{where}metric {name!r}"
+    if not name:
+        raise MetricsError(f"{where}metric name is empty; write NAME=REGEX, e.g. loss=loss: ([0-9.e-]+)")
+    if len(name) > _NAME_MAX or "\n" in name or "\r" in name:
+        raise MetricsError(f"{label}: SageMaker metric names must be 1-{_NAME_MAX} characters on one line")
+    if not regex:
+        raise MetricsError(f"{label}: the regex is empty; e.g. {name}=loss: ([0-9.e-]+)")
+    if len(regex) > _REGEX_MAX:
+        raise MetricsError(f"{label}: the regex has {len(regex)} characters; SageMaker accepts at most {_REGEX_MAX}")
+    try:
+        compiled = re.compile(regex)
+    except re.error as exc:
+        raise MetricsError(f"{label}: the regex {regex!r} does not compile: {exc}") from None
+    if compiled.groups < 1:
+        raise MetricsError(
+            f"{label}: the regex {regex!r} has no capture group; wrap the number in (...), "
+            f"e.g. loss: ([0-9.e-]+)"
+        )
+    return compiled
+
+
+def parse_metric_flag(text: str) -> MetricDefinition:
+    """Parse ``NAME=REGEX`` as typed after ``--metric`` into a validated
+    :class:`MetricDefinition`; raises :class:`MetricsError` saying what to fix."""
+    name, sep, regex = text.partition("=")  # names never contain "=", regexes may
+    if not sep:
+        raise MetricsError(
+            f"--metric expects NAME=REGEX, e.g. --metric 'loss=loss: ([0-9.e-]+)'; got {text!r} (no '=')"
+        )
+    name = name.strip()
+    _compile(name, regex)
+    return MetricDefinition(name, regex)
+
+
+def load_metrics_file(path) -> list[MetricDefinition]:
+    """Read an Accelerate ``sagemaker_metrics_file`` (TSV, header line, then
+    ``name<TAB>regex``) and return its validated definitions in file order."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MetricsError(f"metrics file {path} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MetricsError(f"metrics file {path} cannot be read: {exc}") from None
+    definitions = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        # Accelerate skips the first line unconditionally, so we do too (even if it looks like data).
+        if number == 1 or not line.strip():
+            continue
+        where = f"{path}, line {number}: "
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise MetricsError(f"{where}expected 'name<TAB>regex', got {line!r} (no tab)")
+        # Like Accelerate: field 2 is the regex (stripped); any further fields are ignored.
+        name, regex = fields[0].strip(), fields[1].strip()
+        _compile(name, regex, where)
+        definitions.append(MetricDefinition(name, regex))
+    return definitions
+
+
+def _number(value) -> float | None:
+    """A metric value as float (inf becomes nan so plots and JSON stay valid), or None."""
+    if isinstance(value, str) and value == _NAN_TOKEN[1:-1]:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        value = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
+        return None
+    return value if math.isfinite(value) or value != value else math.nan
+
+
+def _key_number(value) -> int | float | None:
+    """An epoch/step number (int when integral, so 1.0 and 1 share a row), or None."""
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def _literal_dict(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if "nan" not in text and "inf" not in text:
+            return None
+    patched = _BARE_NONFINITE.sub(lambda m: _NAN_TOKEN if m.group(1) == "nan" else "1e999", text)
+    try:
+        return ast.literal_eval(patched)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def _required_literal(pattern: str) -> str | None:
+    """The longest plain substring every match of ``pattern`` must contain, or None.
+
+    Lets feed() skip a definition with one ``in`` test instead of a regex search.
+    The parser is private API, hence the blanket fallback to None (no pre-check).
+    """
+    try:
+        parsed = _re_parser.parse(pattern)
+        if parsed.state.flags & re.IGNORECASE:
+            return None
+        best = run = ""
+        # Top-level literals are required in every match; anything else ends a run.
+        for op, arg in parsed:
+            run = run + chr(arg) if op == _re_parser.LITERAL else ""
+            best = max(best, run, key=len)
+        return best or None
+    except Exception:
+        return None
+
+
+class MetricsParser:
+    """Accumulates metric rows from log lines fed to it, keyed by epoch or step.
+
+    Safe to feed from a background thread while another thread reads ``rows``.
+    """
+
+    def __init__(self, definitions: Sequence[MetricDefinition] = ()):
+        """Raises :class:`MetricsError` if a definition would be rejected by SageMaker."""
+        self._key_defs, self._value_defs = [], []
+        for d in definitions:
+            entry = (d.name, _compile(d.name, d.regex).search, _required_literal(d.regex))
+            (self._key_defs if d.name in _KEYS else self._value_defs).append(entry)
+        self._rows: dict[tuple[str, int | float], dict[str, float]] = {}
+        self._metric_names: dict[str, None] = {}  # ordered set: column order = first appearance
+        self._current: tuple[str, int | float] | None = None
+        self._unkeyed_counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def feed(self, lines: Iterable[str]) -> int:
+        """Parse ``lines``; return how many rows were added or had a value changed."""
+        if isinstance(lines, str):  # a whole chunk of text would otherwise iterate by character
+            lines = lines.splitlines()
+        touched: set = set()
+        key_defs, value_defs = self._key_defs, self._value_defs
+        with self._lock:
+            for line in lines:
+                long_line = len(line) > _MAX_LINE
+                if long_line:
+                    line = line[:_MAX_LINE]
+                for name, search, literal in key_defs:
+                    if literal is None or literal in line:
+                        m = search(line)
+                        key = _key_number(m.group(1)) if m else None
+                        if key is not None:
+                            self._current = (name, key)
+                # The substring test keeps ordinary log lines at about a microsecond.
+                if not long_line and ("epoch" in line or "step" in line):
+                    self._parse_default(line, touched)
+                for name, search, literal in value_defs:
+                    if literal is None or literal in line:
+                        m = search(line)
+                        if m:
+                            value = _number(m.group(1) or "")
+                            if value is not None:
+                                self._store_definition_value(name, value, touched)
+        return len(touched)
+
+    def _store_definition_value(self, name, value, touched):
+        key = self._current
+        if key is None:  # no epoch/step seen yet: the nth value of this metric is step n
+            key = ("step", self._unkeyed_counts.get(name, 0))
+            self._unkeyed_counts[name] = key[1] + 1
+        self._set(key, name, value, touched)
+
+    def _parse_default(self, line: str, touched: set) -> None:
+        if "{" in line:
+            m = _DICT_LINE.search(line)
+            if m:
+                key = _key_number(m.group(2))
+                mapping = self._dict_at(line, m.end() - 1)
+                if key is not None and mapping is not None:
+                    self._ingest((m.group(1), key), mapping, touched)
+                return
+            mapping = self._dict_at(line, line.find("{"))
+            if mapping is not None:
+                self._ingest(None, mapping, touched)
+                return
+        if "=" in line:
+            pairs = dict(_KV_PAIR.findall(line))
+            if "epoch" in pairs or "step" in pairs:
+                self._ingest(None, pairs, touched)
+
+    @staticmethod
+    def _dict_at(line: str, start: int) -> dict | None:
+        text = line[start:].rstrip()
+        if not text.endswith("}"):
+            return None
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = _literal_dict(text)  # Python dict reprs (Accelerate guide, HF Trainer)
+        return obj if isinstance(obj, dict) else None
+
+    def _ingest(self, key, mapping: dict, touched: set) -> None:
+        """Store a mapping's numeric values; ``key`` None means take it from the mapping."""
+        if key is None:
+            for kind in _KEYS:  # epoch wins when both appear; step is then kept as a value
+                number = _key_number(mapping.get(kind)) if kind in mapping else None
+                if number is not None:
+                    key = (kind, number)
+                    break
+            else:
+                return
+        self._current = key
+        for name, raw in mapping.items():
+            if name == key[0] or not isinstance(name, str):
+                continue
+            value = _number(raw)
+            if value is not None:
+                self._set(key, name, value, touched)
+
+    def _set(self, key, name: str, value: float, touched: set) -> None:
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = {}
+        old = row.get(name)
+        # Data-parallel ranks print the same line; an identical rewrite is not a change.
+        if old is None or not (old == value or (old != old and value != value)):
+            row[name] = value
+            self._metric_names[name] = None
+            touched.add(key)
+
+    @property
+    def rows(self) -> list[dict]:
+        """One new dict per epoch/step in order of first appearance, e.g.
+        ``{"epoch": 0, "accuracy": 0.75, "f1": 0.81}``."""
+        with self._lock:
+            return [{kind: n, **metrics} for (kind, n), metrics in self._rows.items()]
+
+    def to_frame(self) -> "pandas.DataFrame":
+        """A float DataFrame with one column per metric and one row per epoch/step.
+
+        Indexed by "epoch" or "step" when every row uses that key; if both kinds
+        occur, a RangeIndex with "epoch" and "step" as the first columns. Empty
+        parser gives an empty DataFrame.
+        """
+        import pandas as pd
+
+        with self._lock:
+            keys = list(self._rows)
+            values = [dict(v) for v in self._rows.values()]
+            names = list(self._metric_names)
+        if not keys:
+            return pd.DataFrame()
+        kinds = {kind for kind, _ in keys}
+        if len(kinds) == 1:
+            kind = kinds.pop()
+            index = pd.Index([n for _, n in keys], name=kind)
+            return pd.DataFrame(values, index=index, columns=names, dtype=float)
+        records = [{kind: n, **v} for (kind, n), v in zip(keys, values)]
+        columns = list(_KEYS) + [n for n in names if n not in _KEYS]
+        return pd.DataFrame(records, columns=columns, dtype=float)

@@ -1,0 +1,223 @@
+"""A persisted index of the training jobs sm_magic started (one SQLite file).
+
+Several notebook kernels, and background threads inside each, may use the same
+file at once: every call opens its own short-lived connection (so no connection
+is ever shared between threads), the journal is WAL so readers do not block the
+writer, and a busy timeout makes writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+__all__ = ["JobRecord", "Registry", "RegistryError", "ENV_VAR"]
+
+ENV_VAR = "SM_MAGIC_REGISTRY"
+_BUSY_TIMEOUT_S = 10.0
+# Bump together with a migration in _create_schema when the table changes.
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    name            TEXT PRIMARY KEY,
+    backend         TEXT NOT NULL,
+    created         REAL NOT NULL,
+    status          TEXT NOT NULL,
+    instance_type   TEXT NOT NULL DEFAULT '',
+    instance_count  INTEGER NOT NULL DEFAULT 1,
+    location        TEXT NOT NULL DEFAULT '',
+    hyperparameters TEXT NOT NULL DEFAULT '{}',
+    extra           TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created);
+"""
+# name identifies the row and backend/created describe its origin; the rest evolves.
+_UPDATABLE = ("status", "instance_type", "instance_count", "location", "hyperparameters", "extra")
+_JSON_FIELDS = ("hyperparameters", "extra")
+
+
+@dataclass
+class JobRecord:
+    """One training job as the registry stores it."""
+
+    name: str
+    backend: str  # "local", "sagemaker", ...
+    created: float  # unix time
+    status: str = "InProgress"  # SageMaker's TrainingJobStatus words
+    instance_type: str = ""
+    instance_count: int = 1
+    location: str = ""  # local job directory (absolute path) or a job ARN
+    hyperparameters: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+_COLUMNS = tuple(f.name for f in fields(JobRecord))
+
+
+class RegistryError(RuntimeError):
+    """The registry file cannot be used; the message names the path and what to do."""
+
+
+def _default_path() -> Path:
+    configured = os.environ.get(ENV_VAR, "").strip()
+    if configured:
+        return Path(configured)
+    return Path.home() / ".sm_magic" / "registry.sqlite3"
+
+
+def _to_json(value: dict, what: str) -> str:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} must be a dict, got {type(value).__name__}")
+    # default=str: a Path or datetime in extra should not make recording a job fail.
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+class Registry:
+    """The job index stored at ``path`` (default: ``$SM_MAGIC_REGISTRY``, else
+    ``~/.sm_magic/registry.sqlite3``). Creating it creates the file if needed and
+    raises :class:`RegistryError` at once if the file is unusable."""
+
+    def __init__(self, path=None):
+        self.path: Path = Path(path if path is not None else _default_path()).expanduser().absolute()
+        if self.path.is_dir():
+            raise RegistryError(
+                f"the job registry path {self.path} is a directory; point {ENV_VAR} at a file path"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        self._create_schema()
+
+    def _unwritable(self, exc) -> RegistryError:
+        return RegistryError(
+            f"cannot write the job registry at {self.path} ({exc}); "
+            f"set {ENV_VAR} to a writable file path"
+        )
+
+    def _translate(self, exc: sqlite3.Error) -> RegistryError:
+        code = getattr(exc, "sqlite_errorname", "")  # Python 3.11+
+        text = str(exc)
+        if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
+            return RegistryError(
+                f"{self.path} is not a usable sm_magic job registry ({text}). Move it aside "
+                f"(e.g. rename it to {self.path.name}.broken) and a new one will be created; "
+                f"sm_magic never deletes it for you"
+            )
+        if code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")) or (
+            "unable to open" in text or "readonly" in text
+        ):
+            return self._unwritable(exc)
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+            return RegistryError(
+                f"the job registry {self.path} stayed locked by another process for "
+                f"{_BUSY_TIMEOUT_S:g} s ({text}); try again"
+            )
+        return RegistryError(f"job registry {self.path}: {text}")
+
+    @contextmanager
+    def _connect(self):
+        """A fresh connection for one call: committed on success, always closed."""
+        try:
+            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+        try:
+            with con:  # commits, or rolls back if the block raised
+                yield con
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from None
+        finally:
+            con.close()
+
+    def _create_schema(self) -> None:
+        with self._connect() as con:
+            # Persistent per file; it needs a write lock, so it waits on the busy timeout.
+            con.execute("PRAGMA journal_mode=WAL")
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise RegistryError(
+                    f"the job registry {self.path} was written by a newer sm_magic "
+                    f"(schema {version}); upgrade sm_magic or set {ENV_VAR} to another file"
+                )
+            con.executescript(_SCHEMA)
+            if version < _SCHEMA_VERSION:
+                con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    def add(self, record: JobRecord) -> None:
+        """Store a new job; :class:`RegistryError` if a job with that name exists."""
+        row = asdict(record)
+        for name in _JSON_FIELDS:
+            row[name] = _to_json(row[name], name)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        with self._connect() as con:
+            try:
+                con.execute(
+                    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                    [row[c] for c in _COLUMNS],
+                )
+            except sqlite3.IntegrityError:
+                raise RegistryError(
+                    f"a job named {record.name!r} is already in the registry {self.path}; "
+                    f"choose another job name"
+                ) from None
+
+    def get(self, name: str) -> JobRecord | None:
+        """The job called ``name``, or None if there is none."""
+        with self._connect() as con:
+            row = con.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else self._record(row)
+
+    def list(self, limit: int | None = None) -> list[JobRecord]:
+        """Jobs newest first (by ``created``; ties: most recently added first),
+        at most ``limit`` of them when given."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created DESC, rowid DESC"
+        params: tuple = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (limit,)
+        with self._connect() as con:
+            rows = con.execute(sql, params).fetchall()
+        return [self._record(row) for row in rows]
+
+    def update(self, name: str, **fields) -> None:
+        """Replace the given fields of job ``name`` (status, instance_type,
+        instance_count, location, hyperparameters, extra; dicts are replaced whole).
+        ValueError for any other field; :class:`RegistryError` if there is no such job."""
+        unknown = sorted(set(fields) - set(_UPDATABLE))
+        if unknown:
+            raise ValueError(
+                f"cannot update {', '.join(unknown)}; updatable fields: {', '.join(_UPDATABLE)}"
+            )
+        if not fields:
+            return
+        values = {
+            k: _to_json(v, k) if k in _JSON_FIELDS else v for k, v in fields.items()
+        }
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self._connect() as con:
+            cursor = con.execute(
+                f"UPDATE jobs SET {assignments} WHERE name = ?", [*values.values(), name]
+            )
+            if cursor.rowcount == 0:
+                raise RegistryError(f"no job named {name!r} in the registry {self.path}")
+
+    def _record(self, row) -> JobRecord:
+        values = dict(zip(_COLUMNS, row))
+        for name in _JSON_FIELDS:
+            try:
+                values[name] = json.loads(values[name])
+            except (TypeError, ValueError) as exc:
+                raise RegistryError(
+                    f"job {values['name']!r} in the registry {self.path} has an unreadable "
+                    f"{name} column ({exc})"
+                ) from None
+        return JobRecord(**values)
