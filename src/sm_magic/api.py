@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from .backends import BACKEND_NAMES, BackendError, get_backend
+from .backends.local import gpu_count
+from .sm_entry import launch_command
 from .bundle import build_bundle, check_source
 from .config import TrainConfig, resolve_config
 from .job import Job
@@ -81,18 +86,26 @@ def resolve_launch_config(config: Union[TrainConfig, str, os.PathLike, None], ov
     return resolve_config(config_file=config, overrides=overrides)
 
 
-def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
-           wait: bool = False, *, name: Optional[str] = None, backend: Optional[str] = None,
-           inputs: Iterable[str] = (), metrics: Iterable[Union[str, MetricDefinition]] = (),
-           jobs_dir: Optional[str] = None, registry: Optional[Registry] = None, **overrides) -> Job:
-    """Run the script text `source` as a training job and return its `Job`.
+@dataclass
+class Plan:
+    """A launch, checked: everything needed to build the bundle and submit it."""
 
-    `config` is a TrainConfig, a YAML path or None (accelerate's SageMaker default config if any,
-    else defaults); `overrides` set config fields (`instance_type`, `instance_count`,
-    `mixed_precision`, ...). `args` reach the script exactly as given. With `wait=True` this
-    returns when the job ends and raises JobFailedError if it failed.
-    Everything is checked before anything is written: a refused launch leaves nothing behind.
-    """
+    source: str
+    config: TrainConfig
+    backend_name: str
+    backend: object
+    args: list
+    name: str
+    metric_definitions: list
+    inputs: dict
+    registry: Registry
+
+
+def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[str] = None,
+         backend: Optional[str] = None, inputs: Iterable[str] = (),
+         metrics: Iterable[Union[str, MetricDefinition]] = (), jobs_dir: Optional[str] = None,
+         registry: Optional[Registry] = None, **overrides) -> Plan:
+    """Check a launch without writing anything: config, cell, names, backend, registry."""
     cfg = resolve_launch_config(config, overrides)
     backend_name = backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
@@ -102,24 +115,67 @@ def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = Non
     channel_map = _parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
     be = get_backend(backend_name, **({"jobs_dir": jobs_dir} if backend_name == "local" and jobs_dir else {}))
-    if hasattr(be, "check_writable"):
-        be.check_writable()
     registry = registry or Registry()
     if registry.get(name) is not None:
         raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
+    return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry)
 
-    bundle = build_bundle(source, cfg, args, name=name, metric_definitions=metric_defs, inputs=channel_map)
+
+def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
+           wait: bool = False, **overrides) -> Job:
+    """Run the script text `source` as a training job and return its `Job`.
+
+    `config` is a TrainConfig, a YAML path or None (accelerate's SageMaker default config if any,
+    else defaults). Keyword overrides: `name`, `backend`, `inputs` (NAME=URI strings), `metrics`
+    (NAME=REGEX strings), `jobs_dir`, and any config field (`instance_type`, `instance_count`,
+    `mixed_precision`, ...). `args` reach the script exactly as given. With `wait=True` this
+    returns when the job ends and raises JobFailedError if it failed.
+    Everything is checked before anything is written: a refused launch leaves nothing behind.
+    """
+    p = plan(source, config, args, **overrides)
+    if hasattr(p.backend, "check_writable"):
+        p.backend.check_writable()
+    bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
+                          inputs=p.inputs)
     try:
-        be.submit(bundle, cfg)
+        p.backend.submit(bundle, p.config)
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)  # the backend moved or uploaded it
-    location = str(be.job_dir(name)) if hasattr(be, "job_dir") else name
-    registry.add(JobRecord(name=name, backend=backend_name, created=time.time(),
-                           instance_type=cfg.ec2_instance_type, instance_count=cfg.num_machines,
-                           location=location, hyperparameters=bundle.hyperparameters,
-                           extra={"metric_definitions": [m.to_api() for m in metric_defs]}))
-    job = _job(name, be, metric_defs, registry)
+    location = str(p.backend.job_dir(p.name)) if hasattr(p.backend, "job_dir") else p.name
+    p.registry.add(JobRecord(name=p.name, backend=p.backend_name, created=time.time(),
+                             instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
+                             location=location, hyperparameters=bundle.hyperparameters,
+                             extra={"metric_definitions": [m.to_api() for m in p.metric_definitions]}))
+    job = _job(p.name, p.backend, p.metric_definitions, p.registry)
     return job.wait() if wait else job
+
+
+def dry_run(source: str, config=None, args: Sequence[str] = (), **overrides) -> str:
+    """What `launch` would run, as text; nothing is written or started."""
+    p = plan(source, config, args, **overrides)
+    bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
+                          inputs=p.inputs)
+    try:
+        spec = json.loads((bundle.path / "sm_launch.json").read_text())
+        hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
+        cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],
+                                           "SM_NUM_GPUS": "0" if p.config.use_cpu else str(gpu_count())},
+                                    bundle_dir=".")
+        out = [f"Dry run: nothing launched. Job {p.name} on the {p.backend_name} backend.",
+               "", "Config:", *("  " + l for l in p.config.to_yaml().splitlines()),
+               "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
+               f"Entry command: {' '.join(bundle.entry_command)}",
+               f"  on {hosts[0]} it runs: {shlex.join(['accelerate', 'launch', *cmd[3:]])}",
+               *(f"  note: {n}" for n in notes),
+               "", "requirements.txt:", *("  " + r for r in bundle.requirements),
+               "", "Bundle files: " + ", ".join(sorted(f.name for f in bundle.path.iterdir()))]
+        if p.inputs:
+            out += ["Inputs: " + ", ".join(f"{k}={v}" for k, v in p.inputs.items())]
+        if p.metric_definitions:
+            out += ["Metric definitions: " + ", ".join(f"{m.name}={m.regex}" for m in p.metric_definitions)]
+        return "\n".join(out)
+    finally:
+        shutil.rmtree(bundle.path.parent, ignore_errors=True)
 
 
 def _job(name: str, backend, metric_defs, registry: Registry) -> Job:

@@ -59,9 +59,11 @@ def check_source(source: str) -> None:
     if not source.strip() or all(l.strip().startswith("#") for l in source.splitlines() if l.strip()):
         raise BundleError("the cell is empty: write the training script under the %%sagemaker_train line")
     try:
-        compile(source, SCRIPT_NAME, "exec", dont_inherit=True)
+        # A pseudo file name: with a real one, CPython quotes that file's line from disk.
+        compile(source, "<cell>", "exec", dont_inherit=True)
     except SyntaxError as e:
-        text = (e.text or "").rstrip("\n")
+        lines = source.splitlines()
+        text = lines[e.lineno - 1].rstrip() if e.lineno and e.lineno <= len(lines) else ""
         pointer = f"\n    {text}" if text else ""
         raise BundleError(f"syntax error in the cell, line {e.lineno}: {e.msg}{pointer}\n"
                           "Nothing was written or launched; fix the line and run the cell again.") from None

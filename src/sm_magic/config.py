@@ -43,6 +43,7 @@ BACKENDS = ("local", "sagemaker", "local-container")
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
 _JOB_NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
+FLAGS_LABEL = "the magic's flags"
 # Flag names users type, mapped to accelerate's key names.
 ALIASES = {"instance_type": "ec2_instance_type", "instance_count": "num_machines"}
 
@@ -275,7 +276,7 @@ def resolve_config(config_file: str | os.PathLike | None = None, overrides: dict
         layers.append(layer)
     if overrides:
         flags = {ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
-        layers.append(_Layer("the magic's flags", flags))
+        layers.append(_Layer(FLAGS_LABEL, flags))
 
     merged, extra, origin = {}, {}, {}
     for layer in layers:
@@ -295,10 +296,12 @@ def _explain(error: ValidationError, values: dict, origin: dict) -> str:
     for item in error.errors():
         key = str(item["loc"][0]) if item["loc"] else "config"
         layer = origin.get(key)
-        where = f"{layer.where(key)}: " if layer else ""
         msg = item["msg"].removeprefix("Value error, ")
         got = f" (got {values[key]!r})" if key in values and "got" not in msg else ""
-        problems.append(f"{where}{key}: {msg}{got}")
+        where = f"{layer.where(key)}: {key}" if layer else key
+        if layer is not None and layer.label == FLAGS_LABEL:
+            where = "--" + next((a for a, k in ALIASES.items() if k == key), key).replace("_", "-")
+        problems.append(f"{where}: {msg}{got}")
     return "invalid config: " + "; ".join(problems)
 
 

@@ -29,6 +29,10 @@ class JobFailedError(RuntimeError):
         super().__init__(f"training job {job.name} failed: {reason}\n"
                          f"Logs: %sagemaker_logs {job.name}  (or job.logs())")
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback: the reason is the whole story.
+        return [f"\x1b[31mJobFailedError\x1b[0m: {self}"]
+
 
 @dataclass
 class Snapshot:

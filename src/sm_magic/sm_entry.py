@@ -16,7 +16,7 @@ DEFAULT_PORT = 29500
 CPU_PROCESSES_PER_HOST = 2
 
 
-def launch_command(spec, env):
+def launch_command(spec, env, bundle_dir=HERE):
     """The accelerate command line for this host, and notes to print before it runs."""
     notes = []
     hosts = json.loads(env.get("SM_HOSTS") or '["algo-1"]')
@@ -29,7 +29,7 @@ def launch_command(spec, env):
         precision = "no"
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
-           "--config_file", os.path.join(HERE, "accelerate_config.yaml"),
+           "--config_file", os.path.join(bundle_dir, "accelerate_config.yaml"),
            "--mixed_precision", precision]
     if spec.get("distributed_type") == "DATA_PARALLEL":
         per_host = CPU_PROCESSES_PER_HOST if use_cpu else gpus
@@ -46,7 +46,7 @@ def launch_command(spec, env):
         cmd += ["--num_processes", "1", "--num_machines", "1"]
         if use_cpu:
             cmd.append("--cpu")
-    cmd.append(os.path.join(HERE, spec["script"]))
+    cmd.append(os.path.join(bundle_dir, spec["script"]))
     cmd += list(spec.get("args", []))
     return cmd, notes
 

@@ -1,0 +1,104 @@
+"""Progress as text: a live display under a cell, and the SDK-style stream for `--wait`.
+
+The stream prints what `sagemaker` prints while it waits (the Accelerate guide's output): one
+line per status transition, the job's log lines, then training and billable seconds and where
+the model is.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import time
+from typing import Optional, TextIO
+
+from ..job import Job, Snapshot, format_transition
+
+TAIL_LINES = 10
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def metrics_table(rows: list[dict]) -> list[str]:
+    """Rows as an aligned text table (no pandas needed)."""
+    if not rows:
+        return []
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    cells = [columns] + [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+
+
+def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
+    """The whole progress view as plain text."""
+    s = snap.state
+    end = s.training_end_time or time.time()
+    elapsed = end - s.creation_time if s.creation_time else 0
+    lines = [f"{s.name}  [{snap.backend}, {s.instance_type} x{s.instance_count}]  "
+             f"{s.status} / {s.secondary_status}  {elapsed:.0f} s elapsed"
+             + (f", {s.billable_seconds} billable" if s.billable_seconds is not None else "")]
+    lines += ["  " + format_transition(t) for t in s.transitions]
+    table = metrics_table(snap.metrics)
+    if table:
+        lines += ["", *table]
+    if snap.log_tail and tail:
+        lines += ["", "log:", *("  " + l for l in snap.log_tail[-tail:])]
+    if s.failure_reason:
+        lines += ["", f"FailureReason: {s.failure_reason}"]
+    if s.model_artifacts:
+        lines += ["", f"model: {s.model_artifacts}"]
+    return "\n".join(lines)
+
+
+def render_html(snap: Snapshot) -> str:
+    color = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00"}.get(snap.state.status, "inherit")
+    return (f'<pre style="margin:0;border-left:3px solid {color};padding-left:6px">'
+            f"{html.escape(render_text(snap))}</pre>")
+
+
+class LiveDisplay:
+    """A display under the cell, replaced in place as the monitor delivers snapshots."""
+
+    def __init__(self, job: Job):
+        from IPython.display import display
+
+        self.job = job
+        self.handle = display({"text/plain": f"{job.name}: starting"}, raw=True, display_id=True)
+
+    def __call__(self, snap: Snapshot) -> None:
+        self.handle.update({"text/plain": render_text(snap), "text/html": render_html(snap)}, raw=True)
+
+
+class StreamPrinter:
+    """Prints transitions and log lines as they arrive, then the SDK's closing lines."""
+
+    def __init__(self, out: Optional[TextIO] = None):
+        self.out = out
+        self.printed = 0
+
+    def __call__(self, snap: Snapshot) -> None:
+        out = self.out or sys.stdout
+        s = snap.state
+        # A transition prints when it begins; log lines belong to the latest one.
+        for t in s.transitions[self.printed:]:
+            if t.status not in ("Completed", "Failed", "Stopped"):
+                print(format_transition(t), file=out)
+        for line in snap.new_lines:
+            print(line, file=out)
+        for t in s.transitions[self.printed:]:
+            if t.status in ("Completed", "Failed", "Stopped"):
+                print(format_transition(t), file=out)
+        self.printed = len(s.transitions)
+        if s.done:
+            if s.failure_reason:
+                print(f"FailureReason: {s.failure_reason}", file=out)
+            if s.training_seconds is not None:
+                print(f"Training seconds: {s.training_seconds}", file=out)
+                print(f"Billable seconds: {s.billable_seconds}", file=out)
+            if s.model_artifacts:
+                print(f"You can find your model data at: {s.model_artifacts}", file=out)
+        out.flush()
