@@ -51,14 +51,26 @@ def launch_command(spec, env, bundle_dir=HERE):
     return cmd, notes
 
 
+def launch_env(spec, env):
+    """Environment changes for the launched processes."""
+    updates = {}
+    gpus = int(env.get("SM_NUM_GPUS") or 0)
+    if spec.get("use_cpu") or gpus == 0:
+        # Without it accelerate starts N unconnected single processes on a CPU-only host;
+        # with it they join one gloo process group (MULTI_CPU).
+        updates["ACCELERATE_USE_CPU"] = "true"
+    if spec.get("use_cpu"):
+        updates["CUDA_VISIBLE_DEVICES"] = ""
+    return updates
+
+
 def main():
     with open(os.path.join(HERE, "sm_launch.json"), encoding="utf-8") as f:
         spec = json.load(f)
     cmd, notes = launch_command(spec, os.environ)
     for note in notes:
         print(f"sm_magic: {note}", flush=True)
-    if spec.get("use_cpu"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ.update(launch_env(spec, os.environ))
     os.chdir(HERE)
     os.execv(cmd[0], cmd)
 

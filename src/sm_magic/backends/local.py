@@ -50,6 +50,7 @@ class LocalBackend:
     """Runs jobs under `jobs_dir` (default: $SM_MAGIC_JOBS_DIR or ./sm_jobs)."""
 
     name = "local"
+    poll_interval = 0.2  # seconds; describing a local job is one small file read
 
     def __init__(self, jobs_dir: str | os.PathLike | None = None):
         self.jobs_dir = Path(jobs_dir).absolute() if jobs_dir else default_jobs_dir()

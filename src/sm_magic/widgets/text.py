@@ -83,15 +83,16 @@ class StreamPrinter:
     def __call__(self, snap: Snapshot) -> None:
         out = self.out or sys.stdout
         s = snap.state
-        # A transition prints when it begins; log lines belong to the latest one.
-        for t in s.transitions[self.printed:]:
-            if t.status not in ("Completed", "Failed", "Stopped"):
-                print(format_transition(t), file=out)
+        # Log lines belong to the latest Training phase: print transitions up to it, the
+        # lines, then the transitions after it (Uploading, Completed, ...).
+        new = s.transitions[self.printed:]
+        split = max((i + 1 for i, t in enumerate(new) if t.status == "Training"), default=0)
+        for t in new[:split]:
+            print(format_transition(t), file=out)
         for line in snap.new_lines:
             print(line, file=out)
-        for t in s.transitions[self.printed:]:
-            if t.status in ("Completed", "Failed", "Stopped"):
-                print(format_transition(t), file=out)
+        for t in new[split:]:
+            print(format_transition(t), file=out)
         self.printed = len(s.transitions)
         if s.done:
             if s.failure_reason:
