@@ -244,3 +244,10 @@ def test_load_metrics_file_bad_regex_names_line(tmp_path):
     path.write_text("name\tregex\nacc\t'acc': [0-9.]+\n")
     with pytest.raises(MetricsError, match="line 2.*wrap the number"):
         load_metrics_file(path)
+
+
+def test_definition_value_goes_to_the_epoch_its_line_names():
+    parser = MetricsParser([parse_metric_flag("rows=rows=([0-9]+)")])
+    parser.feed(["epoch 0: rows=2", "Epoch 1/3 rows=5"])
+    frame = parser.to_frame()
+    assert frame.index.name == "epoch" and list(frame["rows"]) == [2.0, 5.0]

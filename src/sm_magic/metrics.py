@@ -42,6 +42,7 @@ _KEYS = ("epoch", "step")
 
 _DICT_LINE = re.compile(r"(?<!\w)(epoch|step)\s+(-?\d+(?:\.\d+)?)\s*:\s*\{")
 # Keys may not follow "-" so that echoed CLI flags ("--epoch=3") do not start rows.
+_MENTION = re.compile(r"(?<![\w-])(epoch|step)[\s:=#]*(\d+)\b", re.IGNORECASE)
 _KV_PAIR = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-/]*)=([^\s,;=]+)")
 # Python reprs of float('nan') / float('inf') are not literals; swap in parseable stand-ins.
 _BARE_NONFINITE = re.compile(r"(?<![\w'\"])(nan|inf)(?![\w'\"])")
@@ -219,6 +220,11 @@ class MetricsParser:
                 # The substring test keeps ordinary log lines at about a microsecond.
                 if not long_line and ("epoch" in line or "step" in line):
                     self._parse_default(line, touched)
+                # "Epoch 3/10 loss: 0.2": a definition's value belongs to epoch 3.
+                if value_defs and ("poch" in line or "tep" in line):
+                    m = _MENTION.search(line)
+                    if m:
+                        self._current = (m.group(1).lower(), int(m.group(2)))
                 for name, search, literal in value_defs:
                     if literal is None or literal in line:
                         m = search(line)

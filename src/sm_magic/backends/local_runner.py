@@ -9,7 +9,6 @@ the stdlib and the two stdlib-only state modules, to start fast.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -19,7 +18,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from .local_state import JobFiles, enter, finish, kill_groups, read_state, write_state
+from .local_state import JobFiles, enter, finish, kill_groups, live_group_members, read_state, write_state
 
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 10.0
@@ -106,8 +105,12 @@ class Runner:
             if term_sent_at is not None and time.time() - term_sent_at > STOP_GRACE_SECONDS:
                 self._signal_all(signal.SIGKILL)
             time.sleep(POLL_SECONDS)
-        # Anything a script left behind in its group goes with it.
+        # Anything a script left behind in its group goes with it, before the job is called ended.
         self._signal_all(signal.SIGKILL)
+        deadline = time.time() + 10
+        pgids = list(self.state.extra.get("pgids", {}).values())
+        while any(live_group_members(g) for g in pgids) and time.time() < deadline:
+            time.sleep(POLL_SECONDS)
         return codes
 
     def _signal_all(self, sig: int) -> None:

@@ -101,6 +101,19 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that still run (zombies excluded), read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
 def kill_groups(pgids: list[int], sig: int = signal.SIGKILL) -> None:
     for pgid in pgids:
         try:

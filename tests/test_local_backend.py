@@ -1,0 +1,203 @@
+"""The local backend end to end: real processes, real files, no mocks."""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import sm_magic
+from sm_magic.api import LaunchError
+from sm_magic.backends import BackendError
+from sm_magic.backends.local_state import live_group_members
+from sm_magic.job import JobFailedError
+from sm_magic.registry import Registry
+
+from conftest import EPOCHS_SCRIPT, script
+
+
+def test_completed_job_has_metrics_model_and_sagemaker_layout(sm_env):
+    job = sm_magic.launch(EPOCHS_SCRIPT, args=["--epochs", "3", "--lr", "0.05"], wait=True)
+
+    assert job.status == "Completed" and job.secondary_status == "Completed"
+    assert [t.status for t in job.transitions] == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert all(t.end is not None and t.end >= t.start for t in job.transitions)
+    assert job.hyperparameters == {"epochs": "3", "lr": "0.05"}
+
+    frame = job.metrics
+    assert list(frame.index) == [0, 1, 2] and frame.index.name == "epoch"
+    assert frame.loc[2, "accuracy"] == pytest.approx(0.7) and frame.loc[0, "f1"] == pytest.approx(0.45)
+
+    job_dir = sm_env / "sm_jobs" / job.name
+    assert job.model_data == str(job_dir / "output" / "model.tar.gz")
+    with tarfile.open(job.model_data) as tar:
+        assert sorted(tar.getnames()) == ["env.json", "model.json"]
+        model = json.load(tar.extractfile("model.json"))
+        env = json.load(tar.extractfile("env.json"))
+    assert model == {"lr": 0.05, "argv": ["--epochs", "3", "--lr", "0.05"]}
+    opt_ml = job_dir / "opt_ml"
+    assert env["SM_MODEL_DIR"] == str(opt_ml / "model")
+    assert env["SM_CURRENT_HOST"] == "algo-1" and json.loads(env["SM_HOSTS"]) == ["algo-1"]
+    assert json.loads(env["SM_HPS"]) == {"epochs": "3", "lr": "0.05"}
+    assert json.loads((opt_ml / "input/config/hyperparameters.json").read_text()) == {"epochs": "3", "lr": "0.05"}
+    assert json.loads((opt_ml / "input/config/resourceconfig.json").read_text())["current_host"] == "algo-1"
+    assert "epoch 2: {'accuracy'" in (job_dir / "logs" / "algo-1.log").read_text()
+
+    record = Registry().get(job.name)
+    assert record.status == "Completed" and record.location == str(job_dir)
+
+
+def test_launch_returns_at_once_and_attach_sees_the_same_job(sm_env):
+    slow = script("""
+        import time
+        time.sleep(3)
+        print("epoch 0: {'loss': 1.5}")
+    """)
+    started = time.monotonic()
+    job = sm_magic.launch(slow)
+    assert time.monotonic() - started < 2.5
+    assert job.status == "InProgress"
+    again = sm_magic.attach(job.name).wait(timeout=60)
+    assert again.status == "Completed"
+    assert again.metrics.loc[0, "loss"] == 1.5
+
+
+def test_failing_script_fails_the_job_with_its_reason_and_keeps_the_log(sm_env):
+    failing = script("""
+        print("loading data")
+        def train():
+            return 1 / 0
+        train()
+    """)
+    with pytest.raises(JobFailedError) as err:
+        sm_magic.launch(failing, wait=True)
+    job = err.value.job
+    assert job.status == "Failed" and job.secondary_status == "Failed"
+    assert "ZeroDivisionError: division by zero" in job.failure_reason
+    assert "train.py, line 3" in job.failure_reason and "exit code 1" in job.failure_reason
+    assert "ZeroDivisionError" in str(err.value)
+    assert "loading data" in job.logs()
+    assert job.model_data is None
+    assert Registry().get(job.name).status == "Failed"
+
+
+def test_failure_file_is_the_reason_when_the_script_writes_one(sm_env):
+    failing = script("""
+        import os, sys
+        with open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w") as f:
+            f.write("dataset has no rows")
+        sys.exit(3)
+    """)
+    with pytest.raises(JobFailedError) as err:
+        sm_magic.launch(failing, wait=True)
+    assert "dataset has no rows" in err.value.reason
+
+
+def test_killed_script_is_reported_with_its_signal(sm_env):
+    killed = script("""
+        import os, signal
+        print("about to be killed", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    with pytest.raises(JobFailedError) as err:
+        sm_magic.launch(killed, wait=True)
+    assert "SIGKILL" in err.value.reason
+    assert "about to be killed" in err.value.job.logs()
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(live_group_members(pgid))
+
+
+def test_stop_ends_every_process_and_keeps_the_model(sm_env):
+    sleeper = script("""
+        import os, subprocess, sys, time
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "partial.pt"), "w").write("weights")
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        print("epoch 0: {'loss': 2.0}", flush=True)
+        time.sleep(600)
+    """)
+    job = sm_magic.launch(sleeper)
+    deadline = time.monotonic() + 60
+    while "epoch 0" not in job.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = json.loads((sm_env / "sm_jobs" / job.name / "state.json").read_text())
+    pgid = state["extra"]["pgids"]["algo-1"]
+    assert _group_alive(pgid)
+
+    job.stop().wait(timeout=60)
+    assert job.status == "Stopped" and job.secondary_status == "Stopped"
+    assert [t.status for t in job.transitions][-3:] == ["Stopping", "Uploading", "Stopped"]
+    assert not _group_alive(pgid), "a process of the stopped job is still alive"
+    with tarfile.open(job.model_data) as tar:
+        assert tar.getnames() == ["partial.pt"]
+    assert job.metrics.loc[0, "loss"] == 2.0
+
+
+def test_job_outlives_the_process_that_launched_it(sm_env):
+    code = textwrap.dedent(f"""
+        import sm_magic
+        job = sm_magic.launch({script('''
+            import time
+            time.sleep(2)
+            print("epoch 0: {'accuracy': 0.9}")
+        ''')!r})
+        print(job.name)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    name = out.stdout.strip().splitlines()[-1]
+    job = sm_magic.attach(name).wait(timeout=60)
+    assert job.status == "Completed" and job.metrics.loc[0, "accuracy"] == 0.9
+
+
+def test_name_collision_is_refused_and_the_first_job_is_intact(sm_env):
+    first = sm_magic.launch(EPOCHS_SCRIPT, name="my-job-1", wait=True)
+    with pytest.raises(LaunchError, match="my-job-1 is already"):
+        sm_magic.launch(EPOCHS_SCRIPT, name="my-job-1")
+    assert sm_magic.attach("my-job-1").status == "Completed"
+    assert first.metrics.shape == (3, 2)
+
+
+def test_unwritable_jobs_dir_is_refused_before_anything_is_written(sm_env):
+    blocker = sm_env / "not-a-dir"
+    blocker.write_text("a file where the jobs directory should be")
+    with pytest.raises(BackendError, match="cannot write job directories under .*SM_MAGIC_JOBS_DIR"):
+        sm_magic.launch(EPOCHS_SCRIPT, jobs_dir=str(blocker / "jobs"))
+    assert Registry().list() == []
+
+
+def test_input_channels_and_metric_definitions(sm_env):
+    data = sm_env / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("1,2\n3,4\n")
+    reader = script("""
+        import os
+        rows = open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "rows.csv")).read().splitlines()
+        print(f"epoch 0: rows={len(rows)}")
+        print(f"epoch=0 loss=0.25 channels={os.environ['SM_CHANNELS']}")
+    """)
+    job = sm_magic.launch(reader, inputs=[f"train={data}"], metrics=["rows=rows=([0-9]+)"], wait=True)
+    assert job.metrics.loc[0, "rows"] == 2 and job.metrics.loc[0, "loss"] == 0.25
+    with pytest.raises(BackendError, match="local backend reads local files"):
+        sm_magic.launch(reader, inputs=["train=s3://bucket/train"])
+    assert len(Registry().list()) == 1
+
+
+def test_data_parallel_runs_one_gloo_group_on_this_host(sm_env):
+    dp = script("""
+        import torch
+        from accelerate import Accelerator
+        acc = Accelerator()
+        total = acc.reduce(torch.tensor([float(acc.process_index + 1)]), reduction="sum")
+        print(f"rank {acc.process_index} of {acc.num_processes} {acc.distributed_type} sum={total.item()}")
+    """)
+    job = sm_magic.launch(dp, distributed_type="DATA_PARALLEL", mixed_precision="fp16", wait=True)
+    log = job.logs()
+    assert "fp16 needs a GPU" in log
+    for rank in (0, 1):
+        assert f"rank {rank} of 2 DistributedType.MULTI_CPU sum=3.0" in log
