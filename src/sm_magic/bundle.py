@@ -114,18 +114,24 @@ def requirements_for(source: str) -> list[str]:
             tops.add(node.module.split(".")[0])
     tops -= set(sys.stdlib_module_names) | {"__future__", "sm_magic"}
 
-    dists: dict[str, str | None] = {"accelerate": _version("accelerate")}
+    pinned: dict[str, str] = {"accelerate": f"accelerate=={_version('accelerate')}"}
+    provided, unknown = [], []
     for top in sorted(tops):
-        for dist in _distributions().get(top, [top]):
-            dists.setdefault(_canonical(dist), _version(dist))
-    lines, provided = [], []
-    for dist, version in dists.items():
-        if dist in IMAGE_PROVIDED:
-            provided.append(dist)
-        else:
-            lines.append(f"{dist}=={version}" if version else f"{dist}  # not installed where the bundle was built")
+        if top not in _distributions():
+            # Not an installed package: most likely a module beside the notebook, which pip
+            # must not look up on PyPI under that name.
+            unknown.append(top)
+        for dist in _distributions().get(top, []):
+            key = _canonical(dist)
+            if key in IMAGE_PROVIDED:
+                provided.append(key)
+            elif key not in pinned:
+                pinned[key] = f"{dist}=={_version(dist)}"
+    lines = list(pinned.values())
     if provided:
-        lines.append(f"# provided by the training image: {', '.join(provided)}")
+        lines.append(f"# provided by the training image: {', '.join(sorted(set(provided)))}")
+    if unknown:
+        lines.append(f"# imported but not installed here, so not listed: {', '.join(unknown)}")
     return lines
 
 
@@ -176,6 +182,7 @@ def build_bundle(source: str, config: TrainConfig, args: Sequence[str], *, name:
     if dest is None:
         dest = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-")) / "bundle"
     dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
     try:
         (staging / SCRIPT_NAME).write_text(source, encoding="utf-8")

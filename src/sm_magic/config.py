@@ -123,6 +123,8 @@ class TrainConfig(BaseModel):
     @field_validator("distributed_type", mode="before")
     @classmethod
     def _upper(cls, v):
+        if v is False:  # YAML 1.1 reads an unquoted NO as false
+            return "NO"
         return v.upper() if isinstance(v, str) else v
 
     @field_validator("mixed_precision", mode="before")
@@ -148,7 +150,7 @@ class TrainConfig(BaseModel):
             raise ValueError(f"'{v}' is not a valid job name prefix: letters, digits and inner hyphens only")
         return v
 
-    @field_validator("additional_args", mode="before")
+    @field_validator("additional_args", "extra_keys", mode="before")
     @classmethod
     def _args(cls, v):
         if v is None:
@@ -171,6 +173,8 @@ class TrainConfig(BaseModel):
         """The config as accelerate YAML; written atomically to `path` when given. No credentials."""
         data = self.model_dump(mode="json")
         data.update(self.extra_keys)
+        data = _without_credentials(data)
+        data["additional_args"] = _without_credentials(data.get("additional_args") or {})
         text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
         if path is not None:
             _atomic_write(Path(path), text)
@@ -184,6 +188,22 @@ class TrainConfig(BaseModel):
         if self.ec2_instance_type == "local_container":
             return "local-container"
         return "sagemaker"
+
+
+def _without_credentials(data: dict) -> dict:
+    return {k: v for k, v in data.items() if str(k).lower() not in CREDENTIAL_KEYS}
+
+
+def _legacy_keys(values: dict) -> dict:
+    """Convert the keys old accelerate versions wrote, as accelerate's process_config does."""
+    values = dict(values)
+    if "fp16" in values:
+        fp16 = values.pop("fp16")
+        values.setdefault("mixed_precision", "fp16" if fp16 else "no")
+    if "dynamo_backend" in values:
+        backend = values.pop("dynamo_backend")
+        values.setdefault("dynamo_config", None if backend == "NO" else {"dynamo_backend": backend})
+    return values
 
 
 def accelerate_default_config_path() -> Path:
@@ -226,7 +246,10 @@ def _read_yaml_layer(path: Path) -> _Layer:
         raise ConfigError(f"{label}: expected a mapping of keys (like `ec2_instance_type: ml.p3.2xlarge`), "
                           f"found a {type(values).__name__}")
     lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
-    return _Layer(label, values, lines)
+    for old, new in (("fp16", "mixed_precision"), ("dynamo_backend", "dynamo_config")):
+        if old in lines:
+            lines.setdefault(new, lines[old])
+    return _Layer(label, _legacy_keys(values), lines)
 
 
 def _check_keys(layer: _Layer) -> dict:
@@ -297,7 +320,8 @@ def _explain(error: ValidationError, values: dict, origin: dict) -> str:
         key = str(item["loc"][0]) if item["loc"] else "config"
         layer = origin.get(key)
         msg = item["msg"].removeprefix("Value error, ")
-        got = f" (got {values[key]!r})" if key in values and "got" not in msg else ""
+        shown = key in values and "got" not in msg and not isinstance(values[key], dict)  # dicts may hold secrets
+        got = f" (got {values[key]!r})" if shown else ""
         where = f"{layer.where(key)}: {key}" if layer else key
         if layer is not None and layer.label == FLAGS_LABEL:
             where = "--" + next((a for a, k in ALIASES.items() if k == key), key).replace("_", "-")
