@@ -201,3 +201,22 @@ def test_data_parallel_runs_one_gloo_group_on_this_host(sm_env):
     assert "fp16 needs a GPU" in log
     for rank in (0, 1):
         assert f"rank {rank} of 2 DistributedType.MULTI_CPU sum=3.0" in log
+
+
+def test_two_hosts_join_one_group_with_their_own_trees_and_logs(sm_env):
+    dp = script("""
+        import os, torch
+        from accelerate import Accelerator
+        acc = Accelerator()
+        total = acc.reduce(torch.tensor([float(acc.process_index + 1)]), reduction="sum")
+        print(f"{os.environ['SM_CURRENT_HOST']} rank {acc.process_index} of {acc.num_processes} sum={total.item()}")
+        if acc.is_local_main_process:
+            open(os.path.join(os.environ["SM_MODEL_DIR"], os.environ["SM_CURRENT_HOST"]), "w").write("w")
+    """)
+    job = sm_magic.launch(dp, distributed_type="DATA_PARALLEL", instance_count=2, wait=True)
+    job_dir = sm_env / "sm_jobs" / job.name
+    assert "algo-2 | algo-2 rank 3 of 4 sum=10.0" in job.logs()
+    assert "algo-1 rank 0 of 4 sum=10.0" in (job_dir / "logs" / "algo-1.log").read_text()
+    assert (job_dir / "hosts" / "algo-2" / "opt_ml" / "model" / "algo-2").exists()
+    with tarfile.open(job.model_data) as tar:
+        assert tar.getnames() == ["algo-1"]  # the model comes from algo-1, as on SageMaker
