@@ -212,6 +212,8 @@ def test_two_hosts_join_one_group_with_their_own_trees_and_logs(sm_env):
         print(f"{os.environ['SM_CURRENT_HOST']} rank {acc.process_index} of {acc.num_processes} sum={total.item()}")
         if acc.is_local_main_process:
             open(os.path.join(os.environ["SM_MODEL_DIR"], os.environ["SM_CURRENT_HOST"]), "w").write("w")
+        acc.wait_for_everyone()
+        acc.end_training()  # tear the gloo group down together, as a data-parallel script should
     """)
     job = sm_magic.launch(dp, distributed_type="DATA_PARALLEL", instance_count=2, wait=True)
     job_dir = sm_env / "sm_jobs" / job.name

@@ -141,8 +141,8 @@ class Runner:
 
     def _failure_reason(self, codes: dict[str, int]) -> str:
         hosts = list(self.spec["host_env"])
-        failed = [h for h in hosts if codes.get(h, 0) != 0] or hosts
-        host = failed[0]
+        # `codes` is in the order hosts ended: the first failure is the cause, not its echoes.
+        host = next((h for h, c in codes.items() if c != 0), hosts[0])
         failure_file = self.files.opt_ml(host, hosts) / "output" / "failure"
         code = codes.get(host)
         exit_text = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
@@ -180,10 +180,31 @@ def error_summary(log_path: Path, tail_bytes: int = 65536) -> str:
     if user:
         exc, where = user[0]
         return f"{exc} [{where}]" if where else exc
+    root = _elastic_root_cause(lines)
+    if root:
+        return root
     if blocks:
         return re.sub(r"Command '\[.*?\]'", "the training script", blocks[-1][0])
     tail = [l.strip() for l in lines if l.strip()][-3:]
     return " | ".join(tail) if tail else "the script printed nothing"
+
+
+def _elastic_root_cause(lines: list[str]) -> str | None:
+    """torch.distributed's "Root Cause" block: which rank died and how, when it left no traceback."""
+    try:
+        start = max(i for i, l in enumerate(lines) if l.startswith("Root Cause (first observed failure)"))
+    except ValueError:
+        return None
+    fields = {}
+    for line in lines[start + 1:start + 12]:
+        key, _, value = line.strip().partition(":")
+        if key.strip() in ("rank", "exitcode", "traceback") and value.strip():
+            fields.setdefault(key.strip(), value.strip())
+    if not fields:
+        return None
+    hint = next((l.strip() for l in lines if l.startswith("terminate called")), "")
+    text = f"rank {fields.get('rank', '?')} failed, exitcode {fields.get('exitcode', '?')}: {fields.get('traceback', '')}"
+    return f"{text} ({hint})" if hint else text
 
 
 def main(argv: list[str]) -> int:
