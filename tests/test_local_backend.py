@@ -222,3 +222,25 @@ def test_two_hosts_join_one_group_with_their_own_trees_and_logs(sm_env):
     assert (job_dir / "hosts" / "algo-2" / "opt_ml" / "model" / "algo-2").exists()
     with tarfile.open(job.model_data) as tar:
         assert tar.getnames() == ["algo-1"]  # the model comes from algo-1, as on SageMaker
+
+
+def test_accelerate_inputs_and_metrics_files_from_the_config(sm_env):
+    data = sm_env / "train-data"
+    data.mkdir()
+    (data / "x.txt").write_text("hello")
+    (sm_env / "inputs.tsv").write_text(f"channel\turi\ntrain\t{data}\n")
+    (sm_env / "metrics.tsv").write_text("name\tregex\nloss\tloss: ([0-9.]+)\n")
+    (sm_env / "cfg.yaml").write_text("compute_environment: AMAZON_SAGEMAKER\nec2_instance_type: local\n"
+                                     "sagemaker_inputs_file: inputs.tsv\nsagemaker_metrics_file: metrics.tsv\n")
+    reader = script("""
+        import os
+        print(open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "x.txt")).read())
+        for epoch in range(2):
+            print(f"Epoch {epoch} loss: {1.0 / (epoch + 1)}")
+    """)
+    job = sm_magic.launch(reader, config="cfg.yaml", wait=True)
+    assert "hello" in job.logs()
+    assert list(job.metrics["loss"]) == [1.0, 0.5]
+    (sm_env / "inputs.tsv").write_text("channel\turi\ntrain-only-name\n")
+    with pytest.raises(LaunchError, match=r"inputs.tsv, line 2: expected 'name<TAB>value'"):
+        sm_magic.launch(reader, config="cfg.yaml")

@@ -18,7 +18,7 @@ from .sm_entry import launch_command
 from .bundle import build_bundle, check_source
 from .config import TrainConfig, resolve_config
 from .job import Job
-from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag
+from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
 from .registry import JobRecord, Registry
 
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -42,25 +42,11 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def _read_tsv(path: str, what: str) -> list[tuple[str, str]]:
-    """accelerate's TSV files: a header line, then name<TAB>value lines."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise LaunchError(f"cannot read the {what} file {path}: {e.strerror}") from None
-    rows = []
-    for number, line in enumerate(text.splitlines()[1:], start=2):
-        if not line.strip():
-            continue
-        parts = line.split("\t")
-        if len(parts) < 2 or not parts[0].strip():
-            raise LaunchError(f"{path} line {number}: expected name<TAB>value, got {line!r}")
-        rows.append((parts[0].strip(), parts[1].strip()))
-    return rows
-
-
 def _parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
-    inputs = dict(_read_tsv(config.sagemaker_inputs_file, "inputs")) if config.sagemaker_inputs_file else {}
+    inputs = {}
+    if config.sagemaker_inputs_file:
+        rows = read_accelerate_tsv(config.sagemaker_inputs_file, "inputs", LaunchError)
+        inputs = {channel: uri for _, channel, uri in rows}
     for flag in flags:
         if isinstance(flag, tuple):
             channel, uri = flag

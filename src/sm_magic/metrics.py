@@ -102,28 +102,34 @@ def parse_metric_flag(text: str) -> MetricDefinition:
     return MetricDefinition(name, regex)
 
 
-def load_metrics_file(path) -> list[MetricDefinition]:
-    """Read an Accelerate ``sagemaker_metrics_file`` (TSV, header line, then
-    ``name<TAB>regex``) and return its validated definitions in file order."""
+def read_accelerate_tsv(path, what: str, error: type[Exception] = MetricsError) -> list[tuple[int, str, str]]:
+    """Rows of one of accelerate's TSV files (`sagemaker_metrics_file`, `sagemaker_inputs_file`):
+    (line number, first field, second field). The first line is a header and, as accelerate
+    does, always skipped; blank lines too; fields are stripped and further fields ignored."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MetricsError(f"metrics file {path} does not exist; check the path") from None
+        raise error(f"{what} file {path} does not exist; check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise MetricsError(f"metrics file {path} cannot be read: {exc}") from None
-    definitions = []
+        raise error(f"{what} file {path} cannot be read: {exc}") from None
+    rows = []
     for number, line in enumerate(text.splitlines(), start=1):
-        # Accelerate skips the first line unconditionally, so we do too (even if it looks like data).
         if number == 1 or not line.strip():
             continue
-        where = f"{path}, line {number}: "
         fields = line.split("\t")
-        if len(fields) < 2:
-            raise MetricsError(f"{where}expected 'name<TAB>regex', got {line!r} (no tab)")
-        # Like Accelerate: field 2 is the regex (stripped); any further fields are ignored.
-        name, regex = fields[0].strip(), fields[1].strip()
-        _compile(name, regex, where)
+        if len(fields) < 2 or not fields[0].strip():
+            raise error(f"{path}, line {number}: expected 'name<TAB>value' (a tab between them), got {line!r}")
+        rows.append((number, fields[0].strip(), fields[1].strip()))
+    return rows
+
+
+def load_metrics_file(path) -> list[MetricDefinition]:
+    """Read an Accelerate ``sagemaker_metrics_file`` (TSV, header line, then
+    ``name<TAB>regex``) and return its validated definitions in file order."""
+    definitions = []
+    for number, name, regex in read_accelerate_tsv(path, "metrics"):
+        _compile(name, regex, f"{path}, line {number}: ")
         definitions.append(MetricDefinition(name, regex))
     return definitions
 
