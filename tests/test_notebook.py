@@ -1,0 +1,59 @@
+"""Notebooks executed by a real kernel (nbclient), as `make demo` and a user run them."""
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from sm_magic.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _execute(nb, cwd: Path):
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        parts.append(out.get("text", ""))
+        parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_quickstart_notebook_trains_and_shows_metrics(sm_env):
+    nb = _execute(nbformat.read(ROOT / "example_notebooks" / "quickstart.ipynb", as_version=4), sm_env)
+    train = next(c for c in nb.cells if c.source.startswith("%%sagemaker_train"))
+    out = _text(train)
+    assert "Training - Training in progress" in out and "Completed - Training job completed" in out
+    for epoch in range(3):
+        assert f"epoch {epoch}: {{'accuracy': " in out
+    metrics = _text(next(c for c in nb.cells if c.source == "job.metrics"))
+    assert "accuracy" in metrics and "f1" in metrics
+    [record] = Registry().list()
+    assert record.status == "Completed"
+    assert (Path(record.location) / "output" / "model.tar.gz").is_file()
+
+
+def test_live_display_without_wait_ends_showing_the_result(sm_env):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext sm_magic"),
+        nbformat.v4.new_code_cell("%%sagemaker_train -o job --name live-1\n"
+                                  "import time\nfor e in range(3):\n    time.sleep(0.5)\n"
+                                  "    print(f\"epoch {e}: {{'loss': {1.0 / (e + 1)}}}\", flush=True)\n"),
+        nbformat.v4.new_code_cell("job.wait(timeout=120); import time; time.sleep(1.5); print(job.status)"),
+    ]
+    _execute(nb, sm_env)
+    launch_cell, wait_cell = nb.cells[1], nb.cells[2]
+    assert "Completed" in _text(wait_cell)
+    displays = [o for o in launch_cell.outputs if o.output_type == "display_data"]
+    assert displays, "no live display under the cell"
+    final = displays[0]["data"]["text/plain"]
+    # The display was replaced in place as the job went on: it now shows the finished job.
+    assert "live-1" in final and "Completed / Completed" in final
+    assert "Training - Training in progress" in final
+    assert "loss" in final and "0.3333" in final
+    assert "model: " in final
