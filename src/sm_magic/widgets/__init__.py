@@ -1,0 +1,1 @@
+"""Progress displays: text (here), ipywidgets later."""
