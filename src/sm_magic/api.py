@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-from .backends import BACKEND_NAMES, BackendError, get_backend
+from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
 from .backends.local import gpu_count
 from .sm_entry import launch_command
 from .bundle import build_bundle, check_source
@@ -187,3 +187,19 @@ def attach(name: str, registry: Optional[Registry] = None) -> Job:
         raise LaunchError(str(e)) from None
     defs = [MetricDefinition(d["Name"], d["Regex"]) for d in record.extra.get("metric_definitions", [])]
     return _job(name, be, defs, registry)
+
+
+def list_jobs(limit: Optional[int] = None, registry: Optional[Registry] = None) -> list[tuple[JobRecord, str]]:
+    """Registry records, newest first, each with its current status (asked of the backend for
+    jobs the registry last saw running; "<status>?" when the backend cannot say)."""
+    registry = registry or Registry()
+    rows = []
+    for record in registry.list(limit=limit):
+        status = record.status
+        if status not in TERMINAL_STATUSES:
+            try:
+                status = attach(record.name, registry).status
+            except (LaunchError, BackendError):
+                status = f"{status}?"
+        rows.append((record, status))
+    return rows

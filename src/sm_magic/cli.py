@@ -6,27 +6,20 @@ import argparse
 import sys
 import time
 
-from .api import LaunchError, attach
+from .api import LaunchError, attach, list_jobs
 from .backends import BackendError
 from .job import JobFailedError
-from .registry import Registry, RegistryError
+from .registry import RegistryError
 from .widgets.text import StreamPrinter
 
 
 def _jobs(opts) -> int:
-    records = Registry().list(limit=opts.limit)
-    if not records:
+    rows = list_jobs(limit=opts.limit)
+    if not rows:
         print("no jobs yet")
         return 0
     print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} INSTANCE")
-    for r in records:
-        status = r.status
-        if status not in ("Completed", "Failed", "Stopped"):
-            try:
-                status = attach(r.name).status
-            except (LaunchError, BackendError) as e:
-                status = f"{status}?"
-                print(f"  ({r.name}: {e})", file=sys.stderr)
+    for r, status in rows:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         print(f"{r.name:40s} {r.backend:10s} {status:11s} {created:19s} {r.instance_type} x{r.instance_count}")
     return 0

@@ -6,8 +6,6 @@ Usage mistakes become UsageError (one line, no traceback). Everything after ` --
 
 from __future__ import annotations
 
-import sys
-
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -20,7 +18,7 @@ from .config import ConfigError, resolve_config
 from .job import Job
 from .metrics import MetricsError
 from .monitor import get_monitor
-from .registry import Registry, RegistryError
+from .registry import RegistryError
 from .widgets.text import LiveDisplay, StreamPrinter
 
 USER_ERRORS = (ConfigError, BundleError, api.LaunchError, BackendError, MetricsError, RegistryError)
@@ -35,9 +33,9 @@ def split_script_args(line: str) -> tuple[list[str], list[str]]:
     return tokens, []
 
 
-def _in_kernel() -> bool:
-    shell = type(getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()).__name__
-    return shell == "ZMQInteractiveShell"
+def _in_kernel(shell) -> bool:
+    # Only a kernel has a frontend that can replace a display in place.
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 @magics_class
@@ -75,7 +73,7 @@ class SageMakerMagics(Magics):
             self.shell.user_ns[opts.out] = job
         if opts.wait:
             return _wait(job)
-        _show_live(job)
+        _show_live(self.shell, job)
         return job
 
     @magic_arguments()
@@ -97,21 +95,14 @@ class SageMakerMagics(Magics):
         import pandas as pd
 
         try:
-            records = Registry().list(limit=int(line) if line.strip().isdigit() else None)
+            found = api.list_jobs(limit=int(line) if line.strip().isdigit() else None)
         except RegistryError as e:
             raise UsageError(str(e)) from None
-        rows = []
-        for r in records:
-            status = r.status
-            if status not in ("Completed", "Failed", "Stopped"):
-                try:
-                    status = api.attach(r.name).status
-                except Exception as e:  # a job whose directory is gone still lists
-                    status = f"{status} (unknown: {e})"
-            rows.append({"name": r.name, "backend": r.backend, "status": status,
-                         "instance": f"{r.instance_type} x{r.instance_count}",
-                         "created": pd.Timestamp(r.created, unit="s").floor("s"),
-                         "hyperparameters": " ".join(f"{k}={v}" for k, v in r.hyperparameters.items())})
+        rows = [{"name": r.name, "backend": r.backend, "status": status,
+                 "instance": f"{r.instance_type} x{r.instance_count}",
+                 "created": pd.Timestamp(r.created, unit="s").floor("s"),
+                 "hyperparameters": " ".join(f"{k}={v}" for k, v in r.hyperparameters.items())}
+                for r, status in found]
         return pd.DataFrame(rows, columns=["name", "backend", "status", "instance", "created", "hyperparameters"])
 
     @magic_arguments()
@@ -146,7 +137,7 @@ class SageMakerMagics(Magics):
         job = _attach(opts.name)
         if opts.wait:
             return _wait(job)
-        _show_live(job)
+        _show_live(self.shell, job)
         return job
 
 
@@ -165,8 +156,8 @@ def _wait(job: Job) -> Job:
         return job
 
 
-def _show_live(job: Job) -> None:
-    if _in_kernel():
+def _show_live(shell, job: Job) -> None:
+    if _in_kernel(shell):
         get_monitor().watch(job, LiveDisplay(job))
     else:
         print(f"{job.name} is running on the {job.backend} backend; "
