@@ -86,9 +86,22 @@ def test_guide_example_loads_with_every_value(tmp_path):
 def test_guide_example_with_additional_args(tmp_path):
     text = GUIDE_YAML + "additional_args:\n  use_spot_instances: True\n  max_wait: 86400\n  enable_network_isolation: True\n"
     cfg = TrainConfig.from_yaml(write(tmp_path / "spot.yaml", text))
-    assert cfg.additional_args == {"use_spot_instances": True, "max_wait": 86400, "enable_network_isolation": True}
-    assert cfg.additional_args["max_wait"] == 86400 and isinstance(cfg.additional_args["max_wait"], int)
+    # Spot settings become typed fields (the form's "Spot & checkpoints" group) ...
+    assert cfg.use_spot_instances is True and cfg.max_wait == 86400
+    assert cfg.additional_args == {"enable_network_isolation": True}
     assert cfg.ec2_instance_type == "ml.p3.16xlarge"
+    # ... and go back under additional_args in the YAML, where accelerate expects them.
+    written = yaml.safe_load(cfg.to_yaml())
+    assert written["additional_args"] == {"use_spot_instances": True, "max_wait": 86400,
+                                          "enable_network_isolation": True}
+    assert "max_wait" not in written and "use_spot_instances" not in written
+
+
+def test_spot_rules_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="max_wait applies to spot jobs only"):
+        resolve_config(overrides={"max_wait": 3600})
+    with pytest.raises(ConfigError, match=r"max_wait \(60 s\) must be at least max_run \(3600 s\)"):
+        resolve_config(overrides={"use_spot_instances": True, "max_wait": 60, "max_run": 3600})
 
 
 @pytest.mark.parametrize(
@@ -432,7 +445,7 @@ def test_credential_override_is_refused():
 
 
 def test_to_yaml_of_loaded_configs_has_no_credentials(tmp_path):
-    cfg = TrainConfig.from_yaml(write(tmp_path / "c.yaml", GUIDE_YAML + "additional_args:\n  max_wait: 86400\n"))
+    cfg = TrainConfig.from_yaml(write(tmp_path / "c.yaml", GUIDE_YAML + "additional_args:\n  use_spot_instances: true\n  max_wait: 86400\n"))
     text = cfg.to_yaml().lower()
     for key in CREDENTIAL_KEYS:
         assert key not in text

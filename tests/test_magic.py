@@ -1,13 +1,23 @@
 """The magics through a real IPython shell, asserting on what the user sees."""
 
+import time
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
 from sm_magic.job import Job, JobFailedError
+from sm_magic.monitor import get_monitor
 from sm_magic.registry import Registry
 
 from conftest import EPOCHS_SCRIPT, script
+
+
+def _settle(job):
+    """Wait until the monitor has delivered the job's last snapshot (and printed its lines)."""
+    deadline = time.monotonic() + 10
+    while job in get_monitor().watched() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +55,11 @@ def test_without_wait_the_cell_returns_at_once(ip, capsys):
     assert job.name == "quick-1" and job.status == "InProgress"
     assert "%sagemaker_attach quick-1" in capsys.readouterr().out
     job.wait(timeout=60)
+    # In a terminal the progress follows as lines from the monitor thread, ending with the result.
+    _settle(job)
+    out = capsys.readouterr().out
+    assert "[quick-1] " in out and "Training - Training in progress" in out
+    assert "[quick-1] model: " in out
 
 
 def test_line_expansion_and_script_args_reach_the_script_exactly(ip):
@@ -123,11 +138,14 @@ def test_jobs_logs_and_stop_magics(ip, capsys):
     assert list(table["status"]) == ["InProgress", "Completed"]
 
     ip.run_line_magic("sagemaker_logs", "done-1 --tail 1")
-    assert capsys.readouterr().out.strip() == "epoch 2: {'accuracy': 0.7, 'f1': 0.6499999999999999}"
+    # long-1's progress lines may arrive meanwhile from the monitor thread (a terminal shell).
+    printed = [l for l in capsys.readouterr().out.splitlines() if not l.startswith("[long-1]")]
+    assert printed == ["epoch 2: {'accuracy': 0.7, 'f1': 0.6499999999999999}"]
 
     ip.run_line_magic("sagemaker_stop", "long-1")
     assert "Stopping long-1" in capsys.readouterr().out
     assert running.wait(timeout=60).status == "Stopped"
+    _settle(running)
     with pytest.raises(UsageError, match="no job named nope"):
         ip.run_line_magic("sagemaker_logs", "nope")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # What accelerate 1.x itself writes or reads in a config file (BaseConfig, ClusterConfig,
 # SageMakerConfig, plus the legacy keys it converts). Keys here that TrainConfig has no field
@@ -107,6 +107,21 @@ class TrainConfig(BaseModel):
     sagemaker_metrics_file: Optional[str] = Field(
         None, description="TSV of metric definitions (header line, then name<TAB>regex).",
         json_schema_extra=_group("Advanced"))
+    use_spot_instances: bool = Field(
+        False, description="Run on spot capacity (cheaper, may be interrupted; resume from checkpoints).",
+        json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+    max_run: Optional[int] = Field(
+        None, ge=1, description="Stop the job after this many seconds of training (MaxRuntimeExceeded).",
+        json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+    max_wait: Optional[int] = Field(
+        None, ge=1, description="Spot only: give up after this many seconds, waiting included "
+        "(at least max_run).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+    checkpoint_s3_uri: Optional[str] = Field(
+        None, description="Where checkpoints are kept between interruptions (default: under the "
+        "job's output path).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+    checkpoint_local_path: Optional[str] = Field(
+        None, description="Checkpoint directory inside the container (default /opt/ml/checkpoints).",
+        json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     additional_args: dict[str, Any] = Field(
         default_factory=dict, description="Extra training-job arguments (use_spot_instances, "
         "max_wait, max_run, enable_network_isolation, ...).", json_schema_extra=_group("Advanced"))
@@ -162,6 +177,30 @@ class TrainConfig(BaseModel):
                                  "use `profile` or the AWS environment variables")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_job_args(cls, data):
+        """Spot and checkpoint settings arrive inside additional_args (accelerate's place for
+        training-job arguments); they become the typed fields."""
+        if not isinstance(data, dict) or not isinstance(data.get("additional_args"), dict):
+            return data
+        args = data["additional_args"]
+        lifted = [k for k in LIFTED_ARGS if k in args]
+        if not lifted:
+            return data
+        data = {**data, "additional_args": {k: v for k, v in args.items() if k not in LIFTED_ARGS}}
+        for key in lifted:
+            data.setdefault(key, args[key])
+        return data
+
+    @model_validator(mode="after")
+    def _spot(self) -> "TrainConfig":
+        if self.max_wait is not None and not self.use_spot_instances:
+            raise ValueError("max_wait applies to spot jobs only: set use_spot_instances, or remove max_wait")
+        if self.max_wait is not None and self.max_run is not None and self.max_wait < self.max_run:
+            raise ValueError(f"max_wait ({self.max_wait} s) must be at least max_run ({self.max_run} s)")
+        return self
+
     # -- YAML in and out ---------------------------------------------------------------------
 
     @classmethod
@@ -174,7 +213,13 @@ class TrainConfig(BaseModel):
         data = self.model_dump(mode="json")
         data.update(self.extra_keys)
         data = _without_credentials(data)
-        data["additional_args"] = _without_credentials(data.get("additional_args") or {})
+        extra_args = _without_credentials(data.get("additional_args") or {})
+        # accelerate passes additional_args to the training job: spot settings live there.
+        for key in LIFTED_ARGS:
+            value = data.pop(key)
+            if value not in (None, False):
+                extra_args[key] = value
+        data["additional_args"] = extra_args
         text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
         if path is not None:
             _atomic_write(Path(path), text)
@@ -188,6 +233,11 @@ class TrainConfig(BaseModel):
         if self.ec2_instance_type == "local_container":
             return "local-container"
         return "sagemaker"
+
+
+# Fields stored under additional_args in the YAML (the training job's own arguments).
+LIFTED_ARGS = tuple(name for name, f in TrainConfig.model_fields.items()
+                    if (f.json_schema_extra or {}).get("yaml") == "additional_args")
 
 
 def _without_credentials(data: dict) -> dict:
@@ -317,8 +367,11 @@ def resolve_config(config_file: str | os.PathLike | None = None, overrides: dict
 def _explain(error: ValidationError, values: dict, origin: dict) -> str:
     problems = []
     for item in error.errors():
-        key = str(item["loc"][0]) if item["loc"] else "config"
-        layer = origin.get(key)
+        if not item["loc"]:  # a rule across fields names them in its message
+            problems.append(item["msg"].removeprefix("Value error, "))
+            continue
+        key = str(item["loc"][0])
+        layer = origin.get(key) or (origin.get("additional_args") if key in LIFTED_ARGS else None)
         msg = item["msg"].removeprefix("Value error, ")
         shown = key in values and "got" not in msg and not isinstance(values[key], dict)  # dicts may hold secrets
         got = f" (got {values[key]!r})" if shown else ""

@@ -6,6 +6,9 @@ Usage mistakes become UsageError (one line, no traceback). Everything after ` --
 
 from __future__ import annotations
 
+import queue
+from pathlib import Path
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -13,14 +16,15 @@ from IPython.utils.process import arg_split
 
 from . import api
 from .backends import BACKEND_NAMES, BackendError
-from .bundle import BundleError
-from .config import ConfigError, resolve_config
-from .job import Job
+from .bundle import BundleError, check_source
+from .config import ConfigError, TrainConfig, accelerate_default_config_path, resolve_config
+from .job import Job, JobFailedError
 from .metrics import MetricsError
 from .monitor import get_monitor
 from .registry import RegistryError
-from .widgets.text import LiveDisplay, StreamPrinter
+from .widgets.text import StreamPrinter, TerminalLines
 
+WIDGET_INTERVAL = 1.0  # seconds between a display's updates: at most one message per child per second
 USER_ERRORS = (ConfigError, BundleError, api.LaunchError, BackendError, MetricsError, RegistryError)
 
 
@@ -34,7 +38,7 @@ def split_script_args(line: str) -> tuple[list[str], list[str]]:
 
 
 def _in_kernel(shell) -> bool:
-    # Only a kernel has a frontend that can replace a display in place.
+    # Only a kernel has a frontend that renders widgets and replaces a display in place.
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
@@ -52,6 +56,7 @@ class SageMakerMagics(Magics):
     @argument("--metric", dest="metrics", action="append", default=[], metavar="NAME=REGEX",
               help="SageMaker metric definition; the first group is the value (repeatable)")
     @argument("--wait", action="store_true", help="block until the job ends, streaming its log; fail the cell if the job fails")
+    @argument("--edit", action="store_true", help="show the config form; its Launch button starts the job")
     @argument("--dry-run", dest="dry_run", action="store_true", help="show what would run; launch nothing")
     @argument("-o", "--out", metavar="VAR", help="store the Job in this variable")
     @cell_magic
@@ -66,22 +71,59 @@ class SageMakerMagics(Magics):
             if opts.dry_run:
                 print(api.dry_run(cell, **kwargs))
                 return None
+            if opts.edit:
+                check_source(cell)
+                self._edit_then_launch(cell, opts, kwargs)
+                return None
             job = api.launch(cell, **kwargs)
         except USER_ERRORS as e:
             raise UsageError(str(e)) from None
         if opts.out:
             self.shell.user_ns[opts.out] = job
         if opts.wait:
-            return _wait(job)
-        _show_live(self.shell, job)
+            return _wait(self.shell, job)
+        _follow(self.shell, job)
         return job
 
+    def _edit_then_launch(self, cell: str, opts, kwargs: dict) -> None:
+        """The form, with a Launch button that starts the cell's job with the edited config."""
+        import ipywidgets as w
+
+        from .widgets.form import ConfigForm
+        from .widgets.progress import ProgressWidget, summary_html
+
+        path = Path(opts.config) if opts.config else accelerate_default_config_path()
+        launch_kwargs = {k: v for k, v in kwargs.items() if k not in ("config", "instance_type", "instance_count")}
+
+        def launch(edited: TrainConfig) -> None:
+            job = api.launch(cell, config=edited, **launch_kwargs)
+            if opts.out:
+                self.shell.user_ns[opts.out] = job
+
+            def done(snap):
+                form.output.children = (w.HTML(summary_html(snap)),)
+                progress.close()
+
+            progress = ProgressWidget(job, on_done=done)
+            form.output.children = (progress.box,)
+            get_monitor().watch(job, progress.update, min_interval=WIDGET_INTERVAL)
+
+        form = ConfigForm(_form_config(path, kwargs), path, on_launch=launch)
+        _display(form.box)
+
     @magic_arguments()
-    @argument("--config", metavar="FILE", help="config YAML to read over accelerate's default config")
+    @argument("--config", metavar="FILE", help="config YAML (default: accelerate's default config file)")
+    @argument("--edit", action="store_true", help="edit it in a form; Save writes FILE (or accelerate's default config)")
     @line_magic
     def sagemaker_config(self, line: str):
-        """Print the effective launch config (defaults, accelerate's default config, FILE)."""
+        """Print the effective launch config, or edit and save it with `--edit`."""
         opts = self.sagemaker_config.parser.parse_args(arg_split(line, posix=True))
+        if opts.edit:
+            from .widgets.form import ConfigForm
+
+            path = Path(opts.config) if opts.config else accelerate_default_config_path()
+            _display(ConfigForm(_form_config(path, {}), path).box)
+            return
         try:
             cfg = resolve_config(config_file=opts.config)
         except ConfigError as e:
@@ -136,8 +178,8 @@ class SageMakerMagics(Magics):
         opts = self.sagemaker_attach.parser.parse_args(arg_split(line, posix=True))
         job = _attach(opts.name)
         if opts.wait:
-            return _wait(job)
-        _show_live(self.shell, job)
+            return _wait(self.shell, job)
+        _follow(self.shell, job)
         return job
 
 
@@ -148,20 +190,63 @@ def _attach(name: str) -> Job:
         raise UsageError(str(e)) from None
 
 
-def _wait(job: Job) -> Job:
+def _form_config(path: Path, kwargs: dict) -> TrainConfig:
+    """What the form starts from: the file when it exists (a new file starts from defaults),
+    with the line's instance flags over it."""
+    overrides = {"instance_type": kwargs.get("instance_type"), "instance_count": kwargs.get("instance_count")}
     try:
-        return job.wait(on_snapshot=StreamPrinter())
+        return resolve_config(config_file=path if path.is_file() else None, overrides=overrides,
+                              use_accelerate_default=False)
+    except ConfigError as e:
+        # A LOCAL_MACHINE accelerate config lands here too: saving over it would destroy it.
+        raise UsageError(f"{e}\n(The form edits {path}; fix or move that file, or pass --config NEW.yaml.)") from None
+
+
+def _display(widget) -> None:
+    from IPython.display import display
+
+    display(widget)
+
+
+def _wait(shell, job: Job) -> Job:
+    """Block until the job ends: the SDK-style text stream, and the progress widget in a kernel.
+    Snapshots come from the monitor thread through a queue, so all output is made here."""
+    widget = None
+    if _in_kernel(shell):
+        from .widgets.progress import show_progress
+
+        widget = show_progress(job)
+    printer = StreamPrinter()
+    snapshots: queue.Queue = queue.Queue()
+    watch = get_monitor().watch(job, snapshots.put, min_interval=WIDGET_INTERVAL)
+    try:
+        while True:
+            snap = snapshots.get()
+            printer(snap)
+            if widget is not None:
+                widget.update(snap)
+            if snap.state.done:
+                break
     except KeyboardInterrupt:
+        # Only this cell stops waiting; the widget goes on following the job.
+        watch.callback = widget.update if widget is not None else (lambda snap: None)
         print(f"\nStopped waiting; {job.name} keeps running. `%sagemaker_stop {job.name}` ends it.")
         return job
+    if snap.state.status == "Failed":
+        raise JobFailedError(job, snap.state.failure_reason or "no reason given")
+    return job
 
 
-def _show_live(shell, job: Job) -> None:
+def _follow(shell, job: Job) -> None:
+    """Follow a job without blocking: the progress widget in a kernel, text lines in a terminal."""
     if _in_kernel(shell):
-        get_monitor().watch(job, LiveDisplay(job))
+        from .widgets.progress import show_progress
+
+        get_monitor().watch(job, show_progress(job).update, min_interval=WIDGET_INTERVAL)
     else:
-        print(f"{job.name} is running on the {job.backend} backend; "
-              f"`%sagemaker_attach {job.name} --wait` follows it, `job.wait()` waits for it.")
+        print(f"{job.name} is running on the {job.backend} backend; its progress follows as lines "
+              f"(`%sagemaker_attach {job.name} --wait` blocks until it ends).")
+        get_monitor().watch(job, TerminalLines(), min_interval=WIDGET_INTERVAL)
 
 
 def load_ipython_extension(ipython) -> None:

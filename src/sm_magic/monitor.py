@@ -16,6 +16,7 @@ from .job import Job, Snapshot
 
 POLL_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 30.0
+HEARTBEAT_SECONDS = 5.0  # a quiet job's display still refreshes (elapsed time) this often
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Monitor:
         w.next_poll = now + getattr(w.job._backend, "poll_interval", self.poll)
         key = (snap.state.status, snap.state.secondary_status, len(snap.state.transitions), len(snap.metrics))
         w.new_lines.extend(snap.new_lines)
-        if key != w.last_state or snap.new_lines:
+        if key != w.last_state or snap.new_lines or now - w.last_sent >= HEARTBEAT_SECONDS:
             w.pending = True
             w.last_state = key
         done = snap.state.done

@@ -7,12 +7,11 @@ the model is.
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from typing import Optional, TextIO
 
-from ..job import Job, Snapshot, format_transition
+from ..job import Snapshot, format_transition
 
 TAIL_LINES = 10
 
@@ -54,23 +53,30 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
     return "\n".join(lines)
 
 
-def render_html(snap: Snapshot) -> str:
-    color = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00"}.get(snap.state.status, "inherit")
-    return (f'<pre style="margin:0;border-left:3px solid {color};padding-left:6px">'
-            f"{html.escape(render_text(snap))}</pre>")
+class TerminalLines:
+    """For a terminal IPython: each new transition and metric row as one line, then the result."""
 
-
-class LiveDisplay:
-    """A display under the cell, replaced in place as the monitor delivers snapshots."""
-
-    def __init__(self, job: Job):
-        from IPython.display import display
-
-        self.job = job
-        self.handle = display({"text/plain": f"{job.name}: starting"}, raw=True, display_id=True)
+    def __init__(self, out: Optional[TextIO] = None):
+        self.out = out
+        self.transitions = 0
+        self.rows: list[dict] = []
 
     def __call__(self, snap: Snapshot) -> None:
-        self.handle.update({"text/plain": render_text(snap), "text/html": render_html(snap)}, raw=True)
+        out = self.out or sys.stdout
+        s = snap.state
+        for t in s.transitions[self.transitions:]:
+            print(f"[{s.name}] {format_transition(t)}", file=out)
+        self.transitions = len(s.transitions)
+        for row in snap.metrics:
+            if row not in self.rows:
+                print(f"[{s.name}] " + " ".join(f"{k}={_fmt(v)}" for k, v in row.items()), file=out)
+        self.rows = [dict(r) for r in snap.metrics]
+        if s.done:
+            if s.failure_reason:
+                print(f"[{s.name}] FailureReason: {s.failure_reason}", file=out)
+            if s.model_artifacts:
+                print(f"[{s.name}] model: {s.model_artifacts}", file=out)
+        out.flush()
 
 
 class StreamPrinter:

@@ -1,0 +1,227 @@
+"""The progress widget under a `%%sagemaker_train` cell, and the static summary it leaves.
+
+Core ipywidgets only (HTML, Image, Button, VBox/HBox), so it renders in JupyterLab, Notebook 7,
+VS Code and Colab. Created on the main thread; `update()` may be called from the monitor
+thread and holds every child's sync, so one update sends at most one message per child whose
+value changed. When the job ends, `summary_html()` is what replaces the widget: plain HTML with
+an inline PNG plot, which survives saving and reopening the notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from contextlib import ExitStack
+from typing import Callable, Optional
+
+from ..job import Job, Snapshot
+from .text import metrics_table, render_text
+
+LOG_TAIL = 12
+STATUS_COLORS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00", "Stopping": "#ef6c00"}
+
+
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def _clock(t: Optional[float]) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
+
+
+def status_html(snap: Snapshot) -> str:
+    s = snap.state
+    color = STATUS_COLORS.get(s.status, "#1565c0")
+    return (f'<span style="font-weight:bold;color:{color}">{_esc(s.status)}</span>'
+            f' &middot; {_esc(s.secondary_status)}')
+
+
+def header_html(snap: Snapshot) -> str:
+    s = snap.state
+    end = s.training_end_time or time.time()
+    elapsed = max(0.0, end - s.creation_time) if s.creation_time else 0.0
+    billable = f" &middot; billable {s.billable_seconds} s" if s.billable_seconds is not None else ""
+    hps = " ".join(f"{k}={v}" for k, v in s.hyperparameters.items())
+    return (f"<b>{_esc(s.name)}</b> &middot; {_esc(snap.backend)} &middot; {_esc(s.instance_type)}"
+            f" &times; {s.instance_count} &middot; elapsed {elapsed:.0f} s{billable}"
+            + (f'<br><span style="color:#666">{_esc(hps)}</span>' if hps else ""))
+
+
+def timeline_html(snap: Snapshot) -> str:
+    rows = []
+    now = time.time()
+    for t in snap.state.transitions:
+        took = (t.end if t.end is not None else now) - t.start
+        rows.append(f"<tr><td>{_clock(t.start)}</td><td><b>{_esc(t.status)}</b></td>"
+                    f"<td style='text-align:right'>{took:.0f} s</td><td>{_esc(t.message)}</td></tr>")
+    return ('<table class="sm-magic-timeline-table" style="font-size:0.9em">'
+            "<thead><tr><th>start</th><th>status</th><th>took</th><th>message</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def metrics_html(rows: list[dict]) -> str:
+    if not rows:
+        return "<i>no metrics yet</i>"
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plot_png(rows: list[dict]) -> bytes:
+    """One line per metric over epochs (or steps), as PNG bytes; b"" when there is nothing to plot."""
+    if not rows:
+        return b""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    key = "epoch" if all("epoch" in r for r in rows) else "step" if all("step" in r for r in rows) else None
+    xs = [r[key] for r in rows] if key else list(range(len(rows)))
+    names: list[str] = []
+    for row in rows:
+        names += [k for k in row if k not in names and k not in ("epoch", "step")]
+    fig = Figure(figsize=(5.5, 2.6), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name in names:
+        points = [(x, r[name]) for x, r in zip(xs, rows) if name in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xlabel(key or "row")
+    ax.grid(alpha=0.3)
+    if names:
+        ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def log_html(lines: list[str]) -> str:
+    text = "\n".join(lines[-LOG_TAIL:])
+    return (f'<pre style="max-height:14em;overflow:auto;font-size:0.85em;margin:0">{_esc(text)}</pre>'
+            if text else "")
+
+
+def summary_html(snap: Snapshot) -> str:
+    """The finished job as static HTML: status, timeline, metrics table and plot, reason, model."""
+    s = snap.state
+    png = plot_png(snap.metrics)
+    parts = [f'<div class="sm-magic-summary" style="border-left:3px solid '
+             f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">',
+             f"<div>{header_html(snap)}</div>",
+             f'<div class="sm-magic-status">{status_html(snap)}</div>']
+    if s.failure_reason:
+        parts.append(f'<div class="sm-magic-failure" style="color:#c62828"><b>FailureReason:</b> '
+                     f"{_esc(s.failure_reason)}</div>")
+    parts.append(timeline_html(snap))
+    if snap.metrics:
+        parts.append(metrics_html(snap.metrics))
+    if png:
+        parts.append(f'<img class="sm-magic-plot" alt="metrics per epoch" '
+                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
+    if s.model_artifacts:
+        parts.append(f'<div class="sm-magic-model">model: <code>{_esc(s.model_artifacts)}</code></div>')
+    if snap.log_tail:
+        parts.append(f"<details><summary>log tail</summary>{log_html(snap.log_tail)}</details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+class ProgressWidget:
+    """Live view of one job. `.box` is the widget to display; `update(snapshot)` refreshes it;
+    `on_done(snapshot)` is called once, after the update that shows the job ended."""
+
+    def __init__(self, job: Job, on_done: Optional[Callable[[Snapshot], None]] = None):
+        import ipywidgets as w
+
+        self.job = job
+        self.on_done = on_done
+        self._finished = False
+        self._metrics_rows = -1
+        self.header = w.HTML(f"<b>{_esc(job.name)}</b> &middot; starting").add_class("sm-magic-header")
+        self.status = w.HTML("").add_class("sm-magic-status")
+        self.timeline = w.HTML("").add_class("sm-magic-timeline")
+        self.metrics = w.HTML("<i>no metrics yet</i>").add_class("sm-magic-metrics")
+        self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none")).add_class("sm-magic-plot")
+        self.log = w.HTML("").add_class("sm-magic-log")
+        self.failure = w.HTML("", layout=w.Layout(display="none")).add_class("sm-magic-failure")
+        self.model = w.HTML("").add_class("sm-magic-model")
+        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
+                                    tooltip=f"Stop {job.name}").add_class("sm-magic-stop")
+        self.stop_button.on_click(self._stop)
+        self.children = [self.header, self.status, self.failure, self.timeline, self.metrics, self.plot,
+                         self.log, self.model, self.stop_button]
+        self.box = w.VBox([self.header, w.HBox([self.status, self.stop_button]), self.failure,
+                           self.timeline, w.HBox([self.metrics, self.plot]), self.log, self.model]
+                          ).add_class("sm-magic-progress")
+
+    def close(self) -> None:
+        """Close this widget's comms (after the summary replaced it)."""
+        for child in self.box.children + tuple(self.children):
+            child.close()
+        self.box.close()
+
+    def _stop(self, _button=None) -> None:
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping"
+        self.job.stop()
+
+    def update(self, snap: Snapshot) -> None:
+        if self._finished:
+            return
+        s = snap.state
+        with ExitStack() as stack:
+            for child in self.children:
+                stack.enter_context(child.hold_sync())
+            self.header.value = header_html(snap)
+            self.status.value = status_html(snap)
+            self.timeline.value = timeline_html(snap)
+            if len(snap.metrics) != self._metrics_rows or s.done:
+                self._metrics_rows = len(snap.metrics)
+                self.metrics.value = metrics_html(snap.metrics)
+                png = plot_png(snap.metrics)
+                if png:
+                    self.plot.value = png
+                    self.plot.layout.display = None
+            self.log.value = log_html(snap.log_tail)
+            if s.failure_reason:
+                self.failure.value = f"<b>FailureReason:</b> {_esc(s.failure_reason)}"
+                self.failure.layout.display = None
+            if s.model_artifacts:
+                self.model.value = f"model: <code>{_esc(s.model_artifacts)}</code>"
+            if s.done:
+                self.stop_button.disabled = True
+                self.stop_button.description = s.status
+        if s.done:
+            self._finished = True
+            if self.on_done:
+                self.on_done(snap)
+
+
+def show_progress(job: Job) -> ProgressWidget:
+    """Display a ProgressWidget for `job` under the current cell; when the job ends the display
+    is replaced by the static summary (HTML, plus text for frontends without HTML)."""
+    from IPython.display import display
+
+    handles = []
+
+    def finish(snap: Snapshot) -> None:
+        handles[0].update({"text/html": summary_html(snap), "text/plain": render_text(snap)}, raw=True)
+        widget.close()
+
+    widget = ProgressWidget(job, on_done=finish)
+    handles.append(display(widget.box, display_id=True))
+    return widget
+
+
+__all__ = ["ProgressWidget", "show_progress", "summary_html", "plot_png", "metrics_table"]
