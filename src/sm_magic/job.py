@@ -19,6 +19,7 @@ from .metrics import MetricDefinition, MetricsParser
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
 STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
+SNAPSHOT_READS = 4        # backend log reads per snapshot of a running job (local: 1 MiB each)
 
 
 class JobFailedError(RuntimeError):
@@ -100,12 +101,15 @@ class Job:
 
     # -- logs and metrics --------------------------------------------------------------------
 
-    def pull_logs(self) -> list[str]:
-        """Fetch the lines logged since the last call, feed them to the metrics parser, return them."""
+    def pull_logs(self, max_reads: Optional[int] = None) -> list[str]:
+        """Fetch the lines logged since the last call (at most `max_reads` backend reads, so a
+        flood cannot hold a caller forever), feed them to the metrics parser, return them."""
         with self._lock:
             new: list[str] = []
-            while True:
+            reads = 0
+            while max_reads is None or reads < max_reads:
                 lines, self._cursor = self._backend.logs(self.name, self._cursor)
+                reads += 1
                 if not lines:
                     break
                 new.extend(lines)
@@ -139,9 +143,9 @@ class Job:
         """State, metric rows, the last `tail` log lines and the lines new since the last snapshot."""
         with self._lock:
             state = self.refresh()
-            new = self.pull_logs()
-            if state.done:  # lines written just before the end
-                new += self.pull_logs()
+            # A running job's flood is read a bounded slice per snapshot, so the state shown stays
+            # current; once the job has ended, everything is read.
+            new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
             return Snapshot(state=state, metrics=[dict(r) for r in self._parser.rows],
                             log_tail=list(self._lines)[-tail:] if tail else [], new_lines=new,
                             backend=self.backend)

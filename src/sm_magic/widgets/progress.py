@@ -117,29 +117,39 @@ def summary_html(snap: Snapshot) -> str:
     s = snap.state
     png = plot_png(snap.metrics)
     parts = [f'<div class="sm-magic-summary" style="border-left:3px solid '
-             f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">',
-             f"<div>{header_html(snap)}</div>",
-             f'<div class="sm-magic-status">{status_html(snap)}</div>']
-    if s.failure_reason:
-        parts.append(f'<div class="sm-magic-failure" style="color:#c62828"><b>FailureReason:</b> '
-                     f"{_esc(s.failure_reason)}</div>")
-    parts.append(timeline_html(snap))
+             f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">', overview_html(snap)]
     if snap.metrics:
         parts.append(metrics_html(snap.metrics))
     if png:
         parts.append(f'<img class="sm-magic-plot" alt="metrics per epoch" '
                      f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
-    if s.model_artifacts:
-        parts.append(f'<div class="sm-magic-model">model: <code>{_esc(s.model_artifacts)}</code></div>')
     if snap.log_tail:
         parts.append(f"<details><summary>log tail</summary>{log_html(snap.log_tail)}</details>")
     parts.append("</div>")
     return "".join(parts)
 
 
+def overview_html(snap: Snapshot) -> str:
+    """Header, status, failure reason, timeline and model location: the part that changes as
+    the job moves. One HTML value, so a status change costs one widget message."""
+    s = snap.state
+    parts = [f'<div class="sm-magic-header">{header_html(snap)}</div>',
+             f'<div class="sm-magic-status">{status_html(snap)}</div>']
+    if s.failure_reason:
+        parts.append(f'<div class="sm-magic-failure" style="color:#c62828"><b>FailureReason:</b> '
+                     f"{_esc(s.failure_reason)}</div>")
+    parts.append(f'<div class="sm-magic-timeline">{timeline_html(snap)}</div>')
+    if s.model_artifacts:
+        parts.append(f'<div class="sm-magic-model">model: <code>{_esc(s.model_artifacts)}</code></div>')
+    return "".join(parts)
+
+
 class ProgressWidget:
     """Live view of one job. `.box` is the widget to display; `update(snapshot)` refreshes it;
-    `on_done(snapshot)` is called once, after the update that shows the job ended."""
+    `on_done(snapshot)` is called once, after the update that shows the job ended.
+
+    Four values change as a job runs (overview, metrics table, plot, log tail), so one update
+    sends at most four messages, and the plot is redrawn only when a metric row arrives."""
 
     def __init__(self, job: Job, on_done: Optional[Callable[[Snapshot], None]] = None):
         import ipywidgets as w
@@ -148,26 +158,20 @@ class ProgressWidget:
         self.on_done = on_done
         self._finished = False
         self._metrics_rows = -1
-        self.header = w.HTML(f"<b>{_esc(job.name)}</b> &middot; starting").add_class("sm-magic-header")
-        self.status = w.HTML("").add_class("sm-magic-status")
-        self.timeline = w.HTML("").add_class("sm-magic-timeline")
+        self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>'
+                               ).add_class("sm-magic-overview")
         self.metrics = w.HTML("<i>no metrics yet</i>").add_class("sm-magic-metrics")
         self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none")).add_class("sm-magic-plot")
         self.log = w.HTML("").add_class("sm-magic-log")
-        self.failure = w.HTML("", layout=w.Layout(display="none")).add_class("sm-magic-failure")
-        self.model = w.HTML("").add_class("sm-magic-model")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
                                     tooltip=f"Stop {job.name}").add_class("sm-magic-stop")
         self.stop_button.on_click(self._stop)
-        self.children = [self.header, self.status, self.failure, self.timeline, self.metrics, self.plot,
-                         self.log, self.model, self.stop_button]
-        self.box = w.VBox([self.header, w.HBox([self.status, self.stop_button]), self.failure,
-                           self.timeline, w.HBox([self.metrics, self.plot]), self.log, self.model]
+        self.box = w.VBox([self.overview, w.HBox([self.metrics, self.plot]), self.log, self.stop_button]
                           ).add_class("sm-magic-progress")
 
     def close(self) -> None:
         """Close this widget's comms (after the summary replaced it)."""
-        for child in self.box.children + tuple(self.children):
+        for child in (self.overview, self.metrics, self.plot, self.log, self.stop_button, *self.box.children):
             child.close()
         self.box.close()
 
@@ -181,11 +185,9 @@ class ProgressWidget:
             return
         s = snap.state
         with ExitStack() as stack:
-            for child in self.children:
+            for child in (self.overview, self.metrics, self.plot, self.log, self.stop_button):
                 stack.enter_context(child.hold_sync())
-            self.header.value = header_html(snap)
-            self.status.value = status_html(snap)
-            self.timeline.value = timeline_html(snap)
+            self.overview.value = overview_html(snap)
             if len(snap.metrics) != self._metrics_rows or s.done:
                 self._metrics_rows = len(snap.metrics)
                 self.metrics.value = metrics_html(snap.metrics)
@@ -194,11 +196,6 @@ class ProgressWidget:
                     self.plot.value = png
                     self.plot.layout.display = None
             self.log.value = log_html(snap.log_tail)
-            if s.failure_reason:
-                self.failure.value = f"<b>FailureReason:</b> {_esc(s.failure_reason)}"
-                self.failure.layout.display = None
-            if s.model_artifacts:
-                self.model.value = f"model: <code>{_esc(s.model_artifacts)}</code>"
             if s.done:
                 self.stop_button.disabled = True
                 self.stop_button.description = s.status

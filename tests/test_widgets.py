@@ -1,0 +1,244 @@
+"""Widget state: the progress widget fed snapshots and real jobs, the form field by field,
+and the number of widget messages under a flood of log lines, counted at the comm."""
+
+import time
+
+import comm
+import pytest
+import yaml
+
+import sm_magic
+from sm_magic.backends.base import JobState, Transition
+from sm_magic.config import TrainConfig
+from sm_magic.job import Snapshot
+from sm_magic.monitor import Monitor
+from sm_magic.widgets.form import ConfigForm
+from sm_magic.widgets.progress import ProgressWidget, summary_html
+
+from conftest import script
+
+
+class _Job:
+    """Just enough of a Job for feeding snapshots by hand (no backend is involved)."""
+
+    name = "unit-1"
+    backend = "local"
+    stopped = False
+
+    def stop(self):
+        self.stopped = True
+
+
+def _snap(status="InProgress", secondary="Training", metrics=(), reason=None, model=None, lines=()):
+    t0 = 1_700_000_000.0
+    transitions = [Transition("Starting", t0, t0 + 2, "Preparing the instances for training"),
+                   Transition("Downloading", t0 + 2, t0 + 3, "Downloading input data"),
+                   Transition("Training", t0 + 3, None if status == "InProgress" else t0 + 30, "Training in progress")]
+    if status != "InProgress":
+        transitions.append(Transition(secondary, t0 + 30, t0 + 30, f"Training job {secondary.lower()}"))
+    state = JobState(name="unit-1", status=status, secondary_status=secondary, transitions=transitions,
+                     failure_reason=reason, model_artifacts=model, creation_time=t0, instance_type="local",
+                     training_start_time=t0 + 3, billable_seconds=27 if status != "InProgress" else None,
+                     hyperparameters={"epochs": "3"})
+    return Snapshot(state=state, metrics=[dict(m) for m in metrics], log_tail=list(lines), backend="local")
+
+
+ROWS = [{"epoch": 0, "accuracy": 0.76, "f1": 0.82}, {"epoch": 1, "accuracy": 0.84, "f1": 0.88}]
+
+
+def test_progress_widget_follows_snapshots_to_completion():
+    done = []
+    widget = ProgressWidget(_Job(), on_done=done.append)
+    widget.update(_snap(lines=["epoch 0: {...}"]))
+    overview = widget.overview.value
+    assert 'class="sm-magic-status"' in overview and "InProgress</span> &middot; Training" in overview
+    assert "unit-1" in overview and "local" in overview and "epochs=3" in overview
+    assert overview.count("<tr>") == 4  # timeline: header row + 3 transitions
+    assert "no metrics yet" in widget.metrics.value and bytes(widget.plot.value) == b""
+    assert "epoch 0: {...}" in widget.log.value
+    assert not widget.stop_button.disabled and not done
+
+    widget.update(_snap(metrics=ROWS))
+    assert widget.metrics.value.count("<tr>") == 3  # header + one row per epoch
+    assert "0.84" in widget.metrics.value
+    assert bytes(widget.plot.value).startswith(b"\x89PNG") and widget.plot.layout.display is None
+
+    final = _snap("Completed", "Completed", metrics=ROWS, model="/jobs/unit-1/output/model.tar.gz")
+    widget.update(final)
+    assert "Completed</span>" in widget.overview.value and "billable 27 s" in widget.overview.value
+    assert 'class="sm-magic-model"' in widget.overview.value and "model.tar.gz" in widget.overview.value
+    assert widget.stop_button.disabled and widget.stop_button.description == "Completed"
+    assert done == [final]
+    widget.update(final)
+    assert len(done) == 1, "on_done must run once"
+
+
+def test_failed_job_shows_its_reason_and_summary_keeps_it():
+    widget = ProgressWidget(_Job())
+    assert "sm-magic-failure" not in widget.overview.value
+    snap = _snap("Failed", "Failed", reason="AlgorithmError: ValueError: bad batch size (exit code 1)")
+    widget.update(snap)
+    assert 'class="sm-magic-failure"' in widget.overview.value
+    assert "ValueError: bad batch size" in widget.overview.value
+    html = summary_html(snap)
+    assert 'class="sm-magic-summary"' in html and "ValueError: bad batch size" in html and "Failed" in html
+
+
+def test_summary_is_static_html_with_table_and_inline_plot():
+    html = summary_html(_snap("Completed", "Completed", metrics=ROWS, model="/m/model.tar.gz"))
+    assert html.count("<tr>") >= 2 + 5  # metric rows plus timeline rows
+    assert '<img class="sm-magic-plot"' in html and "data:image/png;base64," in html
+    assert "/m/model.tar.gz" in html
+
+
+def test_stop_button_stops_a_real_job(sm_env):
+    job = sm_magic.launch(script("""
+        import time
+        print("working", flush=True)
+        time.sleep(600)
+    """))
+    widget = ProgressWidget(job)
+    widget.stop_button.click()
+    assert widget.stop_button.disabled and widget.stop_button.description == "Stopping"
+    assert job.wait(timeout=60).status == "Stopped"
+
+
+# -- the form ----------------------------------------------------------------------------------
+
+NEW_VALUES = {  # a valid value different from the default, for fields whose type needs one
+    "ec2_instance_type": "ml.g5.xlarge", "base_job_name": "my-run", "region": "eu-west-1",
+    "gpu_ids": "0,1", "pytorch_version": "2.1.0", "transformers_version": "4.36.0", "py_version": "py310",
+    "max_run": "3600", "max_wait": "7200", "num_machines": "3",
+    "additional_args": "enable_network_isolation: true\ntags:\n  team: ml",
+    "dynamo_config": "dynamo_backend: INDUCTOR",
+}
+
+
+def _new_value(name, control):
+    if name in NEW_VALUES:
+        return NEW_VALUES[name]
+    if hasattr(control, "options") and control.options:
+        return next(o for o in control.options if o != control.value)
+    if isinstance(control.value, bool):
+        return not control.value
+    return f"value-of-{name}"
+
+
+def test_every_field_has_a_grouped_control_with_help():
+    form = ConfigForm(TrainConfig(), None)
+    expected = {n for n, f in TrainConfig.model_fields.items() if not f.exclude}
+    assert set(form.controls) == expected
+    assert form.controls["distributed_type"].options == ("NO", "DATA_PARALLEL", "MODEL_PARALLEL")
+    assert form.controls["mixed_precision"].options == ("no", "fp16", "bf16", "fp8")
+    text = str([c.value for c in form.box.children if hasattr(c, "value")])
+    for group in ("Compute", "Distributed", "Spot &amp; checkpoints", "Software versions", "Advanced"):
+        assert group in text
+
+
+@pytest.mark.parametrize("name", [n for n, f in TrainConfig.model_fields.items() if not f.exclude])
+def test_form_round_trip_field_by_field(tmp_path, name):
+    path = tmp_path / "cfg.yaml"
+    form = ConfigForm(TrainConfig(), path)
+    if name == "max_wait":  # spot only
+        form.controls["use_spot_instances"].value = True
+    control = form.controls[name]
+    fixed = len(getattr(control, "options", ())) == 1  # e.g. compute_environment: one choice only
+    if not fixed:
+        control.value = _new_value(name, control)
+    assert form.save(), form.message.value
+    assert "Saved to" in form.message.value
+    saved = TrainConfig.from_yaml(path)
+    assert getattr(saved, name) == getattr(form.config, name)
+    if not fixed:
+        assert getattr(saved, name) != getattr(TrainConfig(), name)
+
+
+def test_invalid_value_shows_beside_the_field_and_nothing_is_saved(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("compute_environment: AMAZON_SAGEMAKER\nnum_machines: 2\n")
+    form = ConfigForm(TrainConfig.from_yaml(path), path)
+    form.controls["num_machines"].value = "0"
+    error = form.errors["num_machines"]
+    assert error.layout.display is None and "greater than or equal to 1" in error.value
+    assert "Fix the fields" in form.message.value
+    assert not form.save() and "Not saved" in form.message.value
+    assert yaml.safe_load(path.read_text())["num_machines"] == 2
+    form.controls["additional_args"].value = "a: [1"
+    assert "not valid YAML" in form.errors["additional_args"].value
+    form.controls["num_machines"].value = "4"
+    form.controls["additional_args"].value = "enable_network_isolation: true"
+    assert form.errors["num_machines"].layout.display == "none"
+    assert form.save() and yaml.safe_load(path.read_text())["num_machines"] == 4
+
+
+def test_spot_rule_error_lands_on_max_wait(tmp_path):
+    form = ConfigForm(TrainConfig(), tmp_path / "c.yaml")
+    form.controls["max_wait"].value = "600"
+    assert "spot jobs only" in form.errors["max_wait"].value
+    form.controls["use_spot_instances"].value = True
+    assert form.errors["max_wait"].layout.display == "none" and form.save()
+    saved = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert saved["additional_args"] == {"use_spot_instances": True, "max_wait": 600}
+
+
+def test_launch_button_passes_the_edited_config(tmp_path):
+    launched = []
+    form = ConfigForm(TrainConfig(), tmp_path / "c.yaml", on_launch=launched.append)
+    form.controls["distributed_type"].value = "DATA_PARALLEL"
+    form.launch_button.click()
+    assert [c.distributed_type for c in launched] == ["DATA_PARALLEL"]
+    form.controls["num_machines"].value = "zero"
+    form.launch_button.click()
+    assert len(launched) == 1 and "Not launched" in form.message.value
+
+
+# -- message rate under a flood ------------------------------------------------------------------
+
+@pytest.fixture
+def comm_messages(monkeypatch):
+    """Every widget state update sent to the frontend, with the time it was sent."""
+    sent = []
+    original = comm.DummyComm.publish_msg
+
+    def publish(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        if msg_type == "comm_msg" and (data or {}).get("method") == "update":
+            sent.append(time.monotonic())
+        return original(self, msg_type, data=data, metadata=metadata, buffers=buffers, **keys)
+
+    monkeypatch.setattr(comm.DummyComm, "publish_msg", publish)
+    return sent
+
+
+def test_a_flood_of_log_lines_sends_a_bounded_number_of_messages(sm_env, comm_messages):
+    flood = script("""
+        import sys, time
+        end = time.time() + 4
+        i = 0
+        while time.time() < end:  # about 50,000 lines a second
+            sys.stdout.write("".join(f"step {i + k} of a flood of log lines\\n" for k in range(500)))
+            i += 500
+            if i % 50_000 == 0:
+                print(f"epoch {i // 50_000}: {{'loss': {1 / (i + 1)}}}")
+            time.sleep(0.01)
+        print("epoch 99: {'loss': 0.0}")
+    """)
+    job = sm_magic.launch(flood)
+    done = []
+    widget = ProgressWidget(job, on_done=done.append)
+    monitor = Monitor()
+    start = time.monotonic()
+    monitor.watch(job, widget.update, min_interval=1.0)
+    deadline = time.monotonic() + 120
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.1)
+    elapsed = time.monotonic() - start
+    assert done and done[0].state.status == "Completed"
+    lines = job.logs().count("of a flood of log lines")
+    assert lines > 100_000, f"the flood was too small to mean anything ({lines} lines)"
+    # Per whole second of the run, and overall: at most 10 update messages per second.
+    per_second = {}
+    for t in comm_messages:
+        per_second[int(t - start)] = per_second.get(int(t - start), 0) + 1
+    assert max(per_second.values()) <= 10, per_second
+    assert len(comm_messages) / elapsed <= 10
+    assert "epoch" in widget.metrics.value and "99" in widget.metrics.value
