@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sm_magic-installed
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo test screenshot bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ browser:
 
 test: setup browser
 	$(PY) -m pytest -q
+
+# Not part of `test`: refreshes docs/images/progress.png from a real JupyterLab.
+screenshot: setup browser
+	$(PY) scripts/screenshot.py
 
 bench: setup
 	$(PY) bench/overhead.py

@@ -2,7 +2,8 @@
 
 The server's root is a temporary directory; its environment (registry, jobs dir, HF_HOME, Jupyter
 dirs, HOME) lives there too, so no test touches the user's files. Chromium must be installed
-(`make browser`): a missing browser fails the tests, it never skips them.
+(`make browser`): a missing browser fails the tests, it never skips them. A failing test leaves a
+full-page screenshot in build/e2e/<test>.png.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab  # noqa: E402
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "e2e"
 
 
 @pytest.fixture(scope="session")
@@ -39,27 +42,24 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, request):
+def page(browser):
     page = lab.new_page(browser)
     yield page
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        out = Path(__file__).resolve().parents[2] / "build" / "e2e"
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            page.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
-        except Exception:
-            pass
     page.close()
 
 
-@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
-@pytest.fixture
-def run_notebook():
-    return lab.run_notebook
+    if rep.when != "call" or not rep.failed:
+        return
+    for name in ("page", "nb_page"):
+        pg = getattr(item, "funcargs", {}).get(name)
+        if pg is None:
+            continue
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        try:
+            pg.screenshot(path=str(SCREENSHOTS / f"{item.name}.png"), full_page=True)
+        except Exception:
+            pass

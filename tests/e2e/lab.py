@@ -51,13 +51,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def isolated_env(root: Path) -> dict:
-    """The server's (and so every kernel's) environment, with all user state under root/.home."""
+def isolated_env(root: Path, jobs_dir: Optional[Path] = None) -> dict:
+    """The server's (and so every kernel's) environment, with all user state under root/.home
+    (jobs under jobs_dir when given)."""
     home = root / ".home"
     dirs = {
         "HOME": home,
         "SM_MAGIC_REGISTRY": home / "registry.sqlite3",
-        "SM_MAGIC_JOBS_DIR": home / "sm_jobs",
+        "SM_MAGIC_JOBS_DIR": Path(jobs_dir) if jobs_dir else home / "sm_jobs",
         "HF_HOME": home / "hf",
         "JUPYTER_RUNTIME_DIR": home / "jupyter" / "runtime",
         "JUPYTER_CONFIG_DIR": home / "jupyter" / "config",
@@ -77,11 +78,17 @@ def isolated_env(root: Path) -> dict:
             path.mkdir(parents=True, exist_ok=True)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["PYTHONUNBUFFERED"] = "1"
-    # No news, update checks or toasts over the notebook.
-    notif = dirs["JUPYTERLAB_SETTINGS_DIR"] / "@jupyterlab" / "apputils-extension"
-    notif.mkdir(parents=True, exist_ok=True)
-    (notif / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True}))
+    # No news, update checks or toasts over the notebook; every cell in the DOM (no windowing),
+    # so an output far down the notebook can be found, scrolled to and screenshotted.
+    settings = {
+        "@jupyterlab/apputils-extension/notification":
+            {"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True},
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    }
+    for plugin, values in settings.items():
+        target = dirs["JUPYTERLAB_SETTINGS_DIR"] / f"{plugin}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
     return env
 
 
@@ -167,11 +174,11 @@ def _kill_jobs(jobs_dir: Path) -> None:
                 pass
 
 
-def start_lab(root: Path, timeout: float = 90.0) -> LabServer:
+def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Optional[Path] = None) -> LabServer:
     """`jupyter lab` on a free loopback port with no token, serving root; waits for /api/status."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    env = isolated_env(root)
+    env = isolated_env(root, jobs_dir)
     port = free_port()
     log_path = root / ".home" / "jupyterlab.log"
     log = open(log_path, "wb")
@@ -279,3 +286,10 @@ def run_notebook(page, server: LabServer, path: str, wait_done: bool = True,
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     if wait_done:
         wait_cells_done(page, timeout=timeout)
+
+
+def expect_text(locator, text: str, timeout: int = TIMEOUT_MS) -> None:
+    """Wait until locator's text contains text (Playwright's retrying assertion)."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_contain_text(text, timeout=timeout)
