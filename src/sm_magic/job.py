@@ -8,6 +8,7 @@ the notebook at once.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -146,9 +147,10 @@ class Job:
             # A running job's flood is read a bounded slice per snapshot, so the state shown stays
             # current; once the job has ended, everything is read.
             new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
+            # Only the tail is copied: the buffer may hold 200,000 lines.
+            log_tail = list(itertools.islice(reversed(self._lines), tail))[::-1] if tail else []
             return Snapshot(state=state, metrics=[dict(r) for r in self._parser.rows],
-                            log_tail=list(self._lines)[-tail:] if tail else [], new_lines=new,
-                            backend=self.backend)
+                            log_tail=log_tail, new_lines=new, backend=self.backend)
 
     # -- control -----------------------------------------------------------------------------
 

@@ -260,7 +260,7 @@ class MetricsParser:
             if mapping is not None:
                 self._ingest(None, mapping, touched)
                 return
-        if "=" in line:
+        if "epoch=" in line or "step=" in line:  # a key=value row needs one of these pairs
             pairs = dict(_KV_PAIR.findall(line))
             if "epoch" in pairs or "step" in pairs:
                 self._ingest(None, pairs, touched)

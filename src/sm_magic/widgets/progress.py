@@ -20,6 +20,7 @@ from ..job import Job, Snapshot
 from .text import metrics_table, render_text
 
 LOG_TAIL = 12
+PLOT_INTERVAL = 5.0  # seconds between plot redraws while a job runs
 STATUS_COLORS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00", "Stopping": "#ef6c00"}
 
 
@@ -100,7 +101,7 @@ def plot_png(rows: list[dict]) -> bytes:
     ax.grid(alpha=0.3)
     if names:
         ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.2)  # tight_layout costs 40% more
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
@@ -158,6 +159,7 @@ class ProgressWidget:
         self.on_done = on_done
         self._finished = False
         self._metrics_rows = -1
+        self._plot_stale, self._plot_at = False, 0.0
         self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>'
                                ).add_class("sm-magic-overview")
         self.metrics = w.HTML("<i>no metrics yet</i>").add_class("sm-magic-metrics")
@@ -191,6 +193,10 @@ class ProgressWidget:
             if len(snap.metrics) != self._metrics_rows or s.done:
                 self._metrics_rows = len(snap.metrics)
                 self.metrics.value = metrics_html(snap.metrics)
+                self._plot_stale = True
+            # Drawing costs ~50 ms: the table is always current, the plot redrawn every few seconds.
+            if self._plot_stale and (s.done or time.monotonic() - self._plot_at >= PLOT_INTERVAL):
+                self._plot_stale, self._plot_at = False, time.monotonic()
                 png = plot_png(snap.metrics)
                 if png:
                     self.plot.value = png
