@@ -85,6 +85,7 @@ def plot_png(rows: list[dict]) -> bytes:
         return b""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     key = "epoch" if all("epoch" in r for r in rows) else "step" if all("step" in r for r in rows) else None
     xs = [r[key] for r in rows] if key else list(range(len(rows)))
@@ -98,6 +99,7 @@ def plot_png(rows: list[dict]) -> bytes:
         points = [(x, r[name]) for x, r in zip(xs, rows) if name in r]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
     ax.set_xlabel(key or "row")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
     ax.grid(alpha=0.3)
     if names:
         ax.legend(fontsize="small", loc="best")
@@ -193,7 +195,7 @@ class ProgressWidget:
             if len(snap.metrics) != self._metrics_rows or s.done:
                 self._metrics_rows = len(snap.metrics)
                 self.metrics.value = metrics_html(snap.metrics)
-                self._plot_stale = True
+                self._plot_stale = bool(snap.metrics)
             # Drawing costs ~50 ms: the table is always current, the plot redrawn every few seconds.
             if self._plot_stale and (s.done or time.monotonic() - self._plot_at >= PLOT_INTERVAL):
                 self._plot_stale, self._plot_at = False, time.monotonic()
