@@ -244,3 +244,13 @@ def test_accelerate_inputs_and_metrics_files_from_the_config(sm_env):
     (sm_env / "inputs.tsv").write_text("channel\turi\ntrain-only-name\n")
     with pytest.raises(LaunchError, match=r"inputs.tsv, line 2: expected 'name<TAB>value'"):
         sm_magic.launch(reader, config="cfg.yaml")
+
+
+def test_stop_right_after_launch_ends_the_job_stopped(sm_env):
+    job = sm_magic.launch(script("""
+        import time
+        time.sleep(600)
+    """))
+    job.stop()  # before the runner has even recorded its pid
+    assert job.wait(timeout=60).status == "Stopped"
+    assert "Stopping" in [t.status for t in job.transitions]

@@ -56,7 +56,7 @@ def timeline_html(snap: Snapshot) -> str:
     for t in snap.state.transitions:
         took = (t.end if t.end is not None else now) - t.start
         rows.append(f"<tr><td>{_clock(t.start)}</td><td><b>{_esc(t.status)}</b></td>"
-                    f"<td style='text-align:right'>{took:.0f} s</td><td>{_esc(t.message)}</td></tr>")
+                    f"<td style='text-align:right'>{took:.0f} s</td><td style='text-align:left'>{_esc(t.message)}</td></tr>")
     return ('<table class="sm-magic-timeline-table" style="font-size:0.9em">'
             "<thead><tr><th>start</th><th>status</th><th>took</th><th>message</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
