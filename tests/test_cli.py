@@ -6,7 +6,7 @@ import sys
 import sm_magic
 from sm_magic.cli import main
 
-from conftest import EPOCHS_SCRIPT
+from jobscripts import EPOCHS_SCRIPT
 
 
 def test_jobs_logs_and_wait(sm_env, capsys):

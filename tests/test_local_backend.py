@@ -18,7 +18,7 @@ from sm_magic.backends.local_state import live_group_members
 from sm_magic.job import JobFailedError
 from sm_magic.registry import Registry
 
-from conftest import EPOCHS_SCRIPT, script
+from jobscripts import EPOCHS_SCRIPT, script
 
 
 def test_completed_job_has_metrics_model_and_sagemaker_layout(sm_env):

@@ -10,7 +10,7 @@ from sm_magic.job import Job, JobFailedError
 from sm_magic.monitor import get_monitor
 from sm_magic.registry import Registry
 
-from conftest import EPOCHS_SCRIPT, script
+from jobscripts import EPOCHS_SCRIPT, script
 
 
 def _settle(job):

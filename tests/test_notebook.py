@@ -57,3 +57,8 @@ def test_live_display_without_wait_ends_showing_the_result(sm_env):
     assert "Training - Training in progress" in final
     assert "loss" in final and "0.3333" in final
     assert "model: " in final
+    # What a saved notebook keeps: static HTML with the table and an inline plot, no widget view.
+    html = displays[0]["data"]["text/html"]
+    assert 'class="sm-magic-summary"' in html and 'class="sm-magic-metrics"' in html
+    assert '<img class="sm-magic-plot"' in html and "data:image/png;base64," in html
+    assert "application/vnd.jupyter.widget-view+json" not in displays[0]["data"]

@@ -1,6 +1,7 @@
 """Widget state: the progress widget fed snapshots and real jobs, the form field by field,
 and the number of widget messages under a flood of log lines, counted at the comm."""
 
+import threading
 import time
 
 import comm
@@ -15,7 +16,7 @@ from sm_magic.monitor import Monitor
 from sm_magic.widgets.form import ConfigForm
 from sm_magic.widgets.progress import ProgressWidget, summary_html
 
-from conftest import script
+from jobscripts import script
 
 
 class _Job:
@@ -242,3 +243,28 @@ def test_a_flood_of_log_lines_sends_a_bounded_number_of_messages(sm_env, comm_me
     assert max(per_second.values()) <= 10, per_second
     assert len(comm_messages) / elapsed <= 10
     assert "epoch" in widget.metrics.value and "99" in widget.metrics.value
+
+
+def test_one_monitor_thread_follows_every_job(sm_env):
+    from sm_magic.monitor import get_monitor
+
+    jobs = [sm_magic.launch(script(f"""
+        import time
+        time.sleep(1)
+        print("epoch 0: {{'loss': {i}}}")
+    """)) for i in range(3)]
+    seen = {job.name: [] for job in jobs}
+    monitors = lambda: [t for t in threading.enumerate() if t.name == "sm_magic-monitor"]  # noqa: E731
+    before = monitors()
+    for job in jobs:
+        get_monitor().watch(job, seen[job.name].append, min_interval=0.2)
+    assert len(set(monitors()) - set(before)) <= 1, "three jobs must share the kernel's one monitor thread"
+    assert get_monitor()._thread in monitors()
+    deadline = time.monotonic() + 60
+    while any(job in get_monitor().watched() for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for i, job in enumerate(jobs):
+        final = seen[job.name][-1]
+        assert final.state.status == "Completed" and final.metrics == [{"epoch": 0, "loss": float(i)}]
+    time.sleep(1)  # nothing left to watch: the thread ends instead of idling
+    assert get_monitor()._thread is None

@@ -66,6 +66,9 @@ class Monitor:
         while True:
             with self._lock:
                 watches = list(self._watches)
+                if not watches:  # idle: the thread ends; the next watch() starts another
+                    self._thread = None
+                    return
             now = time.monotonic()
             for w in watches:
                 if now >= w.next_poll:

@@ -44,8 +44,16 @@ print("epoch 0: {'loss': 0.9}", flush=True)
 time.sleep(300)
 """
 
-CELLS = ["%load_ext sm_magic", f"%sagemaker_config --edit --config {CFG}", OK_JOB, FAIL_JOB, LONG_JOB]
-FORM, OK, FAIL, LONG = 1, 2, 3, 4
+# The form comes first; its Launch button starts the cell's job with the edited config.
+EDIT_JOB = """\
+%%sagemaker_train --edit --config edit.yaml --name e2e-edit
+import os
+print("precision=" + os.environ.get("ACCELERATE_MIXED_PRECISION", "?"), flush=True)
+print("epoch 0: {'loss': 0.5}", flush=True)
+"""
+
+CELLS = ["%load_ext sm_magic", f"%sagemaker_config --edit --config {CFG}", OK_JOB, FAIL_JOB, LONG_JOB, EDIT_JOB]
+FORM, OK, FAIL, LONG, EDIT = 1, 2, 3, 4, 5
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +145,20 @@ def test_running_job_shows_live_progress_and_its_stop_button_stops_it(nb_page):
     summary = out.locator(".sm-magic-summary")
     summary.wait_for(timeout=lab.TIMEOUT_MS)
     lab.expect_text(summary.locator(".sm-magic-status"), "Stopped")
+
+
+def test_edit_then_launch_runs_the_cell_with_the_edited_config(nb_page):
+    out = lab.cell_output(nb_page, EDIT)
+    form = out.locator(".sm-magic-form")
+    form.wait_for(timeout=lab.TIMEOUT_MS)
+    assert out.locator(".sm-magic-progress, .sm-magic-summary").count() == 0  # nothing ran yet
+    form.locator(".sm-magic-field-mixed_precision select").select_option("bf16")
+    form.locator("button.sm-magic-launch").click()
+    summary = form.locator(".sm-magic-summary")
+    summary.wait_for(timeout=lab.TIMEOUT_MS)
+    lab.expect_text(summary.locator(".sm-magic-status"), "Completed")
+    assert "e2e-edit" in summary.inner_text()
+    # The log (in the summary's collapsed tail) shows accelerate ran with the edited precision.
+    assert "precision=bf16" in summary.text_content()
+    assert summary.locator("table.sm-magic-metrics tbody tr").count() == 1
+
