@@ -34,8 +34,10 @@ test: setup browser
 screenshot: setup browser
 	$(PY) scripts/screenshot.py
 
+# Figures for docs/benchmarks.md; run by hand on a quiet machine.
 bench: setup
 	$(PY) bench/overhead.py
+	$(PY) bench/widget_rate.py
 
 clean:
 	rm -rf build sm_jobs

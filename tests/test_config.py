@@ -1,6 +1,5 @@
 """TrainConfig: reading and writing accelerate's SageMaker YAML, layering, and the errors a user sees."""
 
-import warnings
 from pathlib import Path
 
 import pytest

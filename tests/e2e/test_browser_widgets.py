@@ -5,7 +5,6 @@ One notebook, run once (Run > Run All Cells): the form cell, then three `%%sagem
 without --wait, so the jobs run while the form is being edited. Each test then looks at one cell.
 """
 
-from pathlib import Path
 
 import pytest
 import yaml

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from typing import Callable, Optional
 
 from ..job import Job, Snapshot
-from .text import metrics_table, render_text
+from .text import render_text
 
 LOG_TAIL = 12
 PLOT_INTERVAL = 5.0  # seconds between plot redraws while a job runs
@@ -229,4 +229,4 @@ def show_progress(job: Job) -> ProgressWidget:
     return widget
 
 
-__all__ = ["ProgressWidget", "show_progress", "summary_html", "plot_png", "metrics_table"]
+__all__ = ["ProgressWidget", "show_progress", "summary_html", "plot_png"]
