@@ -41,3 +41,29 @@ def _end_jobs(jobs_dir):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server on 127.0.0.1 for the session (see tests/aws_moto.py)."""
+    from aws_moto import MotoAWS
+
+    aws = MotoAWS()
+    yield aws
+    aws.stop()
+
+
+@pytest.fixture
+def aws(moto_server, sm_env, monkeypatch):
+    """A user whose environment points at moto, with an IAM role and a bucket there."""
+    from aws_moto import user_env
+
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "SAGEMAKER_")):
+            monkeypatch.delenv(key)
+    for key, value in user_env(moto_server.endpoint).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", str(sm_env / "home"))  # no ~/.aws of the machine's user
+    moto_server.role_arn = moto_server.create_role()
+    moto_server.bucket = moto_server.create_bucket()
+    return moto_server
