@@ -268,3 +268,15 @@ def test_one_monitor_thread_follows_every_job(sm_env):
         assert final.state.status == "Completed" and final.metrics == [{"epoch": 0, "loss": float(i)}]
     time.sleep(1)  # nothing left to watch: the thread ends instead of idling
     assert get_monitor()._thread is None
+
+
+def test_a_backend_that_cannot_be_reached_shows_reconnecting():
+    widget = ProgressWidget(_Job())
+    snap = _snap()
+    snap.state.extra["connection"] = "reconnecting (attempt 3): connection refused"
+    widget.update(snap)
+    assert 'class="sm-magic-connection"' in widget.overview.value
+    assert "reconnecting (attempt 3)" in widget.overview.value
+    snap = _snap()
+    widget.update(snap)
+    assert "sm-magic-connection" not in widget.overview.value

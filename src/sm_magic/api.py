@@ -66,6 +66,13 @@ def _parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainC
     return defs
 
 
+def _backend_options(backend_name: str, config: TrainConfig) -> dict:
+    """What a backend needs to find a job again (region and profile for SageMaker; no secrets)."""
+    if backend_name == "sagemaker":
+        return {"region": config.region, "profile": config.profile}
+    return {}
+
+
 def resolve_launch_config(config: Union[TrainConfig, str, os.PathLike, None], overrides: dict) -> TrainConfig:
     if isinstance(config, TrainConfig):
         return resolve_config(base=config, overrides=overrides)
@@ -100,7 +107,8 @@ def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[s
     metric_defs = _parse_metrics(metrics, cfg)
     channel_map = _parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
-    be = get_backend(backend_name, **({"jobs_dir": jobs_dir} if backend_name == "local" and jobs_dir else {}))
+    options = {"jobs_dir": jobs_dir} if backend_name == "local" and jobs_dir else _backend_options(backend_name, cfg)
+    be = get_backend(backend_name, **options)
     registry = registry or Registry()
     if registry.get(name) is not None:
         raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
@@ -124,15 +132,16 @@ def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = Non
     bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
                           inputs=p.inputs)
     try:
-        p.backend.submit(bundle, p.config)
+        name = p.backend.submit(bundle, p.config)
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)  # the backend moved or uploaded it
-    location = str(p.backend.job_dir(p.name)) if hasattr(p.backend, "job_dir") else p.name
-    p.registry.add(JobRecord(name=p.name, backend=p.backend_name, created=time.time(),
+    location = str(p.backend.job_dir(name)) if hasattr(p.backend, "job_dir") else name
+    p.registry.add(JobRecord(name=name, backend=p.backend_name, created=time.time(),
                              instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
                              location=location, hyperparameters=bundle.hyperparameters,
-                             extra={"metric_definitions": [m.to_api() for m in p.metric_definitions]}))
-    job = _job(p.name, p.backend, p.metric_definitions, p.registry)
+                             extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
+                                    "backend_options": _backend_options(p.backend_name, p.config)}))
+    job = _job(name, p.backend, p.metric_definitions, p.registry)
     return job.wait() if wait else job
 
 
@@ -142,6 +151,9 @@ def dry_run(source: str, config=None, args: Sequence[str] = (), **overrides) -> 
     bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
                           inputs=p.inputs)
     try:
+        if hasattr(p.backend, "dry_run"):  # a remote backend shows the request it would send
+            return (f"Dry run: nothing submitted. Job {p.name} on the {p.backend_name} backend.\n\n"
+                    + p.backend.dry_run(bundle, p.config))
         spec = json.loads((bundle.path / "sm_launch.json").read_text())
         hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
         cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],
@@ -180,7 +192,8 @@ def attach(name: str, registry: Optional[Registry] = None) -> Job:
     if record is None:
         raise LaunchError(f"no job named {name} in the registry ({registry.path}); "
                           "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs")
-    options = {"jobs_dir": str(Path(record.location).parent)} if record.backend == "local" else {}
+    options = ({"jobs_dir": str(Path(record.location).parent)} if record.backend == "local"
+               else record.extra.get("backend_options", {}))
     try:
         be = get_backend(record.backend, **options)
     except BackendError as e:

@@ -138,6 +138,9 @@ def overview_html(snap: Snapshot) -> str:
     s = snap.state
     parts = [f'<div class="sm-magic-header">{header_html(snap)}</div>',
              f'<div class="sm-magic-status">{status_html(snap)}</div>']
+    connection = s.extra.get("connection")
+    if connection and not s.done:  # the backend cannot be reached right now; the monitor retries
+        parts.append(f'<div class="sm-magic-connection" style="color:#ef6c00">&#8635; {_esc(connection)}</div>')
     if s.failure_reason:
         parts.append(f'<div class="sm-magic-failure" style="color:#c62828"><b>FailureReason:</b> '
                      f"{_esc(s.failure_reason)}</div>")

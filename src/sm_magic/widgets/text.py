@@ -40,6 +40,8 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
     lines = [f"{s.name}  [{snap.backend}, {s.instance_type} x{s.instance_count}]  "
              f"{s.status} / {s.secondary_status}  {elapsed:.0f} s elapsed"
              + (f", {s.billable_seconds} billable" if s.billable_seconds is not None else "")]
+    if s.extra.get("connection") and not s.done:
+        lines.append(f"  ({s.extra['connection']})")
     lines += ["  " + format_transition(t) for t in s.transitions]
     table = metrics_table(snap.metrics)
     if table:
