@@ -1,0 +1,540 @@
+"""The SageMaker backend: submission through the SDK v3 (`sagemaker_submit`), then describe,
+logs and stop through boto3 with as few API calls as a live view allows.
+
+- describe: DescribeTrainingJob mapped onto JobState. While two or more jobs of one backend are
+  watched, one ListTrainingJobs per poll interval says which of them changed (status, secondary
+  status, LastModifiedTime) and only those are described (each is still described at least every
+  DESCRIBE_EVERY_POLLS polls). A job that ended is never described again by this backend.
+- logs: CloudWatch Logs `/aws/sagemaker/TrainingJobs`, streams `<job>/algo-N-<epoch>`, each read
+  forward with GetLogEvents(startFromHead=True, nextToken) from where the cursor left it: nothing
+  is read twice. Streams are listed (DescribeLogStreams) until every host has one, then rarely;
+  a quiet stream is read less often; after the job ended and its streams are drained, no call.
+- every client uses botocore's adaptive retry mode (backoff with jitter, a client-side rate limit
+  on throttling, 5xx and dropped connections retried). When a call still fails the backend keeps
+  what it had: `describe` answers the last state with `extra["connection"]` saying it is
+  reconnecting, `logs` returns the lines it did read and keeps the cursor of the stream it did not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import threading
+import time
+from datetime import datetime
+from typing import Any, Optional
+
+from .base import BackendError, JobState, Transition
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+POLL_ENV = "SM_MAGIC_SAGEMAKER_POLL"
+DEFAULT_POLL_SECONDS = 10.0
+MAX_ATTEMPTS = 6            # per API call, the first try included (botocore adaptive mode)
+CONNECT_TIMEOUT = 5         # seconds
+READ_TIMEOUT = 30           # seconds
+SLACK = 0.8                 # "due" means due within 80% of the interval, so a poll never just misses
+LIST_EVERY_POLLS = 3        # look for log streams this often while a host has none
+RELIST_EVERY_POLLS = 30     # ... and this often once each host has one (a restarted host opens another)
+IDLE_MAX_POLLS = 3          # a stream that had nothing new is read again after 2, then 3 polls
+SWEEP_MIN_JOBS = 2          # ListTrainingJobs replaces per-job describes from this many watched jobs
+SWEEP_MAX_PAGES = 3
+DESCRIBE_EVERY_POLLS = 6    # an unchanged job in a sweep is still described this often
+FLUSH_GRACE_SECONDS = 10.0  # after the end, a stream counts as drained once empty this long after
+LOG_PAGE_EVENTS = 10_000    # GetLogEvents' own maximum
+LOG_PAGE_BYTES = 900_000    # a page this large (of 1 MB at most) may have more behind it
+THROTTLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "RequestThrottled", "SlowDown", "LimitExceededException", "PriorRequestNotComplete",
+    "RequestTimeout", "RequestTimeoutException", "InternalFailure", "ServiceUnavailable",
+    "InternalServerError",
+})
+STREAM_RE = re.compile(r"/(?P<host>algo-(?P<n>\d+))-(?P<epoch>\d+)$")
+
+
+class Unreachable(Exception):
+    """A call that failed after botocore's retries for a reason that may pass (throttling,
+    5xx, a dropped or refused connection); the backend keeps its last answer."""
+
+
+def _transient(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return code in THROTTLE_CODES or status >= 500 or status == 429
+    return False
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _not_found(message: str) -> bool:
+    """The service says "Requested resource not found"; moto "Could not find training job"."""
+    message = message.lower()
+    return "not found" in message or "could not find" in message
+
+
+def _ts(value) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def _host(stream: str) -> tuple[str, int, int]:
+    """('algo-2', 2, 1700000000) for '<job>/algo-2-1700000000'."""
+    m = STREAM_RE.search(stream)
+    if not m:
+        return stream.rsplit("/", 1)[-1], 1 << 30, 0
+    return m.group("host"), int(m.group("n")), int(m.group("epoch"))
+
+
+def state_from_description(d: dict) -> JobState:
+    """DescribeTrainingJob's answer as a JobState (the model appears once the job has one)."""
+    resource = d.get("ResourceConfig") or {}
+    groups = resource.get("InstanceGroups") or []
+    instance_type = resource.get("InstanceType") or ",".join(g.get("InstanceType", "") for g in groups)
+    instance_count = resource.get("InstanceCount") or sum(g.get("InstanceCount", 0) for g in groups) or 1
+    status = d.get("TrainingJobStatus", "InProgress")
+    transitions = [Transition(status=t.get("Status", ""), start=_ts(t.get("StartTime")) or 0.0,
+                              end=_ts(t.get("EndTime")), message=t.get("StatusMessage") or "")
+                   for t in d.get("SecondaryStatusTransitions") or []]
+    model = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    # The service names the model's future location from the start; it exists once the job
+    # completed (or stopped: SageMaker uploads what /opt/ml/model holds when stopped).
+    if status not in ("Completed", "Stopped"):
+        model = None
+    extra: dict[str, Any] = {"arn": d.get("TrainingJobArn")}
+    if d.get("LastModifiedTime") is not None:
+        extra["last_modified"] = _ts(d["LastModifiedTime"])
+    if d.get("EnableManagedSpotTraining"):
+        extra["spot"] = True
+    return JobState(
+        name=d.get("TrainingJobName", ""),
+        status=status,
+        secondary_status=d.get("SecondaryStatus") or (transitions[-1].status if transitions else "Starting"),
+        transitions=transitions,
+        failure_reason=d.get("FailureReason") or None,
+        model_artifacts=model,
+        creation_time=_ts(d.get("CreationTime")) or 0.0,
+        training_start_time=_ts(d.get("TrainingStartTime")),
+        training_end_time=_ts(d.get("TrainingEndTime")),
+        training_seconds=d.get("TrainingTimeInSeconds"),
+        billable_seconds=d.get("BillableTimeInSeconds"),
+        instance_type=instance_type or "",
+        instance_count=int(instance_count),
+        hyperparameters=dict(d.get("HyperParameters") or {}),
+        extra=extra,
+    )
+
+
+@dataclasses.dataclass
+class _Link:
+    """One service endpoint's health as this backend has seen it."""
+
+    service: str
+    failures: int = 0
+    since: float = 0.0           # wall clock of the first failure in this run of failures
+    error: str = ""
+    retry_at: float = 0.0        # monotonic; until then calls fail fast instead of waiting again
+
+    def ok(self) -> None:
+        self.failures, self.error = 0, ""
+
+    def fail(self, exc: BaseException, retry_at: float) -> None:
+        if not self.failures:
+            self.since = time.time()
+        self.failures += 1
+        self.error = _short(exc)
+        self.retry_at = retry_at
+
+
+@dataclasses.dataclass
+class _Entry:
+    """What this backend knows of one job."""
+
+    key: tuple
+    state: Optional[JobState] = None
+    final: bool = False
+    summary: Any = None          # the sweep's view at the last DescribeTrainingJob
+    cheap: int = 0               # answers from a sweep since the last DescribeTrainingJob
+    force: bool = False          # describe for real next time (after stop)
+    seen_at: float = 0.0         # monotonic time of the last describe() asked
+    answer: Optional[JobState] = None  # the state describe() answered last (running jobs)
+
+
+@dataclasses.dataclass
+class _Sweep:
+    at: float
+    jobs: dict
+
+
+class SageMakerBackend:
+    """Jobs on Amazon SageMaker. `profile` / `region` default to the boto3 chain (environment,
+    ~/.aws, instance role); a job submitted with a config uses the config's."""
+
+    name = "sagemaker"
+
+    def __init__(self, profile: Optional[str] = None, region: Optional[str] = None,
+                 poll_interval: Optional[float] = None, max_attempts: int = MAX_ATTEMPTS):
+        self.profile = profile
+        self.region = region
+        if poll_interval is None:
+            raw = os.environ.get(POLL_ENV)
+            try:
+                poll_interval = float(raw) if raw else DEFAULT_POLL_SECONDS
+            except ValueError:
+                raise BackendError(f"{POLL_ENV}={raw!r}: expected a number of seconds, e.g. 10") from None
+        if poll_interval <= 0:
+            raise BackendError(f"the poll interval must be a positive number of seconds, not {poll_interval}")
+        self.poll_interval = float(poll_interval)
+        self.max_attempts = max_attempts
+        self._lock = threading.RLock()
+        self._keys: dict[tuple, tuple] = {}
+        self._clients: dict[tuple, Any] = {}
+        self._links: dict[tuple, _Link] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._sweeps: dict[tuple, _Sweep] = {}
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def _key(self, profile: Optional[str] = None, region: Optional[str] = None) -> tuple:
+        """(profile, region) as boto3 resolves them; an unknown profile or no region is an error."""
+        asked = (profile or self.profile, region or self.region)
+        with self._lock:
+            if asked in self._keys:
+                return self._keys[asked]
+        import boto3
+        from botocore.exceptions import ProfileNotFound
+
+        try:
+            session = boto3.Session(profile_name=asked[0], region_name=asked[1])
+        except ProfileNotFound:
+            raise BackendError(f"AWS profile {asked[0]!r} is not in ~/.aws/config or ~/.aws/credentials: "
+                               "set `profile` in the config to one that exists, or leave it empty") from None
+        if not session.region_name:
+            raise BackendError("no AWS region: set `region` in the config (%sagemaker_config) or "
+                               "AWS_DEFAULT_REGION")
+        key = (asked[0], session.region_name)
+        with self._lock:
+            self._keys[asked] = key
+            self._keys.setdefault(key, key)
+        return key
+
+    def client(self, service: str, key: Optional[tuple] = None):
+        """The backend's one boto3 client for `service` ("sagemaker", "logs") and key."""
+        key = key or self._key()
+        with self._lock:
+            client = self._clients.get((key, service))
+            if client is not None:
+                return client
+        import boto3
+        from botocore.config import Config
+
+        config = Config(retries={"mode": "adaptive", "max_attempts": self.max_attempts},
+                        connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                        user_agent_extra="sm_magic")
+        client = boto3.Session(profile_name=key[0], region_name=key[1]).client(service, config=config)
+        with self._lock:
+            return self._clients.setdefault((key, service), client)
+
+    def _link(self, key: tuple, service: str) -> _Link:
+        with self._lock:
+            return self._links.setdefault((key, service), _Link(service))
+
+    def _call(self, key: tuple, service: str, operation: str, fail_fast: bool = True, **params) -> dict:
+        """One API call (botocore retries inside). Unreachable when it still failed for a
+        passing reason, or (with fail_fast) when the endpoint failed less than a poll interval
+        ago: while it is down, one call per interval finds out, not one per job."""
+        link = self._link(key, service)
+        if fail_fast and link.failures and time.monotonic() < link.retry_at:
+            raise Unreachable(link.error)
+        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+        try:
+            response = getattr(self.client(service, key), operation)(**params)
+        except (NoCredentialsError, PartialCredentialsError) as e:
+            raise BackendError(f"no usable AWS credentials ({_short(e)}): set AWS_PROFILE or `profile` in "
+                               "the config, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run "
+                               "`aws sso login`") from None
+        except Exception as e:
+            if _transient(e):
+                link.fail(e, time.monotonic() + SLACK * self.poll_interval)
+                raise Unreachable(_short(e)) from e
+            link.ok()  # the service answered
+            if isinstance(e, ClientError):
+                raise
+            raise BackendError(f"{operation}: {_short(e)}") from e
+        link.ok()
+        return response
+
+    # -- submit ------------------------------------------------------------------------------
+
+    def _entry(self, name: str, key: Optional[tuple] = None) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                entry = self._entries[name] = _Entry(key or self._key())
+            return entry
+
+    def submit(self, bundle, config) -> str:
+        """CreateTrainingJob through the SDK (sagemaker_submit); returns the job name."""
+        from . import sagemaker_submit
+
+        key = self._key(getattr(config, "profile", None), getattr(config, "region", None))
+        submission = sagemaker_submit.submit(bundle, config)
+        with self._lock:
+            self._entries[submission.name] = _Entry(key)
+        return submission.name
+
+    def dry_run(self, bundle, config) -> str:
+        """The CreateTrainingJob request that submit would send, as text; nothing is sent."""
+        from . import sagemaker_submit
+
+        return sagemaker_submit.dry_run_text(sagemaker_submit.submit(bundle, config, dry_run=True))
+
+    # -- describe ----------------------------------------------------------------------------
+
+    def describe(self, name: str) -> JobState:
+        entry = self._entry(name)
+        if entry.final:
+            return self._answer(entry)
+        now = time.monotonic()
+        entry.seen_at = now
+        summary = self._sweep_summary(entry, name, now) if entry.state is not None else None
+        if (entry.state is not None and not entry.force and summary is not None
+                and summary == entry.summary and entry.cheap < DESCRIBE_EVERY_POLLS):
+            entry.cheap += 1
+            return self._answer(entry)
+        from botocore.exceptions import ClientError
+
+        try:
+            d = self._call(entry.key, "sagemaker", "describe_training_job", fail_fast=entry.state is not None,
+                           TrainingJobName=name)
+        except Unreachable as e:
+            if entry.state is None:
+                raise BackendError(f"cannot reach SageMaker in {entry.key[1]} to describe {name}: {e}; "
+                                   "check the network (or AWS_ENDPOINT_URL) and try again") from None
+            return self._answer(entry)
+        except ClientError as e:
+            raise self._client_error(e, name, entry.key, "describe") from None
+        state = state_from_description(d)
+        state.extra["region"] = entry.key[1]
+        with self._lock:
+            entry.state, entry.summary, entry.cheap, entry.force = state, summary, 0, False
+            entry.final = state.done
+        return self._answer(entry)
+
+    def _answer(self, entry: _Entry) -> JobState:
+        """A copy of the job's last state, saying whether the endpoints answer."""
+        s = entry.state
+        state = dataclasses.replace(s, transitions=list(s.transitions), hyperparameters=dict(s.hyperparameters),
+                                    extra=dict(s.extra))
+        if not entry.final:
+            self._mark_connection(entry, state)
+            entry.answer = state
+        return state
+
+    def _mark_connection(self, entry: _Entry, state: JobState) -> None:
+        """Put "reconnecting (attempt N): <service>: <error>" in state.extra["connection"]
+        (and when that began in extra["connection_since"]) while an endpoint fails; drop it
+        once both answer. The logs are read after the state is described (Job.snapshot), so
+        logs() updates the state it answered last, and one snapshot tells the whole story."""
+        state.extra.pop("connection", None)
+        state.extra.pop("connection_since", None)
+        for service, label in (("sagemaker", "SageMaker"), ("logs", "CloudWatch Logs")):
+            link = self._link(entry.key, service)
+            if link.failures:
+                state.extra["connection"] = f"reconnecting (attempt {link.failures}): {label}: {link.error}"
+                state.extra["connection_since"] = link.since
+                return
+
+    def _sweep_summary(self, entry: _Entry, name: str, now: float):
+        """The job's (status, secondary status, LastModifiedTime) from this poll's
+        ListTrainingJobs, when enough jobs are watched for one list to replace their describes."""
+        window = 3 * self.poll_interval
+        with self._lock:
+            active = [e for e in self._entries.values()
+                      if e.key == entry.key and not e.final and e.state is not None and now - e.seen_at < window]
+            if len(active) < SWEEP_MIN_JOBS:
+                return None
+            sweep = self._sweeps.get(entry.key)
+            oldest = min(e.state.creation_time for e in active)
+        if sweep is None or now - sweep.at >= SLACK * self.poll_interval:
+            # Newest first: the watched jobs are on the first page unless the account starts
+            # many jobs; paging stops once past the oldest watched one. (No CreationTimeAfter:
+            # moto 5.2 compares it with naive datetimes and fails.)
+            jobs: dict = {}
+            params = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 100}
+            try:
+                for _ in range(SWEEP_MAX_PAGES):
+                    page = self._call(entry.key, "sagemaker", "list_training_jobs", **params)
+                    summaries = page.get("TrainingJobSummaries", [])
+                    for s in summaries:
+                        jobs[s["TrainingJobName"]] = (s.get("TrainingJobStatus"), s.get("SecondaryStatus"),
+                                                      _ts(s.get("LastModifiedTime")))
+                    if (not page.get("NextToken")
+                            or (summaries and (_ts(summaries[-1].get("CreationTime")) or 0) < oldest - 1)):
+                        break
+                    params["NextToken"] = page["NextToken"]
+            except Exception:  # Unreachable or refused: describe each job instead
+                return None
+            sweep = _Sweep(now, jobs)
+            with self._lock:
+                self._sweeps[entry.key] = sweep
+        return sweep.jobs.get(name)
+
+    def _client_error(self, e, name: str, key: tuple, what: str) -> BackendError:
+        code = e.response.get("Error", {}).get("Code", "")
+        message = e.response.get("Error", {}).get("Message", "")
+        if code == "ValidationException" and _not_found(message):
+            return BackendError(f"no SageMaker training job named {name} in {key[1]} "
+                                "(wrong region or profile? `region` in the config chooses)")
+        if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+                    "InvalidSignatureException", "ExpiredTokenException"):
+            return BackendError(f"AWS refused to {what} {name}: {code}: {message}. Check the credentials "
+                                "(profile, AWS_* variables) and their IAM permissions")
+        return BackendError(f"cannot {what} {name}: {code}: {message}")
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def logs(self, name: str, cursor: Any = None) -> tuple[list[str], Any]:
+        """New lines of every host's CloudWatch stream since `cursor`; with several hosts each
+        line carries an `algo-N | ` prefix. The cursor holds each stream's nextForwardToken; a
+        stream whose read failed keeps its old token, so its lines come next time, once."""
+        entry = self._entry(name)
+        try:
+            return self._logs(entry, name, cursor)
+        finally:
+            if entry.answer is not None and not entry.final:
+                self._mark_connection(entry, entry.answer)
+
+    def _logs(self, entry: _Entry, name: str, cursor: Any) -> tuple[list[str], Any]:
+        state = entry.state
+        done = bool(state is not None and state.done)
+        now = time.monotonic()
+        cursor = cursor or {}
+        if cursor.get("drained") or (not done and now < cursor.get("next_at", 0.0)):
+            return [], cursor
+        link = self._link(entry.key, "logs")
+        if link.failures and now < link.retry_at:
+            return [], cursor
+        cur = {k: v for k, v in cursor.items() if k != "streams"}
+        streams = {s: dict(v) for s, v in cursor.get("streams", {}).items()}
+        cur["streams"] = streams
+        interval = SLACK * self.poll_interval
+        secondary = state.secondary_status if state is not None else None
+        changed = secondary != cur.get("secondary")
+        cur["secondary"] = secondary
+        if done and "done_at" not in cur:
+            cur["done_at"] = now
+        expected = state.instance_count if state is not None else 1
+        hosts = {_host(s)[0] for s in streams}
+        if (changed or now >= cur.get("list_at", 0.0) or (done and not cur.get("listed_after_end"))):
+            try:
+                found = self._list_streams(entry.key, name)
+            except Unreachable:
+                cur["next_at"] = now + interval
+                return [], cursor
+            for s in found:
+                streams.setdefault(s, {"token": None, "idle": 0, "next_at": 0.0})
+            hosts = {_host(s)[0] for s in streams}
+            every = RELIST_EVERY_POLLS if streams and len(hosts) >= expected else LIST_EVERY_POLLS
+            cur["list_at"] = now + every * interval
+            cur["listed_after_end"] = done
+        prefix = expected > 1 or len(hosts) > 1
+        lines: list[str] = []
+        more = failed = False
+        empty = True
+        from botocore.exceptions import ClientError
+
+        for stream in sorted(streams, key=lambda s: _host(s)[1:]):
+            st = streams[stream]
+            if not (done or changed or now >= st["next_at"]):
+                continue
+            params = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True,
+                      "limit": LOG_PAGE_EVENTS}
+            if st["token"]:
+                params["nextToken"] = st["token"]
+            try:
+                page = self._call(entry.key, "logs", "get_log_events", **params)
+            except Unreachable:
+                failed = True
+                break
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    continue
+                raise self._client_error(e, name, entry.key, "read the logs of") from None
+            events = page.get("events", [])
+            st["token"] = page.get("nextForwardToken") or st["token"]
+            if events:
+                empty = False
+                st["idle"], st["next_at"] = 0, now + interval
+                text = [line for e in events for line in (e.get("message", "").rstrip("\n").split("\n"))]
+                if prefix:
+                    host = _host(stream)[0]
+                    text = [f"{host} | {line}" for line in text]
+                lines.extend(text)
+                if len(events) >= LOG_PAGE_EVENTS or sum(len(e.get("message", "")) + 26 for e in events) >= LOG_PAGE_BYTES:
+                    more = True
+                    st["next_at"] = 0.0
+            else:
+                st["idle"] += 1
+                st["next_at"] = now + min(1 + st["idle"], IDLE_MAX_POLLS) * interval
+        cur["next_at"] = now if more and not failed else now + interval
+        if done and empty and not failed and now - cur["done_at"] >= min(FLUSH_GRACE_SECONDS, self.poll_interval):
+            cur["drained"] = True
+        return lines, cur
+
+    def _list_streams(self, key: tuple, name: str) -> list[str]:
+        """The job's log stream names; [] while the log group or its streams do not exist yet."""
+        from botocore.exceptions import ClientError
+
+        names: list[str] = []
+        params = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{name}/"}
+        while True:
+            try:
+                page = self._call(key, "logs", "describe_log_streams", **params)
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    return names
+                raise self._client_error(e, name, key, "list the log streams of") from None
+            names += [s["logStreamName"] for s in page.get("logStreams", [])]
+            token = page.get("nextToken")
+            if not token or token == params.get("nextToken"):
+                return names
+            params["nextToken"] = token
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def stop(self, name: str) -> None:
+        """StopTrainingJob; the job goes Stopping, then Stopped once the service says so."""
+        entry = self._entry(name)
+        if entry.final:
+            return
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(entry.key, "sagemaker", "stop_training_job", TrainingJobName=name)
+        except Unreachable as e:
+            raise BackendError(f"could not reach SageMaker to stop {name} ({e}); the job keeps running: "
+                               "try again") from None
+        except ClientError as e:
+            message = e.response.get("Error", {}).get("Message", "")
+            code = e.response.get("Error", {}).get("Code", "")
+            if code == "ValidationException" and not _not_found(message):
+                entry.force = True  # it has already ended or is stopping: nothing to do
+                return
+            raise self._client_error(e, name, entry.key, "stop") from None
+        entry.force = True
+
+
+__all__ = ["SageMakerBackend", "state_from_description", "LOG_GROUP", "Unreachable"]

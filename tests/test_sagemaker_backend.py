@@ -1,0 +1,401 @@
+"""The SageMaker backend after submission, against moto on 127.0.0.1 (tests/aws_moto.py): job
+lifecycles driven through moto's state while log events go into its CloudWatch Logs, watched
+through sm_magic's own Job, Monitor and ProgressWidget; stop; several hosts; a fault-injecting
+proxy (tests/faulty_proxy.py) in front of moto that throttles, fails and drops 20% of the calls;
+an endpoint that is down for a while; and the number of calls the backend makes, counted at the
+proxy. Time is compressed: the backend polls every 50 ms instead of 10 s."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+
+import pytest
+
+from aws_moto import LOG_GROUP
+from faulty_proxy import FaultyProxy, compress_retry_time
+from sm_magic.backends import BackendError, get_backend
+from sm_magic.backends.sagemaker import SageMakerBackend
+from sm_magic.job import Job, JobFailedError
+from sm_magic.monitor import Monitor
+from sm_magic.widgets.progress import ProgressWidget
+
+POLL = 0.05
+LIFECYCLE = ["Starting", "Downloading", "Training", "Uploading", "Completed"]
+MESSAGES = {"Downloading": "Downloading input data",
+            "Training": "Training image download completed. Training in progress.",
+            "Uploading": "Uploading generated training model",
+            "Completed": "Training job completed"}
+
+
+@pytest.fixture
+def sm(aws, monkeypatch):
+    """The moto service and a backend polling every POLL seconds instead of 10: botocore's
+    retry timing (backoff, adaptive rate limiter) runs on the same compressed clock."""
+    monkeypatch.setenv("SM_MAGIC_SAGEMAKER_POLL", str(POLL))
+    undo = compress_retry_time(10 / POLL)
+    yield Service(aws)
+    undo()
+
+
+@pytest.fixture
+def proxy(aws, monkeypatch):
+    """A proxy in front of moto, faultless until a test says otherwise; the user's
+    AWS_ENDPOINT_URL points at it (the test's own helpers still talk to moto directly)."""
+    p = FaultyProxy(aws.endpoint, seed=42).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", p.endpoint)
+    yield p
+    p.stop()
+
+
+class Service:
+    """Plays SageMaker's part: creates jobs in moto, moves them along, writes their logs."""
+
+    _stamp = itertools.count()
+
+    def __init__(self, aws):
+        self.aws = aws
+        self.sm = aws.client("sagemaker")
+        self.logs = aws.client("logs")
+        self._last_ms = 0
+
+    def create(self, instance_count: int = 1, hyperparameters=None) -> str:
+        name = f"smm-{uuid.uuid4().hex[:12]}"
+        self.sm.create_training_job(
+            TrainingJobName=name, RoleArn=self.aws.role_arn,
+            AlgorithmSpecification={"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+                                                     "huggingface-pytorch-training:latest",
+                                    "TrainingInputMode": "File"},
+            OutputDataConfig={"S3OutputPath": f"s3://{self.aws.bucket}/output"},
+            ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": instance_count, "VolumeSizeInGB": 30},
+            StoppingCondition={"MaxRuntimeInSeconds": 3600},
+            HyperParameters=hyperparameters or {"epochs": "3", "lr": "5e-05"})
+        self.aws.start_lifecycle(name)  # moto's jobs are born Completed
+        return name
+
+    def to(self, name: str, secondary: str, **kw) -> None:
+        self.aws.drive(name, secondary, MESSAGES.get(secondary, ""), **kw)
+
+    def put(self, name: str, lines: list[str], host: str = "algo-1") -> None:
+        """Append to `<job>/<host>-<epoch>` with strictly increasing timestamps (moto's tokens
+        are positions in timestamp order, as the service's are in ingestion order)."""
+        stream = f"{name}/{host}-1700000000"
+        for create in (lambda: self.logs.create_log_group(logGroupName=LOG_GROUP),
+                       lambda: self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)):
+            try:
+                create()
+            except self.logs.exceptions.ResourceAlreadyExistsException:
+                pass
+        events = []
+        for line in lines:
+            self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+            events.append({"timestamp": self._last_ms, "message": line})
+        self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+
+
+class Watcher:
+    """A Monitor delivering every snapshot of one job to a ProgressWidget and a record."""
+
+    def __init__(self, job: Job, widget: bool = True):
+        self.job = job
+        self.snaps: list = []
+        self.lines: list[str] = []
+        self.cond = threading.Condition()
+        self.widget = ProgressWidget(job) if widget else None
+        self.monitor = Monitor(poll=0.01)
+        self.monitor.watch(job, self._deliver, min_interval=0)
+
+    def _deliver(self, snap) -> None:
+        if self.widget is not None:
+            self.widget.update(snap)
+        with self.cond:
+            self.snaps.append(snap)
+            self.lines.extend(snap.new_lines)
+            self.cond.notify_all()
+
+    def wait_for(self, what, timeout: float = 20.0) -> None:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: what(self), timeout)
+        last = self.snaps[-1].state if self.snaps else None
+        assert ok, f"timed out; last state {last and (last.status, last.secondary_status)}, {len(self.lines)} lines"
+
+    def saw(self, secondary: str) -> bool:
+        return any(s.state.secondary_status == secondary for s in self.snaps)
+
+    def finished(self) -> None:
+        self.wait_for(lambda w: w.snaps and w.snaps[-1].state.done and not w.monitor.watched())
+
+    def secondaries(self) -> list[str]:
+        return [k for k, _ in itertools.groupby(s.state.secondary_status for s in self.snaps)]
+
+
+def epoch_line(epoch: int) -> str:
+    return f"epoch {epoch}: {{'accuracy': {0.7 + epoch / 100:.2f}, 'f1': {0.8 + epoch / 100:.2f}}}"
+
+
+def drive_lifecycle(svc: Service, name: str, w: Watcher, batches: list[list[str]], host: str = "algo-1",
+                    hold: int = 0) -> None:
+    """Starting -> Downloading -> Training (the batches logged one by one, each awaited) ->
+    Uploading -> Completed, each status awaited and then held for `hold` polls."""
+    w.wait_for(lambda w: w.saw("Starting"))
+    time.sleep(hold * POLL)
+    for phase in ("Downloading", "Training"):
+        svc.to(name, phase)
+        w.wait_for(lambda w, p=phase: w.saw(p))
+        time.sleep(hold * POLL)
+    total = 0
+    for batch in batches:
+        svc.put(name, batch, host)
+        total += len(batch)
+        w.wait_for(lambda w, n=total: len(w.lines) >= n)
+    svc.to(name, "Uploading")
+    w.wait_for(lambda w: w.saw("Uploading"))
+    time.sleep(hold * POLL)
+    svc.to(name, "Completed")
+    w.finished()
+
+
+# -- lifecycle, metrics, model, failure, stop ---------------------------------------------------
+
+def test_widget_follows_a_completed_job_with_metrics_from_the_logs_and_its_model(sm):
+    name = sm.create()
+    job = Job(name, SageMakerBackend())
+    w = Watcher(job)
+    w.wait_for(lambda w: w.saw("Starting"))
+    assert w.snaps[0].state.status == "InProgress" and w.snaps[0].backend == "sagemaker"
+    assert "smm-" in w.widget.overview.value and "ml.m5.xlarge" in w.widget.overview.value
+    batches = [["Invoking script with the following command:", epoch_line(0)], [epoch_line(1)],
+               ["saving model", epoch_line(2)]]
+    drive_lifecycle(sm, name, w, batches)
+
+    assert w.secondaries() == LIFECYCLE
+    statuses = [k for k, _ in itertools.groupby(s.state.status for s in w.snaps)]
+    assert statuses == ["InProgress", "Completed"]
+    final = w.snaps[-1].state
+    assert [t.status for t in final.transitions] == LIFECYCLE
+    assert all(t.end is not None and t.end >= t.start for t in final.transitions)
+    assert final.transitions[2].message == MESSAGES["Training"]
+    assert final.training_start_time and final.training_end_time >= final.training_start_time
+    assert final.billable_seconds is not None and final.hyperparameters == {"epochs": "3", "lr": "5e-05"}
+    # The model's location is shown once the job has one, not while it runs.
+    assert all(s.state.model_artifacts is None for s in w.snaps if not s.state.done)
+    assert final.model_artifacts == f"s3://{sm.aws.bucket}/output/{name}/output/model.tar.gz"
+    assert job.model_data == final.model_artifacts and job.status == "Completed"
+
+    assert w.lines == [line for batch in batches for line in batch]
+    metrics = job.metrics
+    assert list(metrics.index) == [0, 1, 2] and list(metrics.columns) == ["accuracy", "f1"]
+    assert metrics.loc[2, "f1"] == pytest.approx(0.82)
+    assert w.snaps[-1].metrics[0] == {"epoch": 0, "accuracy": 0.7, "f1": 0.8}
+
+    overview = w.widget.overview.value
+    assert "Completed</span>" in overview and "model.tar.gz" in overview and "sm-magic-connection" not in overview
+    assert overview.count("<tr>") == 1 + len(LIFECYCLE)
+    assert w.widget.metrics.value.count("<tr>") == 4 and "0.82" in w.widget.metrics.value
+    assert w.widget.stop_button.disabled and w.widget.stop_button.description == "Completed"
+    assert "saving model" in w.widget.log.value
+
+
+def test_failed_job_shows_its_reason_and_wait_raises_it(sm):
+    name = sm.create()
+    job = Job(name, SageMakerBackend())
+    w = Watcher(job)
+    sm.to(name, "Downloading")
+    sm.to(name, "Training")
+    w.wait_for(lambda w: w.saw("Training"))
+    sm.put(name, ["Traceback (most recent call last):", "ValueError: bad batch size"])
+    reason = "AlgorithmError: ValueError: bad batch size, exit code: 1"
+    sm.to(name, "Failed", failure_reason=reason)
+    w.finished()
+    final = w.snaps[-1].state
+    assert (final.status, final.secondary_status, final.failure_reason) == ("Failed", "Failed", reason)
+    assert final.model_artifacts is None
+    assert "sm-magic-failure" in w.widget.overview.value and "bad batch size" in w.widget.overview.value
+    with pytest.raises(JobFailedError) as err:
+        job.wait(timeout=5)
+    assert err.value.reason == reason
+    assert "ValueError: bad batch size" in job.logs()
+
+
+def test_stop_calls_stop_training_job_and_the_job_ends_stopped(sm, proxy):
+    name = sm.create()
+    job = Job(name, SageMakerBackend())
+    w = Watcher(job)
+    sm.to(name, "Training")
+    sm.put(name, [epoch_line(0)])
+    w.wait_for(lambda w: w.saw("Training") and w.lines)
+    w.widget._stop()  # the widget's Stop button
+    assert proxy.counts["SageMaker.StopTrainingJob"] == 1
+    w.wait_for(lambda w: w.snaps[-1].state.status == "Stopping")
+    assert not w.widget.stop_button.description == "Stopped"
+    sm.to(name, "Stopped")  # the service stops the instances, uploads the model, says Stopped
+    w.finished()
+    final = w.snaps[-1].state
+    assert (final.status, final.secondary_status) == ("Stopped", "Stopped")
+    assert final.model_artifacts and final.model_artifacts.endswith("model.tar.gz")
+    assert job.wait(timeout=5) is job and w.widget.stop_button.description == "Stopped"
+    job.stop()  # an ended job: nothing to ask
+    assert proxy.counts["SageMaker.StopTrainingJob"] == 1
+
+
+def test_errors_name_what_to_fix(sm):
+    backend = SageMakerBackend()
+    with pytest.raises(BackendError, match="no SageMaker training job named nope-1 in us-east-1"):
+        backend.describe("nope-1")
+    assert backend.logs("nope-3")[0] == []  # no log group or stream yet is not an error
+    with pytest.raises(BackendError, match="AWS profile 'missing'"):
+        SageMakerBackend(profile="missing").describe("x")
+
+
+def test_two_hosts_streams_are_both_read_with_host_prefixes(sm):
+    name = sm.create(instance_count=2)
+    job = Job(name, SageMakerBackend())
+    w = Watcher(job, widget=False)
+    sm.to(name, "Training")
+    w.wait_for(lambda w: w.saw("Training"))
+    sm.put(name, ["rank 0 up", epoch_line(0)], host="algo-1")
+    w.wait_for(lambda w: len(w.lines) >= 2)
+    sm.put(name, ["rank 1 up"], host="algo-2")  # the second host's stream appears later
+    sm.put(name, [epoch_line(1)], host="algo-1")
+    sm.put(name, ["rank 1 done"], host="algo-2")
+    w.wait_for(lambda w: len(w.lines) >= 5)
+    sm.to(name, "Completed")
+    w.finished()
+    assert sorted(w.lines) == sorted(["algo-1 | rank 0 up", f"algo-1 | {epoch_line(0)}", f"algo-1 | {epoch_line(1)}",
+                                      "algo-2 | rank 1 up", "algo-2 | rank 1 done"])
+    assert [l for l in w.lines if l.startswith("algo-2")] == ["algo-2 | rank 1 up", "algo-2 | rank 1 done"]
+    assert w.snaps[-1].state.instance_count == 2
+    assert list(job.metrics.index) == [0, 1]
+
+
+# -- faults --------------------------------------------------------------------------------------
+
+def test_no_status_change_or_log_line_is_lost_or_repeated_under_20_percent_faults(sm, proxy):
+    proxy.fault_rate = 0.2
+    backend = SageMakerBackend()
+    assert backend.client("sagemaker").meta.config.retries["mode"] == "adaptive"
+    name = sm.create()
+    job = Job(name, backend)
+    w = Watcher(job)
+    batches = [[f"batch {b} line {i:03d}" for i in range(40)] + [epoch_line(b)] for b in range(10)]
+    drive_lifecycle(sm, name, w, batches, hold=8)
+
+    expected = [line for batch in batches for line in batch]
+    assert len(expected) == 410
+    assert w.secondaries() == LIFECYCLE
+    assert [t.status for t in w.snaps[-1].state.transitions] == LIFECYCLE
+    assert w.lines == expected                       # each line delivered once, in order
+    assert job.logs().splitlines() == expected
+    assert len(job.metrics) == 10
+    requests = sum(proxy.counts.values())
+    faults = sum(proxy.faults.values())
+    print(f"{requests} requests, faults: {dict(proxy.faults)}")
+    assert requests >= 60 and 0.1 <= faults / requests <= 0.3, (requests, dict(proxy.faults))
+    assert all(proxy.faults[k] for k in ("throttle", "500", "drop", "drop-after")), dict(proxy.faults)
+
+
+def test_an_unreachable_endpoint_shows_reconnecting_and_loses_nothing(sm, proxy):
+    backend = SageMakerBackend(max_attempts=2)
+    with proxy_down(proxy):
+        with pytest.raises(BackendError, match="cannot reach SageMaker in us-east-1 to describe"):
+            backend.describe("not-yet-seen")
+    name = sm.create()
+    job = Job(name, backend)
+    assert job.snapshot().state.secondary_status == "Starting"
+    sm.to(name, "Training")
+    sm.put(name, ["line 1", "line 2"])
+    with proxy_down(proxy):
+        notices = []
+        for _ in range(3):
+            snap = job.snapshot()
+            notices.append(snap.state.extra.get("connection", ""))
+            assert snap.state.secondary_status == "Starting" and snap.new_lines == []  # the last state, kept
+            time.sleep(POLL)
+        assert [n.split(":")[0] for n in notices] == [f"reconnecting (attempt {i})" for i in (1, 2, 3)]
+        assert "SageMaker: " in notices[0]
+        widget = ProgressWidget(job)
+        widget.update(snap)
+        assert "sm-magic-connection" in widget.overview.value and "reconnecting" in widget.overview.value
+    time.sleep(POLL)
+    snap = job.snapshot()
+    assert snap.state.secondary_status == "Training" and "connection" not in snap.state.extra
+    assert snap.new_lines == ["line 1", "line 2"]
+
+    # The monitor keeps polling through an outage and picks up what happened meanwhile.
+    w = Watcher(job, widget=False)
+    with proxy_down(proxy):
+        sm.put(name, ["line 3"])
+        sm.to(name, "Uploading")
+        time.sleep(10 * POLL)
+    sm.put(name, ["line 4"])
+    sm.to(name, "Completed")
+    w.finished()
+    assert w.lines == ["line 3", "line 4"] and job.logs().splitlines() == [f"line {i}" for i in (1, 2, 3, 4)]
+    assert w.secondaries()[-2:] == ["Uploading", "Completed"] or w.secondaries()[-1] == "Completed"
+
+
+class proxy_down:
+    """Every request through the proxy is dropped without an answer while inside."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+
+    def __enter__(self):
+        self.kinds, self.proxy.kinds, self.proxy.fault_rate = self.proxy.kinds, ("drop",), 1.0
+
+    def __exit__(self, *exc):
+        self.proxy.kinds, self.proxy.fault_rate = self.kinds, 0.0
+
+
+# -- API calls -----------------------------------------------------------------------------------
+
+def test_calls_stay_few_and_stop_once_the_job_is_over(sm, proxy):
+    backend = SageMakerBackend()
+    name = sm.create()
+    job = Job(name, backend)
+    w = Watcher(job, widget=False)
+    time.sleep(20 * POLL)  # Starting for 20 polls: no log streams exist yet
+    drive_lifecycle(sm, name, w, [[epoch_line(0)], [epoch_line(1)]])
+    describes = proxy.counts["SageMaker.DescribeTrainingJob"]
+    assert describes >= 20
+    assert proxy.counts["Logs_20140328.DescribeLogStreams"] <= describes / 2.5 + 2
+    assert proxy.counts["Logs_20140328.GetLogEvents"] <= describes + 4
+
+    time.sleep(2 * POLL)
+    job.logs()  # read once more after the end: drained
+    proxy.reset()
+    for _ in range(3):
+        assert job.status == "Completed" and len(job.logs().splitlines()) == 2
+        assert backend.describe(name).done and backend.logs(name, job._cursor)[0] == []
+    assert sum(proxy.counts.values()) == 0, dict(proxy.counts)
+
+
+def test_one_list_call_serves_many_watched_jobs(sm, proxy):
+    backend = SageMakerBackend()
+    names = [sm.create() for _ in range(3)]
+    watchers = [Watcher(Job(n, backend), widget=False) for n in names]
+    for w in watchers:
+        w.wait_for(lambda w: w.saw("Starting"))
+    for phase in ("Downloading", "Training", "Uploading", "Completed"):
+        time.sleep(8 * POLL)
+        for n in names:
+            sm.to(n, phase)
+        for w in watchers:
+            w.wait_for(lambda w, p=phase: w.saw(p))
+    for w in watchers:
+        w.finished()
+        assert w.secondaries() == LIFECYCLE
+    lists = proxy.counts["SageMaker.ListTrainingJobs"]
+    describes = proxy.counts["SageMaker.DescribeTrainingJob"]
+    assert lists >= 20, dict(proxy.counts)
+    # Without the list each poll of each job is a describe: 3 per list call.
+    assert describes < 1.5 * lists, dict(proxy.counts)
+
+
+def test_get_backend_shares_one_sagemaker_backend_per_settings(sm):
+    a = get_backend("sagemaker", region="us-east-1", profile=None)
+    assert get_backend("sagemaker", region="us-east-1", profile=None) is a
+    assert isinstance(a, SageMakerBackend) and a.poll_interval == POLL
+    assert get_backend("sagemaker", region="eu-west-1", profile=None) is not a
