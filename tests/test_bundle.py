@@ -327,3 +327,13 @@ def test_no_distribution_on_cpu_host_adds_cpu_flag():
     assert option(cmd, "--num_processes") == "1"
     assert "--cpu" in head
     assert option(cmd, "--mixed_precision") == "no"
+
+
+def test_launched_processes_do_not_ask_accelerate_for_smddp():
+    # A SageMaker job's environment carries what accelerate's launcher sets; the entry command
+    # distributes with accelerate itself, so its processes must not import smdistributed.
+    from sm_magic.sm_entry import launch_env
+
+    env = {"ACCELERATE_USE_SAGEMAKER": "true", "ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": "DATA_PARALLEL",
+           "SM_NUM_GPUS": "8"}
+    assert launch_env({"distributed_type": "DATA_PARALLEL"}, env)["ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE"] == "NO"

@@ -53,7 +53,11 @@ def launch_command(spec, env, bundle_dir=HERE):
 
 def launch_env(spec, env):
     """Environment changes for the launched processes."""
-    updates = {}
+    # The job's environment says ACCELERATE_USE_SAGEMAKER / DATA_PARALLEL, as accelerate's own
+    # launcher sets it; taken literally, accelerate would then use SageMaker's smddp library
+    # (absent from the images). This command does the distribution itself (accelerate across
+    # SM_HOSTS), so the processes it starts are told so.
+    updates = {"ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": "NO"}
     gpus = int(env.get("SM_NUM_GPUS") or 0)
     if spec.get("use_cpu") or gpus == 0:
         # Without it accelerate starts N unconnected single processes on a CPU-only host;
