@@ -21,6 +21,7 @@ from .job import Job
 from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
 from .registry import JobRecord, Registry
 
+LOCAL_BACKENDS = ("local", "local-container")  # their jobs live in a job directory on this machine
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -107,7 +108,7 @@ def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[s
     metric_defs = _parse_metrics(metrics, cfg)
     channel_map = _parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
-    options = {"jobs_dir": jobs_dir} if backend_name == "local" and jobs_dir else _backend_options(backend_name, cfg)
+    options = {"jobs_dir": jobs_dir} if backend_name in LOCAL_BACKENDS and jobs_dir else _backend_options(backend_name, cfg)
     be = get_backend(backend_name, **options)
     registry = registry or Registry()
     if registry.get(name) is not None:
@@ -192,7 +193,7 @@ def attach(name: str, registry: Optional[Registry] = None) -> Job:
     if record is None:
         raise LaunchError(f"no job named {name} in the registry ({registry.path}); "
                           "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs")
-    options = ({"jobs_dir": str(Path(record.location).parent)} if record.backend == "local"
+    options = ({"jobs_dir": str(Path(record.location).parent)} if record.backend in LOCAL_BACKENDS
                else record.extra.get("backend_options", {}))
     try:
         be = get_backend(record.backend, **options)

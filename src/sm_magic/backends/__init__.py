@@ -19,8 +19,9 @@ def get_backend(name: str, **options) -> Backend:
     if name == "sagemaker":
         return _sagemaker_backend(**options)
     if name == "local-container":
-        raise BackendError(f"the {name} backend is not available in this version of sm_magic; "
-                           "use --backend local (or ec2_instance_type: local) to run on this machine")
+        from .local_container import LocalContainerBackend
+
+        return LocalContainerBackend(**options)
     raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
 
 
