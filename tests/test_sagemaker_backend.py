@@ -356,7 +356,7 @@ def test_calls_stay_few_and_stop_once_the_job_is_over(sm, proxy):
     name = sm.create()
     job = Job(name, backend)
     w = Watcher(job, widget=False)
-    time.sleep(20 * POLL)  # Starting for 20 polls: no log streams exist yet
+    time.sleep(30 * POLL)  # Starting for 30 polls: no log streams exist yet
     drive_lifecycle(sm, name, w, [[epoch_line(0)], [epoch_line(1)]])
     describes = proxy.counts["SageMaker.DescribeTrainingJob"]
     assert describes >= 20
@@ -399,3 +399,42 @@ def test_get_backend_shares_one_sagemaker_backend_per_settings(sm):
     assert get_backend("sagemaker", region="us-east-1", profile=None) is a
     assert isinstance(a, SageMakerBackend) and a.poll_interval == POLL
     assert get_backend("sagemaker", region="eu-west-1", profile=None) is not a
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+E2E_SCRIPT = """\
+import argparse
+p = argparse.ArgumentParser()
+p.add_argument("--epochs", type=int, default=1)
+args = p.parse_args()
+for epoch in range(args.epochs):
+    print(f"epoch {epoch}: {{'accuracy': 0.5, 'f1': 0.6}}")
+"""
+
+
+def test_launch_on_sagemaker_then_watch_and_attach(sm):
+    import sm_magic
+    from aws_moto import ROLE_NAME
+    from sm_magic.api import dry_run
+
+    options = dict(backend="sagemaker", iam_role_name=ROLE_NAME, instance_type="ml.p3.2xlarge")
+    text = dry_run(E2E_SCRIPT, args=["--epochs", "2"], name="smm-e2e-dry", **options)
+    assert "nothing submitted" in text and '"TrainingJobName": "smm-e2e-dry"' in text
+
+    name = f"smm-e2e-{uuid.uuid4().hex[:8]}"
+    job = sm_magic.launch(E2E_SCRIPT, args=["--epochs", "2"], name=name, **options)
+    sm.aws.start_lifecycle(name)  # moto's jobs are born Completed
+    assert job.name == name and job.backend == "sagemaker"
+    assert isinstance(job._backend, SageMakerBackend) and job._backend.poll_interval == POLL
+    w = Watcher(job)
+    drive_lifecycle(sm, name, w, [[epoch_line(0)], [epoch_line(1)]])
+    assert w.secondaries() == LIFECYCLE
+    assert list(job.metrics.index) == [0, 1]
+    assert job.model_data.endswith(f"/{name}/output/model.tar.gz") and job.model_data.startswith("s3://")
+    assert job.hyperparameters == {"epochs": "2"}
+    assert "model.tar.gz" in w.widget.overview.value
+
+    again = sm_magic.attach(name)  # through the registry, the same backend settings
+    assert again._backend is job._backend
+    assert again.status == "Completed" and again.logs().splitlines() == [epoch_line(0), epoch_line(1)]

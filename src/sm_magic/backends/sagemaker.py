@@ -50,6 +50,7 @@ THROTTLE_CODES = frozenset({
     "RequestTimeout", "RequestTimeoutException", "InternalFailure", "ServiceUnavailable",
     "InternalServerError",
 })
+STREAMS_START = frozenset({"Training", "Restarting"})  # secondary statuses that start containers
 STREAM_RE = re.compile(r"/(?P<host>algo-(?P<n>\d+))-(?P<epoch>\d+)$")
 
 
@@ -438,7 +439,10 @@ class SageMakerBackend:
             cur["done_at"] = now
         expected = state.instance_count if state is not None else 1
         hosts = {_host(s)[0] for s in streams}
-        if (changed or now >= cur.get("list_at", 0.0) or (done and not cur.get("listed_after_end"))):
+        # Hosts open their streams when their containers start: look when training (re)starts,
+        # every few polls while a host has none, rarely after that, and once after the end.
+        if ((changed and secondary in STREAMS_START) or now >= cur.get("list_at", 0.0)
+                or (done and not cur.get("listed_after_end"))):
             try:
                 found = self._list_streams(entry.key, name)
             except Unreachable:
