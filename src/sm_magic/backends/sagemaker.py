@@ -445,8 +445,7 @@ class SageMakerBackend:
                 or (done and not cur.get("listed_after_end"))):
             try:
                 found = self._list_streams(entry.key, name)
-            except Unreachable:
-                cur["next_at"] = now + interval
+            except Unreachable:  # the old cursor: the listing (and a status change) is retried
                 return [], cursor
             for s in found:
                 streams.setdefault(s, {"token": None, "idle": 0, "next_at": 0.0})
