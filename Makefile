@@ -38,6 +38,7 @@ screenshot: setup browser
 bench: setup
 	$(PY) bench/overhead.py
 	$(PY) bench/widget_rate.py
+	$(PY) bench/api_calls.py --scale 10 --jobs 20
 
 clean:
 	rm -rf build sm_jobs

@@ -139,7 +139,7 @@ def _install_stop_training_job() -> None:
         name = json.loads(self.body)["TrainingJobName"]
         jobs = self.sagemaker_backend.training_jobs
         if name not in jobs:
-            return 400, {}, json.dumps({"__type": "ValidationException",
+            return 400, {"status": 400}, json.dumps({"__type": "ValidationException",
                                         "message": f"Requested resource not found: {name}"})
         job = jobs[name]
         if job.training_job_status == "InProgress":

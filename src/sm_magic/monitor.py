@@ -85,7 +85,8 @@ class Monitor:
             return
         w.errors = 0
         w.next_poll = now + getattr(w.job._backend, "poll_interval", self.poll)
-        key = (snap.state.status, snap.state.secondary_status, len(snap.state.transitions), len(snap.metrics))
+        key = (snap.state.status, snap.state.secondary_status, len(snap.state.transitions), len(snap.metrics),
+               snap.state.extra.get("connection"))
         w.new_lines.extend(snap.new_lines)
         if key != w.last_state or snap.new_lines or now - w.last_sent >= HEARTBEAT_SECONDS:
             w.pending = True

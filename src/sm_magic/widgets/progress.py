@@ -140,7 +140,9 @@ def overview_html(snap: Snapshot) -> str:
              f'<div class="sm-magic-status">{status_html(snap)}</div>']
     connection = s.extra.get("connection")
     if connection and not s.done:  # the backend cannot be reached right now; the monitor retries
-        parts.append(f'<div class="sm-magic-connection" style="color:#ef6c00">&#8635; {_esc(connection)}</div>')
+        since = s.extra.get("connection_since")
+        since = f" (since {_clock(since)})" if since else ""
+        parts.append(f'<div class="sm-magic-connection" style="color:#ef6c00">&#8635; {_esc(connection)}{since}</div>')
     if s.failure_reason:
         parts.append(f'<div class="sm-magic-failure" style="color:#c62828"><b>FailureReason:</b> '
                      f"{_esc(s.failure_reason)}</div>")
