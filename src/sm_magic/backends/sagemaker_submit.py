@@ -545,7 +545,11 @@ def import_sdk() -> None:
     own `sagemaker.train.configs` shim (we import sagemaker.core.training.configs)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import sagemaker.train.model_trainer  # noqa: F401
+        try:
+            import sagemaker.train.model_trainer  # noqa: F401
+        except ImportError as e:
+            raise BackendError(f"the SageMaker backend needs the SageMaker Python SDK v3 ({e}): "
+                               "pip install 'sm_magic[sagemaker]'") from None
 
 
 def _trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session, role: str,
