@@ -73,15 +73,19 @@ class LocalBackend:
                                "Run from a writable directory or set SM_MAGIC_JOBS_DIR.") from None
 
     def submit(self, bundle: Bundle, config: TrainConfig) -> str:
+        return self._in_new_job_dir(bundle.name, lambda files: self._start(bundle, config, files))
+
+    def _in_new_job_dir(self, name: str, start) -> str:
+        """`start(files)` in a new job directory; if it fails, no directory is left behind."""
         self.check_writable()
-        files = JobFiles(self.job_dir(bundle.name))
+        files = JobFiles(self.job_dir(name))
         try:
             files.dir.mkdir()
         except FileExistsError:
-            raise BackendError(f"a job named {bundle.name} already exists in {self.jobs_dir}: "
+            raise BackendError(f"a job named {name} already exists in {self.jobs_dir}: "
                                "choose another --name") from None
         try:
-            return self._start(bundle, config, files)
+            return start(files)
         except BaseException:
             shutil.rmtree(files.dir, ignore_errors=True)
             raise

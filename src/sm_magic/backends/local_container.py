@@ -81,18 +81,7 @@ class LocalContainerBackend(LocalBackend):
                                "its containers with it. Install the Docker Compose plugin, or use --backend "
                                "local, which runs the same bundle on this machine without Docker.")
         spec = self._spec(bundle, config)  # refuses a bad config before anything is written
-        self.check_writable()
-        files = JobFiles(self.job_dir(bundle.name))
-        try:
-            files.dir.mkdir()
-        except FileExistsError:
-            raise BackendError(f"a job named {bundle.name} already exists in {self.jobs_dir}: "
-                               "choose another --name") from None
-        try:
-            return self._start_container(bundle, config, files, spec)
-        except BaseException:
-            shutil.rmtree(files.dir, ignore_errors=True)
-            raise
+        return self._in_new_job_dir(bundle.name, lambda files: self._start_container(bundle, config, files, spec))
 
     def _spec(self, bundle: Bundle, config: TrainConfig) -> dict:
         """What the runner needs, all checked here (the SDK import is paid by the runner)."""
