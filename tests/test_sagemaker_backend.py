@@ -356,7 +356,10 @@ def test_calls_stay_few_and_stop_once_the_job_is_over(sm, proxy):
     name = sm.create()
     job = Job(name, backend)
     w = Watcher(job, widget=False)
-    time.sleep(30 * POLL)  # Starting for 30 polls: no log streams exist yet
+    # Starting for at least 20 polls (no log streams exist yet), however slow this machine is.
+    deadline = time.monotonic() + 60
+    while proxy.counts["SageMaker.DescribeTrainingJob"] < 20 and time.monotonic() < deadline:
+        time.sleep(POLL)
     drive_lifecycle(sm, name, w, [[epoch_line(0)], [epoch_line(1)]])
     describes = proxy.counts["SageMaker.DescribeTrainingJob"]
     assert describes >= 20
@@ -379,7 +382,10 @@ def test_one_list_call_serves_many_watched_jobs(sm, proxy):
     for w in watchers:
         w.wait_for(lambda w: w.saw("Starting"))
     for phase in ("Downloading", "Training", "Uploading", "Completed"):
-        time.sleep(8 * POLL)
+        # At least 6 polls in each phase, however slow this machine is.
+        target, deadline = proxy.counts["SageMaker.ListTrainingJobs"] + 6, time.monotonic() + 60
+        while proxy.counts["SageMaker.ListTrainingJobs"] < target and time.monotonic() < deadline:
+            time.sleep(POLL)
         for n in names:
             sm.to(n, phase)
         for w in watchers:
