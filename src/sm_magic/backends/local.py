@@ -99,15 +99,22 @@ class LocalBackend:
         hosts = [f"algo-{i}" for i in range(1, config.num_machines + 1)]
         port = _free_port()
         host_env = {host: self._layout_host(files, host, hosts, bundle, config, port) for host in hosts}
+        return self._start_runner(bundle, config, files, "sm_magic.backends.local_runner",
+                                  {"local": {"entry_command": list(bundle.entry_command), "host_env": host_env}})
+
+    def _start_runner(self, bundle: Bundle, config: TrainConfig, files: JobFiles, module: str,
+                      extra: dict) -> str:
+        """Write the job's first state (Starting) and start the runner `module` on the job
+        directory, in a session of its own so that it outlives the kernel."""
         now = time.time()
         state = JobState(name=bundle.name, creation_time=now, instance_type=config.ec2_instance_type,
                          instance_count=config.num_machines, hyperparameters=bundle.hyperparameters)
-        state.extra["local"] = {"entry_command": list(bundle.entry_command), "host_env": host_env}
+        state.extra.update(extra)
         enter(state, "Starting", "Preparing the instances for training", status="InProgress", now=now)
         write_state(files.state, state)
         with open(files.runner_log, "ab") as log:
             self._runners[bundle.name] = subprocess.Popen(
-                [sys.executable, "-m", "sm_magic.backends.local_runner", str(files.dir)],
+                [sys.executable, "-m", module, str(files.dir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True, cwd=files.dir)
         return bundle.name

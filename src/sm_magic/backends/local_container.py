@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..config import TrainConfig
-from .base import BackendError, JobState
+from .base import BackendError
 from .local import LocalBackend, gpu_count
 from .local_state import JobFiles, enter, finish, live_group_members, read_state, write_state
 
@@ -115,18 +115,8 @@ class LocalContainerBackend(LocalBackend):
     def _start_container(self, bundle: Bundle, config: TrainConfig, files: JobFiles, spec: dict) -> str:
         shutil.move(str(bundle.path), files.bundle)
         files.logs.mkdir()
-        now = time.time()
-        state = JobState(name=bundle.name, creation_time=now, instance_type=config.ec2_instance_type,
-                         instance_count=config.num_machines, hyperparameters=bundle.hyperparameters)
-        state.extra["local_container"] = spec
-        enter(state, "Starting", "Preparing the instances for training", status="InProgress", now=now)
-        write_state(files.state, state)
-        with open(files.runner_log, "ab") as log:
-            self._runners[bundle.name] = subprocess.Popen(
-                [sys.executable, "-m", "sm_magic.backends.local_container", str(files.dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True, cwd=files.dir)
-        return bundle.name
+        return self._start_runner(bundle, config, files, "sm_magic.backends.local_container",
+                                  {"local_container": spec})
 
 
 # -- the runner (its own process) ----------------------------------------------------------------
