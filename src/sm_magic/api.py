@@ -15,14 +15,13 @@ from typing import Iterable, Optional, Sequence, Union
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
 from .backends.local import gpu_count
 from .sm_entry import launch_command
-from .bundle import build_bundle, check_source
+from .bundle import JOB_NAME_RE, build_bundle, check_source
 from .config import TrainConfig, resolve_config
 from .job import Job
 from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
 from .registry import JobRecord, Registry
 
 LOCAL_BACKENDS = ("local", "local-container")  # their jobs live in a job directory on this machine
-JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
 class LaunchError(ValueError):

@@ -33,6 +33,8 @@ _ENTRY_SOURCE = Path(__file__).with_name(ENTRY_NAME)
 # The Hugging Face / PyTorch training images already carry these, at the versions the config
 # names; pinning the notebook's own builds would reinstall torch inside the container.
 IMAGE_PROVIDED = frozenset({"torch", "torchvision", "torchaudio", "transformers", "datasets", "tokenizers"})
+# SageMaker's rule for training job names; every backend's jobs follow it.
+JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _NUMBER_RE = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 

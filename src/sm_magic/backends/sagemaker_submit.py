@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Optional
 
-from ..bundle import Bundle
+from ..bundle import JOB_NAME_RE, Bundle
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig
 from .base import BackendError
 
@@ -40,7 +40,6 @@ DEFAULT_MAX_RUN = 24 * 60 * 60  # the API's own default (SDK v3 would send 3600:
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 REQUIREMENTS_FILE = "requirements.txt"
 SDK_CHANNELS = ("code", "sm_drivers")  # the SDK adds these input channels itself
-JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 # The Session's SDK-defaults config: only the telemetry opt-out (sagemaker.core.config.config_schema

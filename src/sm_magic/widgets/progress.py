@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from typing import Callable, Optional
 
 from ..job import Job, Snapshot
-from .text import render_text
+from .text import fmt_value, metric_columns, render_text
 
 LOG_TAIL = 12
 PLOT_INTERVAL = 5.0  # seconds between plot redraws while a job runs
@@ -65,18 +65,12 @@ def timeline_html(snap: Snapshot) -> str:
 def metrics_html(rows: list[dict]) -> str:
     if not rows:
         return "<i>no metrics yet</i>"
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
+    columns = metric_columns(rows)
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(_fmt(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{_esc(fmt_value(r.get(c, '')))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def plot_png(rows: list[dict]) -> bytes:
@@ -89,9 +83,7 @@ def plot_png(rows: list[dict]) -> bytes:
 
     key = "epoch" if all("epoch" in r for r in rows) else "step" if all("step" in r for r in rows) else None
     xs = [r[key] for r in rows] if key else list(range(len(rows)))
-    names: list[str] = []
-    for row in rows:
-        names += [k for k in row if k not in names and k not in ("epoch", "step")]
+    names = [k for k in metric_columns(rows) if k not in ("epoch", "step")]
     fig = Figure(figsize=(5.5, 2.6), dpi=80)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

@@ -16,18 +16,25 @@ from ..job import Snapshot, format_transition
 TAIL_LINES = 10
 
 
-def _fmt(value) -> str:
+def fmt_value(value) -> str:
+    """A metric value as shown: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def metric_columns(rows: list[dict]) -> list[str]:
+    """Every key of the rows, in order of first appearance."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
 
 
 def metrics_table(rows: list[dict]) -> list[str]:
     """Rows as an aligned text table (no pandas needed)."""
     if not rows:
         return []
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    cells = [columns] + [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    columns = metric_columns(rows)
+    cells = [columns] + [[fmt_value(r.get(c, "")) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
 
@@ -71,7 +78,7 @@ class TerminalLines:
         self.transitions = len(s.transitions)
         for row in snap.metrics:
             if row not in self.rows:
-                print(f"[{s.name}] " + " ".join(f"{k}={_fmt(v)}" for k, v in row.items()), file=out)
+                print(f"[{s.name}] " + " ".join(f"{k}={fmt_value(v)}" for k, v in row.items()), file=out)
         self.rows = [dict(r) for r in snap.metrics]
         if s.done:
             if s.failure_reason:
