@@ -1,9 +1,10 @@
 """Every test runs with its own registry, jobs directory and accelerate config home."""
 
 import os
-import signal
 
 import pytest
+
+from jobscripts import end_jobs
 
 
 @pytest.fixture
@@ -14,33 +15,7 @@ def sm_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.chdir(tmp_path)
     yield tmp_path
-    _end_jobs(tmp_path / "sm_jobs")
-
-
-def _end_jobs(jobs_dir):
-    """No test may leave a job running: stop what runs (the stop marker also catches a runner
-    that has not recorded its pid yet), wait for it to end, then kill whatever is left."""
-    import time
-
-    from sm_magic.backends.local import LocalBackend
-    from sm_magic.backends.local_state import kill_groups, read_state
-
-    backend = LocalBackend(jobs_dir)
-    states = sorted(jobs_dir.glob("*/state.json"))
-    for state_file in states:
-        backend.stop(state_file.parent.name)
-    deadline = time.monotonic() + 30
-    for state_file in states:
-        while not read_state(state_file).done and time.monotonic() < deadline:
-            time.sleep(0.1)
-        state = read_state(state_file)
-        kill_groups(list(state.extra.get("pgids", {}).values()), signal.SIGKILL)
-        pid = state.extra.get("runner_pid")
-        if pid and not state.done:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    end_jobs(tmp_path / "sm_jobs")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
 """Training scripts the tests launch (shared by several test modules)."""
 
+import os
+import signal
 import textwrap
+import time
 
 
 def script(body: str) -> str:
@@ -23,3 +26,27 @@ EPOCHS_SCRIPT = script("""
     with open(os.path.join(model_dir, "env.json"), "w") as f:
         json.dump({k: v for k, v in os.environ.items() if k.startswith("SM_")}, f)
 """)
+
+
+def end_jobs(jobs_dir):
+    """No test may leave a job running: stop what runs (the stop marker also catches a runner
+    that has not recorded its pid yet), wait for it to end, then kill whatever is left."""
+    from sm_magic.backends.local import LocalBackend
+    from sm_magic.backends.local_state import kill_groups, read_state
+
+    backend = LocalBackend(jobs_dir)
+    states = sorted(jobs_dir.glob("*/state.json"))
+    for state_file in states:
+        backend.stop(state_file.parent.name)
+    deadline = time.monotonic() + 30
+    for state_file in states:
+        while not read_state(state_file).done and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = read_state(state_file)
+        kill_groups(list(state.extra.get("pgids", {}).values()), signal.SIGKILL)
+        pid = state.extra.get("runner_pid")
+        if pid and not state.done:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

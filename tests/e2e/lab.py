@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for the shared job helpers
+from jobscripts import end_jobs  # noqa: E402
+
 CHROMIUM = os.environ.get("SM_MAGIC_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -154,24 +157,8 @@ def _end_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 def _kill_jobs(jobs_dir: Path) -> None:
     """Local-backend jobs run in their own sessions: end every one a test started."""
-    if not jobs_dir.is_dir():
-        return
-    try:
-        from sm_magic.backends.local_state import kill_groups, read_state
-    except ImportError:
-        return
-    for state_file in jobs_dir.glob("*/state.json"):
-        try:
-            state = read_state(state_file)
-        except Exception:
-            continue
-        kill_groups(list(state.extra.get("pgids", {}).values()), signal.SIGKILL)
-        pid = state.extra.get("runner_pid")
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+    if jobs_dir.is_dir():
+        end_jobs(jobs_dir)
 
 
 def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Optional[Path] = None) -> LabServer:
