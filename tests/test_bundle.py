@@ -74,7 +74,8 @@ def test_bundle_layout_and_train_py_verbatim(out_dir):
     assert bundle.path == dest
     assert bundle.name == "job-1"
     assert sorted(p.name for p in dest.iterdir()) == [
-        "accelerate_config.yaml", "requirements.txt", "sm_entry.py", "sm_launch.json", "train.py"]
+        "accelerate_config.yaml", "requirements.txt", "sm_entry.py", "sm_launch.json", "sm_magic", "train.py"]
+    assert sorted(p.name for p in (dest / "sm_magic").iterdir()) == ["__init__.py", "runtime.py"]
     assert (dest / "train.py").read_bytes() == source.encode("utf-8")
     # Nothing else left next to the bundle (no staging directory).
     assert [p.name for p in out_dir.iterdir()] == ["job"]
@@ -91,7 +92,7 @@ def test_sm_launch_json_records_script_args_and_distribution(out_dir):
     bundle = build_bundle("print(1)\n", cfg, TRICKY_ARGS, name="j", dest=out_dir / "b")
     spec = json.loads((bundle.path / "sm_launch.json").read_text(encoding="utf-8"))
     assert spec == {"script": "train.py", "args": TRICKY_ARGS, "distributed_type": "DATA_PARALLEL",
-                    "mixed_precision": "bf16", "use_cpu": True}
+                    "mixed_precision": "bf16", "use_cpu": True, "checkpoint_dir": "/opt/ml/checkpoints"}
     assert bundle.args == TRICKY_ARGS
 
 

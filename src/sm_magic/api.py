@@ -92,12 +92,14 @@ class Plan:
     metric_definitions: list
     inputs: dict
     registry: Registry
+    interruptions: list
 
 
 def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[str] = None,
          backend: Optional[str] = None, inputs: Iterable[str] = (),
          metrics: Iterable[Union[str, MetricDefinition]] = (), jobs_dir: Optional[str] = None,
-         registry: Optional[Registry] = None, **overrides) -> Plan:
+         registry: Optional[Registry] = None, simulate_interruptions: Iterable[float] = (),
+         **overrides) -> Plan:
     """Check a launch without writing anything: config, cell, names, backend, registry."""
     cfg = resolve_launch_config(config, overrides)
     backend_name = backend or cfg.backend
@@ -107,12 +109,20 @@ def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[s
     metric_defs = _parse_metrics(metrics, cfg)
     channel_map = _parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
+    interruptions = [float(x) for x in simulate_interruptions or ()]
+    if interruptions and backend_name != "local":
+        raise LaunchError(f"--simulate-interruption works on the local backend only, not {backend_name}: "
+                          "there, spot interruptions are real")
+    if any(not x > 0 for x in interruptions):
+        raise LaunchError("--simulate-interruption SECONDS: give the seconds of training after which to "
+                          "interrupt, a number above 0")
     options = {"jobs_dir": jobs_dir} if backend_name in LOCAL_BACKENDS and jobs_dir else _backend_options(backend_name, cfg)
     be = get_backend(backend_name, **options)
     registry = registry or Registry()
     if registry.get(name) is not None:
         raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
-    return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry)
+    return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry,
+                interruptions)
 
 
 def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
@@ -121,7 +131,8 @@ def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = Non
 
     `config` is a TrainConfig, a YAML path or None (accelerate's SageMaker default config if any,
     else defaults). Keyword overrides: `name`, `backend`, `inputs` (NAME=URI strings), `metrics`
-    (NAME=REGEX strings), `jobs_dir`, and any config field (`instance_type`, `instance_count`,
+    (NAME=REGEX strings), `jobs_dir`, `simulate_interruptions` (seconds; local backend only: each
+    kills the job that far into a run of its hosts, which then restart), and any config field (`instance_type`, `instance_count`,
     `mixed_precision`, ...). `args` reach the script exactly as given. With `wait=True` this
     returns when the job ends and raises JobFailedError if it failed.
     Everything is checked before anything is written: a refused launch leaves nothing behind.
@@ -132,7 +143,8 @@ def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = Non
     bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
                           inputs=p.inputs)
     try:
-        name = p.backend.submit(bundle, p.config)
+        options = {"interruptions": p.interruptions} if p.interruptions else {}
+        name = p.backend.submit(bundle, p.config, **options)
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)  # the backend moved or uploaded it
     location = str(p.backend.job_dir(name)) if hasattr(p.backend, "job_dir") else name

@@ -1,7 +1,8 @@
 """A cell becomes a job bundle: the directory both backends run.
 
 Layout: train.py (the cell, verbatim), requirements.txt, accelerate_config.yaml, sm_launch.json
-(script, arguments, distribution) and sm_entry.py, the one entry command. A bundle is built in a
+(script, arguments, distribution), sm_entry.py, the one entry command, and sm_magic/runtime.py,
+the checkpoint helpers a script may import. A bundle is built in a
 staging directory and renamed into place, so a failure never leaves half of one behind.
 """
 
@@ -29,6 +30,10 @@ SCRIPT_NAME = "train.py"
 ENTRY_NAME = "sm_entry.py"
 ENTRY_COMMAND = ("python", ENTRY_NAME)
 _ENTRY_SOURCE = Path(__file__).with_name(ENTRY_NAME)
+_RUNTIME_SOURCE = Path(__file__).with_name("runtime.py")
+# The bundle's own `sm_magic` package holds only the runtime helpers, so a script's
+# `from sm_magic.runtime import ...` works in a container where sm_magic is not installed.
+_RUNTIME_INIT = '"""sm_magic\'s runtime helpers, carried in the job bundle (sm_magic.runtime)."""\n'
 
 # The Hugging Face / PyTorch training images already carry these, at the versions the config
 # names; pinning the notebook's own builds would reinstall torch inside the container.
@@ -180,7 +185,8 @@ def build_bundle(source: str, config: TrainConfig, args: Sequence[str], *, name:
     args = [str(a) for a in args]
     requirements = requirements_for(source)
     launch_spec = {"script": SCRIPT_NAME, "args": args, "distributed_type": config.distributed_type,
-                   "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu}
+                   "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
+                   "checkpoint_dir": config.checkpoint_local_path or "/opt/ml/checkpoints"}
     if dest is None:
         dest = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-")) / "bundle"
     dest = Path(dest)
@@ -193,6 +199,9 @@ def build_bundle(source: str, config: TrainConfig, args: Sequence[str], *, name:
             yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
         (staging / "sm_launch.json").write_text(json.dumps(launch_spec, indent=2), encoding="utf-8")
         shutil.copyfile(_ENTRY_SOURCE, staging / ENTRY_NAME)
+        (staging / "sm_magic").mkdir()
+        (staging / "sm_magic" / "__init__.py").write_text(_RUNTIME_INIT, encoding="utf-8")
+        shutil.copyfile(_RUNTIME_SOURCE, staging / "sm_magic" / "runtime.py")
         os.rename(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

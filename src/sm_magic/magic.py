@@ -55,6 +55,9 @@ class SageMakerMagics(Magics):
     @argument("--input", dest="inputs", action="append", default=[], metavar="NAME=URI", help="input channel (repeatable)")
     @argument("--metric", dest="metrics", action="append", default=[], metavar="NAME=REGEX",
               help="SageMaker metric definition; the first group is the value (repeatable)")
+    @argument("--simulate-interruption", dest="simulate_interruptions", action="append", default=[], type=float,
+              metavar="SECONDS", help="local backend: a spot interruption SECONDS into a run of the hosts, "
+              "which then restart from their checkpoints (repeatable: one per restart)")
     @argument("--wait", action="store_true", help="block until the job ends, streaming its log; fail the cell if the job fails")
     @argument("--edit", action="store_true", help="show the config form; its Launch button starts the job")
     @argument("--dry-run", dest="dry_run", action="store_true", help="show what would run; launch nothing")
@@ -66,7 +69,7 @@ class SageMakerMagics(Magics):
         opts = self.sagemaker_train.parser.parse_args(own)
         kwargs = dict(config=opts.config, args=script_args, name=opts.name, backend=opts.backend,
                       inputs=opts.inputs, metrics=opts.metrics, instance_type=opts.instance_type,
-                      instance_count=opts.instance_count)
+                      instance_count=opts.instance_count, simulate_interruptions=opts.simulate_interruptions)
         try:
             if opts.dry_run:
                 print(api.dry_run(cell, **kwargs))
@@ -171,6 +174,9 @@ class SageMakerMagics(Magics):
 
     @magic_arguments()
     @argument("name", help="job name")
+    @argument("--simulate-interruption", dest="simulate_interruptions", action="append", default=[], type=float,
+              metavar="SECONDS", help="local backend: a spot interruption SECONDS into a run of the hosts, "
+              "which then restart from their checkpoints (repeatable: one per restart)")
     @argument("--wait", action="store_true", help="block until the job ends")
     @line_magic
     def sagemaker_attach(self, line: str):

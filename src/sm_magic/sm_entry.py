@@ -32,7 +32,7 @@ def launch_command(spec, env, bundle_dir=HERE):
            "--config_file", os.path.join(bundle_dir, "accelerate_config.yaml"),
            "--mixed_precision", precision]
     if spec.get("distributed_type") == "DATA_PARALLEL":
-        per_host = CPU_PROCESSES_PER_HOST if use_cpu else gpus
+        per_host = int(env.get("SM_MAGIC_CPU_PROCESSES") or CPU_PROCESSES_PER_HOST) if use_cpu else gpus
         main_host = sorted(hosts)[0]
         cmd += ["--multi_gpu",
                 "--num_machines", str(len(hosts)),
@@ -58,6 +58,9 @@ def launch_env(spec, env):
     # (absent from the images). This command does the distribution itself (accelerate across
     # SM_HOSTS), so the processes it starts are told so.
     updates = {"ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": "NO"}
+    if not env.get("SM_CHECKPOINT_DIR"):
+        # SageMaker syncs this directory with CheckpointConfig.S3Uri but names it nowhere.
+        updates["SM_CHECKPOINT_DIR"] = spec.get("checkpoint_dir") or "/opt/ml/checkpoints"
     gpus = int(env.get("SM_NUM_GPUS") or 0)
     if spec.get("use_cpu") or gpus == 0:
         # Without it accelerate starts N unconnected single processes on a CPU-only host;

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..bundle import Bundle
 from ..config import TrainConfig
@@ -72,8 +72,11 @@ class LocalBackend:
             raise BackendError(f"cannot write job directories under {self.jobs_dir}: {e.strerror}. "
                                "Run from a writable directory or set SM_MAGIC_JOBS_DIR.") from None
 
-    def submit(self, bundle: Bundle, config: TrainConfig) -> str:
-        return self._in_new_job_dir(bundle.name, lambda files: self._start(bundle, config, files))
+    def submit(self, bundle: Bundle, config: TrainConfig, *, interruptions: Sequence[float] = ()) -> str:
+        """Start the job; `interruptions` simulates spot capacity being reclaimed that many
+        seconds into each successive run of the hosts (each ends one run; the job restarts)."""
+        return self._in_new_job_dir(
+            bundle.name, lambda files: self._start(bundle, config, files, list(interruptions)))
 
     def _in_new_job_dir(self, name: str, start) -> str:
         """`start(files)` in a new job directory; if it fails, no directory is left behind."""
@@ -90,7 +93,7 @@ class LocalBackend:
             shutil.rmtree(files.dir, ignore_errors=True)
             raise
 
-    def _start(self, bundle: Bundle, config: TrainConfig, files: JobFiles) -> str:
+    def _start(self, bundle: Bundle, config: TrainConfig, files: JobFiles, interruptions: list[float]) -> str:
         for channel, uri in bundle.inputs.items():
             if uri.startswith("s3://") or not Path(uri.removeprefix("file://")).exists():
                 raise BackendError(f"input channel {channel}: {uri} is not a local path that exists; the "
@@ -99,8 +102,10 @@ class LocalBackend:
         hosts = [f"algo-{i}" for i in range(1, config.num_machines + 1)]
         port = _free_port()
         host_env = {host: self._layout_host(files, host, hosts, bundle, config, port) for host in hosts}
-        return self._start_runner(bundle, config, files, "sm_magic.backends.local_runner",
-                                  {"local": {"entry_command": list(bundle.entry_command), "host_env": host_env}})
+        spec = {"entry_command": list(bundle.entry_command), "host_env": host_env,
+                "interruptions": interruptions, "max_run": config.max_run,
+                "max_wait": config.max_wait if config.use_spot_instances else None}
+        return self._start_runner(bundle, config, files, "sm_magic.backends.local_runner", {"local": spec})
 
     def _start_runner(self, bundle: Bundle, config: TrainConfig, files: JobFiles, module: str,
                       extra: dict) -> str:
@@ -123,8 +128,15 @@ class LocalBackend:
                      config: TrainConfig, port: int) -> dict[str, str]:
         """Make one host's opt_ml tree; returns the SM_* environment pointing into it."""
         root = files.opt_ml(host, hosts)
-        for sub in ("input/config", "input/data", "model", "output/data", "checkpoints"):
+        for sub in ("input/config", "input/data", "model", "output/data"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        # One checkpoint directory for every host: on SageMaker each host syncs its own with the
+        # same S3 prefix, and a restarted job gets the merged contents on every host.
+        checkpoints = files.opt_ml(hosts[0], hosts) / "checkpoints"
+        if host == hosts[0]:
+            checkpoints.mkdir()
+        else:
+            (root / "checkpoints").symlink_to(checkpoints)
         for channel, uri in bundle.inputs.items():
             (root / "input/data" / channel).symlink_to(Path(uri.removeprefix("file://")).absolute())
         resource = {"current_host": host, "hosts": hosts, "network_interface_name": "lo",
@@ -144,7 +156,7 @@ class LocalBackend:
             "SM_OUTPUT_INTERMEDIATE_DIR": str(root / "output/intermediate"),
             "SM_INPUT_DIR": str(root / "input"),
             "SM_INPUT_CONFIG_DIR": str(cfg),
-            "SM_CHECKPOINT_DIR": str(root / "checkpoints"),
+            "SM_CHECKPOINT_DIR": str(checkpoints),
             "SM_CHANNELS": json.dumps(sorted(bundle.inputs)),
             "SM_HOSTS": json.dumps(hosts),
             "SM_CURRENT_HOST": host,

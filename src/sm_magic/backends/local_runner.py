@@ -2,8 +2,10 @@
 
 Started by the local backend in a session of its own, so it outlives the kernel that launched
 it. It runs the bundle's entry command once per host (each in its own process group), writes
-every status transition to the job's state file, ends the job on a stop request, packs
-model.tar.gz and derives a FailureReason from the script's last error lines. It imports only
+every status transition to the job's state file, ends the job on a stop request or past
+max_run / max_wait, simulates spot interruptions (kill every host, then restart with the same
+checkpoint directory), packs model.tar.gz and derives a FailureReason from the script's last
+error lines. It imports only
 the stdlib and the two stdlib-only state modules, to start fast.
 """
 
@@ -18,12 +20,22 @@ import tarfile
 import time
 from pathlib import Path
 
-from .local_state import JobFiles, enter, finish, kill_groups, live_group_members, read_state, write_state
+from .local_state import (JobFiles, enter, finish, kill_groups, live_group_members, read_state, running_seconds,
+                          write_state)
 
 POLL_SECONDS = 0.05
-STOP_GRACE_SECONDS = 10.0
+STOP_GRACE_SECONDS = 10.0     # SageMaker allows 120 s between SIGTERM and the end
+CAPACITY_WAIT_SECONDS = 1.0   # how long a simulated spot interruption waits for new capacity
 _WRAPPER_ERRORS = ("CalledProcessError", "ChildFailedError", "SignalException")
 _RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+# Why a job is ended early: its Stopping message, its final secondary status and message.
+_ENDINGS = {
+    "stop": ("Stopping the training job", "Stopped", "Training job stopped"),
+    "max_run": ("The job ran past max_run ({max_run} s, MaxRuntimeInSeconds): stopping it",
+                "MaxRuntimeExceeded", "Training job ran out of MaxRuntimeInSeconds"),
+    "max_wait": ("The job ran past max_wait ({max_wait} s, MaxWaitTimeInSeconds): stopping it",
+                 "MaxWaitTimeExceeded", "Training job ran out of MaxWaitTimeInSeconds"),
+}
 
 
 class Runner:
@@ -31,8 +43,10 @@ class Runner:
         self.files = JobFiles(job_dir)
         self.state = read_state(self.files.state)
         self.spec = self.state.extra["local"]
+        self.interruptions = [float(s) for s in self.spec.get("interruptions", [])]
         self.stop_requested = False
         self.procs: dict[str, subprocess.Popen] = {}
+        self.attempt_start = 0.0
 
     def save(self) -> None:
         write_state(self.files.state, self.state)
@@ -46,17 +60,22 @@ class Runner:
         self.state.extra["runner_pid"] = os.getpid()
         enter(self.state, "Downloading", "Downloading input data")
         self.save()
-        if self._stopping():
-            return self._end_stopped(started=False)
+        if self._ending():
+            return self._end_early(self._ending(), started=False)
 
         enter(self.state, "Training", "Training in progress")
         self.state.training_start_time = time.time()
-        self._start_hosts()
-        self.save()
-
-        codes = self._wait()
-        if self.stop_requested or self.files.stop_marker.exists():
-            return self._end_stopped(started=True)
+        while True:
+            self._start_hosts()
+            self.save()
+            ending, codes = self._wait()
+            if ending != "interrupted":
+                break
+            ending = self._interrupt_and_restart()
+            if ending:
+                break
+        if ending:
+            return self._end_early(ending, started=True)
         if all(code == 0 for code in codes.values()):
             enter(self.state, "Uploading", "Uploading generated training model")
             self.save()
@@ -68,8 +87,17 @@ class Runner:
         self.save()
         return 0
 
-    def _stopping(self) -> bool:
-        return self.stop_requested or self.files.stop_marker.exists()
+    def _ending(self) -> str | None:
+        """Why the job must end now, if it must: a stop request or a time limit."""
+        if self.stop_requested or self.files.stop_marker.exists():
+            return "stop"
+        now = time.time()
+        max_run, max_wait = self.spec.get("max_run"), self.spec.get("max_wait")
+        if max_run and running_seconds(self.state, now) > max_run:
+            return "max_run"
+        if max_wait and now - self.state.creation_time > max_wait:
+            return "max_wait"
+        return None
 
     def _start_hosts(self) -> None:
         self.files.logs.mkdir(exist_ok=True)
@@ -83,12 +111,16 @@ class Runner:
                     stderr=subprocess.STDOUT, start_new_session=True)
             finally:
                 log.close()
+        self.attempt_start = time.time()
         self.state.extra["pgids"] = {h: p.pid for h, p in self.procs.items()}
+        self.state.extra["attempts"] = self.state.extra.get("attempts", 0) + 1
 
-    def _wait(self) -> dict[str, int]:
-        """Wait for every host; a stop request ends them all (TERM, then KILL after a grace)."""
+    def _wait(self) -> tuple[str | None, dict[str, int]]:
+        """Wait for every host. A stop request or a time limit ends them all (TERM, then KILL
+        after a grace) and is returned; so is a simulated interruption (KILL at once)."""
         codes: dict[str, int] = {}
         term_sent_at = None
+        ending = None
         while len(codes) < len(self.procs):
             for host, proc in self.procs.items():
                 if host not in codes and proc.poll() is not None:
@@ -97,11 +129,18 @@ class Runner:
                     if proc.returncode != 0 and term_sent_at is None and len(self.procs) > 1:
                         self._signal_all(signal.SIGTERM)
                         term_sent_at = time.time()
-            if self._stopping() and term_sent_at is None:
-                enter(self.state, "Stopping", "Stopping the training job", status="Stopping")
-                self.save()
-                self._signal_all(signal.SIGTERM)
-                term_sent_at = time.time()
+            if ending is None and term_sent_at is None:
+                ending = self._ending()
+                if ending:
+                    message = _ENDINGS[ending][0].format(**self.spec)
+                    enter(self.state, "Stopping", message, status="Stopping")
+                    self.save()
+                    self._signal_all(signal.SIGTERM)
+                    term_sent_at = time.time()
+                elif self.interruptions and time.time() - self.attempt_start >= self.interruptions[0]:
+                    ending = "interrupted"
+                    self._signal_all(signal.SIGKILL)
+                    term_sent_at = time.time()
             if term_sent_at is not None and time.time() - term_sent_at > STOP_GRACE_SECONDS:
                 self._signal_all(signal.SIGKILL)
             time.sleep(POLL_SECONDS)
@@ -111,19 +150,48 @@ class Runner:
         pgids = list(self.state.extra.get("pgids", {}).values())
         while any(live_group_members(g) for g in pgids) and time.time() < deadline:
             time.sleep(POLL_SECONDS)
-        return codes
+        return ending, codes
+
+    def _interrupt_and_restart(self) -> str | None:
+        """Record a simulated spot interruption, wait for capacity, restart every host with the
+        same checkpoint directory. Returns why the job must end instead, if it must."""
+        ran = time.time() - self.attempt_start
+        self.interruptions.pop(0)
+        enter(self.state, "Interrupted", f"Spot capacity reclaimed after {ran:.1f} s (simulated): "
+              "every process of every host was killed")
+        self.save()
+        self._note_in_logs(f"simulated spot interruption after {ran:.1f} s: every process was killed")
+        deadline = time.time() + CAPACITY_WAIT_SECONDS
+        while time.time() < deadline:
+            if self._ending():
+                return self._ending()
+            time.sleep(POLL_SECONDS)
+        checkpoints = self.spec["host_env"][next(iter(self.spec["host_env"]))]["SM_CHECKPOINT_DIR"]
+        enter(self.state, "Restarting", f"Restarting on new instances with the checkpoints in {checkpoints}")
+        self.save()
+        attempt = self.state.extra.get("attempts", 1) + 1
+        self._note_in_logs(f"restarting (attempt {attempt}) with the checkpoints in {checkpoints}")
+        enter(self.state, "Training", f"Training resumed (attempt {attempt})")
+        return None
+
+    def _note_in_logs(self, text: str) -> None:
+        for host in self.spec["host_env"]:
+            with open(self.files.log(host), "a", encoding="utf-8") as log:
+                log.write(f"sm_magic: {text}\n")
 
     def _signal_all(self, sig: int) -> None:
         kill_groups(list(self.state.extra.get("pgids", {}).values()), sig)
 
-    def _end_stopped(self, started: bool) -> int:
+    def _end_early(self, ending: str, started: bool) -> int:
+        """End a stopped or timed-out job as Stopped, with what it saved packed as its model."""
+        stopping, final, message = _ENDINGS[ending]
         if self.state.secondary_status != "Stopping":
-            enter(self.state, "Stopping", "Stopping the training job", status="Stopping")
+            enter(self.state, "Stopping", stopping.format(**self.spec), status="Stopping")
         if started:
             enter(self.state, "Uploading", "Uploading what the job saved before it stopped")
             self.save()
             self._pack_model()
-        finish(self.state, "Stopped", "Training job stopped")
+        finish(self.state, "Stopped", message, secondary=final)
         self.save()
         return 0
 

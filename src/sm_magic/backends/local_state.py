@@ -70,15 +70,30 @@ def enter(state: JobState, secondary: str, message: str, status: str | None = No
         state.status = status
 
 
-def finish(state: JobState, status: str, message: str, now: float | None = None) -> None:
-    """Record a terminal status; its transition is closed at the same instant."""
+def finish(state: JobState, status: str, message: str, now: float | None = None,
+           secondary: str | None = None) -> None:
+    """Record a terminal status (its secondary status defaults to the same word, as for
+    Completed; Stopped may end as MaxRuntimeExceeded); its transition closes at the same instant."""
     now = time.time() if now is None else now
-    enter(state, status, message, status=status, now=now)
+    enter(state, secondary or status, message, status=status, now=now)
     state.transitions[-1].end = now
     if state.training_start_time is not None:
         state.training_end_time = now
         state.training_seconds = int(round(now - state.training_start_time))
-        state.billable_seconds = state.training_seconds
+        state.billable_seconds = int(round(running_seconds(state, now)))
+
+
+UNBILLED = ("Interrupted", "Restarting")  # waiting for spot capacity is not billed
+
+
+def running_seconds(state: JobState, now: float) -> float:
+    """Seconds the job's instances have run since training began, as SageMaker bills them:
+    wall time minus the time spent interrupted and restarting."""
+    if state.training_start_time is None:
+        return 0.0
+    waited = sum((t.end if t.end is not None else now) - t.start
+                 for t in state.transitions if t.status in UNBILLED)
+    return max(0.0, now - state.training_start_time - waited)
 
 
 def pid_alive(pid: int | None) -> bool:
