@@ -156,3 +156,25 @@ def test_config_magic_prints_the_effective_config(ip, sm_env, capsys):
     ip.run_line_magic("sagemaker_config", "--config guide.yaml")
     out = capsys.readouterr().out
     assert "# backend: sagemaker" in out and "ec2_instance_type: ml.p3.16xlarge" in out
+
+
+def test_simulated_interruption_through_the_magic_and_its_refusals(ip, capsys):
+    resumable = script("""
+        import time
+        from sm_magic.runtime import resume, save_checkpoint
+        start = resume(load=lambda path: None)
+        for epoch in range(start, 8):
+            time.sleep(0.5)
+            print(f"epoch {epoch}: {{'loss': {1.0 / (epoch + 1)}}}", flush=True)
+            save_checkpoint(None, epoch, save=lambda path: None)
+    """)
+    job = ip.run_cell_magic("sagemaker_train", "--wait --simulate-interruption 4", resumable)
+    out = capsys.readouterr().out
+    assert job.status == "Completed" and list(job.metrics.index) == list(range(8))
+    assert "Interrupted - Spot capacity reclaimed after 4" in out and "Restarting - Restarting on new" in out
+    assert "Managed Spot Training savings: " in out
+    for line, message in (("--simulate-interruption 0", "a number above 0"),
+                          ("--backend sagemaker --simulate-interruption 5", "local backend only")):
+        with pytest.raises(UsageError, match=message):
+            ip.run_cell_magic("sagemaker_train", line, resumable)
+    assert [r.name for r in Registry().list()] == [job.name]

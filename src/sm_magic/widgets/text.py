@@ -115,6 +115,9 @@ class StreamPrinter:
             if s.training_seconds is not None:
                 print(f"Training seconds: {s.training_seconds}", file=out)
                 print(f"Billable seconds: {s.billable_seconds}", file=out)
+                if s.billable_seconds is not None and 0 < s.billable_seconds < s.training_seconds:
+                    saved = 100 * (1 - s.billable_seconds / s.training_seconds)
+                    print(f"Managed Spot Training savings: {saved:.1f}%", file=out)
             if s.model_artifacts:
                 print(f"You can find your model data at: {s.model_artifacts}", file=out)
         out.flush()

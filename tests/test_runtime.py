@@ -1,0 +1,94 @@
+"""sm_magic.runtime: checkpoints that survive a kill, and the copy every bundle carries."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sm_magic.bundle import build_bundle
+from sm_magic.config import TrainConfig
+from sm_magic.runtime import MARKER, checkpoint_dir, latest_checkpoint, resume, save_checkpoint
+from sm_magic.sm_entry import launch_env
+
+
+def writer(value):
+    def save(path):
+        with open(os.path.join(path, "state.json"), "w") as f:
+            json.dump({"value": value}, f)
+    return save
+
+
+def test_fresh_start_then_resume_from_the_newest_checkpoint(tmp_path, capsys):
+    loaded = []
+    assert resume(load=loaded.append, directory=str(tmp_path)) == 0
+    assert loaded == []
+    for step in range(3):
+        path = save_checkpoint(None, step, save=writer(step), directory=str(tmp_path))
+        assert path == str(tmp_path / f"ckpt-{step}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-1", "ckpt-2"]  # keep=2
+    assert resume(load=loaded.append, directory=str(tmp_path)) == 3
+    assert loaded == [str(tmp_path / "ckpt-2")]
+    assert json.loads((tmp_path / "ckpt-2" / "state.json").read_text()) == {"value": 2}
+    out = capsys.readouterr().out
+    assert "no checkpoint" in out and "resumed from checkpoint 2" in out
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_as_the_latest(tmp_path):
+    save_checkpoint(None, 4, save=writer(4), directory=str(tmp_path))
+    # What a kill leaves: a half-written temporary directory, or a copy without its marker.
+    (tmp_path / ".tmp-ckpt-5").mkdir()
+    (tmp_path / ".tmp-ckpt-5" / "state.json").write_text("{")
+    (tmp_path / "ckpt-6").mkdir()
+    assert latest_checkpoint(str(tmp_path)) == (4, str(tmp_path / "ckpt-4"))
+    # Saving step 5 again (the resumed run redoes it) replaces the leftover.
+    save_checkpoint(None, 5, save=writer(5), directory=str(tmp_path), keep=5)
+    assert not (tmp_path / ".tmp-ckpt-5").exists()
+    assert (tmp_path / "ckpt-5" / MARKER).is_file()
+    assert json.loads((tmp_path / "ckpt-5" / "state.json").read_text()) == {"value": 5}
+
+
+def test_save_failing_in_the_user_code_keeps_the_last_checkpoint(tmp_path):
+    save_checkpoint(None, 0, save=writer(0), directory=str(tmp_path))
+
+    def broken(path):
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(None, 1, save=broken, directory=str(tmp_path))
+    assert latest_checkpoint(str(tmp_path)) == (0, str(tmp_path / "ckpt-0"))
+
+
+def test_save_needs_something_to_save_with(tmp_path):
+    with pytest.raises(TypeError, match="Accelerator, or save=fn"):
+        save_checkpoint(None, 0, directory=str(tmp_path))
+    with pytest.raises(ValueError, match="0 or more"):
+        save_checkpoint(None, -1, save=writer(0), directory=str(tmp_path))
+
+
+def test_checkpoint_dir_comes_from_the_job_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SM_CHECKPOINT_DIR", str(tmp_path / "ck"))
+    assert checkpoint_dir() == str(tmp_path / "ck")
+    # On SageMaker nothing names the directory: the entry command sets it from the config.
+    spec = {"checkpoint_dir": "/opt/ml/checkpoints"}
+    assert launch_env(spec, {"SM_NUM_GPUS": "0"})["SM_CHECKPOINT_DIR"] == "/opt/ml/checkpoints"
+    assert "SM_CHECKPOINT_DIR" not in launch_env(spec, {"SM_NUM_GPUS": "0", "SM_CHECKPOINT_DIR": "/x"})
+
+
+def test_the_bundle_carries_a_stdlib_only_runtime(tmp_path):
+    cfg = TrainConfig(checkpoint_local_path="/opt/ml/checkpoints/custom")
+    bundle = build_bundle("from sm_magic.runtime import resume\nprint(resume(load=print))\n", cfg, [],
+                          name="j", dest=tmp_path / "b")
+    spec = json.loads((bundle.path / "sm_launch.json").read_text())
+    assert spec["checkpoint_dir"] == "/opt/ml/checkpoints/custom"
+    # -S -I: no site-packages and no user environment, as in a container without sm_magic.
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import sm_magic.runtime as r; "
+             "print(r.__file__); print(r.resume(load=print))")
+    env = {"SM_CHECKPOINT_DIR": str(tmp_path / "ck"), "PATH": os.environ["PATH"]}
+    save_checkpoint(None, 7, save=writer(7), directory=str(tmp_path / "ck"))
+    out = subprocess.run([sys.executable, "-S", "-I", "-c", probe, str(bundle.path)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == str(bundle.path / "sm_magic" / "runtime.py")
+    assert lines[-1] == "8" and str(tmp_path / "ck" / "ckpt-7") in out.stdout
