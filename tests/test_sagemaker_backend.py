@@ -78,10 +78,11 @@ class Service:
     def to(self, name: str, secondary: str, **kw) -> None:
         self.aws.drive(name, secondary, MESSAGES.get(secondary, ""), **kw)
 
-    def put(self, name: str, lines: list[str], host: str = "algo-1") -> None:
-        """Append to `<job>/<host>-<epoch>` with strictly increasing timestamps (moto's tokens
-        are positions in timestamp order, as the service's are in ingestion order)."""
-        stream = f"{name}/{host}-1700000000"
+    def put(self, name: str, lines: list[str], host: str = "algo-1", started: int = 1700000000) -> None:
+        """Append to `<job>/<host>-<started>` with strictly increasing timestamps (moto's tokens
+        are positions in timestamp order, as the service's are in ingestion order); a restarted
+        spot instance logs to a new stream of its own."""
+        stream = f"{name}/{host}-{started}"
         for create in (lambda: self.logs.create_log_group(logGroupName=LOG_GROUP),
                        lambda: self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)):
             try:
@@ -217,6 +218,35 @@ def test_failed_job_shows_its_reason_and_wait_raises_it(sm):
         job.wait(timeout=5)
     assert err.value.reason == reason
     assert "ValueError: bad batch size" in job.logs()
+
+
+def test_spot_job_interrupted_then_out_of_runtime_is_followed_through_restarts(sm):
+    name = sm.create()
+    job = Job(name, SageMakerBackend())
+    w = Watcher(job)
+    for phase in ("Downloading", "Training"):
+        sm.to(name, phase)
+    sm.put(name, [epoch_line(0), epoch_line(1)])
+    w.wait_for(lambda w: len(w.lines) == 2)
+    sm.aws.drive(name, "Interrupted", "Training job interrupted: spot capacity reclaimed")
+    w.wait_for(lambda w: w.saw("Interrupted"))
+    assert "Interrupted" in w.widget.overview.value and w.snaps[-1].state.status == "InProgress"
+    sm.aws.drive(name, "Restarting", "Restarting the training job")
+    sm.aws.drive(name, "Training", "Training resumed")
+    # The new instance logs to a new stream: the backend finds it and reads it from its start.
+    sm.put(name, ["sm_magic: resumed from checkpoint 1 (/opt/ml/checkpoints/ckpt-1): starting at step 2",
+                  epoch_line(2)], started=1700000600)
+    w.wait_for(lambda w: len(w.lines) == 4)
+    sm.aws.drive(name, "MaxRuntimeExceeded", "Training job runtime exceeded MaxRuntimeInSeconds provided")
+    w.finished()
+    final = w.snaps[-1].state
+    assert (final.status, final.secondary_status) == ("Stopped", "MaxRuntimeExceeded")
+    assert [t.status for t in final.transitions] == [
+        "Starting", "Downloading", "Training", "Interrupted", "Restarting", "Training", "MaxRuntimeExceeded"]
+    assert list(job.metrics.index) == [0, 1, 2]
+    assert "MaxRuntimeExceeded" in w.widget.overview.value
+    assert w.widget.stop_button.disabled
+    assert job.wait(timeout=5).status == "Stopped"  # stopped by a limit is not a failure
 
 
 def test_stop_calls_stop_training_job_and_the_job_ends_stopped(sm, proxy):
