@@ -172,7 +172,8 @@ def test_job_survives_a_kernel_restart_and_the_new_kernel_follows_it(sm_env):
             return all(n in value for n in needles)
 
         kernel.wait_for(lambda m: widget_value(m, "kr-job", "InProgress", "Training"), 30)
-        kernel.wait_for(lambda m: widget_value(m, "<tr><td>0</td><td>1</td></tr>", "<tr><td>1</td><td>0.5</td></tr>"), 30)
+        rows_before_restart = ("<tr><td>0</td><td>1</td></tr>", "<tr><td>1</td><td>0.5</td></tr>")  # epoch, loss
+        kernel.wait_for(lambda m: widget_value(m, *rows_before_restart), 30)
 
         gate.touch()  # let the job go on to its end
 

@@ -57,6 +57,17 @@ def test_update_changes_only_named_fields(registry):
     assert got.hyperparameters == {"lr": 1} and got.backend == "local" and got.created == 1000.0
 
 
+def test_a_late_in_progress_never_undoes_an_ended_status(registry):
+    # Two handles on one job: the one that read it before it ended reports last.
+    registry.add(job("a"))
+    registry.update("a", status="Training")
+    registry.update("a", status="Completed")
+    registry.update("a", status="InProgress")
+    assert registry.get("a").status == "Completed"
+    with pytest.raises(RegistryError, match="no job named 'ghost'"):
+        registry.update("ghost", status="InProgress")
+
+
 def test_update_unknown_field_is_value_error(registry):
     registry.add(job("a"))
     with pytest.raises(ValueError, match="colour"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created);
 # name identifies the row and backend/created describe its origin; the rest evolves.
 _UPDATABLE = ("status", "instance_type", "instance_count", "location", "hyperparameters", "extra")
 _JSON_FIELDS = ("hyperparameters", "extra")
+_TERMINAL = ["Completed", "Failed", "Stopped"]  # a job's status never leaves these
 
 
 @dataclass
@@ -136,8 +138,7 @@ class Registry:
 
     def _create_schema(self) -> None:
         with self._connect() as con:
-            # Persistent per file; it needs a write lock, so it waits on the busy timeout.
-            con.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(con)
             version = con.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise RegistryError(
@@ -147,6 +148,22 @@ class Registry:
             con.executescript(_SCHEMA)
             if version < _SCHEMA_VERSION:
                 con.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    @staticmethod
+    def _enable_wal(con) -> None:
+        """WAL mode is persistent per file. Switching to it needs an exclusive lock, and SQLite
+        answers "locked" at once rather than waiting on the busy timeout, so it is retried here:
+        several kernels may open a new registry at the same moment."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def add(self, record: JobRecord) -> None:
         """Store a new job; :class:`RegistryError` if a job with that name exists."""
@@ -203,11 +220,14 @@ class Registry:
             k: _to_json(v, k) if k in _JSON_FIELDS else v for k, v in fields.items()
         }
         assignments = ", ".join(f"{k} = ?" for k in values)
+        where, params = "name = ?", [*values.values(), name]
+        if "status" in values and values["status"] not in _TERMINAL:
+            # A handle that read the job before it ended must not undo another's "Completed".
+            where += f" AND status NOT IN ({', '.join('?' * len(_TERMINAL))})"
+            params += _TERMINAL
         with self._connect() as con:
-            cursor = con.execute(
-                f"UPDATE jobs SET {assignments} WHERE name = ?", [*values.values(), name]
-            )
-            if cursor.rowcount == 0:
+            cursor = con.execute(f"UPDATE jobs SET {assignments} WHERE {where}", params)
+            if cursor.rowcount == 0 and con.execute("SELECT 1 FROM jobs WHERE name = ?", (name,)).fetchone() is None:
                 raise RegistryError(f"no job named {name!r} in the registry {self.path}")
 
     def _record(self, row) -> JobRecord:

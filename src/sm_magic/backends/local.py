@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,9 +66,7 @@ class LocalBackend:
         """Fail before anything is built when job directories cannot be created."""
         try:
             self.jobs_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.jobs_dir / f".probe-{os.getpid()}"
-            probe.mkdir()
-            probe.rmdir()
+            os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=self.jobs_dir))  # unique per thread
         except OSError as e:
             raise BackendError(f"cannot write job directories under {self.jobs_dir}: {e.strerror}. "
                                "Run from a writable directory or set SM_MAGIC_JOBS_DIR.") from None
