@@ -174,9 +174,6 @@ class SageMakerMagics(Magics):
 
     @magic_arguments()
     @argument("name", help="job name")
-    @argument("--simulate-interruption", dest="simulate_interruptions", action="append", default=[], type=float,
-              metavar="SECONDS", help="local backend: a spot interruption SECONDS into a run of the hosts, "
-              "which then restart from their checkpoints (repeatable: one per restart)")
     @argument("--wait", action="store_true", help="block until the job ends")
     @line_magic
     def sagemaker_attach(self, line: str):
