@@ -59,6 +59,8 @@ class Bundle:
     metric_definitions: list[MetricDefinition] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
     entry_command: tuple[str, ...] = ENTRY_COMMAND
+    script: str = SCRIPT_NAME                        # the entry script, relative to the bundle
+    origin: dict = field(default_factory=dict)       # where the code came from (git, notebook)
 
 
 def check_source(source: str) -> None:
@@ -174,26 +176,69 @@ def accelerate_launch_config(config: TrainConfig) -> dict:
     }
 
 
-def build_bundle(source: str, config: TrainConfig, args: Sequence[str], *, name: str,
+GENERATED = ("accelerate_config.yaml", "sm_launch.json", ENTRY_NAME, "sm_magic")
+
+
+def _script_path(script: str) -> str:
+    path = Path(script)
+    if path.is_absolute() or ".." in path.parts or path.suffix != ".py":
+        raise BundleError(f"entry script {script!r}: give a .py path relative to the code's top directory, "
+                          "e.g. train.py or src/train.py")
+    return path.as_posix()
+
+
+def _copy_tree(tree: Path, staging: Path) -> None:
+    """The user's code tree, without .git; the bundle's own files may not be shadowed."""
+    clashes = [n for n in GENERATED if (tree / n).exists()]
+    if clashes:
+        raise BundleError(f"{tree} has its own {', '.join(clashes)}, which sm_magic writes into every bundle: "
+                          "rename them")
+    shutil.copytree(tree, staging, ignore=shutil.ignore_patterns(".git"), symlinks=True, dirs_exist_ok=True)
+
+
+def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *, name: str,
                  metric_definitions: Sequence[MetricDefinition] = (),
-                 inputs: dict[str, str] | None = None, dest: Path | None = None) -> Bundle:
-    """Write the bundle for `source` to `dest` (a new temporary directory when None)."""
+                 inputs: dict[str, str] | None = None, dest: Path | None = None,
+                 tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None) -> Bundle:
+    """Write the bundle to `dest` (a new temporary directory when None).
+
+    `source` is the entry script's text, written to `script`. With `tree` (a directory of code,
+    e.g. a git checkout) the whole tree is copied in first, and `source` None means the tree's
+    own `script` is the entry; the tree's requirements.txt, if any, is used (plus accelerate).
+    `origin` is recorded in sm_launch.json (e.g. the git commit).
+    """
+    script = _script_path(script)
+    if source is None:
+        if tree is None or not (Path(tree) / script).is_file():
+            raise BundleError(f"no entry script {script} in {tree}: name one that exists with --entry PATH")
+        source = (Path(tree) / script).read_text(encoding="utf-8")
     check_source(source)
     if config.distributed_type == "MODEL_PARALLEL":
         raise BundleError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
                           "supported: use DATA_PARALLEL, or NO for a single process")
     args = [str(a) for a in args]
-    requirements = requirements_for(source)
-    launch_spec = {"script": SCRIPT_NAME, "args": args, "distributed_type": config.distributed_type,
+    own_requirements = Path(tree) / "requirements.txt" if tree is not None else None
+    if own_requirements is not None and own_requirements.is_file():
+        requirements = own_requirements.read_text(encoding="utf-8").splitlines()
+        if not any(re.match(r"^\s*accelerate\b", r) for r in requirements):
+            requirements.append(f"accelerate=={_version('accelerate')}")
+    else:
+        requirements = requirements_for(source)
+    launch_spec = {"script": script, "args": args, "distributed_type": config.distributed_type,
                    "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
                    "checkpoint_dir": config.checkpoint_local_path or "/opt/ml/checkpoints"}
+    if origin:
+        launch_spec["origin"] = origin
     if dest is None:
         dest = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-")) / "bundle"
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
     try:
-        (staging / SCRIPT_NAME).write_text(source, encoding="utf-8")
+        if tree is not None:
+            _copy_tree(Path(tree), staging)
+        (staging / script).parent.mkdir(parents=True, exist_ok=True)
+        (staging / script).write_text(source, encoding="utf-8")
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
         (staging / "accelerate_config.yaml").write_text(
             yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
@@ -208,4 +253,4 @@ def build_bundle(source: str, config: TrainConfig, args: Sequence[str], *, name:
         raise
     return Bundle(path=dest, name=name, args=args, hyperparameters=hyperparameters_from_args(args),
                   requirements=requirements, metric_definitions=list(metric_definitions),
-                  inputs=dict(inputs or {}))
+                  inputs=dict(inputs or {}), script=script, origin=dict(origin or {}))
