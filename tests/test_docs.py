@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from sm_magic.config import TrainConfig
+from sm_magic import train_line
 from sm_magic.magic import SageMakerMagics
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -18,7 +19,7 @@ def test_every_magic_and_train_flag_is_documented():
     for name in SageMakerMagics.magics["line"]:
         assert f"%{name}" in README, name
     assert "%%sagemaker_train" in README
-    parser = SageMakerMagics.sagemaker_train.parser
+    parser = train_line.parser()
     for action in parser._actions:
         for flag in action.option_strings:
             if flag not in ("-h", "--help"):

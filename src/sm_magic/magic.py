@@ -14,8 +14,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
-from . import api
-from .backends import BACKEND_NAMES, BackendError
+from . import api, train_line
+from .backends import BackendError
 from .bundle import BundleError, check_source
 from .config import ConfigError, TrainConfig, accelerate_default_config_path, resolve_config
 from .job import Job, JobFailedError
@@ -28,15 +28,6 @@ WIDGET_INTERVAL = 1.0  # seconds between a display's updates: at most one messag
 USER_ERRORS = (ConfigError, BundleError, api.LaunchError, BackendError, MetricsError, RegistryError)
 
 
-def split_script_args(line: str) -> tuple[list[str], list[str]]:
-    """The magic's own tokens, and the script's arguments after the first bare `--`."""
-    tokens = arg_split(line, posix=True)
-    if "--" in tokens:
-        i = tokens.index("--")
-        return tokens[:i], tokens[i + 1:]
-    return tokens, []
-
-
 def _in_kernel(shell) -> bool:
     # Only a kernel has a frontend that renders widgets and replaces a display in place.
     return type(shell).__name__ == "ZMQInteractiveShell"
@@ -46,30 +37,13 @@ def _in_kernel(shell) -> bool:
 class SageMakerMagics(Magics):
     """%%sagemaker_train and the job magics."""
 
-    @magic_arguments()
-    @argument("--backend", choices=BACKEND_NAMES, help="where to run (default: from ec2_instance_type; 'local' when none is set)")
-    @argument("--config", metavar="FILE", help="accelerate SageMaker config YAML (over accelerate's default config)")
-    @argument("--name", help="exact job name (default: base_job_name plus a timestamp)")
-    @argument("--instance-type", dest="instance_type", help="ec2_instance_type, e.g. ml.p3.2xlarge")
-    @argument("--instance-count", dest="instance_count", type=int, help="num_machines: number of hosts")
-    @argument("--input", dest="inputs", action="append", default=[], metavar="NAME=URI", help="input channel (repeatable)")
-    @argument("--metric", dest="metrics", action="append", default=[], metavar="NAME=REGEX",
-              help="SageMaker metric definition; the first group is the value (repeatable)")
-    @argument("--simulate-interruption", dest="simulate_interruptions", action="append", default=[], type=float,
-              metavar="SECONDS", help="local backend: a spot interruption SECONDS into a run of the hosts, "
-              "which then restart from their checkpoints (repeatable: one per restart)")
-    @argument("--wait", action="store_true", help="block until the job ends, streaming its log; fail the cell if the job fails")
-    @argument("--edit", action="store_true", help="show the config form; its Launch button starts the job")
-    @argument("--dry-run", dest="dry_run", action="store_true", help="show what would run; launch nothing")
-    @argument("-o", "--out", metavar="VAR", help="store the Job in this variable")
     @cell_magic
     def sagemaker_train(self, line: str, cell: str):
-        """Run this cell as a training job: `%%sagemaker_train [flags] [-- script args]`."""
-        own, script_args = split_script_args(line)
-        opts = self.sagemaker_train.parser.parse_args(own)
-        kwargs = dict(config=opts.config, args=script_args, name=opts.name, backend=opts.backend,
-                      inputs=opts.inputs, metrics=opts.metrics, instance_type=opts.instance_type,
-                      instance_count=opts.instance_count, simulate_interruptions=opts.simulate_interruptions)
+        try:
+            opts, script_args = train_line.parse(line)
+        except train_line.LineError as e:
+            raise UsageError(str(e)) from None
+        kwargs = train_line.launch_kwargs(opts, script_args)
         try:
             if opts.dry_run:
                 print(api.dry_run(cell, **kwargs))
@@ -250,6 +224,10 @@ def _follow(shell, job: Job) -> None:
         print(f"{job.name} is running on the {job.backend} backend; its progress follows as lines "
               f"(`%sagemaker_attach {job.name} --wait` blocks until it ends).")
         get_monitor().watch(job, TerminalLines(), min_interval=WIDGET_INTERVAL)
+
+
+# `%%sagemaker_train?` shows the flags, from the one grammar the magic parses with.
+SageMakerMagics.sagemaker_train.__doc__ = train_line.help_text()
 
 
 def load_ipython_extension(ipython) -> None:
