@@ -188,19 +188,36 @@ def test_to_yaml_without_path_returns_text_only(tmp_path):
 
 
 def test_accelerate_keys_without_field_survive_round_trip(tmp_path):
-    fsdp = {"fsdp_sharding_strategy": "FULL_SHARD", "fsdp_offload_params": False}
-    path = write(tmp_path / "c.yaml", GUIDE_YAML + "fsdp_config:\n  fsdp_sharding_strategy: FULL_SHARD\n"
-                 "  fsdp_offload_params: false\nmain_process_port: 29501\n")
+    path = write(tmp_path / "c.yaml", GUIDE_YAML + "fsdp_config:\n  fsdp_sharding_strategy: SHARD_GRAD_OP\n"
+                 "  fsdp_offload_params: true\n  fsdp_version: 2\nmain_process_port: 29501\n")
     cfg = TrainConfig.from_yaml(path)
-    assert cfg.extra_keys == {"fsdp_config": fsdp, "main_process_port": 29501}
+    # Keys with a field become the field; the rest of the section is kept as it was.
+    assert (cfg.fsdp_sharding_strategy, cfg.fsdp_offload_params) == ("SHARD_GRAD_OP", True)
+    assert cfg.extra_keys == {"fsdp_config": {"fsdp_version": 2}, "main_process_port": 29501}
     out = tmp_path / "out.yaml"
     cfg.to_yaml(out)
     raw = yaml.safe_load(out.read_text())
-    assert raw["fsdp_config"] == fsdp
+    assert raw["fsdp_config"] == {"fsdp_sharding_strategy": "SHARD_GRAD_OP", "fsdp_offload_params": True,
+                                  "fsdp_version": 2}
     assert raw["main_process_port"] == 29501
     again = TrainConfig.from_yaml(out)
     assert again == cfg
-    assert again.extra_keys == {"fsdp_config": fsdp, "main_process_port": 29501}
+
+
+def test_fsdp_and_deepspeed_settings_live_in_accelerates_sections(tmp_path):
+    cfg = TrainConfig(distributed_type="FSDP", fsdp_auto_wrap_policy="SIZE_BASED_WRAP", fsdp_min_num_params=1000)
+    raw = yaml.safe_load(cfg.to_yaml())
+    assert raw["fsdp_config"]["fsdp_auto_wrap_policy"] == "SIZE_BASED_WRAP"
+    assert raw["fsdp_config"]["fsdp_sharding_strategy"] == "FULL_SHARD"  # the chosen mode writes all of it
+    assert "fsdp_auto_wrap_policy" not in raw and "deepspeed_config" not in raw
+    ds = TrainConfig(distributed_type="DEEPSPEED", deepspeed_zero_stage=3, deepspeed_offload_param_device="cpu")
+    assert yaml.safe_load(ds.to_yaml())["deepspeed_config"] == {
+        "zero_stage": 3, "offload_param_device": "cpu", "offload_optimizer_device": "none",
+        "gradient_accumulation_steps": 1}
+    assert TrainConfig.from_yaml(write(tmp_path / "ds.yaml", ds.to_yaml())) == ds
+    with pytest.raises(ConfigError, match="zero_stage"):
+        resolve_config(config_file=write(tmp_path / "bad.yaml", "distributed_type: DEEPSPEED\n"
+                                                                 "deepspeed_config:\n  zero_stage: 4\n"))
 
 
 def test_key_unlike_any_known_warns_and_survives_round_trip(tmp_path):

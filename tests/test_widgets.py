@@ -109,7 +109,8 @@ def test_stop_button_stops_a_real_job(sm_env):
 NEW_VALUES = {  # a valid value different from the default, for fields whose type needs one
     "ec2_instance_type": "ml.g5.xlarge", "base_job_name": "my-run", "region": "eu-west-1",
     "gpu_ids": "0,1", "pytorch_version": "2.1.0", "transformers_version": "4.36.0", "py_version": "py310",
-    "max_run": "3600", "max_wait": "7200", "num_machines": "3",
+    "max_run": "3600", "max_wait": "7200", "num_machines": "3", "fsdp_min_num_params": "1000000",
+    "deepspeed_zero_stage": "3", "deepspeed_gradient_accumulation_steps": "4",
     "additional_args": "enable_network_isolation: true\ntags:\n  team: ml",
     "dynamo_config": "dynamo_backend: INDUCTOR",
 }
@@ -129,7 +130,8 @@ def test_every_field_has_a_grouped_control_with_help():
     form = ConfigForm(TrainConfig(), None)
     expected = {n for n, f in TrainConfig.model_fields.items() if not f.exclude}
     assert set(form.controls) == expected
-    assert form.controls["distributed_type"].options == ("NO", "DATA_PARALLEL", "MODEL_PARALLEL")
+    assert form.controls["distributed_type"].options == ("NO", "DATA_PARALLEL", "FSDP", "DEEPSPEED", "MODEL_PARALLEL")
+    assert form.controls["fsdp_sharding_strategy"].options[0] == "FULL_SHARD"
     assert form.controls["mixed_precision"].options == ("no", "fp16", "bf16", "fp8")
     text = str([c.value for c in form.box.children if hasattr(c, "value")])
     for group in ("Compute", "Distributed", "Spot &amp; checkpoints", "Software versions", "Advanced"):

@@ -15,7 +15,8 @@ from typing import Iterable, Optional, Sequence, Union
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
 from .backends.local import gpu_count
 from .sm_entry import launch_command
-from .bundle import JOB_NAME_RE, build_bundle, check_source
+from .bundle import JOB_NAME_RE, SCRIPT_NAME, build_bundle, check_source
+from . import git_source
 from .config import TrainConfig, resolve_config
 from .job import Job
 from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
@@ -83,7 +84,7 @@ def resolve_launch_config(config: Union[TrainConfig, str, os.PathLike, None], ov
 class Plan:
     """A launch, checked: everything needed to build the bundle and submit it."""
 
-    source: str
+    source: Optional[str]  # None: the git checkout's entry script
     config: TrainConfig
     backend_name: str
     backend: object
@@ -93,19 +94,68 @@ class Plan:
     inputs: dict
     registry: Registry
     interruptions: list
+    checkout: Optional[git_source.Checkout] = None  # code from git, until close()
+    entry: str = SCRIPT_NAME
+
+    def code(self) -> dict:
+        """build_bundle's arguments for where the code comes from."""
+        if self.checkout is None:
+            return {"script": self.entry}
+        return {"tree": self.checkout.path, "script": self.entry, "origin": self.checkout.origin()}
+
+    def origin(self) -> dict:
+        return self.checkout.origin() if self.checkout is not None else {}
+
+    def close(self) -> None:
+        """Remove the git checkout (once its files are in the bundle, or when not launching)."""
+        if self.checkout is not None:
+            self.checkout.cleanup()
 
 
-def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[str] = None,
+def _checkout(source: Optional[str], git_repo: Optional[str], git_branch: Optional[str],
+              git_commit: Optional[str], entry: Optional[str]) -> Optional[git_source.Checkout]:
+    """Fetch the repository (last of the checks, into a temporary directory) and check the
+    entry script the job will run; a refusal leaves no checkout behind."""
+    if not git_repo:
+        return None
+    try:
+        checkout = git_source.fetch(git_repo, branch=git_branch, commit=git_commit)
+    except git_source.GitSourceError as e:
+        raise LaunchError(str(e)) from None
+    try:
+        if source is None:
+            checkout.check_entry(entry or SCRIPT_NAME)
+    except BaseException as e:
+        checkout.cleanup()
+        if isinstance(e, git_source.GitSourceError):
+            raise LaunchError(str(e)) from None
+        raise
+    return checkout
+
+
+def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: Optional[str] = None,
          backend: Optional[str] = None, inputs: Iterable[str] = (),
          metrics: Iterable[Union[str, MetricDefinition]] = (), jobs_dir: Optional[str] = None,
          registry: Optional[Registry] = None, simulate_interruptions: Iterable[float] = (),
-         **overrides) -> Plan:
-    """Check a launch without writing anything: config, cell, names, backend, registry."""
+         git_repo: Optional[str] = None, git_branch: Optional[str] = None, git_commit: Optional[str] = None,
+         entry: Optional[str] = None, **overrides) -> Plan:
+    """Check a launch without writing anything: config, cell, names, backend, registry, and
+    last the git repository (fetched into a temporary checkout: call `close()` on the plan)."""
     cfg = resolve_launch_config(config, overrides)
     backend_name = backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
         raise LaunchError(f"unknown backend {backend_name!r}: choose one of {', '.join(BACKEND_NAMES)}")
-    check_source(source)
+    try:
+        git_source.check_options(git_repo, git_branch, git_commit, entry)
+    except git_source.GitSourceError as e:
+        raise LaunchError(str(e)) from None
+    if git_repo and source is not None and not source.strip():
+        source = None  # a blank cell under --git-repo: the repository's entry script
+    if source is None and not git_repo:
+        raise LaunchError("no script to run: give the script's text, or git_repo=URL (--git-repo) to run one "
+                          "from a repository")
+    if source is not None:
+        check_source(source)
     metric_defs = _parse_metrics(metrics, cfg)
     channel_map = _parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
@@ -118,14 +168,17 @@ def plan(source: str, config=None, args: Sequence[str] = (), *, name: Optional[s
                           "interrupt, a number above 0")
     options = {"jobs_dir": jobs_dir} if backend_name in LOCAL_BACKENDS and jobs_dir else _backend_options(backend_name, cfg)
     be = get_backend(backend_name, **options)
+    if hasattr(be, "check_config"):
+        be.check_config(cfg)
     registry = registry or Registry()
     if registry.get(name) is not None:
         raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
+    checkout = _checkout(source, git_repo, git_branch, git_commit, entry)
     return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry,
-                interruptions)
+                interruptions, checkout, git_source.check_entry_path(entry) if entry else SCRIPT_NAME)
 
 
-def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
+def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
            wait: bool = False, **overrides) -> Job:
     """Run the script text `source` as a training job and return its `Job`.
 
@@ -133,15 +186,22 @@ def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = Non
     else defaults). Keyword overrides: `name`, `backend`, `inputs` (NAME=URI strings), `metrics`
     (NAME=REGEX strings), `jobs_dir`, `simulate_interruptions` (seconds; local backend only: each
     kills the job that far into a run of its hosts, which then restart), and any config field (`instance_type`, `instance_count`,
-    `mixed_precision`, ...). `args` reach the script exactly as given. With `wait=True` this
+    `mixed_precision`, ...). Code from git: `git_repo` (URL), `git_branch` or `git_commit` (full
+    or abbreviated SHA), `entry` (the script's path in the repository, default train.py); the
+    whole repository at that commit becomes the bundle, `source` (None, or text that replaces the
+    entry script) is optional, and the commit is recorded in the job's registry record and
+    sm_launch.json. `args` reach the script exactly as given. With `wait=True` this
     returns when the job ends and raises JobFailedError if it failed.
     Everything is checked before anything is written: a refused launch leaves nothing behind.
     """
     p = plan(source, config, args, **overrides)
-    if hasattr(p.backend, "check_writable"):
-        p.backend.check_writable()
-    bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
-                          inputs=p.inputs)
+    try:
+        if hasattr(p.backend, "check_writable"):
+            p.backend.check_writable()
+        bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
+                              inputs=p.inputs, **p.code())
+    finally:
+        p.close()
     try:
         options = {"interruptions": p.interruptions} if p.interruptions else {}
         name = p.backend.submit(bundle, p.config, **options)
@@ -152,26 +212,32 @@ def launch(source: str, config: Union[TrainConfig, str, os.PathLike, None] = Non
                              instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
                              location=location, hyperparameters=bundle.hyperparameters,
                              extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
-                                    "backend_options": _backend_options(p.backend_name, p.config)}))
+                                    "backend_options": _backend_options(p.backend_name, p.config),
+                                    **p.origin()}))
     job = _job(name, p.backend, p.metric_definitions, p.registry)
     return job.wait() if wait else job
 
 
-def dry_run(source: str, config=None, args: Sequence[str] = (), **overrides) -> str:
+def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **overrides) -> str:
     """What `launch` would run, as text; nothing is written or started."""
     p = plan(source, config, args, **overrides)
-    bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
-                          inputs=p.inputs)
+    try:
+        bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
+                              inputs=p.inputs, **p.code())
+    finally:
+        p.close()
+    code = ([f"Code: {p.checkout.describe()}; entry script {p.entry}"
+             + (" (replaced by the given source)" if p.source is not None else "")] if p.checkout else [])
     try:
         if hasattr(p.backend, "dry_run"):  # a remote backend shows the request it would send
-            return (f"Dry run: nothing submitted. Job {p.name} on the {p.backend_name} backend.\n\n"
-                    + p.backend.dry_run(bundle, p.config))
+            return "\n".join([f"Dry run: nothing submitted. Job {p.name} on the {p.backend_name} backend.", *code,
+                              "", p.backend.dry_run(bundle, p.config)])
         spec = json.loads((bundle.path / "sm_launch.json").read_text())
         hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
         cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],
                                            "SM_NUM_GPUS": "0" if p.config.use_cpu else str(gpu_count())},
                                     bundle_dir=".")
-        out = [f"Dry run: nothing launched. Job {p.name} on the {p.backend_name} backend.",
+        out = [f"Dry run: nothing launched. Job {p.name} on the {p.backend_name} backend.", *code,
                "", "Config:", *("  " + l for l in p.config.to_yaml().splitlines()),
                "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
                f"Entry command: {' '.join(bundle.entry_command)}",

@@ -158,9 +158,10 @@ def _version(dist: str) -> str | None:
 def accelerate_launch_config(config: TrainConfig) -> dict:
     """The accelerate config the entry command launches with inside a host. Host counts,
     ranks and addresses are left to sm_entry.py, which knows the host it runs on."""
-    return {
+    launch = {
         "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": "MULTI_GPU" if config.distributed_type == "DATA_PARALLEL" else "NO",
+        "distributed_type": {"DATA_PARALLEL": "MULTI_GPU", "FSDP": "FSDP", "DEEPSPEED": "DEEPSPEED"}.get(
+            config.distributed_type, "NO"),
         "mixed_precision": config.mixed_precision,
         "use_cpu": config.use_cpu,
         "debug": config.debug,
@@ -174,6 +175,11 @@ def accelerate_launch_config(config: TrainConfig) -> dict:
         "enable_cpu_affinity": config.enable_cpu_affinity,
         "downcast_bf16": "no",
     }
+    # The section accelerate reads for the chosen mode, as TrainConfig writes it.
+    section = {"FSDP": "fsdp_config", "DEEPSPEED": "deepspeed_config"}.get(config.distributed_type)
+    if section:
+        launch[section] = yaml.safe_load(config.to_yaml())[section]
+    return launch
 
 
 GENERATED = ("accelerate_config.yaml", "sm_launch.json", ENTRY_NAME, "sm_magic")
@@ -215,7 +221,8 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
     check_source(source)
     if config.distributed_type == "MODEL_PARALLEL":
         raise BundleError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
-                          "supported: use DATA_PARALLEL, or NO for a single process")
+                          "supported: use FSDP or DEEPSPEED for a model split across GPUs, DATA_PARALLEL for "
+                          "data parallel, or NO for a single process")
     args = [str(a) for a in args]
     own_requirements = Path(tree) / "requirements.txt" if tree is not None else None
     if own_requirements is not None and own_requirements.is_file():
@@ -224,6 +231,9 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
             requirements.append(f"accelerate=={_version('accelerate')}")
     else:
         requirements = requirements_for(source)
+    if config.distributed_type == "DEEPSPEED" and not any(re.match(r"^\s*deepspeed\b", r) for r in requirements):
+        version = _version("deepspeed")
+        requirements.append(f"deepspeed=={version}" if version else "deepspeed")
     launch_spec = {"script": script, "args": args, "distributed_type": config.distributed_type,
                    "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
                    "checkpoint_dir": config.checkpoint_local_path or "/opt/ml/checkpoints"}

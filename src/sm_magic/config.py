@@ -77,10 +77,46 @@ class TrainConfig(BaseModel):
                           json_schema_extra=_group("Compute"))
     gpu_ids: str = Field("all", description="GPUs to use on each host ('all' or a list like '0,1').",
                          json_schema_extra=_group("Compute"))
-    distributed_type: Literal["NO", "DATA_PARALLEL", "MODEL_PARALLEL"] = Field(
+    distributed_type: Literal["NO", "DATA_PARALLEL", "FSDP", "DEEPSPEED", "MODEL_PARALLEL"] = Field(
         "NO", description="NO: one process per host. DATA_PARALLEL: one process per GPU "
-        "(two per host on CPU-only hosts), gradients averaged across all hosts.",
+        "(two per host on CPU-only hosts), gradients averaged across all hosts. FSDP / DEEPSPEED: "
+        "model parallel (parameters sharded across the GPUs of all hosts; GPUs only).",
         json_schema_extra=_group("Distributed"))
+    fsdp_sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
+                                    "HYBRID_SHARD_ZERO2"] = Field(
+        "FULL_SHARD", description="FSDP: what is sharded (FULL_SHARD: parameters, gradients and "
+        "optimizer state; SHARD_GRAD_OP: gradients and optimizer state; HYBRID_*: within a host).",
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+    fsdp_auto_wrap_policy: Literal["TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP", "NO_WRAP"] = Field(
+        "TRANSFORMER_BASED_WRAP", description="FSDP: which submodules become FSDP units (transformer "
+        "layers, modules over a size, or the whole model).",
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+    fsdp_transformer_layer_cls_to_wrap: Optional[str] = Field(
+        None, description="FSDP, TRANSFORMER_BASED_WRAP: layer class names, comma-separated "
+        "(default: the model's own _no_split_modules).",
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+    fsdp_min_num_params: int = Field(
+        100_000_000, ge=0, description="FSDP, SIZE_BASED_WRAP: parameters a module needs to be wrapped.",
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+    fsdp_state_dict_type: Literal["FULL_STATE_DICT", "SHARDED_STATE_DICT", "LOCAL_STATE_DICT"] = Field(
+        "FULL_STATE_DICT", description="FSDP: how checkpoints and the model are saved (FULL: one "
+        "ordinary state dict; SHARDED: one shard per process, faster for large models).",
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+    fsdp_offload_params: bool = Field(
+        False, description="FSDP: keep parameters and gradients in CPU memory between uses.",
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+    deepspeed_zero_stage: int = Field(
+        2, ge=0, le=3, description="DeepSpeed ZeRO stage (1: optimizer state, 2: and gradients, "
+        "3: and parameters sharded).", json_schema_extra={"group": "Distributed", "yaml": "deepspeed_config"})
+    deepspeed_offload_optimizer_device: Literal["none", "cpu", "nvme"] = Field(
+        "none", description="DeepSpeed: where optimizer state is offloaded.",
+        json_schema_extra={"group": "Distributed", "yaml": "deepspeed_config"})
+    deepspeed_offload_param_device: Literal["none", "cpu", "nvme"] = Field(
+        "none", description="DeepSpeed ZeRO-3: where parameters are offloaded.",
+        json_schema_extra={"group": "Distributed", "yaml": "deepspeed_config"})
+    deepspeed_gradient_accumulation_steps: int = Field(
+        1, ge=1, description="DeepSpeed: micro-batches per optimizer step.",
+        json_schema_extra={"group": "Distributed", "yaml": "deepspeed_config"})
     mixed_precision: Literal["no", "fp16", "bf16", "fp8"] = Field(
         "no", description="Mixed precision mode passed to accelerate (fp16 needs a GPU; on a "
         "CPU-only host the local backend runs fp32 and says so).", json_schema_extra=_group("Distributed"))
@@ -179,18 +215,30 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _lift_job_args(cls, data):
-        """Spot and checkpoint settings arrive inside additional_args (accelerate's place for
-        training-job arguments); they become the typed fields."""
-        if not isinstance(data, dict) or not isinstance(data.get("additional_args"), dict):
+    def _lift_nested(cls, data):
+        """Settings that accelerate nests (spot and checkpoints inside additional_args, the
+        training job's arguments; FSDP inside fsdp_config; DeepSpeed inside deepspeed_config)
+        become the typed fields."""
+        if not isinstance(data, dict):
             return data
-        args = data["additional_args"]
-        lifted = [k for k in LIFTED_ARGS if k in args]
-        if not lifted:
-            return data
-        data = {**data, "additional_args": {k: v for k, v in args.items() if k not in LIFTED_ARGS}}
-        for key in lifted:
-            data.setdefault(key, args[key])
+        data = dict(data)
+        extra = dict(data.get("extra_keys") or {})
+        for parent, fields in NESTED.items():
+            holder = data if parent in cls.model_fields else extra
+            nested = holder.get(parent)
+            if not isinstance(nested, dict):
+                continue
+            keys = {_nested_key(parent, f): f for f in fields}
+            rest = {k: v for k, v in nested.items() if k not in keys}
+            if rest or holder is data:
+                holder[parent] = rest
+            else:
+                del holder[parent]
+            for key, field in keys.items():
+                if key in nested:
+                    data.setdefault(field, nested[key])
+        if "extra_keys" in data or extra:
+            data["extra_keys"] = extra
         return data
 
     @model_validator(mode="after")
@@ -213,13 +261,20 @@ class TrainConfig(BaseModel):
         data = self.model_dump(mode="json")
         data.update(self.extra_keys)
         data = _without_credentials(data)
-        extra_args = _without_credentials(data.get("additional_args") or {})
-        # accelerate passes additional_args to the training job: spot settings live there.
-        for key in LIFTED_ARGS:
-            value = data.pop(key)
-            if value not in (None, False):
-                extra_args[key] = value
-        data["additional_args"] = extra_args
+        # Back where accelerate keeps them: spot settings in additional_args (always present),
+        # FSDP / DeepSpeed settings in their section when that mode is chosen or they were changed.
+        for parent, fields in NESTED.items():
+            nested = _without_credentials(data.get(parent) or {})
+            for field in fields:
+                value = data.pop(field)
+                default = TrainConfig.model_fields[field].default
+                if parent == "additional_args" and value not in (None, False):
+                    nested[_nested_key(parent, field)] = value
+                elif parent != "additional_args" and value is not None and (
+                        value != default or self.distributed_type == _MODE[parent]):
+                    nested[_nested_key(parent, field)] = value
+            if nested or parent == "additional_args":
+                data[parent] = nested
         text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
         if path is not None:
             _atomic_write(Path(path), text)
@@ -235,9 +290,17 @@ class TrainConfig(BaseModel):
         return "sagemaker"
 
 
-# Fields stored under additional_args in the YAML (the training job's own arguments).
-LIFTED_ARGS = tuple(name for name, f in TrainConfig.model_fields.items()
-                    if (f.json_schema_extra or {}).get("yaml") == "additional_args")
+# Fields that the YAML nests under another key: {parent key: (field names)}.
+NESTED = {parent: tuple(name for name, f in TrainConfig.model_fields.items()
+                        if (f.json_schema_extra or {}).get("yaml") == parent)
+          for parent in ("additional_args", "fsdp_config", "deepspeed_config")}
+LIFTED_ARGS = NESTED["additional_args"]  # the training job's own arguments
+_MODE = {"fsdp_config": "FSDP", "deepspeed_config": "DEEPSPEED"}
+
+
+def _nested_key(parent: str, field: str) -> str:
+    """accelerate's key inside the section: fsdp_* keep their prefix, deepspeed_* drop it."""
+    return field.removeprefix("deepspeed_") if parent == "deepspeed_config" else field
 
 
 def _without_credentials(data: dict) -> dict:

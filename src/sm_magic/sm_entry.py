@@ -31,11 +31,13 @@ def launch_command(spec, env, bundle_dir=HERE):
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--config_file", os.path.join(bundle_dir, "accelerate_config.yaml"),
            "--mixed_precision", precision]
-    if spec.get("distributed_type") == "DATA_PARALLEL":
+    distributed = spec.get("distributed_type")
+    if distributed in ("DATA_PARALLEL", "FSDP", "DEEPSPEED"):
         per_host = int(env.get("SM_MAGIC_CPU_PROCESSES") or CPU_PROCESSES_PER_HOST) if use_cpu else gpus
         main_host = sorted(hosts)[0]
-        cmd += ["--multi_gpu",
-                "--num_machines", str(len(hosts)),
+        # FSDP and DeepSpeed come from accelerate_config.yaml (its distributed_type and section).
+        cmd += {"DATA_PARALLEL": ["--multi_gpu"], "FSDP": ["--use_fsdp"], "DEEPSPEED": ["--use_deepspeed"]}[distributed]
+        cmd += ["--num_machines", str(len(hosts)),
                 "--machine_rank", str(sorted(hosts).index(current)),
                 "--num_processes", str(per_host * len(hosts)),
                 "--main_process_ip", env.get("SM_MAGIC_MAIN_ADDR") or main_host,

@@ -9,6 +9,7 @@ restart; this class only writes the job directory, starts the runner and reads i
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import shutil
@@ -70,6 +71,19 @@ class LocalBackend:
         except OSError as e:
             raise BackendError(f"cannot write job directories under {self.jobs_dir}: {e.strerror}. "
                                "Run from a writable directory or set SM_MAGIC_JOBS_DIR.") from None
+
+    def check_config(self, config: TrainConfig) -> None:
+        """Refuse, before anything is written, what this machine cannot run."""
+        mode = config.distributed_type
+        if mode in ("FSDP", "DEEPSPEED") and (config.use_cpu or gpu_count() == 0):
+            where = "use_cpu is set" if config.use_cpu else "this machine has no GPU"
+            raise BackendError(
+                f"distributed_type {mode} shards the model across GPUs and {where}: accelerate runs "
+                f"{mode} on GPUs only (on CPU it would quietly fall back to plain data parallel). Run "
+                "it on SageMaker (--instance-type ml.g5.12xlarge, for example), or use DATA_PARALLEL here.")
+        if mode == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+            raise BackendError("distributed_type DEEPSPEED needs the deepspeed package, which is not installed "
+                               "here: `pip install deepspeed`, or run the job on SageMaker")
 
     def submit(self, bundle: Bundle, config: TrainConfig, *, interruptions: Sequence[float] = ()) -> str:
         """Start the job; `interruptions` simulates spot capacity being reclaimed that many
