@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/overhead.py
 	$(PY) bench/widget_rate.py
 	$(PY) bench/api_calls.py --scale 10 --jobs 20
+	$(PY) bench/resume.py
 
 clean:
 	rm -rf build sm_jobs

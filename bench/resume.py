@@ -1,6 +1,6 @@
 """What spot interruptions and a second host cost a local job, with sm_magic's resume helpers.
 
-    .venv/bin/python bench/resume.py [--every-steps 10] [--interrupt-at 7,6.5] [--runs 3]
+    .venv/bin/python bench/resume.py [--every-steps 10] [--interrupt-at auto|S1,S2,...] [--runs 3]
 
 Part 1, interruptions. A deterministic Accelerate script (synthetic data, a small MLP with
 dropout, Adam; each step padded to --step-ms with a sleep) logs `bench: step N ... t=<time>` per
@@ -8,11 +8,15 @@ finished step and checkpoints with `sm_magic.runtime.save_checkpoint`, either at
 epoch or every --every-steps steps (`resume()` returns the global step to start from; the script
 turns it into an epoch and a batch within it, so a step checkpoint resumes mid-epoch). Each
 policy runs once uninterrupted and once with `simulate_interruptions=--interrupt-at`; a run
-without checkpoints is the reference. Per interruption it prints the work redone (training time
-between the last complete checkpoint and the kill: the discarded steps plus the partial one), the
-restart overhead (kill -> first new step finished: capacity wait, then startup + resume), and the
-wall time against the same policy uninterrupted. Every run's final weights and optimizer state
-must equal the reference's bitwise; the bench says so and exits 1 if not.
+without checkpoints is the reference. By default the kills come 3.4 s, then 4.1 s, of training
+into successive runs of the hosts, after the median startup of the uninterrupted runs (so that
+they land past the first checkpoint). A kill that lands during startup (a busier machine) measures no
+redone work: that run is repeated with every kill 2 s later, twice at most, then flagged.
+Per interruption it prints the work redone (training time between the last complete checkpoint
+and the kill: the discarded steps plus the partial one), the restart overhead (kill -> first new
+step finished: capacity wait, then startup + resume, then the step), and the wall time against
+the same policy uninterrupted. Every run's final weights and optimizer state must equal the
+reference's bitwise; the bench says so and exits 1 if not.
 
 Part 2, two hosts. The same script without checkpoints, DATA_PARALLEL with 2 ranks: two hosts
 with one process each (instance_count=2, SM_MAGIC_CPU_PROCESSES=1) against one host with two
@@ -22,6 +26,7 @@ the medians and their ratio, and whether both layouts trained the same weights.
 """
 
 import argparse
+import math
 import os
 import re
 import statistics
@@ -63,7 +68,8 @@ model = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Dro
                             torch.nn.Linear(H, H), torch.nn.ReLU(), torch.nn.Linear(H, 1))
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 model, opt = acc.prepare(model, opt)
-
+if main:
+    print(f"bench: prepared t={time.time():.6f}", flush=True)
 start = resume(acc)  # 0, or the global step after the newest complete checkpoint (state loaded)
 if main:
     print(f"bench: ready start={start} t={time.time():.6f}", flush=True)
@@ -100,8 +106,10 @@ if main:
     print(f"bench: end t={time.time():.6f}", flush=True)
 '''
 
-LINE = re.compile(r"bench: (script-start|ready|step|ckpt|end)(?: (\d+))?(?: start=(\d+))?.*? t=([\d.]+)")
+LINE = re.compile(r"bench: (script-start|prepared|ready|step|ckpt|end)(?: (\d+))?(?: start=(\d+))?.*? t=([\d.]+)")
 INTERRUPTED = "sm_magic: simulated spot interruption"
+AUTO_TRAINING_OFFSETS = (3.4, 4.1)  # --interrupt-at auto: seconds of training into each run
+RETRIES, RETRY_SHIFT = 2, 2.0  # a run whose kill landed during startup is rerun with later kills
 
 
 def parse(lines):
@@ -149,7 +157,7 @@ def bitwise_equal(a, b) -> bool:
         return type(a) is type(b) and len(a) == len(b) and all(bitwise_equal(x, y) for x, y in zip(a, b))
     if isinstance(a, torch.Tensor):
         return (isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape
-                and a.contiguous().view(torch.uint8).equal(b.contiguous().view(torch.uint8)))
+                and a.reshape(-1).view(torch.uint8).equal(b.reshape(-1).view(torch.uint8)))
     return a == b
 
 
@@ -190,25 +198,39 @@ def analyse_interruptions(job, kills):
         # no line of the attempt can come after the kill.
         kill = max([training[k].start + seconds] + [t for _, _, t in this])
         ready_this, ready_next = first(this, "ready"), first(nxt, "ready")
-        resumed = ready_next[0]
-        # Last point of the attempt that survived: the checkpoint the next attempt resumed from,
-        # if this attempt wrote it; else nothing it did survived (its training began at "ready").
-        saved = [t for k_, n, t in this if k_ == "ckpt" and n == resumed - 1]
-        kept_from = saved[0] if saved else (ready_this[1] if ready_this else training[k].start)
-        discarded = [n for k_, n, t in this if k_ == "step" and n >= resumed]
-        step_times = [t for k_, _, t in this if k_ in ("step", "ckpt")]
+        # The step the job went on from: the next attempt that got as far as loading says.
+        resumed = next((r[0] for a in attempts[k + 1:] if (r := first(a, "ready"))), None)
+        # It must be the newest checkpoint written before the kill (or one being written at the kill).
+        done = [n for a in attempts[:k + 1] for k_, n, t in a if k_ == "ckpt"]
+        newest = max(done) + 1 if done else 0
+        last_step = max([n for k_, n, _ in this if k_ == "step"], default=-1)
+        newest_ok = resumed is None or resumed in (newest, last_step + 1)
+        row = {"kill_after": seconds, "resumed_at": resumed, "newest_ok": newest_ok, "note": "",
+               "discarded_steps": 0, "redone_s": 0.0, "partial_s": 0.0, "wait_s": restarting[k].end - kill}
+        if ready_this is None:
+            row["note"] = "killed before training resumed"
+        elif resumed is None:
+            row["note"] = "no later run got as far as resuming"
+        else:
+            # The last point of the attempt that survived: the checkpoint the job resumed from,
+            # if this attempt wrote it (its line, or the step it followed when the kill came between
+            # the save and its line); else nothing it computed survived (it began at "ready").
+            saved = ([t for k_, n, t in this if k_ == "ckpt" and n == resumed - 1]
+                     or [t for k_, n, t in this if k_ == "step" and n == resumed - 1])
+            kept_from = saved[0] if saved else ready_this[1]
+            row["discarded_steps"] = len([n for k_, n, t in this if k_ == "step" and n >= resumed])
+            row["redone_s"] = kill - kept_from
+            row["partial_s"] = kill - max([kept_from] + [t for k_, _, t in this if k_ in ("step", "ckpt")])
         first_step = first(nxt, "step")
-        rows.append({
-            "kill_after": seconds,
-            "resumed_at": resumed,
-            "discarded_steps": len(discarded),
-            "redone_s": kill - kept_from,
-            "partial_s": kill - max([kept_from] + step_times),
-            "wait_s": restarting[k].end - kill,            # kill -> hosts restarted (reap, capacity wait)
-            "startup_s": ready_next[1] - training[k + 1].start,  # restart -> state loaded
-            "first_step_s": first_step[1] - ready_next[1] if first_step else float("nan"),
-            "overhead_s": (first_step[1] if first_step else ready_next[1]) - kill,
-        })
+        if ready_next and first_step:
+            row["startup_s"] = ready_next[1] - training[k + 1].start  # hosts restarted -> state loaded
+            row["load_s"] = ready_next[1] - first(nxt, "prepared")[1]  # of which resume(): find + load_state
+            row["first_step_s"] = first_step[1] - ready_next[1]
+            row["overhead_s"] = first_step[1] - kill
+        else:
+            row["note"] += ("; " if row["note"] else "") + "next run killed before its first step"
+            row["startup_s"] = row["load_s"] = row["first_step_s"] = row["overhead_s"] = float("nan")
+        rows.append(row)
     return rows, attempts
 
 
@@ -225,52 +247,96 @@ def step_stats(attempts):
     return med(steps), med(saves), len(saves)
 
 
+def startup_seconds(job) -> float:
+    """Hosts started -> the script ready to train (its first run)."""
+    began = next(t for t in job.transitions if t.status == "Training").start
+    return first(parse(main_host_lines(job))[0], "ready")[1] - began
+
+
 def part1(r: Runner, work: Path) -> bool:
     o = r.opts
-    kills = [float(x) for x in o.interrupt_at.split(",") if x.strip()]
     policies = [("epoch", f"every epoch ({o.steps_per_epoch} steps)", o.steps_per_epoch),
                 ("steps", f"every {o.every_steps} steps", o.every_steps)]
-    print(f"== Part 1: interruptions at {', '.join(f'{k:g} s' for k in kills)} into successive runs; "
-          f"{o.epochs} epochs x {o.steps_per_epoch} steps, {o.step_ms:g} ms/step ==", flush=True)
+    print(f"== Part 1: interruptions; {o.epochs} epochs x {o.steps_per_epoch} steps, "
+          f"{o.step_ms:g} ms/step, global batch {o.batch}, 1 process ==", flush=True)
     ref_job, _, ref_wall = r.launch("reference", r.script_args("none"))
     ref = final_state(ref_job, work)
     ref_step, _, _ = step_stats(parse(main_host_lines(ref_job)))
-    print(f"reference (no checkpoints, uninterrupted): wall {ref_wall:.2f} s, {ref_step * 1000:.0f} ms/step", flush=True)
-    ok = True
+    plains = {policy: r.launch(f"{policy}-plain", r.script_args(policy)) for policy, _, _ in policies}
+    startups = [startup_seconds(job) for job in [ref_job] + [job for job, _, _ in plains.values()]]
+    startup = statistics.median(startups)
+    ref_attempt = parse(main_host_lines(ref_job))[0]
+    fresh = first(ref_attempt, "ready")[1] - first(ref_attempt, "prepared")[1]
+    print(f"reference (no checkpoints, uninterrupted): wall {ref_wall:.2f} s, {ref_step * 1000:.1f} ms/step; "
+          f"hosts started -> training began {', '.join(f'{x:.2f}' for x in startups)} s in the 3 uninterrupted runs "
+          f"(resume() finding no checkpoint: {fresh:.3f} s)", flush=True)
+    if o.interrupt_at == "auto":
+        # Kill each run this far into its training, after the median startup.
+        kills = [round(startup + x, 1) for x in AUTO_TRAINING_OFFSETS]
+    else:
+        kills = [float(x) for x in o.interrupt_at.split(",") if x.strip()]
+    print(f"interruptions at {', '.join(f'{k:g} s' for k in kills)} into successive runs of the hosts", flush=True)
+    ok = landed_all = True
     summary = []
     for policy, label, interval in policies:
-        plain, _, plain_wall = r.launch(f"{policy}-plain", r.script_args(policy))
-        hit, _, hit_wall = r.launch(f"{policy}-interrupted", r.script_args(policy), simulate_interruptions=kills)
-        rows, attempts = analyse_interruptions(hit, kills)
+        plain, _, plain_wall = plains[policy]
+        for retry in range(RETRIES + 1):
+            tried = [k + RETRY_SHIFT * retry for k in kills]
+            hit, _, hit_wall = r.launch(f"{policy}-interrupted-{retry}", r.script_args(policy),
+                                        simulate_interruptions=tried)
+            rows, attempts = analyse_interruptions(hit, tried)
+            if retry == RETRIES or not any(x["note"].startswith("killed before") for x in rows):
+                break
+            print(f"  ({label}: a kill landed during startup, before training resumed; "
+                  f"rerunning with every kill {RETRY_SHIFT * (retry + 1):g} s later)", flush=True)
         step_s, save_s, saves = step_stats(parse(main_host_lines(plain)))
         same_plain = bitwise_equal(final_state(plain, work), ref)
         same_hit = bitwise_equal(final_state(hit, work), ref)
-        ok &= same_plain and same_hit and len(rows) == len(kills)
+        ok &= same_plain and same_hit and all(x["newest_ok"] for x in rows)
+        landed_all &= len(rows) == len(kills)
         d = hit.describe()
         print(f"\ncheckpoints {label}:")
         print(f"  uninterrupted: wall {plain_wall:.2f} s ({plain_wall - ref_wall:+.2f} s vs no checkpoints; "
               f"{saves} saves, {save_s * 1000:.0f} ms each), weights == reference: {same_plain}")
         for i, row in enumerate(rows, 1):
-            print(f"  interruption {i} ({row['kill_after']:g} s into run {i}): resumed at step {row['resumed_at']}, "
-                  f"{row['discarded_steps']} steps discarded, work redone {row['redone_s']:.2f} s "
+            newest = "" if row["newest_ok"] else " (NOT from the newest checkpoint before the kill)"
+            print(f"  interruption {i} ({row['kill_after']:g} s into run {i}): resumed at step "
+                  f"{row['resumed_at']}{newest}, {row['discarded_steps']} steps discarded, "
+                  f"work redone {row['redone_s']:.2f} s "
                   f"(partial step {row['partial_s']:.2f} s); restart overhead {row['overhead_s']:.2f} s = "
-                  f"wait {row['wait_s']:.2f} + startup/resume {row['startup_s']:.2f} + first step {row['first_step_s']:.2f}")
+                  f"wait {row['wait_s']:.2f} + startup/resume {row['startup_s']:.2f} "
+                  f"(of which resume() {row['load_s']:.2f}) "
+                  f"+ first step {row['first_step_s']:.2f}" + (f"  [{row['note']}]" if row["note"] else ""))
+            landed_all &= not row["note"]  # a kill that landed in startup measured no redone work
         if len(rows) < len(kills):
             print(f"  WARNING: only {len(rows)} of {len(kills)} interruptions happened (the job ended first)")
         lost = hit_wall - plain_wall
-        print(f"  interrupted: wall {hit_wall:.2f} s ({lost:+.2f} s vs uninterrupted), "
+        accounted = sum(x["redone_s"] + x["overhead_s"] for x in rows)
+        print(f"  interrupted: wall {hit_wall:.2f} s ({lost:+.2f} s vs uninterrupted; redone work + restart "
+              f"overheads above: {accounted:.2f} s), "
               f"billable {d.billable_seconds} s of {d.training_seconds} s training, "
               f"{len(attempts)} runs of the hosts; weights == reference: {same_hit}", flush=True)
-        summary.append((label, interval, rows, plain_wall, hit_wall, step_s, same_plain and same_hit))
-    print("\n| checkpoints | work redone per interruption (each) | restart overhead per interruption | "
-          "expected redone, uniform kill | wall uninterrupted -> interrupted | weights bitwise = reference |")
+        summary.append((label, interval, rows, plain_wall, hit_wall, step_s, save_s, same_plain and same_hit))
+    print("\n| checkpoints | work redone per interruption (each) | expected, kill at a random time | "
+          "restart overhead per interruption (wait + startup/resume + first step) | "
+          "wall uninterrupted -> interrupted | final state bitwise = reference |")
     print("|---|---|---|---|---|---|")
-    for label, n, rows, plain_wall, hit_wall, step_s, same in summary:
-        redone = statistics.mean(x["redone_s"] for x in rows) if rows else float("nan")
-        over = statistics.mean(x["overhead_s"] for x in rows) if rows else float("nan")
-        each = ", ".join(f"{x['redone_s']:.2f}" for x in rows)
-        print(f"| {label} | {redone:.2f} s ({each}) | {over:.2f} s | {n * step_s / 2:.2f} s "
-              f"| {plain_wall:.2f} -> {hit_wall:.2f} s | {'yes' if same else 'NO'} |")
+    for label, n, rows, plain_wall, hit_wall, step_s, save_s, same in summary:
+        landed = [x for x in rows if not x["note"].startswith(("killed before", "no later run"))]
+
+        def mean(key, rows=rows):
+            values = [x[key] for x in rows if math.isfinite(x[key])]
+            return statistics.mean(values) if values else math.nan
+        each = ", ".join(f"{x['redone_s']:.2f}" for x in landed)
+        if len(landed) < len(rows):
+            each += f"; {len(rows) - len(landed)} more killed during startup"
+        overhead = (f"{mean('overhead_s'):.2f} s ({mean('wait_s'):.2f} + {mean('startup_s'):.2f} "
+                    f"+ {mean('first_step_s'):.2f}; resume() {mean('load_s'):.2f})")
+        print(f"| {label} | {mean('redone_s', landed):.2f} s ({each}) | {(n * step_s + save_s) / 2:.2f} s | "
+              f"{overhead} | {plain_wall:.2f} -> {hit_wall:.2f} s | {'yes' if same else 'NO'} |")
+    if not landed_all:
+        print("\nWARNING: not every interruption landed in training (see above): the machine is busier than when "
+              "the reference run measured its startup; rerun, or give later --interrupt-at seconds")
     return ok
 
 
@@ -294,20 +360,22 @@ def part2(r: Runner, work: Path) -> bool:
             ttfs = first(attempt, "step")[1] - t0
             start = first(attempt, "script-start")[1] - t0
             step_s, _, _ = step_stats([attempt])
-            results[label].append((wall, ttfs, start, step_s))
+            tail = t0 + wall - first(attempt, "end")[1]
+            results[label].append((wall, ttfs, start, step_s, tail))
             states.setdefault(label, final_state(job, work))
             print(f"run {i + 1} {label:22s} wall {wall:6.2f} s   first step done after {ttfs:5.2f} s   "
-                  f"(script started {start:4.2f} s, {step_s * 1000:.0f} ms/step)", flush=True)
+                  f"(script started {start:4.2f} s, {step_s * 1000:.1f} ms/step, script end -> job done {tail:4.2f} s)",
+                  flush=True)
     os.environ.pop("SM_MAGIC_CPU_PROCESSES", None)
-    med = {k: [statistics.median(x[j] for x in v) for j in range(4)] for k, v in results.items()}
+    med = {k: [statistics.median(x[j] for x in v) for j in range(5)] for k, v in results.items()}
     one, two = med["1 host x 2 processes"], med["2 hosts x 1 process"]
     same = bitwise_equal(states["1 host x 2 processes"], states["2 hosts x 1 process"])
-    print("\n| | median wall | median time to first step done | median script start | median step |")
-    print("|---|---|---|---|---|")
+    print("\n| medians | wall | time to first step done | script started | per step | script end -> job done |")
+    print("|---|---|---|---|---|---|")
     for label, m in med.items():
-        print(f"| {label} | {m[0]:.2f} s | {m[1]:.2f} s | {m[2]:.2f} s | {m[3] * 1000:.0f} ms |")
-    print(f"| ratio 2 hosts / 1 host | **{two[0] / one[0]:.3f}** | {two[1] - one[1]:+.2f} s | "
-          f"{two[2] - one[2]:+.2f} s | {(two[3] - one[3]) * 1000:+.0f} ms |")
+        print(f"| {label} | {m[0]:.2f} s | {m[1]:.2f} s | {m[2]:.2f} s | {m[3] * 1000:.1f} ms | {m[4]:.2f} s |")
+    print(f"| 2 hosts vs 1 host | **x{two[0] / one[0]:.3f}** ({two[0] - one[0]:+.2f} s) | {two[1] - one[1]:+.2f} s | "
+          f"{two[2] - one[2]:+.2f} s | {(two[3] - one[3]) * 1000:+.1f} ms | {two[4] - one[4]:+.2f} s |")
     print(f"\nboth layouts trained bitwise-identical weights: {same}")
     return True
 
@@ -315,9 +383,11 @@ def part2(r: Runner, work: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--every-steps", type=int, default=10, help="step checkpoint interval")
-    parser.add_argument("--interrupt-at", default="7,6.5",
-                        help="seconds into each successive run of the hosts at which to kill it (comma-separated)")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--interrupt-at", default="auto",
+                        help="seconds into each successive run of the hosts at which to kill it, comma-separated; "
+                             "auto: the uninterrupted runs' median startup plus "
+                             + ", ".join(map(str, AUTO_TRAINING_OFFSETS)) + " s")
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps-per-epoch", type=int, default=20)
     parser.add_argument("--batch", type=int, default=64, help="global batch")
     parser.add_argument("--step-ms", type=float, default=75.0, help="each step is padded to this with a sleep")
@@ -331,13 +401,16 @@ def main() -> None:
         os.environ["SM_MAGIC_REGISTRY"] = str(work / "registry.sqlite3")
         os.environ["HF_HOME"] = str(work / "hf")  # no user accelerate config
         r = Runner(opts, work)
+        print("load average at start: %.2f %.2f %.2f, %d CPUs" % (*os.getloadavg(), os.cpu_count()), flush=True)
         ok = True
         if opts.part in ("1", "all"):
             ok &= part1(r, work)
         if opts.part in ("2", "all"):
             ok &= part2(r, work)
+        print("\nload average at end: %.2f %.2f %.2f" % os.getloadavg())
     if not ok:
-        print("\nFAILED: a run's final state differs from the reference, or an interruption did not happen")
+        print("\nFAILED: a final state differs from the reference's, or a run did not resume from the newest "
+              "checkpoint (see above)")
         sys.exit(1)
 
 

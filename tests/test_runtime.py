@@ -1,6 +1,7 @@
 """sm_magic.runtime: checkpoints that survive a kill, and the copy every bundle carries."""
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -92,3 +93,55 @@ def test_the_bundle_carries_a_stdlib_only_runtime(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0] == str(bundle.path / "sm_magic" / "runtime.py")
     assert lines[-1] == "8" and str(tmp_path / "ck" / "ckpt-7") in out.stdout
+
+
+class HostAccelerator:
+    """Accelerate's side of save_checkpoint for one single-process host of two: the main
+    process saves the model, every process its RNG state; barriers across both hosts."""
+
+    def __init__(self, rank, barrier):
+        self.process_index, self.barrier = rank, barrier
+        self.is_local_main_process, self.is_main_process, self.num_processes = True, rank == 0, 2
+
+    def wait_for_everyone(self):
+        self.barrier.wait()
+
+    def save_state(self, path):
+        os.makedirs(path, exist_ok=True)
+        if self.is_main_process:
+            open(os.path.join(path, "model.safetensors"), "w").write("w")
+        open(os.path.join(path, f"random_states_{self.process_index}.pkl"), "w").write("r")
+
+
+def _host(rank, barrier, directory, steps, found):
+    acc = HostAccelerator(rank, barrier)
+    for step in range(steps):
+        save_checkpoint(acc, step, directory=directory)
+        path = os.path.join(directory, f"ckpt-{step}")
+        complete = os.path.isfile(os.path.join(path, MARKER)) and sorted(os.listdir(path)) == [
+            "model.safetensors", "random_states_0.pkl", "random_states_1.pkl", MARKER]
+        found.put((rank, step, complete))
+        barrier.wait()
+
+
+def test_two_hosts_sharing_the_directory_never_lose_a_checkpoint(tmp_path):
+    # Both hosts' first processes finish each checkpoint (on SageMaker each has its own
+    # directory); sharing one, as the local backend's hosts do, they must not undo each other.
+    ctx = multiprocessing.get_context("fork")
+    barrier, found = ctx.Barrier(2), ctx.Queue()
+    hosts = [ctx.Process(target=_host, args=(rank, barrier, str(tmp_path), 100, found)) for rank in (0, 1)]
+    for h in hosts:
+        h.start()
+    results = [found.get(timeout=60) for _ in range(200)]
+    for h in hosts:
+        h.join(timeout=60)
+    assert [r for r in results if not r[2]] == []
+    assert latest_checkpoint(str(tmp_path)) == (99, str(tmp_path / "ckpt-99"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-98", "ckpt-99"]
+
+
+def test_saving_a_step_again_replaces_it(tmp_path):
+    save_checkpoint(None, 3, save=writer("first"), directory=str(tmp_path))
+    save_checkpoint(None, 3, save=writer("second"), directory=str(tmp_path))
+    assert json.loads((tmp_path / "ckpt-3" / "state.json").read_text()) == {"value": "second"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-3"]

@@ -17,6 +17,7 @@ Accelerate, pass `save=fn` / `load=fn` taking the directory to write or read.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -102,18 +103,31 @@ def save_checkpoint(accelerator, step: int, *, save=None, keep: int = 2,
         save(tmp)
     _barrier(accelerator)
     if finisher:
-        try:
-            with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
-                json.dump({"step": step, "time": time.time(),
-                           "host": os.environ.get("SM_CURRENT_HOST", "")}, f)
-            if os.path.isdir(final):
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except FileNotFoundError:
-            pass  # a host sharing this directory finished it first
+        _finish(tmp, final, step)
         _prune(directory, keep)
     _barrier(accelerator)
     return final
+
+
+def _finish(tmp: str, final: str, step: int) -> None:
+    """Mark the temporary checkpoint complete and rename it into place. Hosts that share the
+    directory race here: the first rename wins and moves `tmp` away, so the others find no
+    `tmp` (FileNotFoundError) and leave the finished checkpoint alone."""
+    try:
+        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
+            json.dump({"step": step, "time": time.time(), "host": os.environ.get("SM_CURRENT_HOST", "")}, f)
+        try:
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            # An older checkpoint of the same step (the step numbers went back): replace it.
+            old = f"{final}.old-{os.getpid()}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+    except FileNotFoundError:
+        pass  # a host sharing this directory finished this checkpoint first
 
 
 def _prune(directory: str, keep: int) -> None:
