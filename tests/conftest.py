@@ -42,3 +42,18 @@ def aws(moto_server, sm_env, monkeypatch):
     moto_server.role_arn = moto_server.create_role()
     moto_server.bucket = moto_server.create_bucket()
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def ip_shell():
+    """The one global IPython test shell, with the extension loaded."""
+    from IPython.testing.globalipapp import get_ipython, start_ipython
+
+    shell = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "sm_magic")
+    return shell
+
+
+@pytest.fixture
+def ip(ip_shell, sm_env):
+    return ip_shell

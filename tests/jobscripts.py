@@ -28,6 +28,21 @@ EPOCHS_SCRIPT = script("""
 """)
 
 
+# Helper code a `%%sagemaker_include` cell holds (tests/test_include.py, tests/test_export.py).
+INCLUDE_HELPERS = script("""
+    import json, os
+
+    def loss_at(epoch):
+        return round(BASE / (epoch + 1), 4)
+
+    def save(result):
+        with open(os.path.join(os.environ["SM_MODEL_DIR"], "result.json"), "w") as f:
+            json.dump(result, f)
+
+    BASE = 2.0
+""")
+
+
 def end_jobs(jobs_dir):
     """No test may leave a job running: stop what runs (the stop marker also catches a runner
     that has not recorded its pid yet), wait for it to end, then kill whatever is left."""

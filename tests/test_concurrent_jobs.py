@@ -7,7 +7,6 @@ import threading
 import time
 from collections import defaultdict
 
-import pytest
 
 import sm_magic
 from sm_magic.backends.local import LocalBackend

@@ -4,7 +4,6 @@ import time
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 
 from sm_magic.job import Job, JobFailedError
 from sm_magic.monitor import get_monitor
@@ -18,18 +17,6 @@ def _settle(job):
     deadline = time.monotonic() + 10
     while job in get_monitor().watched() and time.monotonic() < deadline:
         time.sleep(0.1)
-
-
-@pytest.fixture(scope="session")
-def shell():
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "sm_magic")
-    return ip
-
-
-@pytest.fixture
-def ip(shell, sm_env):
-    return shell
 
 
 def test_wait_streams_status_and_log_and_returns_the_job(ip, capsys):

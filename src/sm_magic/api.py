@@ -8,15 +8,15 @@ import re
 import shlex
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
 from .backends.local import gpu_count
 from .sm_entry import launch_command
-from .bundle import JOB_NAME_RE, SCRIPT_NAME, build_bundle, check_source
-from . import git_source
+from .bundle import GENERATED, JOB_NAME_RE, SCRIPT_NAME, build_bundle, check_source
+from . import git_source, includes
 from .config import TrainConfig, resolve_config
 from .job import Job
 from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
@@ -96,20 +96,27 @@ class Plan:
     interruptions: list
     checkout: Optional[git_source.Checkout] = None  # code from git, until close()
     entry: str = SCRIPT_NAME
+    tree: Optional[Path] = None                    # a code directory (an exported bundle's code)
+    tree_origin: dict = field(default_factory=dict)  # where that tree came from
+    included: Optional[includes.Included] = None   # --include: helper cells and files
+    _staged: list = field(default_factory=list)
 
     def code(self) -> dict:
-        """build_bundle's arguments for where the code comes from."""
-        if self.checkout is None:
-            return {"script": self.entry}
-        return {"tree": self.checkout.path, "script": self.entry, "origin": self.checkout.origin()}
+        """build_bundle's arguments for the code: the script's text, the tree, its entry."""
+        tree = self.checkout.path if self.checkout is not None else self.tree
+        staged = includes.stage(self.source, self.included, tree=tree, script=self.entry)
+        self._staged.append(staged)
+        return {**staged.kwargs(), "origin": self.origin()}
 
     def origin(self) -> dict:
-        return self.checkout.origin() if self.checkout is not None else {}
+        return self.checkout.origin() if self.checkout is not None else dict(self.tree_origin)
 
     def close(self) -> None:
         """Remove the git checkout (once its files are in the bundle, or when not launching)."""
         if self.checkout is not None:
             self.checkout.cleanup()
+        while self._staged:
+            self._staged.pop().cleanup()
 
 
 def _checkout(source: Optional[str], git_repo: Optional[str], git_branch: Optional[str],
@@ -123,6 +130,10 @@ def _checkout(source: Optional[str], git_repo: Optional[str], git_branch: Option
     except git_source.GitSourceError as e:
         raise LaunchError(str(e)) from None
     try:
+        clashes = [n for n in GENERATED if (checkout.path / n).exists()]
+        if clashes:
+            raise git_source.GitSourceError(f"{checkout.url} has its own top-level {', '.join(clashes)}, which "
+                                            "sm_magic writes into every bundle: rename them in the repository")
         if source is None:
             checkout.check_entry(entry or SCRIPT_NAME)
     except BaseException as e:
@@ -138,9 +149,17 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
          metrics: Iterable[Union[str, MetricDefinition]] = (), jobs_dir: Optional[str] = None,
          registry: Optional[Registry] = None, simulate_interruptions: Iterable[float] = (),
          git_repo: Optional[str] = None, git_branch: Optional[str] = None, git_commit: Optional[str] = None,
-         entry: Optional[str] = None, **overrides) -> Plan:
+         entry: Optional[str] = None, tree: Optional[Path] = None, script: Optional[str] = None,
+         origin: Optional[dict] = None, include: Iterable[str] = (), include_cells=None, notebook_names=None,
+         **overrides) -> Plan:
     """Check a launch without writing anything: config, cell, names, backend, registry, and
-    last the git repository (fetched into a temporary checkout: call `close()` on the plan)."""
+    last the git repository (fetched into a temporary checkout: call `close()` on the plan).
+
+    `tree`: a code directory to bundle (e.g. an exported bundle's code), `script` its entry
+    script, `origin` recorded as where it came from. `include`: tags of `%%sagemaker_include`
+    cells (`include_cells`: tag -> cell sources) or .py files to bundle too. `notebook_names`:
+    the notebook's own names (a Mapping also says where each is defined); a cell that reads one
+    it never defines is refused (includes.check_names)."""
     cfg = resolve_launch_config(config, overrides)
     backend_name = backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
@@ -156,6 +175,11 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
                           "from a repository")
     if source is not None:
         check_source(source)
+    if tree is not None and git_repo:
+        raise LaunchError("give a code tree or a git repository, not both")
+    included = includes.resolve(include, include_cells)
+    if source is not None:
+        includes.check_names(source, included, notebook_names, include_cells)
     metric_defs = _parse_metrics(metrics, cfg)
     channel_map = _parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
@@ -175,7 +199,8 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
         raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
     checkout = _checkout(source, git_repo, git_branch, git_commit, entry)
     return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry,
-                interruptions, checkout, git_source.check_entry_path(entry) if entry else SCRIPT_NAME)
+                interruptions, checkout, git_source.check_entry_path(entry) if entry else script or SCRIPT_NAME,
+                tree=Path(tree) if tree is not None else None, tree_origin=dict(origin or {}), included=included)
 
 
 def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
@@ -198,7 +223,7 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
     try:
         if hasattr(p.backend, "check_writable"):
             p.backend.check_writable()
-        bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
+        bundle = build_bundle(config=p.config, args=p.args, name=p.name, metric_definitions=p.metric_definitions,
                               inputs=p.inputs, **p.code())
     finally:
         p.close()
@@ -222,7 +247,7 @@ def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **over
     """What `launch` would run, as text; nothing is written or started."""
     p = plan(source, config, args, **overrides)
     try:
-        bundle = build_bundle(p.source, p.config, p.args, name=p.name, metric_definitions=p.metric_definitions,
+        bundle = build_bundle(config=p.config, args=p.args, name=p.name, metric_definitions=p.metric_definitions,
                               inputs=p.inputs, **p.code())
     finally:
         p.close()

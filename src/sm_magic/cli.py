@@ -1,4 +1,5 @@
-"""`sm-magic`: the job registry and job control from a shell, no Jupyter needed."""
+"""`sm-magic`: the job registry and job control from a shell, no Jupyter needed; a notebook's
+train cells exported as bundles, and a bundle launched."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import sys
 import time
 
 from .api import LaunchError, attach, list_jobs
-from .backends import BackendError
+from .backends import BACKEND_NAMES, BackendError
+from .bundle import BundleError
+from .config import ConfigError
+from .export import ExportError, export_notebook, launch_bundle
 from .job import JobFailedError
 from .registry import RegistryError
 from .widgets.text import StreamPrinter
@@ -41,15 +45,40 @@ def _stop(opts) -> int:
 
 
 def _wait(opts) -> int:
-    job = attach(opts.name)
+    return _follow_to_end(attach(opts.name), opts.timeout)
+
+
+def _follow_to_end(job, timeout) -> int:
+    """Print the job's progress as text until it ends: exit status 1 if it failed."""
     try:
-        job.wait(timeout=opts.timeout, on_snapshot=StreamPrinter())
+        job.wait(timeout=timeout, on_snapshot=StreamPrinter())
     except JobFailedError:
         return 1
     return 0
 
 
+def _export(opts) -> int:
+    for path in export_notebook(opts.notebook, opts.out, force=opts.force):
+        print(f"{path}  (sm-magic run {path})")
+    return 0
+
+
+def _run(opts) -> int:
+    job = launch_bundle(opts.bundle, backend=opts.backend, name=opts.name, args=opts.script_args)
+    if not opts.wait:
+        print(f"{job.name} is running on the {job.backend} backend: `sm-magic wait {job.name}` follows it, "
+              f"`sm-magic stop {job.name}` stops it")
+        return 0
+    return _follow_to_end(job, opts.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `sm-magic run DIR ... -- ARGS`: everything after the first bare -- is the script's arguments.
+    script_args = None
+    if argv[:1] == ["run"] and "--" in argv:
+        i = argv.index("--")
+        argv, script_args = argv[:i], argv[i + 1:]
     parser = argparse.ArgumentParser(prog="sm-magic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("jobs", help="list known jobs, newest first")
@@ -66,10 +95,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--timeout", type=float, default=None)
     p.set_defaults(run=_wait)
+    p = sub.add_parser("export", help="write each %%%%sagemaker_train cell of a notebook as a bundle directory "
+                       "that runs without Jupyter (`sm-magic run DIR`)")
+    p.add_argument("notebook", metavar="NOTEBOOK.ipynb")
+    p.add_argument("--out", metavar="DIR", help="where the bundles go (default: NOTEBOOK_export/ here)")
+    p.add_argument("--force", action="store_true", help="replace bundle directories that exist")
+    p.set_defaults(run=_export)
+    p = sub.add_parser("run", help="launch an exported bundle with the config it was exported with",
+                       usage="sm-magic run BUNDLE_DIR [--backend B] [--name N] [--wait] [-- SCRIPT ARGS]")
+    p.add_argument("bundle", metavar="BUNDLE_DIR")
+    p.add_argument("--backend", choices=BACKEND_NAMES, help="where to run (default: the exported cell's --backend, else from config.yaml)")
+    p.add_argument("--name", help="the job name (default: the cell's --name, else base_job_name plus a timestamp)")
+    p.add_argument("--wait", action="store_true",
+                   help="print the progress until the job ends (exit status 1 if it failed)")
+    p.add_argument("--timeout", type=float, default=None, help="with --wait: stop waiting after this many seconds")
+    p.set_defaults(run=_run, script_args=None)
     opts = parser.parse_args(argv)
+    if opts.command == "run":
+        opts.script_args = script_args
     try:
         return opts.run(opts)
-    except (LaunchError, BackendError, RegistryError, TimeoutError) as e:
+    except (LaunchError, BackendError, RegistryError, TimeoutError, ExportError, BundleError, ConfigError) as e:
         print(f"sm-magic: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

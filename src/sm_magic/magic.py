@@ -10,11 +10,11 @@ import queue
 from pathlib import Path
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
-from . import api, train_line
+from . import api, includes, train_line
 from .backends import BackendError
 from .bundle import BundleError, check_source
 from .config import ConfigError, TrainConfig, accelerate_default_config_path, resolve_config
@@ -37,19 +37,29 @@ def _in_kernel(shell) -> bool:
 class SageMakerMagics(Magics):
     """%%sagemaker_train and the job magics."""
 
-    @cell_magic
-    def sagemaker_train(self, line: str, cell: str):
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self.included_cells = includes.TaggedCells()  # what %%sagemaker_include cells recorded
+
+    @line_cell_magic
+    def sagemaker_train(self, line: str, cell: str = ""):
         try:
             opts, script_args = train_line.parse(line)
         except train_line.LineError as e:
             raise UsageError(str(e)) from None
         kwargs = train_line.launch_kwargs(opts, script_args)
+        kwargs.update(include_cells=self.included_cells.as_dict(), notebook_names=_notebook_names(self.shell))
+        # With --git-repo a blank cell runs the repository's entry script; a cell replaces it.
+        # (IPython refuses a %% cell with no body at all, so `%sagemaker_train --git-repo URL`,
+        # the line form, is the way to write one with nothing under it.)
+        cell = None if opts.git_repo and not (cell or "").strip() else cell or ""
         try:
             if opts.dry_run:
                 print(api.dry_run(cell, **kwargs))
                 return None
             if opts.edit:
-                check_source(cell)
+                if cell is not None:
+                    check_source(cell)
                 self._edit_then_launch(cell, opts, kwargs)
                 return None
             job = api.launch(cell, **kwargs)
@@ -62,7 +72,7 @@ class SageMakerMagics(Magics):
         _follow(self.shell, job)
         return job
 
-    def _edit_then_launch(self, cell: str, opts, kwargs: dict) -> None:
+    def _edit_then_launch(self, cell, opts, kwargs: dict) -> None:
         """The form, with a Launch button that starts the cell's job with the edited config."""
         import ipywidgets as w
 
@@ -87,6 +97,27 @@ class SageMakerMagics(Magics):
 
         form = ConfigForm(_form_config(path, kwargs), path, on_launch=launch)
         _display(form.box)
+
+    @magic_arguments()
+    @argument("tags", nargs="+", metavar="TAG", help="the tag(s) a `%%%%sagemaker_train --include TAG` line names")
+    @cell_magic
+    def sagemaker_include(self, line: str, cell: str):
+        """Run the cell here as usual, and keep its code under TAG: the job of a
+        `%%sagemaker_train --include TAG` cell runs it first (as sm_included.py), in the training
+        script's namespace. The cell must be plain Python (no magics)."""
+        opts = self.sagemaker_include.parser.parse_args(arg_split(line, posix=True))
+        try:
+            for tag in opts.tags:
+                includes.check_tag(tag)
+                includes.check_cell(tag, cell)
+        except BundleError as e:
+            raise UsageError(str(e)) from None
+        cell_id = _cell_id(self.shell)
+        result = self.shell.run_cell(cell, store_history=False)
+        if not result.success:
+            raise UsageError(f"the `%%sagemaker_include {line.strip()}` cell failed (above) and was not recorded: "
+                             "fix it and run it again")
+        self.included_cells.record(opts.tags, cell, cell_id)
 
     @magic_arguments()
     @argument("--config", metavar="FILE", help="config YAML (default: accelerate's default config file)")
@@ -165,6 +196,19 @@ def _attach(name: str) -> Job:
         return api.attach(name)
     except USER_ERRORS as e:
         raise UsageError(str(e)) from None
+
+
+def _notebook_names(shell) -> includes.NamespaceNames:
+    """The kernel's own names, for the check that a cell uses none it does not define."""
+    return includes.NamespaceNames(shell.user_ns, shell.user_ns_hidden, shell.user_ns.get("In", ()))
+
+
+def _cell_id(shell):
+    """The running cell's id, where the frontend sends one (JupyterLab, Notebook 7, VS Code)."""
+    try:
+        return shell.kernel.get_parent().get("metadata", {}).get("cellId")
+    except Exception:
+        return None
 
 
 def _form_config(path: Path, kwargs: dict) -> TrainConfig:
