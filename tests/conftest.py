@@ -1,6 +1,7 @@
 """Every test runs with its own registry, jobs directory and accelerate config home."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -16,6 +17,16 @@ def sm_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     yield tmp_path
     end_jobs(tmp_path / "sm_jobs")
+
+
+@pytest.fixture
+def tmp_dir(sm_env, monkeypatch):
+    """The temporary directory every checkout and bundle goes to, to check that it is left empty."""
+    tmp = sm_env / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # tempfile caches its choice
+    return tmp
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 import importlib.metadata as md
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,43 @@ def test_model_parallel_is_refused_and_nothing_written(out_dir):
     assert "not supported" in msg
     assert "DATA_PARALLEL" in msg  # the fix
     assert list(out_dir.iterdir()) == []
+
+
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+    """TMPDIR (and tempfile's cached choice) pointed at an empty directory of this test's own."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(root))
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def test_a_refused_build_without_dest_leaves_no_temporary_directory(tmp_path, temp_root, monkeypatch):
+    clashing = tmp_path / "code"
+    (clashing / "sm_magic").mkdir(parents=True)
+    (clashing / "train.py").write_text("print(1)\n")
+    with pytest.raises(BundleError, match="has its own sm_magic"):  # the tree clashes with the bundle's own files
+        build_bundle(None, TrainConfig(), [], name="j", tree=clashing)
+    with pytest.raises(BundleError, match="syntax error"):
+        build_bundle("x = (\n", TrainConfig(), [], name="j")
+    with pytest.raises(BundleError, match="MODEL_PARALLEL"):
+        build_bundle("print(1)\n", TrainConfig(distributed_type="MODEL_PARALLEL"), [], name="j")
+    assert list(temp_root.iterdir()) == []
+
+    # A failure while writing, after the temporary directory was made: it is removed too.
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "copyfile", fail)
+        with pytest.raises(OSError, match="disk full"):
+            build_bundle("print(1)\n", TrainConfig(), [], name="j")
+    assert list(temp_root.iterdir()) == []
+
+    bundle = build_bundle("print(1)\n", TrainConfig(), [], name="j")
+    assert bundle.path.parent.parent == temp_root and (bundle.path / "train.py").is_file()
+    shutil.rmtree(bundle.path.parent)
 
 
 # -- check_source -------------------------------------------------------------------------------

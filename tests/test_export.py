@@ -14,6 +14,7 @@ from sm_magic.config import TrainConfig
 from sm_magic.cli import main
 from sm_magic.registry import Registry
 
+from gitrepos import EXP_TRAIN, TRAIN as REPO_TRAIN, Repo
 from jobscripts import INCLUDE_HELPERS as HELPERS, script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,3 +211,93 @@ def test_run_refuses_a_directory_that_is_not_an_exported_bundle(sm_env, capsys):
     assert "is not an exported bundle: it has no job.json" in capsys.readouterr().err
     assert main(["export", str(sm_env / "missing.ipynb")]) == 2
     assert "no notebook" in capsys.readouterr().err
+
+
+# --- --git-repo cells ---------------------------------------------------------------------------
+
+GIT_BODY = 'import util\nprint(f"body util={util.WORD}")\n'
+
+
+def test_git_cells_export_the_repository_at_a_pinned_commit_and_run_without_it(sm_env, tmp_dir, capsys):
+    repo = Repo(sm_env / "repos" / "proj")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        _code(f"%%sagemaker_train --name git-exp --git-repo {repo.url} --git-branch exp\n\n"),      # cell 1: blank
+        _code(f"%sagemaker_train --name git-first --git-repo {repo.url} --git-commit {repo.first[:10]} "
+              "-- --epochs 2"),                                                                   # cell 2: line form
+        _code(f"%%sagemaker_train --git-repo {repo.url} --entry src/run.py\n" + GIT_BODY),         # cell 3: body
+    ]
+    path = sm_env / "gitnb.ipynb"
+    nbformat.write(nb, path)
+    assert main(["export", str(path), "--out", "bundles"]) == 0
+    out = sm_env / "bundles"
+    assert sorted(p.name for p in out.iterdir()) == ["git-exp", "git-first", "gitnb-cell-3"]
+    assert list(tmp_dir.iterdir()) == []  # the checkouts are gone
+
+    expected = {"git-exp": ({"url": repo.url, "commit": repo.exp, "branch": "exp"}, 1),
+                "git-first": ({"url": repo.url, "commit": repo.first, "branch": None}, 2),
+                "gitnb-cell-3": ({"url": repo.url, "commit": repo.second, "branch": "main"}, 3)}
+    for name, (git, cell) in expected.items():
+        bundle = out / name
+        spec = json.loads((bundle / "sm_launch.json").read_text())
+        assert spec["origin"] == {"git": git, "notebook": str(path), "cell": cell}
+        job = json.loads((bundle / "job.json").read_text())
+        assert job["git"] == git and job["source"]["cell"] == cell
+        assert not (bundle / ".git").exists()
+        assert (bundle / "requirements.txt").read_text().startswith("tqdm>=4\n")  # the repository's own
+    # The whole tree at that commit; a cell body replaces the entry script where it lies.
+    assert (out / "git-exp" / "train.py").read_text() == EXP_TRAIN
+    assert (out / "git-exp" / "helper.py").read_text() == 'VERSION = "exp"\n'
+    assert (out / "git-first" / "train.py").read_text() == REPO_TRAIN
+    assert (out / "git-first" / "helper.py").read_text() == 'VERSION = "main-1"\n'
+    assert json.loads((out / "git-first" / "sm_launch.json").read_text())["args"] == ["--epochs", "2"]
+    third = out / "gitnb-cell-3"
+    assert (third / "src" / "run.py").read_text() == GIT_BODY and (third / "src" / "util.py").is_file()
+    assert json.loads((third / "sm_launch.json").read_text())["script"] == "src/run.py"
+
+    # The branch moves on and the repository goes away: the bundles still run the exported commits.
+    repo.write("helper.py", 'VERSION = "exp-2"\n')
+    repo.commit("exp moved on")
+    repo.path.rename(sm_env / "repos" / "gone")
+    capsys.readouterr()
+    assert main(["run", str(out / "git-exp"), "--wait"]) == 0
+    assert "entry=exp-train.py helper=exp\n" in capsys.readouterr().out
+    assert main(["run", str(out / "git-first"), "--wait"]) == 0
+    assert "entry=train.py helper=main-1 argv=['--epochs', '2']" in capsys.readouterr().out
+    assert main(["run", str(out / "gitnb-cell-3"), "--wait", "--name", "git-body"]) == 0
+    assert "body util=from-src" in capsys.readouterr().out
+    for name, (git, cell) in expected.items():
+        record = Registry().get("git-body" if name == "gitnb-cell-3" else name)
+        assert record.status == "Completed"
+        assert record.extra["git"] == git and record.extra["cell"] == cell
+    assert list(tmp_dir.iterdir()) == []
+
+
+def test_git_cells_that_cannot_be_fetched_refuse_the_export_naming_the_cell(sm_env, tmp_dir, capsys):
+    repo = Repo(sm_env / "repos" / "proj")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        _code(f"%%sagemaker_train --name fine --git-repo {repo.url}\n\n"),                      # cell 1: good
+        _code(f"%sagemaker_train --git-repo {repo.url} --git-branch gone"),                      # cell 2
+        _code(f"%sagemaker_train --git-repo {repo.url} --git-commit deadbeef"),                  # cell 3
+        _code(f"%sagemaker_train --git-repo {repo.url} --git-branch main --git-commit {repo.first}"),  # cell 4
+        _code(f"%sagemaker_train --git-repo {repo.url} --entry missing.py"),                     # cell 5
+        _code("%sagemaker_train --git-repo http://alice:s3cret-token@127.0.0.1:9/none.git"),    # cell 6
+        _code("%%sagemaker_train --git-commit abc123\nprint(1)\n"),                             # cell 7
+    ]
+    path = sm_env / "badgit.ipynb"
+    nbformat.write(nb, path)
+    assert main(["export", str(path), "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sm-magic: cannot export badgit.ipynb; nothing was written:")
+    lines = err.splitlines()
+    assert not any(l.startswith("cell 1:") for l in lines)
+    assert any(l.startswith("cell 2: branch 'gone' not found in") and "its branches: exp, main" in l for l in lines)
+    assert any(l.startswith("cell 3: commit deadbeef not found in") for l in lines)
+    assert any(l.startswith("cell 4: give --git-branch or --git-commit, not both") for l in lines)
+    assert any(l.startswith("cell 5: no entry script missing.py in") and "helper.py, train.py" in l for l in lines)
+    assert any(l.startswith("cell 6: cannot read repository http://127.0.0.1:9/none.git") for l in lines)
+    assert any(l.startswith("cell 7: --git-commit needs --git-repo URL") for l in lines)
+    assert "s3cret-token" not in err and "alice" not in err
+    assert not (sm_env / "out").exists()
+    assert list(tmp_dir.iterdir()) == []  # cell 1's checkout too

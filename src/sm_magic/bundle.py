@@ -193,12 +193,18 @@ def _script_path(script: str) -> str:
     return path.as_posix()
 
 
-def _copy_tree(tree: Path, staging: Path) -> None:
-    """The user's code tree, without .git; the bundle's own files may not be shadowed."""
+def _check_tree(tree: Path) -> None:
+    """The bundle's own files may not be shadowed by the user's code tree."""
+    if not tree.is_dir():
+        raise BundleError(f"no code directory {tree}")
     clashes = [n for n in GENERATED if (tree / n).exists()]
     if clashes:
         raise BundleError(f"{tree} has its own {', '.join(clashes)}, which sm_magic writes into every bundle: "
                           "rename them")
+
+
+def _copy_tree(tree: Path, staging: Path) -> None:
+    """The user's code tree, without .git (checked by _check_tree first)."""
     shutil.copytree(tree, staging, ignore=shutil.ignore_patterns(".git"), symlinks=True, dirs_exist_ok=True)
 
 
@@ -214,6 +220,8 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
     `origin` is recorded in sm_launch.json (e.g. the git commit).
     """
     script = _script_path(script)
+    if tree is not None:
+        _check_tree(Path(tree))
     if source is None:
         if tree is None or not (Path(tree) / script).is_file():
             raise BundleError(f"no entry script {script} in {tree}: name one that exists with --entry PATH")
@@ -239,12 +247,17 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
                    "checkpoint_dir": config.checkpoint_local_path or "/opt/ml/checkpoints"}
     if origin:
         launch_spec["origin"] = origin
+    # Everything above is checked before anything is written; from here a failure removes what
+    # this call made: the staging directory, and the temporary parent when `dest` is None.
+    own_parent = None
     if dest is None:
-        dest = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-")) / "bundle"
+        own_parent = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-"))
+        dest = own_parent / "bundle"
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+    staging = None
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
         if tree is not None:
             _copy_tree(Path(tree), staging)
         (staging / script).parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +272,10 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
         shutil.copyfile(_RUNTIME_SOURCE, staging / "sm_magic" / "runtime.py")
         os.rename(staging, dest)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if own_parent is not None:
+            shutil.rmtree(own_parent, ignore_errors=True)
         raise
     return Bundle(path=dest, name=name, args=args, hyperparameters=hyperparameters_from_args(args),
                   requirements=requirements, metric_definitions=list(metric_definitions),

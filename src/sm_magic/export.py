@@ -4,7 +4,9 @@ directories that run without Jupyter, and their launch from a shell.
 An exported bundle is the directory a job runs (train.py verbatim, requirements.txt,
 sm_launch.json, sm_entry.py, ...) plus `config.yaml`, the TrainConfig the cell would have used
 (accelerate-compatible YAML), and `job.json`, the rest of the cell's line (backend, inputs,
-metric definitions, job name, includes) and where the cell came from.
+metric definitions, job name, includes) and where the cell came from. A `--git-repo` cell's
+bundle holds the repository's files at the commit the export resolved (fetched once, at export),
+so running it needs neither the network nor the repository.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import api, includes, train_line
-from .bundle import GENERATED, BundleError, build_bundle, check_source
+from . import api, git_source, includes, train_line
+from .bundle import GENERATED, SCRIPT_NAME, BundleError, build_bundle, check_source
 from .config import ConfigError, resolve_config
 from .job import Job
 from .metrics import MetricDefinition, MetricsError
@@ -160,19 +162,34 @@ def _local_path(uri: str, base: Path) -> str:
 class _Planned:
     cell: Cell
     dirname: str
-    source: str
+    source: Optional[str]  # None: the git checkout's entry script
     args: list
     config: object
     job: dict
     included: includes.Included
+    checkout: Optional[git_source.Checkout] = None  # a --git-repo cell's code, until close()
+    entry: str = SCRIPT_NAME
+
+    def origin(self) -> dict:
+        """What sm_launch.json records about where the code came from."""
+        git = self.checkout.origin() if self.checkout is not None else {}
+        return {**git, "notebook": self.job["source"]["notebook"], "cell": self.cell.number}
+
+    def close(self) -> None:
+        if self.checkout is not None:
+            self.checkout.cleanup()
 
 
 def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
     base = notebook.parent
     opts, script_args = train_line.parse(expand_line(cell.line))
-    if opts.git_repo:
-        raise ExportError("--git-repo cells are not exported yet: run the cell in the notebook, or from "
-                          "Python sm_magic.launch(None, git_repo=URL, ...)")
+    try:
+        git_source.check_options(opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
+    except git_source.GitSourceError as e:
+        raise ExportError(str(e)) from None
+    # As at launch: under --git-repo a blank cell (or the line form) runs the repository's entry
+    # script, and a cell body replaces it.
+    source = None if opts.git_repo and not cell.body.strip() else cell.body
     config_file = opts.config
     if config_file and not Path(config_file).expanduser().is_absolute():
         config_file = base / config_file
@@ -188,17 +205,27 @@ def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
     cfg = cfg.model_copy(update={"sagemaker_inputs_file": None, "sagemaker_metrics_file": None})
     if opts.name:
         api.check_job_name(opts.name)
-    check_source(cell.body)
+    if source is not None:
+        check_source(source)
     tagged = _tagged(cells)
     included = includes.resolve(opts.include, tagged, base_dir=base)
-    includes.check_names(cell.body, included, _notebook_names(cells, cell, notebook.name), tagged)
+    if source is not None:
+        includes.check_names(source, included, _notebook_names(cells, cell, notebook.name), tagged)
+    line = f"%%{TRAIN} {cell.line}".rstrip()
+    if opts.git_repo:
+        line = git_source._redact(line, opts.git_repo)  # the line's URL may hold credentials
     job = {"format": FORMAT, "name": opts.name, "backend": opts.backend, "inputs": inputs,
            "metric_definitions": [m.to_api() for m in metrics],
            "instance_type": opts.instance_type, "instance_count": opts.instance_count,
            "simulate_interruptions": opts.simulate_interruptions, "include": opts.include,
-           "source": {"notebook": str(notebook), "cell": cell.number, "line": f"%%{TRAIN} {cell.line}".rstrip()}}
-    return _Planned(cell, opts.name or f"{notebook.stem}-cell-{cell.number}", cell.body, script_args, cfg, job,
-                    included)
+           "source": {"notebook": str(notebook), "cell": cell.number, "line": line}}
+    # Last, as at launch: fetch the repository (api.plan's own path: the checkout, its clash and
+    # entry checks). The bundle gets the files at the commit resolved now, recorded in full.
+    checkout = api._checkout(source, opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
+    if checkout is not None:
+        job["git"] = checkout.origin()["git"]
+    return _Planned(cell, opts.name or f"{notebook.stem}-cell-{cell.number}", source, script_args, cfg, job,
+                    included, checkout, git_source.check_entry_path(opts.entry) if opts.entry else SCRIPT_NAME)
 
 
 def export_notebook(notebook: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -209,7 +236,16 @@ def export_notebook(notebook: str | os.PathLike, out: str | os.PathLike | None =
     notebook = Path(notebook).absolute()
     out = Path(out) if out is not None else Path(f"{notebook.stem}_export")
     cells = read_cells(notebook)
-    planned, problems = [], []
+    planned: list[_Planned] = []
+    try:
+        return _export(planned, cells, notebook, out, force)
+    finally:
+        for p in planned:  # the git checkouts, whether the export was written or refused
+            p.close()
+
+
+def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Path, force: bool) -> list[Path]:
+    problems = []
     for cell in (c for c in cells if c.magic == TRAIN):
         try:
             planned.append(_plan_cell(cell, cells, notebook))
@@ -233,12 +269,12 @@ def export_notebook(notebook: str | os.PathLike, out: str | os.PathLike | None =
     staging = Path(tempfile.mkdtemp(prefix=".sm_magic-export-", dir=out))
     try:
         for p in planned:
-            with includes.staged(p.source, p.included) as code:
+            tree = p.checkout.path if p.checkout is not None else None
+            with includes.staged(p.source, p.included, tree=tree, script=p.entry) as code:
                 build_bundle(code.source, p.config, p.args, name=p.dirname, dest=staging / p.dirname,
                              metric_definitions=[MetricDefinition(d["Name"], d["Regex"])
                                                  for d in p.job["metric_definitions"]],
-                             inputs=p.job["inputs"], tree=code.tree, script=code.script,
-                             origin={"notebook": str(notebook), "cell": p.cell.number})
+                             inputs=p.job["inputs"], tree=code.tree, script=code.script, origin=p.origin())
             p.config.to_yaml(staging / p.dirname / CONFIG_FILE)
             (staging / p.dirname / JOB_FILE).write_text(json.dumps(p.job, indent=2) + "\n", encoding="utf-8")
         for p in planned:
