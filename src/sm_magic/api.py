@@ -43,7 +43,8 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def _parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
+def parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
+    """Input channels: the config's sagemaker_inputs_file, then NAME=URI flags over it."""
     inputs = {}
     if config.sagemaker_inputs_file:
         rows = read_accelerate_tsv(config.sagemaker_inputs_file, "inputs", LaunchError)
@@ -61,7 +62,8 @@ def _parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
     return inputs
 
 
-def _parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainConfig) -> list[MetricDefinition]:
+def parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainConfig) -> list[MetricDefinition]:
+    """Metric definitions: the config's sagemaker_metrics_file, then NAME=REGEX flags."""
     defs = load_metrics_file(config.sagemaker_metrics_file) if config.sagemaker_metrics_file else []
     defs += [s if isinstance(s, MetricDefinition) else parse_metric_flag(s) for s in specs]
     return defs
@@ -119,8 +121,8 @@ class Plan:
             self._staged.pop().cleanup()
 
 
-def _checkout(source: Optional[str], git_repo: Optional[str], git_branch: Optional[str],
-              git_commit: Optional[str], entry: Optional[str]) -> Optional[git_source.Checkout]:
+def fetch_code(source: Optional[str], git_repo: Optional[str], git_branch: Optional[str],
+               git_commit: Optional[str], entry: Optional[str]) -> Optional[git_source.Checkout]:
     """Fetch the repository (last of the checks, into a temporary directory) and check the
     entry script the job will run; a refusal leaves no checkout behind."""
     if not git_repo:
@@ -180,8 +182,8 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     included = includes.resolve(include, include_cells)
     if source is not None:
         includes.check_names(source, included, notebook_names, include_cells)
-    metric_defs = _parse_metrics(metrics, cfg)
-    channel_map = _parse_inputs(inputs, cfg)
+    metric_defs = parse_metrics(metrics, cfg)
+    channel_map = parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
     interruptions = [float(x) for x in simulate_interruptions or ()]
     if interruptions and backend_name != "local":
@@ -197,7 +199,7 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     registry = registry or Registry()
     if registry.get(name) is not None:
         raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
-    checkout = _checkout(source, git_repo, git_branch, git_commit, entry)
+    checkout = fetch_code(source, git_repo, git_branch, git_commit, entry)
     return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry,
                 interruptions, checkout, git_source.check_entry_path(entry) if entry else script or SCRIPT_NAME,
                 tree=Path(tree) if tree is not None else None, tree_origin=dict(origin or {}), included=included)

@@ -199,8 +199,8 @@ def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
         value = getattr(cfg, key)
         if value and not Path(value).expanduser().is_absolute():
             cfg = cfg.model_copy(update={key: str(base / value)})
-    metrics = api._parse_metrics(opts.metrics, cfg)
-    inputs = {k: _local_path(v, base) for k, v in api._parse_inputs(opts.inputs, cfg).items()}
+    metrics = api.parse_metrics(opts.metrics, cfg)
+    inputs = {k: _local_path(v, base) for k, v in api.parse_inputs(opts.inputs, cfg).items()}
     # Their contents now live in job.json; config.yaml keeps no paths that only work here.
     cfg = cfg.model_copy(update={"sagemaker_inputs_file": None, "sagemaker_metrics_file": None})
     if opts.name:
@@ -221,7 +221,7 @@ def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
            "source": {"notebook": str(notebook), "cell": cell.number, "line": line}}
     # Last, as at launch: fetch the repository (api.plan's own path: the checkout, its clash and
     # entry checks). The bundle gets the files at the commit resolved now, recorded in full.
-    checkout = api._checkout(source, opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
+    checkout = api.fetch_code(source, opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
     if checkout is not None:
         job["git"] = checkout.origin()["git"]
     return _Planned(cell, opts.name or f"{notebook.stem}-cell-{cell.number}", source, script_args, cfg, job,
