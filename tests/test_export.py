@@ -301,3 +301,13 @@ def test_git_cells_that_cannot_be_fetched_refuse_the_export_naming_the_cell(sm_e
     assert "s3cret-token" not in err and "alice" not in err
     assert not (sm_env / "out").exists()
     assert list(tmp_dir.iterdir()) == []  # cell 1's checkout too
+
+
+def test_spot_resume_notebook_exports_with_its_helper_cell_and_interruption(sm_env, capsys):
+    spot = ROOT / "example_notebooks" / "spot_resume.ipynb"
+    assert main(["export", str(spot), "--out", str(sm_env / "out")]) == 0
+    [bundle] = (sm_env / "out").iterdir()
+    job = json.loads((bundle / "job.json").read_text())
+    assert job["simulate_interruptions"] == [8.0] and job["include"] == ["data"]
+    assert "def make_data(" in (bundle / "sm_included.py").read_text()
+    assert "make_data()" in (bundle / "train.py").read_text()

@@ -62,3 +62,16 @@ def test_live_display_without_wait_ends_showing_the_result(sm_env):
     assert 'class="sm-magic-summary"' in html and 'class="sm-magic-metrics"' in html
     assert '<img class="sm-magic-plot"' in html and "data:image/png;base64," in html
     assert "application/vnd.jupyter.widget-view+json" not in displays[0]["data"]
+
+
+def test_spot_resume_notebook_is_interrupted_and_trains_every_epoch(sm_env):
+    nb = _execute(nbformat.read(ROOT / "example_notebooks" / "spot_resume.ipynb", as_version=4), sm_env)
+    train = next(c for c in nb.cells if c.source.startswith("%%sagemaker_train"))
+    out = _text(train)
+    assert "Interrupted - Spot capacity reclaimed after 8" in out and "Completed - Training job completed" in out
+    timeline = _text(next(c for c in nb.cells if c.source.startswith("for t in job.transitions")))
+    assert "Restarting" in timeline and "billable seconds" in timeline
+    [record] = Registry().list()
+    assert record.status == "Completed"
+    metrics = _text(next(c for c in nb.cells if c.source == "job.metrics"))
+    assert "loss" in metrics and "\n11 " in metrics  # epochs 0..11, one row each
