@@ -20,8 +20,8 @@ import pytest
 from aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
 
 from sm_magic.backends.base import BackendError
-from sm_magic.backends.sagemaker_submit import (Submission, accepted_additional_args, dry_run_text,
-                                                submit)
+from sm_magic.backends.sagemaker_args import accepted_additional_args
+from sm_magic.backends.sagemaker_submit import Submission, dry_run_text, submit
 from sm_magic.bundle import build_bundle
 from sm_magic.config import TrainConfig
 from sm_magic.metrics import MetricDefinition

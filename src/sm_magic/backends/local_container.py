@@ -85,8 +85,8 @@ class LocalContainerBackend(LocalBackend):
 
     def _spec(self, bundle: Bundle, config: TrainConfig) -> dict:
         """What the runner needs, all checked here (the SDK import is paid by the runner)."""
-        from .sagemaker_submit import (api_hyperparameters, check_additional_args, entry_command,
-                                       job_environment, training_image)
+        from .sagemaker_args import check_additional_args
+        from .sagemaker_submit import api_hyperparameters, entry_command, job_environment, training_image
 
         options = check_additional_args(config)
         instance_type = "local_gpu" if not config.use_cpu and gpu_count() > 0 else "local"
