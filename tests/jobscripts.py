@@ -43,6 +43,17 @@ INCLUDE_HELPERS = script("""
 """)
 
 
+def wait_until(condition, timeout: float, what: str):
+    """Poll `condition` until it returns something true (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
 def end_jobs(jobs_dir):
     """No test may leave a job running: stop what runs (the stop marker also catches a runner
     that has not recorded its pid yet), wait for it to end, then kill whatever is left."""

@@ -13,7 +13,7 @@ from sm_magic.backends.local import LocalBackend
 from sm_magic.monitor import Monitor
 from sm_magic.registry import Registry
 
-from jobscripts import script
+from jobscripts import script, wait_until
 
 # Every line a job prints names the job (<tag>), so a line in the wrong log or the wrong
 # subscriber's snapshot is seen. Each epoch's metrics carry the job's own lr. The model file is
@@ -38,16 +38,6 @@ TAGGED_SCRIPT = script("""
 SECONDARY_ORDER = {"Starting": 0, "Downloading": 1, "Training": 2, "Stopping": 3, "Uploading": 4,
                    "Completed": 5, "Failed": 5, "Stopped": 5}
 STATUS_ORDER = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
-
-
-def _wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _moves_forward(seq: list[tuple]) -> bool:
@@ -87,10 +77,10 @@ def test_five_jobs_at_once_under_one_monitor_stay_apart(sm_env):
     def victim_rows():
         with lock:
             return snaps[victim] and len(snaps[victim][-1].metrics) >= 2
-    _wait_until(victim_rows, 60, f"two epochs of {victim}")
+    wait_until(victim_rows, 60, f"two epochs of {victim}")
     jobs[victim].stop()
 
-    _wait_until(lambda: not monitor.watched(), 90, "every watched job to end")
+    wait_until(lambda: not monitor.watched(), 90, "every watched job to end")
 
     for name, job in jobs.items():
         own = f"<{name}>"
@@ -199,10 +189,10 @@ def test_concurrent_readers_never_see_a_torn_state_or_a_status_going_back(sm_env
         # writes statuses into the registry (each handle's refresh records what it read), so the
         # registry's order is the order that thread read them in. Two handles refreshing at once
         # can record a stale InProgress after Completed (api._job's record_status has no ordering).
-        _wait_until(lambda: all(json.loads((jobs_dir / n / "state.json").read_text())["status"] == "Completed"
+        wait_until(lambda: all(json.loads((jobs_dir / n / "state.json").read_text())["status"] == "Completed"
                                 for n in names), 90, "every job to complete")
         # Let the readers see the final states too.
-        _wait_until(lambda: all(seen.get(("attach", n)) and seen["attach", n][-1][0] == STATUS_ORDER["Completed"]
+        wait_until(lambda: all(seen.get(("attach", n)) and seen["attach", n][-1][0] == STATUS_ORDER["Completed"]
                                 and seen["registry", n][-1][0] == STATUS_ORDER["Completed"] for n in names),
                     30, "the readers to see every job Completed")
     finally:

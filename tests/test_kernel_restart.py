@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
 
-from jobscripts import script
+from jobscripts import script, wait_until
 
 EPOCHS = 6
 GATE_EPOCH = 3  # the script waits before this epoch until the test has attached from the new kernel
@@ -98,16 +98,6 @@ def results(msgs: list[dict]) -> list[dict]:
     return [m["content"]["data"] for m in msgs if m["msg_type"] == "execute_result"]
 
 
-def _wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _read_state(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -128,7 +118,7 @@ def test_job_survives_a_kernel_restart_and_the_new_kernel_follows_it(sm_env):
         assert any("kr-job" in r.get("text/plain", "") for r in results(launched))
         first_pid = km.provisioner.pid
 
-        _wait_until(lambda: log_file.is_file() and "epoch 1:" in log_file.read_text(), 60, "epoch 1 in the log")
+        wait_until(lambda: log_file.is_file() and "epoch 1:" in log_file.read_text(), 60, "epoch 1 in the log")
         before = _read_state(job_dir / "state.json")
         assert before["status"] == "InProgress" and before["secondary_status"] == "Training"
 

@@ -6,13 +6,12 @@ Real processes throughout: the local backend's runner, accelerate, torch on CPU.
 import io
 import re
 import tarfile
-import time
 
 import torch
 
 import sm_magic
 from sm_magic.backends.local_state import live_group_members, read_state
-from jobscripts import script
+from jobscripts import script, wait_until
 
 # Deterministic: fixed seeds, each step's batch drawn from a generator seeded by (epoch, step),
 # Accelerate's save_state/load_state for the model, optimizer and RNG states.
@@ -157,13 +156,6 @@ SIGTERM_SAVER = script("""
 """)
 
 
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def pgids(sm_env, job):
     return read_state(sm_env / "sm_jobs" / job.name / "state.json").extra["pgids"]
 
@@ -198,7 +190,7 @@ def test_stop_ends_every_process_of_every_host_and_keeps_checkpoints(sm_env):
         import os
         os.makedirs(os.path.join(os.environ["SM_CHECKPOINT_DIR"], "ckpt-0"), exist_ok=True)
     """) + SIGTERM_SAVER, instance_count=2)
-    wait_for(lambda: "algo-1 running" in job.logs() and "algo-2 running" in job.logs())
+    wait_until(lambda: "algo-1 running" in job.logs() and "algo-2 running" in job.logs(), 60, "both hosts running")
     groups = pgids(sm_env, job)
     assert sorted(groups) == ["algo-1", "algo-2"]
     assert all(len(live_group_members(g)) >= 2 for g in groups.values())  # the script and its child

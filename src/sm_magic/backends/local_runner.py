@@ -60,8 +60,9 @@ class Runner:
         self.state.extra["runner_pid"] = os.getpid()
         enter(self.state, "Downloading", "Downloading input data")
         self.save()
-        if self._ending():
-            return self._end_early(self._ending(), started=False)
+        ending = self._ending()
+        if ending:
+            return self._end_early(ending, started=False)
 
         enter(self.state, "Training", "Training in progress")
         self.state.training_start_time = time.time()
