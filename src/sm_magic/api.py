@@ -15,7 +15,7 @@ from typing import Iterable, Optional, Sequence, Union
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
 from .backends.local import gpu_count
 from .sm_entry import launch_command
-from .bundle import GENERATED, JOB_NAME_RE, SCRIPT_NAME, build_bundle, check_source
+from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_source, tree_clashes
 from . import git_source, includes
 from .config import TrainConfig, resolve_config
 from .job import Job
@@ -101,14 +101,14 @@ class Plan:
     tree: Optional[Path] = None                    # a code directory (an exported bundle's code)
     tree_origin: dict = field(default_factory=dict)  # where that tree came from
     included: Optional[includes.Included] = None   # --include: helper cells and files
-    _staged: list = field(default_factory=list)
 
-    def code(self) -> dict:
-        """build_bundle's arguments for the code: the script's text, the tree, its entry."""
+    def build(self) -> Bundle:
+        """The bundle, in a temporary directory: the code (the git checkout or tree, with the
+        included cells and files staged beside it) and the launch files."""
         tree = self.checkout.path if self.checkout is not None else self.tree
-        staged = includes.stage(self.source, self.included, tree=tree, script=self.entry)
-        self._staged.append(staged)
-        return {**staged.kwargs(), "origin": self.origin()}
+        with includes.staged(self.source, self.included, tree=tree, script=self.entry) as code:
+            return build_bundle(config=self.config, args=self.args, name=self.name, inputs=self.inputs,
+                                metric_definitions=self.metric_definitions, origin=self.origin(), **code.kwargs())
 
     def origin(self) -> dict:
         return self.checkout.origin() if self.checkout is not None else dict(self.tree_origin)
@@ -117,8 +117,6 @@ class Plan:
         """Remove the git checkout (once its files are in the bundle, or when not launching)."""
         if self.checkout is not None:
             self.checkout.cleanup()
-        while self._staged:
-            self._staged.pop().cleanup()
 
 
 def fetch_code(source: Optional[str], git_repo: Optional[str], git_branch: Optional[str],
@@ -132,7 +130,7 @@ def fetch_code(source: Optional[str], git_repo: Optional[str], git_branch: Optio
     except git_source.GitSourceError as e:
         raise LaunchError(str(e)) from None
     try:
-        clashes = [n for n in GENERATED if (checkout.path / n).exists()]
+        clashes = tree_clashes(checkout.path)
         if clashes:
             raise git_source.GitSourceError(f"{checkout.url} has its own top-level {', '.join(clashes)}, which "
                                             "sm_magic writes into every bundle: rename them in the repository")
@@ -225,8 +223,7 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
     try:
         if hasattr(p.backend, "check_writable"):
             p.backend.check_writable()
-        bundle = build_bundle(config=p.config, args=p.args, name=p.name, metric_definitions=p.metric_definitions,
-                              inputs=p.inputs, **p.code())
+        bundle = p.build()
     finally:
         p.close()
     try:
@@ -249,8 +246,7 @@ def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **over
     """What `launch` would run, as text; nothing is written or started."""
     p = plan(source, config, args, **overrides)
     try:
-        bundle = build_bundle(config=p.config, args=p.args, name=p.name, metric_definitions=p.metric_definitions,
-                              inputs=p.inputs, **p.code())
+        bundle = p.build()
     finally:
         p.close()
     code = ([f"Code: {p.checkout.describe()}; entry script {p.entry}"

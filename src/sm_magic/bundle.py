@@ -193,11 +193,16 @@ def _script_path(script: str) -> str:
     return path.as_posix()
 
 
+def tree_clashes(tree: Path) -> list[str]:
+    """The names of the bundle's own files that the user's code tree has too."""
+    return [n for n in GENERATED if (tree / n).exists()]
+
+
 def _check_tree(tree: Path) -> None:
     """The bundle's own files may not be shadowed by the user's code tree."""
     if not tree.is_dir():
         raise BundleError(f"no code directory {tree}")
-    clashes = [n for n in GENERATED if (tree / n).exists()]
+    clashes = tree_clashes(tree)
     if clashes:
         raise BundleError(f"{tree} has its own {', '.join(clashes)}, which sm_magic writes into every bundle: "
                           "rename them")
