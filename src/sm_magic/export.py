@@ -213,7 +213,7 @@ def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
         includes.check_names(source, included, _notebook_names(cells, cell, notebook.name), tagged)
     line = f"%%{TRAIN} {cell.line}".rstrip()
     if opts.git_repo:
-        line = git_source._redact(line, opts.git_repo)  # the line's URL may hold credentials
+        line = git_source.redact(line, opts.git_repo)  # the line's URL may hold credentials
     job = {"format": FORMAT, "name": opts.name, "backend": opts.backend, "inputs": inputs,
            "metric_definitions": [m.to_api() for m in metrics],
            "instance_type": opts.instance_type, "instance_count": opts.instance_count,

@@ -45,7 +45,7 @@ def strip_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=keep + host))
 
 
-def _redact(text: str, url: str) -> str:
+def redact(text: str, url: str) -> str:
     """`text` (git's own output) with the URL's credentials removed wherever they appear."""
     safe = strip_credentials(url)
     text = text.replace(url, safe)
@@ -242,7 +242,7 @@ def _git(git: str, url: str, *args: str, check: bool = True, what: str = "fetch"
         reason = next((l for l in lines if l.startswith(("fatal:", "error:"))), lines[-1] if lines else
                       f"git exited with status {result.returncode}")
         reason = reason.removeprefix("fatal: ").removeprefix("error: ")
-        raise GitSourceError(f"cannot {what} {strip_credentials(url)}: {_redact(reason, url)}")
+        raise GitSourceError(f"cannot {what} {strip_credentials(url)}: {redact(reason, url)}")
     return result
 
 
