@@ -1,6 +1,6 @@
 """FailureReason from a log: the user's error, not the launcher's wrapper around it."""
 
-from sm_magic.backends.local_runner import error_summary
+from sm_magic.failure import log_summary as error_summary
 
 ACCELERATE_WRAPPED = """\
 loading
@@ -38,10 +38,10 @@ def test_user_exception_and_its_line_win_over_the_launcher(tmp_path):
     assert error_summary(log) == "KeyError: 'label' [train.py, line 5]"
 
 
-def test_rank_prefixes_are_ignored(tmp_path):
+def test_the_rank_that_raised_is_named(tmp_path):
     log = tmp_path / "algo-1.log"
     log.write_text("".join(f"[rank1]: {line}\n" for line in ACCELERATE_WRAPPED.splitlines()[:7]))
-    assert error_summary(log) == "KeyError: 'label' [train.py, line 5]"
+    assert error_summary(log) == "KeyError: 'label' [train.py, line 5] on rank 1"
 
 
 def test_a_rank_killed_without_traceback_is_named(tmp_path):

@@ -1,6 +1,7 @@
 """The local backend end to end: real processes, real files, no mocks."""
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -169,7 +170,7 @@ def test_unwritable_jobs_dir_is_refused_before_anything_is_written(sm_env):
     assert Registry().list() == []
 
 
-def test_input_channels_and_metric_definitions(sm_env):
+def test_input_channels_and_metric_definitions(sm_env, monkeypatch):
     data = sm_env / "data"
     data.mkdir()
     (data / "rows.csv").write_text("1,2\n3,4\n")
@@ -181,7 +182,12 @@ def test_input_channels_and_metric_definitions(sm_env):
     """)
     job = sm_magic.launch(reader, inputs=[f"train={data}"], metrics=["rows=rows=([0-9]+)"], wait=True)
     assert job.metrics.loc[0, "rows"] == 2 and job.metrics.loc[0, "loss"] == 0.25
-    with pytest.raises(BackendError, match="local backend reads local files"):
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(sm_env / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(sm_env / "none"))
+    with pytest.raises(BackendError, match=r"cannot list s3://bucket/train \(no AWS credentials found\); the local "
+                                           "backend downloads s3:// inputs with your AWS credentials"):
         sm_magic.launch(reader, inputs=["train=s3://bucket/train"])
     assert len(Registry().list()) == 1
 

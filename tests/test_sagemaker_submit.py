@@ -53,8 +53,10 @@ region: us-east-1
 transformers_version: 4.17.0
 use_cpu: false
 """
+# The guide's versions (what `accelerate config` always writes) name a py38 image that cannot install
+# today's accelerate: the newest image that can, and whose CUDA runs on the V100s of ml.p3.16xlarge.
 HF_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:"
-            "1.10.2-transformers4.17.0-gpu-py38-cu113-ubuntu20.04")
+            "2.8.0-transformers4.56.2-gpu-py312-cu129-ubuntu22.04")
 DEFAULT_BUCKET = f"sagemaker-{REGION}-{ACCOUNT}"
 ARGS = ("--epochs", "3", "--lr", "5e-5")
 _bundles = itertools.count()
@@ -264,7 +266,11 @@ def test_missing_role(aws, tmp_path):
 def test_no_role_configured(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"iam_role_name": None})
     with pytest.raises(BackendError, match="set iam_role_name"):
-        submit(make_bundle(tmp_path, config, "norole-job-2"), config, dry_run=True)
+        submit(make_bundle(tmp_path, config, "norole-job-2"), config)
+    # A dry run still shows the request, with a placeholder where the role goes, and says so.
+    dry = submit(make_bundle(tmp_path, config, "norole-job-2"), config, dry_run=True)
+    assert dry.request["RoleArn"] == "arn:aws:iam::<AWS-ACCOUNT-ID>:role/<iam_role_name>"
+    assert "iam_role_name in the config" in dry_run_text(dry)
 
 
 def test_unknown_region(aws, tmp_path):
@@ -308,9 +314,12 @@ def test_local_instance_type_is_refused(aws, tmp_path):
 
 def test_unsupported_image_versions_name_them_and_suggest_image_uri(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"transformers_version": "4.99.0"})
-    with pytest.raises(BackendError, match=r"transformers 4\.99\.0, PyTorch 1\.10\.2, py38.*Set image_uri"):
+    with pytest.raises(BackendError, match=r"no SageMaker training image with pytorch_version 1\.10\.2, "
+                                           r"transformers_version 4\.99\.0, py_version py38 can run this job on "
+                                           r"ml\.p3\.16xlarge.*Remove the version settings.*set image_uri"):
         submit(make_bundle(tmp_path, config, "image-job-1"), config, dry_run=True)
-    custom = config.model_copy(update={"image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"})
+    # image_uri wins; the guide's py38 (what `accelerate config` always writes) says nothing about it.
+    custom = guide_config(tmp_path).model_copy(update={"image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"})
     sub = submit(make_bundle(tmp_path, custom, "image-job-2"), custom, dry_run=True)
     assert sub.request["AlgorithmSpecification"]["TrainingImage"] == custom.image_uri
 

@@ -185,11 +185,12 @@ def test_max_wait_counts_the_time_spent_interrupted(sm_env):
     assert state.billable_seconds < 5 <= state.training_seconds
 
 
-def test_stop_ends_every_process_of_every_host_and_keeps_checkpoints(sm_env):
+def test_stop_ends_every_process_of_every_host_and_keeps_checkpoints(sm_env, monkeypatch):
+    monkeypatch.setenv("SM_MAGIC_CPU_PROCESSES", "1")  # one process per host, two in all
     job = sm_magic.launch(script("""
         import os
         os.makedirs(os.path.join(os.environ["SM_CHECKPOINT_DIR"], "ckpt-0"), exist_ok=True)
-    """) + SIGTERM_SAVER, instance_count=2)
+    """) + SIGTERM_SAVER, instance_count=2, distributed_type="DATA_PARALLEL")
     wait_until(lambda: "algo-1 running" in job.logs() and "algo-2 running" in job.logs(), 60, "both hosts running")
     groups = pgids(sm_env, job)
     assert sorted(groups) == ["algo-1", "algo-2"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import time
@@ -13,14 +12,18 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
+from .backends.base import progress
+from .backends.images import instance_gpus
 from .backends.local import gpu_count
 from .sm_entry import launch_command
-from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_source, tree_clashes
-from . import git_source, includes
+from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_channel, check_source, tree_clashes
+from . import git_source, includes, software
 from .config import TrainConfig, resolve_config
 from .job import Job
 from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
 from .registry import JobRecord, Registry
+from .requirements import RequirementsError
+from .wheelhouse import WheelhouseError
 
 LOCAL_BACKENDS = ("local", "local-container")  # their jobs live in a job directory on this machine
 
@@ -56,9 +59,10 @@ def parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
             channel, uri = flag.split("=", 1)
         else:
             raise LaunchError(f"--input {flag!r}: expected NAME=URI, e.g. --input train=s3://bucket/train")
-        if not re.match(r"^[A-Za-z0-9\.\-_]+$", channel):
-            raise LaunchError(f"--input {flag!r}: channel name {channel!r} may use letters, digits, . - _ only")
+        check_channel(channel, f"--input {flag!r}: ")
         inputs[channel] = uri
+    for channel in inputs:  # the config's inputs file too
+        check_channel(channel)
     return inputs
 
 
@@ -101,14 +105,25 @@ class Plan:
     tree: Optional[Path] = None                    # a code directory (an exported bundle's code)
     tree_origin: dict = field(default_factory=dict)  # where that tree came from
     included: Optional[includes.Included] = None   # --include: helper cells and files
+    requirements_file: Optional[Path] = None       # --requirements, or requirements.txt beside the notebook
+    software: Optional[software.Software] = None   # set by build(): requirements, image, wheels
 
     def build(self) -> Bundle:
         """The bundle, in a temporary directory: the code (the git checkout or tree, with the
-        included cells and files staged beside it) and the launch files."""
+        included cells and files staged beside it), its requirements (checked against the training
+        image, which is chosen here) and the launch files."""
         tree = self.checkout.path if self.checkout is not None else self.tree
         with includes.staged(self.source, self.included, tree=tree, script=self.entry) as code:
+            gpus = 0 if self.config.use_cpu else gpu_count()
+            try:
+                self.software = software.resolve(self.backend_name, self.config, code, self.requirements_file,
+                                                 gpus=gpus, log=progress)
+            except (RequirementsError, WheelhouseError) as e:
+                raise LaunchError(str(e)) from None
             return build_bundle(config=self.config, args=self.args, name=self.name, inputs=self.inputs,
-                                metric_definitions=self.metric_definitions, origin=self.origin(), **code.kwargs())
+                                metric_definitions=self.metric_definitions, origin=self.origin(),
+                                requirements=self.software.requirements, wheels=self.software.wheels,
+                                image=self.software.image, **code.kwargs())
 
     def origin(self) -> dict:
         return self.checkout.origin() if self.checkout is not None else dict(self.tree_origin)
@@ -151,7 +166,7 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
          git_repo: Optional[str] = None, git_branch: Optional[str] = None, git_commit: Optional[str] = None,
          entry: Optional[str] = None, tree: Optional[Path] = None, script: Optional[str] = None,
          origin: Optional[dict] = None, include: Iterable[str] = (), include_cells=None, notebook_names=None,
-         **overrides) -> Plan:
+         requirements: Union[str, os.PathLike, None] = None, **overrides) -> Plan:
     """Check a launch without writing anything: config, cell, names, backend, registry, and
     last the git repository (fetched into a temporary checkout: call `close()` on the plan).
 
@@ -159,11 +174,19 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     script, `origin` recorded as where it came from. `include`: tags of `%%sagemaker_include`
     cells (`include_cells`: tag -> cell sources) or .py files to bundle too. `notebook_names`:
     the notebook's own names (a Mapping also says where each is defined); a cell that reads one
-    it never defines is refused (includes.check_names)."""
+    it never defines is refused (includes.check_names). `requirements`: a requirements file that
+    replaces the generated requirements.txt."""
     cfg = resolve_launch_config(config, overrides)
     backend_name = backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
         raise LaunchError(f"unknown backend {backend_name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    if cfg.num_machines > 1 and cfg.distributed_type == "NO":
+        raise LaunchError(f"num_machines {cfg.num_machines} with distributed_type NO would run the whole training "
+                          f"once on each host ({cfg.num_machines} times the bill, each writing the same model): set "
+                          "distributed_type DATA_PARALLEL to split the work across the hosts, or num_machines 1")
+    if requirements is not None and not Path(requirements).is_file():
+        raise LaunchError(f"--requirements {requirements}: no such file (a relative path is from "
+                          f"{Path.cwd()})")
     try:
         git_source.check_options(git_repo, git_branch, git_commit, entry)
     except git_source.GitSourceError as e:
@@ -200,7 +223,8 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     checkout = fetch_code(source, git_repo, git_branch, git_commit, entry)
     return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry,
                 interruptions, checkout, git_source.check_entry_path(entry) if entry else script or SCRIPT_NAME,
-                tree=Path(tree) if tree is not None else None, tree_origin=dict(origin or {}), included=included)
+                tree=Path(tree) if tree is not None else None, tree_origin=dict(origin or {}), included=included,
+                requirements_file=Path(requirements).absolute() if requirements is not None else None)
 
 
 def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
@@ -215,7 +239,8 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
     or abbreviated SHA), `entry` (the script's path in the repository, default train.py); the
     whole repository at that commit becomes the bundle, `source` (None, or text that replaces the
     entry script) is optional, and the commit is recorded in the job's registry record and
-    sm_launch.json. `args` reach the script exactly as given. With `wait=True` this
+    sm_launch.json. `requirements`: a requirements file that replaces the generated
+    requirements.txt. `args` reach the script exactly as given. With `wait=True` this
     returns when the job ends and raises JobFailedError if it failed.
     Everything is checked before anything is written: a refused launch leaves nothing behind.
     """
@@ -237,6 +262,7 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
                              location=location, hyperparameters=bundle.hyperparameters,
                              extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
                                     "backend_options": _backend_options(p.backend_name, p.config),
+                                    **({"image": bundle.image.to_record()} if bundle.image else {}),
                                     **p.origin()}))
     job = _job(name, p.backend, p.metric_definitions, p.registry)
     return job.wait() if wait else job
@@ -252,22 +278,14 @@ def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **over
     code = ([f"Code: {p.checkout.describe()}; entry script {p.entry}"
              + (" (replaced by the given source)" if p.source is not None else "")] if p.checkout else [])
     try:
-        if hasattr(p.backend, "dry_run"):  # a remote backend shows the request it would send
-            return "\n".join([f"Dry run: nothing submitted. Job {p.name} on the {p.backend_name} backend.", *code,
-                              "", p.backend.dry_run(bundle, p.config)])
-        spec = json.loads((bundle.path / "sm_launch.json").read_text())
-        hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
-        cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],
-                                           "SM_NUM_GPUS": "0" if p.config.use_cpu else str(gpu_count())},
-                                    bundle_dir=".")
-        out = [f"Dry run: nothing launched. Job {p.name} on the {p.backend_name} backend.", *code,
-               "", "Config:", *("  " + l for l in p.config.to_yaml().splitlines()),
-               "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
-               f"Entry command: {' '.join(bundle.entry_command)}",
-               f"  on {hosts[0]} it runs: {shlex.join(['accelerate', 'launch', *cmd[3:]])}",
-               *(f"  note: {n}" for n in notes),
-               "", "requirements.txt:", *("  " + r for r in bundle.requirements),
-               "", "Bundle files: " + ", ".join(sorted(f.name for f in bundle.path.iterdir()))]
+        remote = hasattr(p.backend, "dry_run")  # a remote backend shows the request it would send
+        out = [f"Dry run: nothing {'submitted' if remote else 'launched'}. Job {p.name} on the {p.backend_name} "
+               "backend.", *code, *_software_text(p.software), *_command_text(p, bundle)]
+        if remote:
+            return "\n".join([*out, "", p.backend.dry_run(bundle, p.config)])
+        out += ["", "Config:", *("  " + l for l in p.config.to_yaml().splitlines()),
+                "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
+                "", "Bundle files: " + ", ".join(sorted(f.name for f in bundle.path.iterdir()))]
         if p.inputs:
             out += ["Inputs: " + ", ".join(f"{k}={v}" for k, v in p.inputs.items())]
         if p.metric_definitions:
@@ -275,6 +293,31 @@ def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **over
         return "\n".join(out)
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
+
+
+def _software_text(sw: software.Software) -> list[str]:
+    out = []
+    if sw.image is not None:
+        out += ["", f"Image: {sw.image.uri}", f"  chosen: {sw.image.reason}"]
+    out += ["", f"requirements.txt ({sw.origin}):", *("  " + r for r in sw.requirements)]
+    if sw.wheels is not None:
+        out += [f"  installed offline (network isolation) from {len(sw.wheels.files)} wheels carried in the bundle, "
+                f"{sw.wheels.size / 1e6:.1f} MB" + (" (from the cache)" if sw.wheels.cached else "")]
+    return out
+
+
+def _command_text(p: Plan, bundle: Bundle) -> list[str]:
+    """What the entry command runs on the first host, when its GPU count is known."""
+    hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
+    gpus = 0 if p.config.use_cpu else (gpu_count() if p.backend_name == "local" else instance_gpus(p.config.ec2_instance_type))
+    out = ["", f"Entry command: {' '.join(bundle.entry_command)}"]
+    if gpus is None:
+        return out + [f"  on {p.config.ec2_instance_type} it runs accelerate launch with one process per GPU"]
+    spec = json.loads((bundle.path / "sm_launch.json").read_text())
+    cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],
+                                       "SM_NUM_GPUS": str(gpus)}, bundle_dir=".")
+    return out + [f"  on {hosts[0]} ({gpus} GPU{'s' if gpus != 1 else ''}) it runs: "
+                  f"{shlex.join(['accelerate', 'launch', *cmd[3:]])}", *(f"  note: {n}" for n in notes)]
 
 
 def _job(name: str, backend, metric_defs, registry: Registry) -> Job:

@@ -8,36 +8,32 @@ staging directory and renamed into place, so a failure never leaves half of one 
 
 from __future__ import annotations
 
-import ast
-import importlib.metadata as md
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import yaml
 
+from . import requirements as reqs
 from .config import TrainConfig
 from .metrics import MetricDefinition
+from .wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
 
 SCRIPT_NAME = "train.py"
 ENTRY_NAME = "sm_entry.py"
 ENTRY_COMMAND = ("python", ENTRY_NAME)
 _ENTRY_SOURCE = Path(__file__).with_name(ENTRY_NAME)
-_RUNTIME_SOURCE = Path(__file__).with_name("runtime.py")
-# The bundle's own `sm_magic` package holds only the runtime helpers, so a script's
-# `from sm_magic.runtime import ...` works in a container where sm_magic is not installed.
+# The bundle's own `sm_magic` package holds only these stdlib modules, so that a script's
+# `from sm_magic.runtime import ...` and the entry command's failure reasons work in a container
+# where sm_magic is not installed.
+_CARRIED = ("runtime.py", "failure.py")
 _RUNTIME_INIT = '"""sm_magic\'s runtime helpers, carried in the job bundle (sm_magic.runtime)."""\n'
 
-# The Hugging Face / PyTorch training images already carry these, at the versions the config
-# names; pinning the notebook's own builds would reinstall torch inside the container.
-IMAGE_PROVIDED = frozenset({"torch", "torchvision", "torchaudio", "transformers", "datasets", "tokenizers"})
 # SageMaker's rule for training job names; every backend's jobs follow it.
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _NUMBER_RE = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -61,6 +57,7 @@ class Bundle:
     entry_command: tuple[str, ...] = ENTRY_COMMAND
     script: str = SCRIPT_NAME                        # the entry script, relative to the bundle
     origin: dict = field(default_factory=dict)       # where the code came from (git, notebook)
+    image: object = None                             # backends.images.Image it was checked against
 
 
 def check_source(source: str) -> None:
@@ -76,6 +73,24 @@ def check_source(source: str) -> None:
         pointer = f"\n    {text}" if text else ""
         raise BundleError(f"syntax error in the cell, line {e.lineno}: {e.msg}{pointer}\n"
                           "Nothing was written or launched; fix the line and run the cell again.") from None
+
+
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+SDK_CHANNELS = ("code", "sm_drivers")  # the SageMaker SDK's own channels
+
+
+def check_channel(channel: str, where: str = "") -> None:
+    """A channel name the training container can export as SM_CHANNEL_<NAME>, the same on every
+    backend: SageMaker allows '-' and '.', but the SDK's driver then writes `export
+    SM_CHANNEL_MY-DATA=...`, which is no shell variable, and the job dies before the script."""
+    if channel in SDK_CHANNELS:
+        raise BundleError(f"{where}input channel name {channel!r} is used by the SageMaker SDK itself "
+                          f"({', '.join(SDK_CHANNELS)}): choose another name")
+    if not CHANNEL_RE.match(channel):
+        fix = re.sub(r"[^A-Za-z0-9_]", "_", channel)[:64] or "train"
+        raise BundleError(f"{where}input channel name {channel!r}: the container exports each channel as "
+                          f"SM_CHANNEL_{channel.upper()}, so a name may use only letters, digits and _ (1 to 64 "
+                          f"of them); e.g. {fix!r}, read as os.environ['SM_CHANNEL_{fix.upper()}']")
 
 
 def hyperparameters_from_args(args: Sequence[str]) -> dict[str, str]:
@@ -107,54 +122,6 @@ def hyperparameters_from_args(args: Sequence[str]) -> dict[str, str]:
     return hps
 
 
-@lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
-    return md.packages_distributions()
-
-
-def requirements_for(source: str) -> list[str]:
-    """requirements.txt lines: accelerate, then the cell's third-party imports pinned to the
-    versions installed here; packages the training image provides are listed as comments."""
-    tops: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            tops.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            tops.add(node.module.split(".")[0])
-    tops -= set(sys.stdlib_module_names) | {"__future__", "sm_magic"}
-
-    pinned: dict[str, str] = {"accelerate": f"accelerate=={_version('accelerate')}"}
-    provided, unknown = [], []
-    for top in sorted(tops):
-        if top not in _distributions():
-            # Not an installed package: most likely a module beside the notebook, which pip
-            # must not look up on PyPI under that name.
-            unknown.append(top)
-        for dist in _distributions().get(top, []):
-            key = _canonical(dist)
-            if key in IMAGE_PROVIDED:
-                provided.append(key)
-            elif key not in pinned:
-                pinned[key] = f"{dist}=={_version(dist)}"
-    lines = list(pinned.values())
-    if provided:
-        lines.append(f"# provided by the training image: {', '.join(sorted(set(provided)))}")
-    if unknown:
-        lines.append(f"# imported but not installed here, so not listed: {', '.join(unknown)}")
-    return lines
-
-
-def _canonical(dist: str) -> str:
-    return re.sub(r"[-_.]+", "-", dist).lower()
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return None
-
-
 def accelerate_launch_config(config: TrainConfig) -> dict:
     """The accelerate config the entry command launches with inside a host. Host counts,
     ranks and addresses are left to sm_entry.py, which knows the host it runs on."""
@@ -182,7 +149,7 @@ def accelerate_launch_config(config: TrainConfig) -> dict:
     return launch
 
 
-GENERATED = ("accelerate_config.yaml", "sm_launch.json", ENTRY_NAME, "sm_magic")
+GENERATED = ("accelerate_config.yaml", "sm_launch.json", ENTRY_NAME, "sm_magic", WHEELS_DIR)
 
 
 def _script_path(script: str) -> str:
@@ -216,13 +183,18 @@ def _copy_tree(tree: Path, staging: Path) -> None:
 def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *, name: str,
                  metric_definitions: Sequence[MetricDefinition] = (),
                  inputs: dict[str, str] | None = None, dest: Path | None = None,
-                 tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None) -> Bundle:
+                 tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None,
+                 requirements: Sequence[str] | None = None, wheels: Wheelhouse | None = None,
+                 image: object = None) -> Bundle:
     """Write the bundle to `dest` (a new temporary directory when None).
 
     `source` is the entry script's text, written to `script`. With `tree` (a directory of code,
     e.g. a git checkout) the whole tree is copied in first, and `source` None means the tree's
-    own `script` is the entry; the tree's requirements.txt, if any, is used (plus accelerate).
-    `origin` is recorded in sm_launch.json (e.g. the git commit).
+    own `script` is the entry. `requirements`: the requirements.txt lines (default: the tree's
+    requirements.txt, if any, else generated from the script's imports; see requirements.py).
+    `wheels`: carried in sm_wheels/ for a container without network, requirements.txt then installing
+    only from them. `image`: the training image the requirements were checked against, kept on the
+    Bundle for the backend. `origin` is recorded in sm_launch.json (e.g. the git commit).
     """
     script = _script_path(script)
     if tree is not None:
@@ -236,17 +208,14 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
         raise BundleError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
                           "supported: use FSDP or DEEPSPEED for a model split across GPUs, DATA_PARALLEL for "
                           "data parallel, or NO for a single process")
+    for channel in inputs or {}:
+        check_channel(channel)
     args = [str(a) for a in args]
-    own_requirements = Path(tree) / "requirements.txt" if tree is not None else None
-    if own_requirements is not None and own_requirements.is_file():
-        requirements = own_requirements.read_text(encoding="utf-8").splitlines()
-        if not any(re.match(r"^\s*accelerate\b", r) for r in requirements):
-            requirements.append(f"accelerate=={_version('accelerate')}")
-    else:
-        requirements = requirements_for(source)
-    if config.distributed_type == "DEEPSPEED" and not any(re.match(r"^\s*deepspeed\b", r) for r in requirements):
-        version = _version("deepspeed")
-        requirements.append(f"deepspeed=={version}" if version else "deepspeed")
+    if requirements is None:
+        own = Path(tree) / "requirements.txt" if tree is not None else None
+        requirements, _ = reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
+                                       own_file=own if own is not None and own.is_file() else None)
+    requirements = list(requirements)
     launch_spec = {"script": script, "args": args, "distributed_type": config.distributed_type,
                    "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
                    "checkpoint_dir": config.checkpoint_local_path or "/opt/ml/checkpoints"}
@@ -267,6 +236,9 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
             _copy_tree(Path(tree), staging)
         (staging / script).parent.mkdir(parents=True, exist_ok=True)
         (staging / script).write_text(source, encoding="utf-8")
+        if wheels is not None:
+            wheels.copy_to(staging / WHEELS_DIR)
+            requirements = offline_requirements(requirements)
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
         (staging / "accelerate_config.yaml").write_text(
             yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
@@ -274,7 +246,8 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
         shutil.copyfile(_ENTRY_SOURCE, staging / ENTRY_NAME)
         (staging / "sm_magic").mkdir()
         (staging / "sm_magic" / "__init__.py").write_text(_RUNTIME_INIT, encoding="utf-8")
-        shutil.copyfile(_RUNTIME_SOURCE, staging / "sm_magic" / "runtime.py")
+        for module in _CARRIED:
+            shutil.copyfile(Path(__file__).with_name(module), staging / "sm_magic" / module)
         os.rename(staging, dest)
     except BaseException:
         if staging is not None:
@@ -284,4 +257,4 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
         raise
     return Bundle(path=dest, name=name, args=args, hyperparameters=hyperparameters_from_args(args),
                   requirements=requirements, metric_definitions=list(metric_definitions),
-                  inputs=dict(inputs or {}), script=script, origin=dict(origin or {}))
+                  inputs=dict(inputs or {}), script=script, origin=dict(origin or {}), image=image)

@@ -40,10 +40,11 @@ CREDENTIAL_KEYS = frozenset(
 
 LOCAL_INSTANCE_TYPES = ("local", "local_gpu", "local_container")
 BACKENDS = ("local", "sagemaker", "local-container")
-_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9]+(\.[a-z0-9-]+)+$")
+_INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$")  # ml.p6-b200.48xlarge too
 _JOB_NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
 FLAGS_LABEL = "the magic's flags"
+MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # SageMaker's upper limit on a training job's runtime
 # Flag names users type, mapped to accelerate's key names.
 ALIASES = {"instance_type": "ec2_instance_type", "instance_count": "num_machines"}
 
@@ -129,14 +130,18 @@ class TrainConfig(BaseModel):
         "sm-magic", max_length=39, description="Job names are this plus a timestamp.",
         json_schema_extra=_group("Compute"))
     image_uri: Optional[str] = Field(
-        None, description="Training image; default: the Hugging Face DLC for the versions below.",
+        None, description="Training image; default: chosen for the instance type (the newest Hugging Face "
+        "PyTorch training image that runs on its GPU and installs the job's requirements; a PyTorch CPU "
+        "image without a GPU).", json_schema_extra=_group("Software versions"))
+    pytorch_version: Optional[str] = Field(
+        None, description="PyTorch version of the training image (default: the newest that fits).",
         json_schema_extra=_group("Software versions"))
-    pytorch_version: str = Field("1.10.2", description="PyTorch version of the training image.",
-                                 json_schema_extra=_group("Software versions"))
-    transformers_version: str = Field("4.17.0", description="Transformers version of the training image.",
-                                      json_schema_extra=_group("Software versions"))
-    py_version: str = Field("py38", description="Python version tag of the training image.",
-                            json_schema_extra=_group("Software versions"))
+    transformers_version: Optional[str] = Field(
+        None, description="Transformers version of the Hugging Face training image (default: the newest "
+        "that fits).", json_schema_extra=_group("Software versions"))
+    py_version: Optional[str] = Field(
+        None, description="Python version tag of the training image, e.g. py312 (default: the newest that fits).",
+        json_schema_extra=_group("Software versions"))
     sagemaker_inputs_file: Optional[str] = Field(
         None, description="TSV of input channels (header line, then name<TAB>uri).",
         json_schema_extra=_group("Advanced"))
@@ -147,10 +152,11 @@ class TrainConfig(BaseModel):
         False, description="Run on spot capacity (cheaper, may be interrupted; resume from checkpoints).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     max_run: Optional[int] = Field(
-        None, ge=1, description="Stop the job after this many seconds of training (MaxRuntimeExceeded).",
+        None, ge=1, le=MAX_RUNTIME_SECONDS, description="Stop the job after this many seconds of training "
+        "(MaxRuntimeExceeded; at most 28 days, the API's limit).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     max_wait: Optional[int] = Field(
-        None, ge=1, description="Spot only: give up after this many seconds, waiting included "
+        None, ge=1, le=MAX_RUNTIME_SECONDS, description="Spot only: give up after this many seconds, waiting included "
         "(at least max_run).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     checkpoint_s3_uri: Optional[str] = Field(
         None, description="Where checkpoints are kept between interruptions (default: under the "
@@ -193,6 +199,13 @@ class TrainConfig(BaseModel):
         raise ValueError(
             f"'{v}' is not an instance type: use an ml.* type such as ml.p3.2xlarge, "
             f"or one of {', '.join(LOCAL_INSTANCE_TYPES)}")
+
+    @field_validator("py_version")
+    @classmethod
+    def _py_tag(cls, v):
+        if v is not None and not re.fullmatch(r"py3\d{1,2}", v):
+            raise ValueError(f"'{v}' is not a Python version tag: write it as the images do, e.g. py312")
+        return v
 
     @field_validator("base_job_name")
     @classmethod
@@ -323,6 +336,14 @@ def accelerate_default_config_path() -> Path:
     """Where `accelerate config` saves, computed as accelerate does (no accelerate import)."""
     home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
     return Path(os.path.expanduser(home)) / "accelerate" / "default_config.yaml"
+
+
+def cache_home() -> Path:
+    """Where sm_magic keeps what it may fetch again (wheels, downloaded inputs): $SM_MAGIC_CACHE,
+    else ~/.cache/sm_magic."""
+    root = os.environ.get("SM_MAGIC_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache",
+                                                             "sm_magic")
+    return Path(os.path.expanduser(root))
 
 
 class _Layer:

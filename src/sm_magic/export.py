@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import api, git_source, includes, train_line
+from . import requirements as reqs
 from .bundle import GENERATED, SCRIPT_NAME, BundleError, build_bundle, check_source
 from .config import ConfigError, resolve_config
 from .job import Job
@@ -169,6 +170,7 @@ class _Planned:
     included: includes.Included
     checkout: Optional[git_source.Checkout] = None  # a --git-repo cell's code, until close()
     entry: str = SCRIPT_NAME
+    requirements: Optional[Path] = None  # --requirements, or requirements.txt beside the notebook
 
     def origin(self) -> dict:
         """What sm_launch.json records about where the code came from."""
@@ -224,8 +226,15 @@ def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
     checkout = api.fetch_code(source, opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
     if checkout is not None:
         job["git"] = checkout.origin()["git"]
+    requirements = train_line.launch_kwargs(opts, script_args, base).get("requirements")
+    if requirements is not None:
+        try:
+            reqs.from_file(requirements)
+        except reqs.RequirementsError as e:
+            raise ExportError(str(e)) from None
     return _Planned(cell, opts.name or f"{notebook.stem}-cell-{cell.number}", source, script_args, cfg, job,
-                    included, checkout, git_source.check_entry_path(opts.entry) if opts.entry else SCRIPT_NAME)
+                    included, checkout, git_source.check_entry_path(opts.entry) if opts.entry else SCRIPT_NAME,
+                    requirements)
 
 
 def export_notebook(notebook: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -271,7 +280,11 @@ def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Pat
         for p in planned:
             tree = p.checkout.path if p.checkout is not None else None
             with includes.staged(p.source, p.included, tree=tree, script=p.entry) as code:
+                lines, _ = reqs.for_job(code.texts, reqs.HF_IMAGE_PROVIDES, own_file=p.requirements or
+                                        code.own_requirements(), bundled=code.bundled,
+                                        distributed_type=p.config.distributed_type)
                 build_bundle(code.source, p.config, p.args, name=p.dirname, dest=staging / p.dirname,
+                             requirements=lines,
                              metric_definitions=[MetricDefinition(d["Name"], d["Regex"])
                                                  for d in p.job["metric_definitions"]],
                              inputs=p.job["inputs"], tree=code.tree, script=code.script, origin=p.origin())

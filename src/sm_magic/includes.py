@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Callable, Container, Iterable, Iterator, Optional, Sequence
 
 from . import names as _names
-from .bundle import GENERATED, SCRIPT_NAME, BundleError, requirements_for
+from .bundle import GENERATED, SCRIPT_NAME, BundleError
 
 INCLUDED_NAME = "sm_included.py"   # the tagged cells, in notebook order
 MAIN_NAME = "sm_main.py"           # the entry script when cells are included
 TAG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_NOT_LISTED = "# imported but not installed here, so not listed: "
 _MAIN_SOURCE = '''\
 """Written by sm_magic for `--include`: runs the included notebook cells ({included}), then the
 training cell ({script}), in one namespace, as the notebook ran them. Each file keeps its own
@@ -180,12 +179,20 @@ def check_names(source: str, included: Included, notebook_names: Optional[Contai
 @dataclass
 class Code:
     """What build_bundle takes: the entry script's text, the code tree (or None) and its path;
+    the texts whose imports the requirements come from and the module names the code carries;
     `cleanup()` removes the temporary tree `stage` made."""
 
     source: Optional[str]
     tree: Optional[Path]
     script: str
     _tmp: Optional[Path] = None
+    texts: list = field(default_factory=list)
+    bundled: list = field(default_factory=list)
+
+    def own_requirements(self) -> Optional[Path]:
+        """The code tree's own requirements.txt (a git repository's), if it has one."""
+        path = self.tree / "requirements.txt" if self.tree is not None else None
+        return path if path is not None and path.is_file() else None
 
     def kwargs(self) -> dict:
         return {"source": self.source, "tree": self.tree, "script": self.script}
@@ -201,7 +208,9 @@ def stage(source: Optional[str], included: Optional[Included], tree: Optional[Pa
     `cleanup()`) holding `tree`'s files, the script, the files, and with tagged cells
     sm_included.py plus the sm_main.py entry. Without includes, the code as given."""
     if not included:
-        return Code(source, tree, script)
+        entry = Path(tree) / script if tree is not None else None
+        text = source if source is not None else entry.read_text(encoding="utf-8") if entry and entry.is_file() else ""
+        return Code(source, tree, script, texts=[text])
     tmp = Path(tempfile.mkdtemp(prefix="sm_magic-include-"))
     try:
         return _stage(source, included, tree, script, tmp)
@@ -255,22 +264,7 @@ def _stage(source: Optional[str], included: Included, tree: Optional[Path], scri
         (root / INCLUDED_NAME).write_text("\n".join(parts), encoding="utf-8")
         entry = MAIN_NAME
         entry_source = _MAIN_SOURCE.format(included=INCLUDED_NAME, script=script, files=[INCLUDED_NAME, script])
-    if not (root / "requirements.txt").is_file():
-        (root / "requirements.txt").write_text("\n".join(_requirements(texts, modules)) + "\n", encoding="utf-8")
-    return Code(entry_source, root, entry, tmp)
-
-
-def _requirements(texts: list[str], bundled: list[str]) -> list[str]:
-    """requirements.txt for all the code; modules carried in the bundle are not 'missing'."""
-    lines = []
-    for line in requirements_for("\n\n".join(texts)):
-        if line.startswith(_NOT_LISTED):
-            left = [m for m in line[len(_NOT_LISTED):].split(", ") if m not in bundled]
-            if not left:
-                continue
-            line = _NOT_LISTED + ", ".join(left)
-        lines.append(line)
-    return lines
+    return Code(entry_source, root, entry, tmp, texts=texts, bundled=modules)
 
 
 class TaggedCells:

@@ -47,7 +47,7 @@ class SageMakerMagics(Magics):
             opts, script_args = train_line.parse(line)
         except train_line.LineError as e:
             raise UsageError(str(e)) from None
-        kwargs = train_line.launch_kwargs(opts, script_args)
+        kwargs = train_line.launch_kwargs(opts, script_args, Path.cwd())
         kwargs.update(include_cells=self.included_cells.as_dict(), notebook_names=_notebook_names(self.shell))
         # With --git-repo a blank cell runs the repository's entry script; a cell replaces it.
         # (IPython refuses a %% cell with no body at all, so `%sagemaker_train --git-repo URL`,

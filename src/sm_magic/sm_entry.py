@@ -1,19 +1,33 @@
 """The job bundle's one entry command: `python sm_entry.py`.
 
 Copied verbatim into every bundle and run by every backend (on SageMaker as the training
-command), so it is stdlib only and imports nothing from sm_magic. It reads sm_launch.json and
-the SageMaker container environment (SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS), works out this
-host's rank, the process count and the main address, then replaces itself with
-`accelerate launch ... <script> <args>`. Arguments go through as a list, never a shell string.
+command), so it is stdlib only and imports nothing from sm_magic but the bundle's own copy of
+sm_magic/failure.py. It reads sm_launch.json and the SageMaker container environment (SM_HOSTS,
+SM_CURRENT_HOST, SM_NUM_GPUS, ...), works out this host's rank, the process count and the main
+address, and runs `accelerate launch ... <script> <args>` as its child: arguments go through as a
+list, never a shell string. The child's output passes through unchanged; SIGTERM (a stop, a spot
+reclaim, max_run) is passed on to it; its exit status is kept; and when it fails, the reason (the
+user's exception and line) goes to /opt/ml/output/failure, where SageMaker takes FailureReason
+from.
 """
 
 import json
 import os
+import signal
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PORT = 29500
 CPU_PROCESSES_PER_HOST = 2
+# Instance types with EFA, and those whose EFA does RDMA: the SageMaker SDK's own lists
+# (sagemaker/train/container_drivers/common/utils.py), for the environment its torchrun driver sets.
+EFA_INSTANCES = frozenset({"ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarge", "ml.p3dn.24xlarge",
+                           "ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge",
+                           "ml.trn1.32xlarge"})
+EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge",
+                                "ml.trn1.32xlarge"})
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def launch_command(spec, env, bundle_dir=HERE):
@@ -32,8 +46,13 @@ def launch_command(spec, env, bundle_dir=HERE):
            "--config_file", os.path.join(bundle_dir, "accelerate_config.yaml"),
            "--mixed_precision", precision]
     distributed = spec.get("distributed_type")
+    per_host = int(env.get("SM_MAGIC_CPU_PROCESSES") or CPU_PROCESSES_PER_HOST) if use_cpu else gpus
+    if distributed == "DATA_PARALLEL" and per_host * len(hosts) < 2:
+        # accelerate refuses --multi_gpu with one process; one process in all is a plain launch.
+        notes.append("data parallel with one process in all (one host, one "
+                     f"{'CPU process' if use_cpu else 'GPU'}): a plain single-process launch")
+        distributed = "NO"
     if distributed in ("DATA_PARALLEL", "FSDP", "DEEPSPEED"):
-        per_host = int(env.get("SM_MAGIC_CPU_PROCESSES") or CPU_PROCESSES_PER_HOST) if use_cpu else gpus
         main_host = sorted(hosts)[0]
         # FSDP and DeepSpeed come from accelerate_config.yaml (its distributed_type and section).
         cmd += {"DATA_PARALLEL": ["--multi_gpu"], "FSDP": ["--use_fsdp"], "DEEPSPEED": ["--use_deepspeed"]}[distributed]
@@ -54,7 +73,8 @@ def launch_command(spec, env, bundle_dir=HERE):
 
 
 def launch_env(spec, env):
-    """Environment changes for the launched processes."""
+    """Environment changes for the launched processes (a variable the job's environment already
+    sets is left as it is, but for the two accelerate must see as written here)."""
     # The job's environment says ACCELERATE_USE_SAGEMAKER / DATA_PARALLEL, as accelerate's own
     # launcher sets it; taken literally, accelerate would then use SageMaker's smddp library
     # (absent from the images). This command does the distribution itself (accelerate across
@@ -70,7 +90,57 @@ def launch_env(spec, env):
         updates["ACCELERATE_USE_CPU"] = "true"
     if spec.get("use_cpu"):
         updates["CUDA_VISIBLE_DEVICES"] = ""
+    elif gpus:
+        # What the SDK's torchrun driver sets for NCCL (setup_env in torchrun_driver.py).
+        nccl = {"NCCL_SOCKET_IFNAME": env.get("SM_NETWORK_INTERFACE_NAME") or "eth0", "NCCL_PROTO": "simple"}
+        instance = env.get("SM_CURRENT_INSTANCE_TYPE", "")
+        if instance in EFA_INSTANCES:
+            nccl["FI_PROVIDER"] = "efa"
+        if instance in EFA_RDMA_INSTANCES:
+            nccl.update(FI_EFA_USE_DEVICE_RDMA="1", RDMAV_FORK_SAFE="1")
+        updates.update({k: v for k, v in nccl.items() if k not in env})
     return updates
+
+
+def failure_path(env):
+    """Where SageMaker reads FailureReason from (SM_OUTPUT_DIR locally)."""
+    return os.path.join(env.get("SM_OUTPUT_DIR") or "/opt/ml/output", "failure")
+
+
+def supervise(cmd, env, cwd, out, on_failure):
+    """Run `cmd` as a child in this process group, copy its output to `out` as it comes, pass
+    SIGTERM/SIGINT/SIGHUP on to it, and return its exit status (negative: killed by a signal).
+    `on_failure(tail_text, status)` is called when it failed on its own (not after a signal
+    was passed on)."""
+    child = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in _FORWARDED}
+    tail = bytearray()
+    try:
+        while True:
+            chunk = os.read(child.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out.write(chunk)
+            out.flush()
+            tail += chunk
+            del tail[:-65536]
+        status = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if status != 0 and not received:
+        on_failure(tail.decode("utf-8", "replace"), status)
+    return status
 
 
 def main():
@@ -79,9 +149,22 @@ def main():
     cmd, notes = launch_command(spec, os.environ)
     for note in notes:
         print(f"sm_magic: {note}", flush=True)
-    os.environ.update(launch_env(spec, os.environ))
-    os.chdir(HERE)
-    os.execv(cmd[0], cmd)
+    env = dict(os.environ)
+    env.update(launch_env(spec, os.environ))
+    sys.path.insert(0, HERE)
+    from sm_magic.failure import error_summary, write_failure_file
+
+    def on_failure(tail, status):
+        reason = error_summary(tail)  # the platform adds the exit status
+        if write_failure_file(failure_path(os.environ), reason):
+            print(f"sm_magic: the job failed: {reason}", flush=True)
+
+    status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure)
+    if status < 0:
+        # Die of the same signal, so whatever waits for this process sees what happened.
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

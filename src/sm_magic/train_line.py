@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
 from .backends import BACKEND_NAMES
 
@@ -43,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
       "a cell body, if any, replaces it")
     a("--include", dest="include", action="append", default=[], metavar="TAG|FILE",
       help="bundle helper code too: the cells marked `%%%%sagemaker_include TAG`, or a file (repeatable)")
+    a("--requirements", metavar="FILE", help="a requirements file for the job's container, used instead of the "
+      "one generated from the cell's imports (default: requirements.txt beside the notebook, if any)")
     a("--wait", action="store_true", help="block until the job ends, streaming its log; fail the cell if the job fails")
     a("--edit", action="store_true", help="show the config form; its Launch button starts the job")
     a("--dry-run", dest="dry_run", action="store_true", help="show what would run; launch nothing")
@@ -67,15 +70,22 @@ def parse(line: str) -> tuple[argparse.Namespace, list[str]]:
     return parser().parse_args(own), script_args
 
 
-_OPTIONAL = ("git_repo", "git_branch", "git_commit", "entry", "include", "simulate_interruptions")
+_OPTIONAL = ("git_repo", "git_branch", "git_commit", "entry", "include", "simulate_interruptions", "requirements")
+BESIDE_NOTEBOOK = "requirements.txt"
 
 
-def launch_kwargs(opts: argparse.Namespace, script_args: list[str]) -> dict:
-    """What `api.launch` / `api.dry_run` take for this line (besides the cell's source)."""
+def launch_kwargs(opts: argparse.Namespace, script_args: list[str], notebook_dir: Path) -> dict:
+    """What `api.launch` / `api.dry_run` take for this line (besides the cell's source).
+    `notebook_dir`: where a relative --config or --requirements path and a requirements.txt beside
+    the notebook are looked for (a repository's own requirements.txt wins for --git-repo)."""
     kwargs = dict(config=opts.config, args=script_args, name=opts.name, backend=opts.backend,
                   inputs=opts.inputs, metrics=opts.metrics, instance_type=opts.instance_type,
                   instance_count=opts.instance_count)
     kwargs.update({k: getattr(opts, k) for k in _OPTIONAL if getattr(opts, k)})
+    if opts.requirements:
+        kwargs["requirements"] = notebook_dir / Path(opts.requirements).expanduser()
+    elif not opts.git_repo and (notebook_dir / BESIDE_NOTEBOOK).is_file():
+        kwargs["requirements"] = notebook_dir / BESIDE_NOTEBOOK
     return kwargs
 
 

@@ -12,6 +12,12 @@ if TYPE_CHECKING:  # the local job runner imports this module and must stay quic
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
 
+def progress(text: str) -> None:
+    """A line about slow work before a job starts (an upload, a download), printed where the user
+    launched it (the cell's output)."""
+    print(f"sm_magic: {text}", flush=True)
+
+
 class BackendError(RuntimeError):
     """A backend could not do what was asked; the message says what to change."""
 

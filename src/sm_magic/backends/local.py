@@ -8,6 +8,7 @@ restart; this class only writes the job directory, starts the runner and reads i
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib.util
 import json
@@ -24,7 +25,8 @@ from typing import Any, Sequence
 
 from ..bundle import Bundle
 from ..config import TrainConfig
-from .base import BackendError, JobState
+from . import s3_inputs
+from .base import BackendError, JobState, progress
 from .local_state import JobFiles, enter, finish, kill_groups, pid_alive, read_state, write_state
 
 MAX_LOG_CHUNK = 1 << 20  # bytes read per logs() call, so a flood never fills memory
@@ -40,6 +42,12 @@ def gpu_count() -> int:
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
     return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def _s3_client(config: TrainConfig):
+    import boto3
+
+    return boto3.Session(profile_name=config.profile, region_name=config.region).client("s3")
 
 
 def _free_port() -> int:
@@ -88,8 +96,22 @@ class LocalBackend:
     def submit(self, bundle: Bundle, config: TrainConfig, *, interruptions: Sequence[float] = ()) -> str:
         """Start the job; `interruptions` simulates spot capacity being reclaimed that many
         seconds into each successive run of the hosts (each ends one run; the job restarts)."""
+        bundle = dataclasses.replace(bundle, inputs=self._local_inputs(bundle, config))
         return self._in_new_job_dir(
             bundle.name, lambda files: self._start(bundle, config, files, list(interruptions)))
+
+    def _local_inputs(self, bundle: Bundle, config: TrainConfig) -> dict[str, str]:
+        """Every channel as a local path: s3:// data downloaded (once: cached), as SageMaker would."""
+        inputs = {}
+        for channel, uri in bundle.inputs.items():
+            if uri.startswith("s3://"):
+                inputs[channel] = str(s3_inputs.download(_s3_client(config), channel, uri, log=progress))
+            elif not s3_inputs.local_path(uri).exists():
+                raise BackendError(f"input channel {channel}: {uri} is neither a local path that exists nor an "
+                                   "s3:// URI")
+            else:
+                inputs[channel] = str(s3_inputs.local_path(uri))
+        return inputs
 
     def _in_new_job_dir(self, name: str, start) -> str:
         """`start(files)` in a new job directory; if it fails, no directory is left behind."""
@@ -107,10 +129,6 @@ class LocalBackend:
             raise
 
     def _start(self, bundle: Bundle, config: TrainConfig, files: JobFiles, interruptions: list[float]) -> str:
-        for channel, uri in bundle.inputs.items():
-            if uri.startswith("s3://") or not Path(uri.removeprefix("file://")).exists():
-                raise BackendError(f"input channel {channel}: {uri} is not a local path that exists; the "
-                                   "local backend reads local files (use --backend sagemaker for S3)")
         shutil.move(str(bundle.path), files.bundle)
         hosts = [f"algo-{i}" for i in range(1, config.num_machines + 1)]
         port = _free_port()
@@ -151,7 +169,7 @@ class LocalBackend:
         else:
             (root / "checkpoints").symlink_to(checkpoints)
         for channel, uri in bundle.inputs.items():
-            (root / "input/data" / channel).symlink_to(Path(uri.removeprefix("file://")).absolute())
+            (root / "input/data" / channel).symlink_to(uri)
         resource = {"current_host": host, "hosts": hosts, "network_interface_name": "lo",
                     "current_instance_type": config.ec2_instance_type}
         channels = {c: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}

@@ -86,7 +86,7 @@ class LocalContainerBackend(LocalBackend):
     def _spec(self, bundle: Bundle, config: TrainConfig) -> dict:
         """What the runner needs, all checked here (the SDK import is paid by the runner)."""
         from .sagemaker_args import check_additional_args
-        from .sagemaker_submit import api_hyperparameters, entry_command, job_environment, training_image
+        from .sagemaker_submit import api_hyperparameters, entry_command, image_for, job_environment
 
         options = check_additional_args(config)
         instance_type = "local_gpu" if not config.use_cpu and gpu_count() > 0 else "local"
@@ -100,7 +100,7 @@ class LocalContainerBackend(LocalBackend):
                 uri = str(path)
             inputs[channel] = uri
         return {
-            "image": training_image(config, instance_type),
+            "image": image_for(bundle, config.model_copy(update={"ec2_instance_type": instance_type})).uri,
             "instance_type": instance_type,
             "instance_count": config.num_machines,
             "command": entry_command(bundle),

@@ -4,15 +4,14 @@ Started by the local backend in a session of its own, so it outlives the kernel 
 it. It runs the bundle's entry command once per host (each in its own process group), writes
 every status transition to the job's state file, ends the job on a stop request or past
 max_run / max_wait, simulates spot interruptions (kill every host, then restart with the same
-checkpoint directory), packs model.tar.gz and derives a FailureReason from the script's last
-error lines. It imports only
-the stdlib and the two stdlib-only state modules, to start fast.
+checkpoint directory), packs model.tar.gz and takes FailureReason from the failure file the entry
+command writes (or, for a host killed before it could, from the end of its log). It imports only
+the stdlib and sm_magic's stdlib-only modules, to start fast.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,14 +19,13 @@ import tarfile
 import time
 from pathlib import Path
 
+from ..failure import log_summary, read_failure_file
 from .local_state import (JobFiles, enter, finish, kill_groups, live_group_members, read_state, running_seconds,
                           write_state)
 
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 10.0     # SageMaker allows 120 s between SIGTERM and the end
 CAPACITY_WAIT_SECONDS = 1.0   # how long a simulated spot interruption waits for new capacity
-_WRAPPER_ERRORS = ("CalledProcessError", "ChildFailedError", "SignalException")
-_RANK_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
 # Why a job is ended early: its Stopping message, its final secondary status and message.
 _ENDINGS = {
     "stop": ("Stopping the training job", "Stopped", "Training job stopped"),
@@ -212,68 +210,13 @@ class Runner:
         hosts = list(self.spec["host_env"])
         # `codes` is in the order hosts ended: the first failure is the cause, not its echoes.
         host = next((h for h, c in codes.items() if c != 0), hosts[0])
-        failure_file = self.files.opt_ml(host, hosts) / "output" / "failure"
         code = codes.get(host)
         exit_text = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
                      else f"exit code {code}")
-        if failure_file.is_file() and failure_file.read_text(errors="replace").strip():
-            return f"AlgorithmError: {failure_file.read_text(errors='replace').strip()[:1024]} ({exit_text})"
-        return f"AlgorithmError: {error_summary(self.files.log(host))} ({exit_text})"
-
-
-def error_summary(log_path: Path, tail_bytes: int = 65536) -> str:
-    """The user's exception from the end of a log: the first traceback that is not the
-    launcher's own wrapper, with the script line it came from; else the last lines."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - tail_bytes))
-            lines = [_RANK_PREFIX.sub("", l) for l in f.read().decode("utf-8", "replace").splitlines()]
-    except FileNotFoundError:
-        return "the job wrote no log"
-    blocks = []  # (exception line, script location)
-    i = 0
-    while i < len(lines):
-        if lines[i].startswith("Traceback (most recent call last):"):
-            where = ""
-            i += 1
-            while i < len(lines) and (lines[i].startswith((" ", "\t")) or not lines[i].strip()):
-                m = re.match(r'\s*File "([^"]+)", line (\d+)', lines[i])
-                if m and not os.path.basename(m.group(1)).startswith(("accelerate", "launch")) \
-                        and "site-packages" not in m.group(1) and "/lib/python" not in m.group(1):
-                    where = f"{os.path.basename(m.group(1))}, line {m.group(2)}"
-                i += 1
-            if i < len(lines):
-                blocks.append((lines[i].strip(), where))
-        i += 1
-    user = [b for b in blocks if not any(w in b[0] for w in _WRAPPER_ERRORS)]
-    if user:
-        exc, where = user[0]
-        return f"{exc} [{where}]" if where else exc
-    root = _elastic_root_cause(lines)
-    if root:
-        return root
-    if blocks:
-        return re.sub(r"Command '\[.*?\]'", "the training script", blocks[-1][0])
-    tail = [l.strip() for l in lines if l.strip()][-3:]
-    return " | ".join(tail) if tail else "the script printed nothing"
-
-
-def _elastic_root_cause(lines: list[str]) -> str | None:
-    """torch.distributed's "Root Cause" block: which rank died and how, when it left no traceback."""
-    try:
-        start = max(i for i, l in enumerate(lines) if l.startswith("Root Cause (first observed failure)"))
-    except ValueError:
-        return None
-    fields = {}
-    for line in lines[start + 1:start + 12]:
-        key, _, value = line.strip().partition(":")
-        if key.strip() in ("rank", "exitcode", "traceback") and value.strip():
-            fields.setdefault(key.strip(), value.strip())
-    if not fields:
-        return None
-    hint = next((l.strip() for l in lines if l.startswith("terminate called")), "")
-    text = f"rank {fields.get('rank', '?')} failed, exitcode {fields.get('exitcode', '?')}: {fields.get('traceback', '')}"
-    return f"{text} ({hint})" if hint else text
+        # The entry command wrote the reason, as it does in SageMaker's container; a host killed
+        # before it could leaves only its log.
+        reason = read_failure_file(self.files.opt_ml(host, hosts) / "output" / "failure")
+        return f"AlgorithmError: {reason or log_summary(self.files.log(host))} ({exit_text})"
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import TrainConfig
+from ..config import MAX_RUNTIME_SECONDS, TrainConfig
 from .base import BackendError
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -24,11 +24,12 @@ def _bool(key, v):
     raise BackendError(f"additional_args {key}: expected true or false, got {v!r}")
 
 
-def _int(minimum):
+def _int(minimum, maximum=None):
     def check(key, v):
-        if isinstance(v, int) and not isinstance(v, bool) and v >= minimum:
+        if isinstance(v, int) and not isinstance(v, bool) and v >= minimum and (maximum is None or v <= maximum):
             return v
-        raise BackendError(f"additional_args {key}: expected a whole number >= {minimum}, got {v!r}")
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise BackendError(f"additional_args {key}: expected a whole number {bound}, got {v!r}")
     return check
 
 
@@ -116,7 +117,8 @@ ADDITIONAL_ARGS: dict[str, _Arg] = {
     "security_group_ids": _Arg("VpcConfig.SecurityGroupIds (with subnets)", _str_list),
     "tags": _Arg("Tags", _tags),
     "environment": _Arg("Environment, besides the ACCELERATE_* variables", _environment),
-    "max_pending_time": _Arg("StoppingCondition.MaxPendingTimeInSeconds", _int(1)),
+    "max_pending_time": _Arg("StoppingCondition.MaxPendingTimeInSeconds (the API takes 1800 to 2419200 s)",
+                             _int(1800, MAX_RUNTIME_SECONDS)),
     "max_retry_attempts": _Arg("RetryStrategy.MaximumRetryAttempts", _int(1)),
     "input_mode": _Arg("AlgorithmSpecification.TrainingInputMode", _choice("File", "FastFile", "Pipe")),
     "training_repository_access_mode": _Arg(

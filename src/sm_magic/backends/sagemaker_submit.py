@@ -28,19 +28,20 @@ import logging
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
-from ..bundle import JOB_NAME_RE, Bundle
+from .. import requirements as reqs
+from ..bundle import JOB_NAME_RE, SDK_CHANNELS, Bundle, check_channel
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig
-from .base import BackendError
+from . import s3_inputs
+from .base import BackendError, progress
+from .images import Image, choose as choose_image
 from .sagemaker_args import CHECKPOINT_LOCAL_PATH, check_additional_args
 
 DEFAULT_MAX_RUN = 24 * 60 * 60  # the API's own default (SDK v3 would send 3600: a job cut at one hour)
 REQUIREMENTS_FILE = "requirements.txt"
-SDK_CHANNELS = ("code", "sm_drivers")  # the SDK adds these input channels itself
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
 # The Session's SDK-defaults config: only the telemetry opt-out (sagemaker.core.config.config_schema
 # TELEMETRY_OPT_OUT_PATH, read by the telemetry emitter from `session.sagemaker_config`).
@@ -58,6 +59,7 @@ class Submission:
     arn: Optional[str]        # None for a dry run
     request: dict             # the CreateTrainingJob request, PascalCase, as passed to the boto3 client
     output_path: str          # OutputDataConfig.S3OutputPath: s3://bucket/<prefix>
+    notes: list = field(default_factory=list)  # what a dry run could not look up
 
     @property
     def model_data(self) -> str:
@@ -66,8 +68,12 @@ class Submission:
 
 
 def dry_run_text(submission: Submission) -> str:
-    """The request pretty-printed, as JSON in the API's PascalCase (what --dry-run shows)."""
-    return json.dumps(submission.request, indent=2, default=str)
+    """The request pretty-printed, as JSON in the API's PascalCase (what --dry-run shows), after
+    what the dry run could not look up."""
+    request = json.dumps(submission.request, indent=2, default=str)
+    if not submission.notes:
+        return request
+    return "\n".join([*(f"Note: {n}" for n in submission.notes), "", "CreateTrainingJob request:", request])
 
 
 # -- additional_args: every key accelerate users write there, and where it goes -------------------
@@ -109,23 +115,23 @@ def api_hyperparameters(hyperparameters: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def training_image(config: TrainConfig, instance_type: str) -> str:
-    """config.image_uri, else the Hugging Face PyTorch training image for the configured versions
-    (the SDK's image URI table: no network)."""
-    if config.image_uri:
-        return config.image_uri
-    from sagemaker.core import image_uris
+def image_for(bundle: Bundle, config: TrainConfig) -> Image:
+    """The training image: the one the plan chose for the bundle, else chosen now (a bundle built
+    without a plan), with its requirements checked against it either way."""
+    if bundle.image is not None:
+        return bundle.image
+    return choose_image(config, lambda image: reqs.problems(bundle.requirements, image.python, image.versions))
 
-    try:
-        return image_uris.retrieve(framework="huggingface", version=config.transformers_version,
-                                   base_framework_version=f"pytorch{config.pytorch_version}",
-                                   py_version=config.py_version, instance_type=instance_type,
-                                   image_scope="training", region=config.region)
-    except Exception as e:  # ValueError for an unknown combination; anything else is as fatal
-        raise BackendError(
-            f"no Hugging Face training image for transformers {config.transformers_version}, PyTorch "
-            f"{config.pytorch_version}, {config.py_version} on {instance_type} in {config.region}: {e} "
-            "Set image_uri in the config to a training image, or choose versions the SDK lists.") from None
+
+def stopping_seconds(config: TrainConfig) -> tuple[int, Optional[int]]:
+    """(MaxRuntimeInSeconds, MaxWaitTimeInSeconds) as the API accepts them: with spot, the
+    default runtime never exceeds max_wait."""
+    max_wait = config.max_wait if config.use_spot_instances else None
+    max_run = config.max_run or (min(DEFAULT_MAX_RUN, max_wait) if max_wait else DEFAULT_MAX_RUN)
+    if max_wait is not None and max_wait < max_run:
+        raise BackendError(f"max_wait ({max_wait} s) must be at least max_run ({max_run} s): SageMaker refuses a "
+                           "spot job that may wait less than it may run")
+    return max_run, max_wait
 
 
 def check_region(region: str) -> None:
@@ -274,6 +280,34 @@ def _boto_session(config: TrainConfig):
     return session, secrets
 
 
+ACCOUNT_PLACEHOLDER = "<AWS-ACCOUNT-ID>"
+
+
+class _Offline(Exception):
+    """A call a placeholder dry run keeps from leaving this machine."""
+
+
+def _anonymous_session(config: TrainConfig):
+    """A boto3 session for a dry run without a usable AWS account: no request leaves this machine
+    (the CreateTrainingJob request is stopped by the recorder before that; anything else the SDK
+    tries fails here, and the SDK carries on without it)."""
+    import boto3
+
+    def offline(**kwargs):
+        raise _Offline("a dry run without AWS credentials sends nothing")
+
+    session = boto3.Session(region_name=config.region)
+    session.events.register("before-send", offline)
+    return session
+
+
+def _placeholder_role(config: TrainConfig) -> str:
+    name = config.iam_role_name
+    if name and name.startswith("arn:"):
+        return name
+    return f"arn:aws:iam::{ACCOUNT_PLACEHOLDER}:role/{name or '<iam_role_name>'}"
+
+
 def _caller(session) -> tuple[str, str, str]:
     """(account, partition, caller ARN) from STS GetCallerIdentity: this also proves the credentials."""
     try:
@@ -375,18 +409,15 @@ def _offline_checks(bundle: Bundle, config: TrainConfig) -> dict:
         raise BackendError(f"use_spot_instances needs max_wait: the seconds the job may take, waiting for spot "
                            f"capacity included (at least max_run, {config.max_run or DEFAULT_MAX_RUN} s); "
                            "add max_wait under additional_args")
+    stopping_seconds(config)
     for channel, uri in bundle.inputs.items():
-        if channel in SDK_CHANNELS:
-            raise BackendError(f"input channel name {channel!r} is used by the SageMaker SDK itself "
-                               f"({', '.join(SDK_CHANNELS)}): choose another name")
-        if not CHANNEL_RE.match(channel):
-            raise BackendError(f"input channel name {channel!r}: use 1-64 letters, digits, '.', '-', '_'")
-        if not str(uri).startswith("s3://"):
-            raise BackendError(f"input channel {channel}: {uri} is not an s3:// URI; upload the data first "
-                               "(e.g. `aws s3 cp --recursive`), or use --backend local for local files")
+        check_channel(channel)
+        if not str(uri).startswith("s3://") and not s3_inputs.local_path(uri).exists():
+            raise BackendError(f"input channel {channel}: {uri} is neither an s3:// URI nor a local path that "
+                               "exists (a local path is uploaded to S3 at launch)")
     check_region(config.region)
     entry_command(bundle)
-    options["_image"] = training_image(config, config.ec2_instance_type)
+    options["_image"] = image_for(bundle, config).uri
     return options
 
 
@@ -398,12 +429,13 @@ def import_sdk() -> None:
         try:
             import sagemaker.train.model_trainer  # noqa: F401
         except ImportError as e:
-            raise BackendError(f"the SageMaker backend needs the SageMaker Python SDK v3 ({e}): "
-                               "pip install 'sm_magic[sagemaker]'") from None
+            raise BackendError(f"the SageMaker backend needs the SageMaker Python SDK v3, a dependency of "
+                               f"sm_magic that is missing or broken here ({e}): pip install 'sagemaker>=3.27,<4'"
+                               ) from None
 
 
 def _trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session, role: str,
-             output_path: str, key_prefix: str):
+             output_path: str, key_prefix: str, inputs: dict[str, str]):
     import_sdk()
     from sagemaker.core import shapes
     from sagemaker.core.training.configs import (CheckpointConfig, Compute, InfraCheckConfig, InputData,
@@ -419,8 +451,8 @@ def _trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session, rol
                       volume_kms_key_id=options.get("volume_kms_key"),
                       keep_alive_period_in_seconds=options.get("keep_alive_period_in_seconds"),
                       enable_managed_spot_training=True if config.use_spot_instances else None)
-    stopping = StoppingCondition(max_runtime_in_seconds=config.max_run or DEFAULT_MAX_RUN,
-                                 max_wait_time_in_seconds=config.max_wait if config.use_spot_instances else None,
+    max_run, max_wait = stopping_seconds(config)
+    stopping = StoppingCondition(max_runtime_in_seconds=max_run, max_wait_time_in_seconds=max_wait,
                                  max_pending_time_in_seconds=options.get("max_pending_time"))
     networking = None
     net_keys = ("enable_network_isolation", "encrypt_inter_container_traffic", "subnets", "security_group_ids")
@@ -448,7 +480,7 @@ def _trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session, rol
         output_data_config=OutputDataConfig(
             s3_output_path=output_path, kms_key_id=options.get("output_kms_key"),
             compression_type="NONE" if options.get("disable_output_compression") else "GZIP"),
-        input_data_config=[InputData(channel_name=c, data_source=uri) for c, uri in bundle.inputs.items()] or None,
+        input_data_config=[InputData(channel_name=c, data_source=uri) for c, uri in inputs.items()] or None,
         checkpoint_config=checkpoint, training_input_mode=options.get("input_mode", "File"),
         environment=job_environment(config, options.get("environment")),
         hyperparameters=api_hyperparameters(bundle.hyperparameters),
@@ -527,18 +559,34 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
     """Create training job `bundle.name` from the bundle; with dry_run, build the same request and
     stop before anything is uploaded or created. Raises BackendError naming what to fix."""
     options = _offline_checks(bundle, config)
-    session, secrets = _boto_session(config)
-    account, partition, caller_arn = _caller(session)
-    role = _role_arn(session, config, account, partition, caller_arn)
+    notes: list[str] = []
+    try:
+        session, secrets = _boto_session(config)
+        account, partition, caller_arn = _caller(session)
+        role = _role_arn(session, config, account, partition, caller_arn)
+    except BackendError as e:
+        if not dry_run:
+            raise
+        # A dry run shows the request before AWS is set up: placeholders where the account goes.
+        session, secrets, account = _anonymous_session(config), [], ACCOUNT_PLACEHOLDER
+        role = _placeholder_role(config)
+        notes = [f"AWS did not answer ({e}), so the request shows {ACCOUNT_PLACEHOLDER} for the account, in the "
+                 "role ARN and the bucket.", "A real launch still needs: AWS credentials (`aws configure`, "
+                 "`aws sso login` or AWS_PROFILE)" + ("" if config.iam_role_name else "; iam_role_name in the "
+                                                       "config (a role trusted by sagemaker.amazonaws.com)") + "."]
     if "output_path" in options:
         bucket, _, prefix = options["output_path"].removeprefix("s3://").partition("/")
         ours = False
     else:
         bucket, prefix, ours = f"sagemaker-{config.region}-{account}", config.base_job_name, True
     output_path = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-    _check_name_free(session, bundle.name, config.region)
+    if not notes:
+        _check_name_free(session, bundle.name, config.region)
     if not dry_run:
         _ensure_bucket(session, bucket, account, config.region, ours)
+    inputs = {channel: uri if uri.startswith("s3://") else s3_inputs.upload(
+        None if dry_run else session.client("s3"), channel, uri, bucket, dry_run=dry_run, log=progress)
+              for channel, uri in bundle.inputs.items()}
 
     recorder = _Recorder(dry_run, secrets)
     recorder.register(session)  # before the SDK creates its clients: they copy the session's handlers
@@ -553,7 +601,7 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         sm_session.dry_run = dry_run
         key_prefix = f"{prefix}/{bundle.name}" if prefix else bundle.name
         try:
-            trainer = _trainer(bundle, config, options, sm_session, role, output_path, key_prefix)
+            trainer = _trainer(bundle, config, options, sm_session, role, output_path, key_prefix, inputs)
             args = trainer._create_training_job_args()  # uploads the bundle (not in a dry run)
         except BackendError:
             raise
@@ -563,7 +611,7 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         try:
             job = TrainingJob.create(session=session, region=config.region, **args)
         except _DryRunStop:
-            return Submission(bundle.name, None, recorder.request, output_path)
+            return Submission(bundle.name, None, recorder.request, output_path, notes)
         except Exception as e:
             if recorder.response is None:  # not created: nothing of this call may stay behind
                 if not dry_run:

@@ -1,0 +1,59 @@
+"""What a job's container installs and runs on: the bundle's requirements.txt and, on a backend that
+runs a training image, that image (chosen so that the requirements install in it) and, for a job
+without network, the wheels they install from. Decided before anything is written or uploaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import requirements as reqs
+from .backends.images import Image, ImageError, choose
+from .config import TrainConfig
+from .includes import Code
+from .wheelhouse import Wheelhouse, collect
+
+IMAGE_BACKENDS = ("sagemaker", "local-container")  # backends whose jobs run in a training image
+
+
+@dataclass
+class Software:
+    requirements: list[str]
+    origin: str                          # where requirements.txt comes from, for --dry-run
+    image: Optional[Image] = None        # None: the job runs in this machine's environment
+    wheels: Optional[Wheelhouse] = None  # a network-isolated job's wheels
+
+
+def resolve(backend_name: str, config: TrainConfig, code: Code, requirements_file: Optional[Path] = None,
+            gpus: int = 0, log: Optional[Callable[[str], None]] = None) -> Software:
+    """The software for a job of `config` on `backend_name` running `code`. `requirements_file`
+    (--requirements) replaces the generated requirements.txt; so does the code tree's own.
+    Raises ImageError or reqs.RequirementsError / WheelhouseError naming what to change."""
+    own = Path(requirements_file) if requirements_file else code.own_requirements()
+
+    def lines_for(provided: frozenset) -> tuple[list[str], str]:
+        return reqs.for_job(code.texts, provided, own_file=own, bundled=code.bundled,
+                            distributed_type=config.distributed_type)
+
+    if backend_name not in IMAGE_BACKENDS:
+        lines, origin = lines_for(reqs.HF_IMAGE_PROVIDES)
+        return Software(lines, origin)
+    if backend_name == "local-container":  # the SDK's local mode: "local" is a CPU image, "local_gpu" a GPU one
+        config = config.model_copy(update={"ec2_instance_type": "local_gpu" if gpus else "local"})
+    computed: dict[str, tuple[list[str], str]] = {}
+
+    def check(image: Image) -> list[str]:
+        computed[image.uri] = lines_for(image.provides)
+        return reqs.problems(computed[image.uri][0], image.python, image.versions)
+
+    image = choose(config, check)
+    lines, origin = computed.get(image.uri) or lines_for(image.provides)
+    wheels = None
+    if backend_name == "sagemaker" and config.additional_args.get("enable_network_isolation"):
+        if image.python is None:
+            raise ImageError(f"enable_network_isolation: the job installs its requirements from wheels carried in "
+                             f"the bundle, built for the image's Python, and the Python of {image.uri} is not "
+                             "known: set py_version (e.g. py312) to the image's")
+        wheels = collect(lines, image.python, image.platform, image.versions, log=log)
+    return Software(lines, origin, image, wheels)
