@@ -58,7 +58,7 @@ def end_jobs(jobs_dir):
     """No test may leave a job running: stop what runs (the stop marker also catches a runner
     that has not recorded its pid yet), wait for it to end, then kill whatever is left."""
     from sm_magic.backends.local import LocalBackend
-    from sm_magic.backends.local_state import kill_groups, read_state
+    from sm_magic.backends.local_state import kill_sessions, read_state
 
     backend = LocalBackend(jobs_dir)
     states = sorted(jobs_dir.glob("*/state.json"))
@@ -69,7 +69,7 @@ def end_jobs(jobs_dir):
         while not read_state(state_file).done and time.monotonic() < deadline:
             time.sleep(0.1)
         state = read_state(state_file)
-        kill_groups(list(state.extra.get("pgids", {}).values()), signal.SIGKILL)
+        kill_sessions(list(state.extra.get("pgids", {}).values()), signal.SIGKILL)
         pid = state.extra.get("runner_pid")
         if pid and not state.done:
             try:

@@ -13,7 +13,7 @@ import pytest
 import sm_magic
 from sm_magic.api import LaunchError
 from sm_magic.backends import BackendError
-from sm_magic.backends.local_state import live_group_members
+from sm_magic.backends.local_state import live_session_members
 from sm_magic.job import JobFailedError
 from sm_magic.registry import Registry
 
@@ -110,7 +110,7 @@ def test_killed_script_is_reported_with_its_signal(sm_env):
 
 
 def _group_alive(pgid: int) -> bool:
-    return bool(live_group_members(pgid))
+    return bool(live_session_members(pgid))
 
 
 def test_stop_ends_every_process_and_keeps_the_model(sm_env):

@@ -10,7 +10,7 @@ import tarfile
 import torch
 
 import sm_magic
-from sm_magic.backends.local_state import live_group_members, read_state
+from sm_magic.backends.local_state import live_session_members, read_state
 from jobscripts import script, wait_until
 
 # Deterministic: fixed seeds, each step's batch drawn from a generator seeded by (epoch, step),
@@ -171,7 +171,7 @@ def test_max_run_stops_the_job_as_max_runtime_exceeded_with_its_model(sm_env):
     assert "got SIGTERM: saved the model" in job.logs()  # SIGTERM first, as SageMaker sends
     with tarfile.open(job.model_data) as tar:
         assert tar.getnames() == ["saved-on-sigterm.txt"]
-    assert not any(live_group_members(g) for g in pgids(sm_env, job).values())
+    assert not any(live_session_members(g) for g in pgids(sm_env, job).values())
 
 
 def test_max_wait_counts_the_time_spent_interrupted(sm_env):
@@ -194,10 +194,10 @@ def test_stop_ends_every_process_of_every_host_and_keeps_checkpoints(sm_env, mon
     wait_until(lambda: "algo-1 running" in job.logs() and "algo-2 running" in job.logs(), 60, "both hosts running")
     groups = pgids(sm_env, job)
     assert sorted(groups) == ["algo-1", "algo-2"]
-    assert all(len(live_group_members(g)) >= 2 for g in groups.values())  # the script and its child
+    assert all(len(live_session_members(g)) >= 2 for g in groups.values())  # the script and its child
     job.stop().wait(timeout=60)
     assert job.status == "Stopped" and job.secondary_status == "Stopped"
-    assert not any(live_group_members(g) for g in groups.values()), "a process of the stopped job lives on"
+    assert not any(live_session_members(g) for g in groups.values()), "a process of the stopped job lives on"
     assert (sm_env / "sm_jobs" / job.name / "opt_ml" / "checkpoints" / "ckpt-0").is_dir()
     with tarfile.open(job.model_data) as tar:
         assert tar.getnames() == ["saved-on-sigterm.txt"]

@@ -185,8 +185,7 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
                           f"once on each host ({cfg.num_machines} times the bill, each writing the same model): set "
                           "distributed_type DATA_PARALLEL to split the work across the hosts, or num_machines 1")
     if requirements is not None and not Path(requirements).is_file():
-        raise LaunchError(f"--requirements {requirements}: no such file (a relative path is from "
-                          f"{Path.cwd()})")
+        raise LaunchError(f"requirements file {requirements}: no such file")
     try:
         git_source.check_options(git_repo, git_branch, git_commit, entry)
     except git_source.GitSourceError as e:

@@ -152,11 +152,11 @@ class TrainConfig(BaseModel):
         False, description="Run on spot capacity (cheaper, may be interrupted; resume from checkpoints).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     max_run: Optional[int] = Field(
-        None, ge=1, le=MAX_RUNTIME_SECONDS, description="Stop the job after this many seconds of training "
+        None, ge=1, description="Stop the job after this many seconds of training "
         "(MaxRuntimeExceeded; at most 28 days, the API's limit).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     max_wait: Optional[int] = Field(
-        None, ge=1, le=MAX_RUNTIME_SECONDS, description="Spot only: give up after this many seconds, waiting included "
+        None, ge=1, description="Spot only: give up after this many seconds, waiting included "
         "(at least max_run).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     checkpoint_s3_uri: Optional[str] = Field(
         None, description="Where checkpoints are kept between interruptions (default: under the "
@@ -199,6 +199,13 @@ class TrainConfig(BaseModel):
         raise ValueError(
             f"'{v}' is not an instance type: use an ml.* type such as ml.p3.2xlarge, "
             f"or one of {', '.join(LOCAL_INSTANCE_TYPES)}")
+
+    @field_validator("max_run", "max_wait")
+    @classmethod
+    def _api_limit(cls, v):
+        if v is not None and v > MAX_RUNTIME_SECONDS:
+            raise ValueError(f"at most {MAX_RUNTIME_SECONDS} s (28 days), SageMaker's limit")
+        return v
 
     @field_validator("py_version")
     @classmethod

@@ -108,19 +108,20 @@ def failure_path(env):
 
 
 def supervise(cmd, env, cwd, out, on_failure):
-    """Run `cmd` as a child in this process group, copy its output to `out` as it comes, pass
-    SIGTERM/SIGINT/SIGHUP on to it, and return its exit status (negative: killed by a signal).
-    `on_failure(tail_text, status)` is called when it failed on its own (not after a signal
-    was passed on)."""
+    """Run `cmd` as a child in a process group of its own, copy its output to `out` as it comes,
+    pass SIGTERM/SIGINT/SIGHUP on to its whole group (the launcher and the script it started: a
+    signal sent to this process alone, as a platform sends it, reaches them exactly once), and
+    return its exit status (negative: killed by a signal). `on_failure(tail_text, status)` is
+    called when it failed on its own (not after a signal was passed on)."""
     child = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
+                             stderr=subprocess.STDOUT, preexec_fn=os.setpgrp)
     received = []
 
     def forward(signum, frame):
         received.append(signum)
         try:
-            child.send_signal(signum)
-        except ProcessLookupError:
+            os.killpg(child.pid, signum)
+        except (ProcessLookupError, PermissionError):
             pass
 
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}

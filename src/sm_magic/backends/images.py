@@ -198,16 +198,14 @@ def choose(config: TrainConfig, check: Callable[[Image], list[str]]) -> Image:
     image, rejected = _newest(config.region, gpu, wanted, check)
     note = ""
     if image is None and wanted == ACCELERATE_DEFAULTS:
-        why = rejected[0].split(": ", 1)[-1] if rejected else f"there is none for {instance}"
+        why = rejected[0][1] if rejected else f"there is none for {instance}"
         note = (f"; the config's versions ({', '.join(ACCELERATE_DEFAULTS.values())}) are the ones `accelerate "
                 f"config` always writes, and that image does not fit ({why})")
         wanted, rejected = {}, []
         image, rejected = _newest(config.region, gpu, wanted, check)
     if image is None:
         named = ", ".join(f"{k} {v}" for k, v in wanted.items())
-        tried = "\n".join(f"  - {r}" for r in rejected[:6])
-        if len(rejected) > 6:
-            tried += f"\n  - ... {len(rejected) - 6} more"
+        tried = _grouped(rejected)
         raise ImageError(
             f"no SageMaker training image{' with ' + named if named else ''} can run this job on {instance}"
             + (f":\n{tried}\n" if rejected else " (the SDK knows none for it in this region). ")
@@ -217,13 +215,25 @@ def choose(config: TrainConfig, check: Callable[[Image], list[str]]) -> Image:
     return _with_reason(image, instance, gpu, wanted, rejected, note)
 
 
-def _newest(region: str, gpu, wanted: dict, check) -> tuple[Optional[Image], list[str]]:
+def _grouped(rejected: list[tuple[str, str]]) -> str:
+    """Why images were passed over, one line per reason, newest image first."""
+    by_reason: dict[str, list[str]] = {}
+    for image, why in rejected:
+        by_reason.setdefault(why, []).append(image)
+    lines = []
+    for why, names in list(by_reason.items())[:8]:
+        more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        lines.append(f"  - {names[0]}{more}: {why}")
+    return "\n".join(lines)
+
+
+def _newest(region: str, gpu, wanted: dict, check) -> tuple[Optional[Image], list[tuple[str, str]]]:
     """The newest image that matches `wanted`, runs on `gpu` and passes `check`; and why each newer
-    one did not."""
+    one did not, as (image, reason)."""
     kinds = [hugging_face_images(region)] if gpu is not None else []
     if gpu is None or not wanted.get("transformers_version"):
         kinds.append(pytorch_images(region, "gpu" if gpu is not None else "cpu"))
-    rejected: list[str] = []
+    rejected: list[tuple[str, str]] = []
     for images in kinds:
         for image in images:
             if not (_matches(image.pytorch, wanted.get("pytorch_version"))
@@ -231,16 +241,16 @@ def _newest(region: str, gpu, wanted: dict, check) -> tuple[Optional[Image], lis
                     and (not wanted.get("py_version") or image.python == _py(wanted["py_version"]))):
                 continue
             if gpu is not None and gpu[1] == 37 and image.pytorch and Version(image.pytorch) >= Version("1.13"):
-                rejected.append(f"{_short(image)}: PyTorch 1.13 and later images do not support the {gpu[0]} "
-                                "(ml.p2, deprecated by SageMaker)")
+                rejected.append((_short(image), f"PyTorch 1.13 and later images do not support the {gpu[0]} "
+                                                "(ml.p2, deprecated by SageMaker)"))
                 continue
             if gpu is not None and gpu[1] is not None and image.cuda and not cuda_runs_on(image.cuda, gpu[1]):
-                rejected.append(f"{_short(image)}: CUDA {image.cuda[0]}.{image.cuda[1]} does not run on the "
-                                f"{gpu[0]} ({_ARCHITECTURES.get(gpu[1], 'sm_' + str(gpu[1]))})")
+                rejected.append((_short(image), f"CUDA {image.cuda[0]}.{image.cuda[1]} does not run on the "
+                                                f"{gpu[0]} ({_ARCHITECTURES.get(gpu[1], 'sm_' + str(gpu[1]))})"))
                 continue
             found = check(image)
             if found:
-                rejected.append(f"{_short(image)}: {'; '.join(found)}")
+                rejected.append((_short(image), "; ".join(found)))
                 continue
             return image, rejected
     return None, rejected
@@ -250,7 +260,8 @@ def _short(image: Image) -> str:
     return image.uri.rsplit("/", 1)[-1]
 
 
-def _with_reason(image: Image, instance: str, gpu, wanted: dict, rejected: list[str], note: str) -> Image:
+def _with_reason(image: Image, instance: str, gpu, wanted: dict, rejected: list[tuple[str, str]],
+                 note: str) -> Image:
     kind = "Hugging Face PyTorch training image" if image.framework == "huggingface" else (
         "PyTorch GPU training image" if gpu is not None else "PyTorch CPU training image")
     named = ", ".join(f"{k} {v}" for k, v in wanted.items())
@@ -259,7 +270,7 @@ def _with_reason(image: Image, instance: str, gpu, wanted: dict, rejected: list[
     reason = f"{why} for {where}: {image.describe()}"
     if rejected:
         more = f", and {len(rejected) - 1} more" if len(rejected) > 1 else ""
-        reason += f"; newer ones do not fit ({rejected[0]}{more})"
+        reason += f"; newer ones do not fit ({rejected[0][0]}: {rejected[0][1]}{more})"
     return Image(image.framework, image.uri, image.python, image.pytorch, image.transformers, image.cuda, image.os,
                  reason + note, image.provides)
 
@@ -281,8 +292,15 @@ def custom_image(uri: str, py_version: Optional[str] = None) -> Image:
                  provides=HF_IMAGE_PROVIDES if "huggingface" in repository else PYTORCH_IMAGE_PROVIDES)
 
 
+# GPUs per instance size where the SDK's table (instance_gpu_info.json) does not say.
+_GPUS_BY_SIZE = {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1, "12xlarge": 4,
+                 "24xlarge": 4, "48xlarge": 8}
+_GPUS_BY_FAMILY_SIZE = {("p3", "2xlarge"): 1, ("p3", "8xlarge"): 4, ("p3", "16xlarge"): 8, ("p5", "4xlarge"): 1}
+
+
 def instance_gpus(instance_type: str) -> Optional[int]:
-    """GPUs of an instance type: 0 without a GPU, the SDK's table for those it lists, else None."""
+    """GPUs of an instance type: 0 without a GPU, else from the SDK's table or the family's sizes;
+    None when not known."""
     if instance_gpu(instance_type) is None:
         return 0
     table = json.loads(md.distribution("sagemaker-core").locate_file(
@@ -290,4 +308,12 @@ def instance_gpus(instance_type: str) -> Optional[int]:
     for region in table.values():
         if instance_type in region:
             return int(region[instance_type]["Count"])
-    return None
+    parts = instance_type.split(".")
+    if len(parts) != 3:
+        return None
+    family, size = parts[1], parts[2]
+    if (family, size) in _GPUS_BY_FAMILY_SIZE:
+        return _GPUS_BY_FAMILY_SIZE[family, size]
+    if family.startswith("g") and family in GPUS:
+        return _GPUS_BY_SIZE.get(size)
+    return 8 if family in GPUS and size in ("24xlarge", "48xlarge", "36xlarge") else None

@@ -27,7 +27,7 @@ from ..bundle import Bundle
 from ..config import TrainConfig
 from . import s3_inputs
 from .base import BackendError, JobState, progress
-from .local_state import JobFiles, enter, finish, kill_groups, pid_alive, read_state, write_state
+from .local_state import JobFiles, enter, finish, kill_sessions, pid_alive, read_state, write_state
 
 MAX_LOG_CHUNK = 1 << 20  # bytes read per logs() call, so a flood never fills memory
 
@@ -221,7 +221,7 @@ class LocalBackend:
             # Re-read: the runner may have written its last state just before it exited.
             state = read_state(files.state)
             if not state.done:
-                kill_groups(list(state.extra.get("pgids", {}).values()))
+                kill_sessions(list(state.extra.get("pgids", {}).values()))
                 state.failure_reason = ("InternalServerError: the local job runner ended before the job "
                                         f"did; see {files.runner_log}")
                 finish(state, "Failed", "Training job failed")

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from ..failure import log_summary, read_failure_file
-from .local_state import (JobFiles, enter, finish, kill_groups, live_group_members, read_state, running_seconds,
-                          write_state)
+from .local_state import (JobFiles, enter, finish, kill_sessions, live_session_members, read_state,
+                          running_seconds, write_state)
 
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 10.0     # SageMaker allows 120 s between SIGTERM and the end
@@ -146,8 +146,8 @@ class Runner:
         # Anything a script left behind in its group goes with it, before the job is called ended.
         self._signal_all(signal.SIGKILL)
         deadline = time.time() + 10
-        pgids = list(self.state.extra.get("pgids", {}).values())
-        while any(live_group_members(g) for g in pgids) and time.time() < deadline:
+        sids = list(self.state.extra.get("pgids", {}).values())
+        while any(live_session_members(s) for s in sids) and time.time() < deadline:
             time.sleep(POLL_SECONDS)
         return ending, codes
 
@@ -179,7 +179,17 @@ class Runner:
                 log.write(f"sm_magic: {text}\n")
 
     def _signal_all(self, sig: int) -> None:
-        kill_groups(list(self.state.extra.get("pgids", {}).values()), sig)
+        """SIGKILL to every process of every host; another signal to each host's entry command
+        only, which passes it on to its launcher's process group (so nothing gets it twice)."""
+        leaders = list(self.state.extra.get("pgids", {}).values())
+        if sig == signal.SIGKILL:
+            kill_sessions(leaders, sig)
+            return
+        for pid in leaders:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
 
     def _end_early(self, ending: str, started: bool) -> int:
         """End a stopped or timed-out job as Stopped, with what it saved packed as its model."""

@@ -116,22 +116,34 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def live_group_members(pgid: int) -> list[int]:
-    """Processes of group `pgid` that still run (zombies excluded), read from /proc."""
+def _live_members(field: int, ident: int) -> list[int]:
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        if fields[0] != "Z" and int(fields[field]) == ident:
             members.append(int(stat.parent.name))
     return members
 
 
-def kill_groups(pgids: list[int], sig: int = signal.SIGKILL) -> None:
-    for pgid in pgids:
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that still run (zombies excluded), read from /proc."""
+    return _live_members(2, pgid)
+
+
+def live_session_members(sid: int) -> list[int]:
+    """Processes of session `sid` that still run (zombies excluded). Each host's entry command
+    leads a session of its own, and the launcher it starts has a process group of its own in it."""
+    return _live_members(3, sid)
+
+
+def kill_sessions(sids: list[int], sig: int = signal.SIGKILL) -> None:
+    """`sig` to every process of these sessions."""
+    for sid in sids:
+        for pid in live_session_members(sid):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -21,6 +21,7 @@ The SDK is imported only when a job is submitted (it takes seconds to import).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -301,6 +302,24 @@ def _anonymous_session(config: TrainConfig):
     return session
 
 
+@contextlib.contextmanager
+def _role_check_skipped(skip: bool):
+    """The SDK checks the role through IAM when ModelTrainer is made (unless SAGEMAKER_VALIDATE_ROLE
+    is false): a placeholder role in a dry run has nothing to check."""
+    if not skip:
+        yield
+        return
+    before = os.environ.get("SAGEMAKER_VALIDATE_ROLE")
+    os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SAGEMAKER_VALIDATE_ROLE", None)
+        else:
+            os.environ["SAGEMAKER_VALIDATE_ROLE"] = before
+
+
 def _placeholder_role(config: TrainConfig) -> str:
     name = config.iam_role_name
     if name and name.startswith("arn:"):
@@ -570,10 +589,11 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         # A dry run shows the request before AWS is set up: placeholders where the account goes.
         session, secrets, account = _anonymous_session(config), [], ACCOUNT_PLACEHOLDER
         role = _placeholder_role(config)
-        notes = [f"AWS did not answer ({e}), so the request shows {ACCOUNT_PLACEHOLDER} for the account, in the "
-                 "role ARN and the bucket.", "A real launch still needs: AWS credentials (`aws configure`, "
-                 "`aws sso login` or AWS_PROFILE)" + ("" if config.iam_role_name else "; iam_role_name in the "
-                                                       "config (a role trusted by sagemaker.amazonaws.com)") + "."]
+        why = str(e).split(". ")[0].split(": ")[-1]
+        notes = [f"not looked up in AWS ({why}): the request shows {ACCOUNT_PLACEHOLDER} where the account goes "
+                 "(the role ARN, the bucket).", "a real launch also needs AWS credentials (`aws configure`, "
+                 "`aws sso login` or AWS_PROFILE)" + ("" if config.iam_role_name else " and iam_role_name in the "
+                                                      "config (a role trusted by sagemaker.amazonaws.com)") + "."]
     if "output_path" in options:
         bucket, _, prefix = options["output_path"].removeprefix("s3://").partition("/")
         ours = False
@@ -601,7 +621,8 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         sm_session.dry_run = dry_run
         key_prefix = f"{prefix}/{bundle.name}" if prefix else bundle.name
         try:
-            trainer = _trainer(bundle, config, options, sm_session, role, output_path, key_prefix, inputs)
+            with _role_check_skipped(bool(notes)):
+                trainer = _trainer(bundle, config, options, sm_session, role, output_path, key_prefix, inputs)
             args = trainer._create_training_job_args()  # uploads the bundle (not in a dry run)
         except BackendError:
             raise
