@@ -1,0 +1,276 @@
+"""The container contract: a job launched with `backend="sagemaker"` would really run in
+SageMaker's training container.
+
+Each test launches a small PyTorch + Accelerate script through the public API against moto
+(tests/container.py keeps the CreateTrainingJob request exactly as sent), then plays the
+platform's part for each host of that request, on this machine:
+
+- emulated: the /opt/ml tree (input/config/hyperparameters.json, resourceconfig.json,
+  inputdataconfig.json; every input channel, `code` and `sm_drivers` included, downloaded from
+  the S3 URIs in the request; model/, output/, checkpoints/ restored from CheckpointConfig.S3Uri);
+  the request's own ContainerEntrypoint + ContainerArguments, unchanged, so the SDK's own drivers
+  (sm_train.sh, environment.py, install_requirements.py) install requirements.txt and run the
+  bundle's entry command; a clean environment (the request's Environment and what the platform
+  sets, nothing of this process's); hostname algo-N and /etc/hosts naming every host; a private
+  mount, UTS and PID namespace per host; no network at all for a network-isolated job; the
+  image's Python at the image's version with its torch, read-only under a per-host layer, and
+  without accelerate, which the job installs; nvidia-smi answering with the instance's GPUs;
+  a spot reclaim (SIGKILL, checkpoints synced to S3 and restored on the restarted hosts).
+- not emulated: the real image (its CUDA, its other packages such as transformers, its
+  entrypoint when the request names none), real GPUs (the fake nvidia-smi makes the SDK and
+  accelerate count them, torch finds none and trains on the CPU), separate machines (the hosts
+  share this machine's network namespace and reach each other on loopback; a network-isolated
+  host gets an empty one, so only single-host isolation is tested), S3 access from inside the
+  container, uploading model.tar.gz and the job's status transitions (tests/test_sagemaker_backend.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+import sm_magic
+from aws_moto import BUCKET, ROLE_NAME
+from container import _capturing_moto, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
+from jobscripts import script
+from sm_magic.runtime import latest_checkpoint
+
+# Pinned image versions (the newest Hugging Face training image the SDK knows), so that only the
+# default-config test follows the product's choice of image.
+MODERN = dict(pytorch_version="2.9.0", transformers_version="5.3.0", py_version="py312")
+# Script arguments a user could type, shell metacharacters included; they must arrive unchanged.
+ARGS = ["--epochs", "3", "--lr=0.1", "--note", "two words; $HOME `id` 'q' -1", "--verbose"]
+EPOCHS = 3
+W_TRUE = [[1.0], [-2.0], [3.0], [0.5]]
+
+# Full-batch gradient descent on a linear model: every rank takes an equal share of the rows,
+# so data parallel training ends with the same weights as one process (gradients averaged).
+TRAIN = script("""
+    import argparse, json, os, socket, sys
+    import torch
+    from accelerate import Accelerator
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--note", default="")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--probe-network", action="store_true")
+    args = parser.parse_args()
+    if args.probe_network:
+        try:
+            socket.getaddrinfo("pypi.org", 443)
+            print("network: reachable", flush=True)
+        except OSError as e:
+            print(f"network: none ({e})", flush=True)
+
+    accelerator = Accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    train_dir = os.environ.get("SM_CHANNEL_TRAIN")
+    if train_dir:
+        with open(os.path.join(train_dir, "rows.csv")) as f:
+            rows = [[float(v) for v in line.split(",")] for line in f]
+        X, y = torch.tensor([r[:4] for r in rows]), torch.tensor([r[4:] for r in rows])
+        accelerator.print(f"read {len(rows)} rows from {train_dir}")
+    else:
+        X = torch.linspace(-1, 1, 64).reshape(16, 4)
+        y = X @ torch.tensor([[1.0], [-2.0], [3.0], [0.5]])
+    X, y = X[rank::world].to(accelerator.device), y[rank::world].to(accelerator.device)
+    model = torch.nn.Linear(4, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    total = accelerator.reduce(torch.tensor([rank + 1.0], device=accelerator.device), reduction="sum")
+    # One write per line: under PYTHONUNBUFFERED print() writes the text and its newline apart, and
+    # two ranks of a host share one output.
+    sys.stdout.write(f"rank {rank} of {world} on {os.environ['SM_CURRENT_HOST']}: all-reduced {total.item():g}\\n")
+    sys.stdout.flush()
+    for epoch in range(args.epochs):
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        optimizer.zero_grad()
+        accelerator.backward(loss)
+        optimizer.step()
+        accelerator.print(f"epoch {epoch}: {{'loss': {loss.item():.6f}}}")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        model_dir = os.environ["SM_MODEL_DIR"]
+        torch.save(accelerator.unwrap_model(model).state_dict(), os.path.join(model_dir, "model.pt"))
+        with open(os.path.join(model_dir, "argv.json"), "w") as f:
+            json.dump(sys.argv[1:], f)
+""")
+
+FAILING = script("""
+    print("epoch 0: {'loss': 1.0}", flush=True)
+
+
+    def normalise(total, count):
+        return total / count
+
+
+    normalise(1.0, 0)
+""")
+FAILING_LINE = FAILING.splitlines().index("    return total / count") + 1
+
+# Checkpoints every epoch; a fresh run's epoch 2 is long, so the reclaim lands in it.
+SPOT = script("""
+    import argparse, os, time
+    import torch
+    from accelerate import Accelerator
+    from sm_magic.runtime import resume, save_checkpoint
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    accelerator = Accelerator()
+    X = torch.linspace(-1, 1, 64).reshape(16, 4)
+    y = X @ torch.tensor([[1.0], [-2.0], [3.0], [0.5]])
+    model = torch.nn.Linear(4, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    start = resume(accelerator)
+    print(f"starting at epoch {start}", flush=True)
+    for epoch in range(start, args.epochs):
+        if start == 0 and epoch == 2:
+            print(f"epoch {epoch}: a long one", flush=True)
+            time.sleep(3600)
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        optimizer.zero_grad()
+        accelerator.backward(loss)
+        optimizer.step()
+        print(f"epoch {epoch}: {{'loss': {loss.item():.6f}}}", flush=True)
+        save_checkpoint(accelerator, epoch)
+    torch.save(accelerator.unwrap_model(model).state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "model.pt"))
+""")
+
+
+def trained_weights(X, y, epochs, lr=0.1):
+    """What TRAIN's model ends with: the same arithmetic, in this process."""
+    model = torch.nn.Linear(4, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.weight.detach()
+
+
+def synthetic():
+    X = torch.linspace(-1, 1, 64).reshape(16, 4)
+    return X, X @ torch.tensor(W_TRUE)
+
+
+def launch(source=TRAIN, args=ARGS, **overrides):
+    return sm_magic.launch(source, backend="sagemaker", iam_role_name=ROLE_NAME, args=args, **overrides)
+
+
+def assert_trained(host, epochs=EPOCHS, weights=None, args=ARGS):
+    """What a user checks of a finished host: exit 0, the epoch lines, the saved model, the
+    arguments as typed."""
+    assert host.returncode == 0, f"{host.name} exit status {host.returncode}; log ends:\n{host.tail()}"
+    log = host.log()
+    for epoch in range(epochs):
+        assert re.search(rf"^epoch {epoch}: \{{'loss': [\d.]+\}}$", log, re.M), f"no epoch {epoch} line:\n{host.tail()}"
+    expected = trained_weights(*synthetic(), epochs) if weights is None else weights
+    saved = torch.load(host.opt_ml / "model" / "model.pt")["weight"]
+    assert torch.allclose(saved, expected, atol=1e-5), (saved, expected)
+    assert json.loads((host.opt_ml / "model" / "argv.json").read_text()) == args
+    assert "AWS_SECRET_ACCESS_KEY" not in log and "SM_MAGIC_" not in log  # nothing leaked in
+
+
+def test_default_config_on_a_one_gpu_instance(sagemaker_wire, sm_platform):
+    launch(instance_type="ml.g5.xlarge")
+    request = sagemaker_wire.create_training_job_request()
+    assert request["Environment"]["ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE"] == "NO"
+    [host] = sm_platform(gpus=1).run()
+    assert_trained(host)
+    assert "rank 0 of 1 on algo-1" in host.log()
+
+
+def test_data_parallel_on_a_one_gpu_instance(sagemaker_wire, sm_platform):
+    launch(instance_type="ml.g5.xlarge", distributed_type="DATA_PARALLEL", **MODERN)
+    [host] = sm_platform(gpus=1).run()
+    assert_trained(host)
+    assert "rank 0 of 1 on algo-1: all-reduced 1" in host.log()
+
+
+def test_data_parallel_on_two_cpu_hosts(sagemaker_wire, sm_platform):
+    launch(instance_type="ml.m5.xlarge", instance_count=2, distributed_type="DATA_PARALLEL",
+           pytorch_version="2.9.0", py_version="py312")
+    hosts = sm_platform(gpus=0).run()
+    for host in hosts:
+        assert host.returncode == 0, f"{host.name} exit status {host.returncode}; log ends:\n{host.tail()}"
+    # One process group across both hosts: every rank, on either host, saw the sum over all ranks.
+    seen = [(host.name, said, int(rank), int(world), float(total)) for host in hosts
+            for rank, world, said, total in re.findall(r"^rank (\d+) of (\d+) on (\S+): all-reduced (\S+)$",
+                                                       host.log(), re.M)]
+    world = seen[0][3]
+    assert world >= 2 and {name for name, *_ in seen} == {"algo-1", "algo-2"}, seen
+    assert sorted(rank for _, _, rank, _, _ in seen) == list(range(world)), seen
+    assert all(said == name and w == world and total == world * (world + 1) / 2
+               for name, said, _, w, total in seen), seen
+    assert_trained(hosts[0])  # the main process (algo-1) saved the trained weights
+
+
+def test_a_failing_script_leaves_its_reason_in_the_failure_file(sagemaker_wire, sm_platform):
+    launch(FAILING, instance_type="ml.g5.xlarge", **MODERN)
+    [host] = sm_platform(gpus=1).run()
+    assert host.returncode != 0, host.tail()
+    failure = host.failure()
+    assert failure is not None, f"no /opt/ml/output/failure; log ends:\n{host.tail()}"
+    assert "ZeroDivisionError" in failure and re.search(rf'train\.py"?, line {FAILING_LINE}\b', failure), failure
+
+
+def test_spot_interruption_resumes_from_the_last_checkpoint(sagemaker_wire, sm_platform):
+    launch(SPOT, args=["--epochs", "4"], instance_type="ml.g5.xlarge", use_spot_instances=True, max_wait=3600,
+           **MODERN)
+    request = sagemaker_wire.create_training_job_request()
+    assert request["EnableManagedSpotTraining"] is True and request["CheckpointConfig"]["S3Uri"].startswith("s3://")
+    first, second = sm_platform(gpus=1).interrupt_and_resume(
+        reclaim_when=lambda hosts: "epoch 2: a long one" in hosts[0].log())
+    assert first[0].returncode != 0 and latest_checkpoint(str(first[0].checkpoints))[0] == 1
+    assert re.findall(r"^epoch (\d): \{", first[0].log(), re.M) == ["0", "1"]
+    [host] = second
+    assert host.returncode == 0, f"exit status {host.returncode}; log ends:\n{host.tail()}"
+    log = host.log()
+    assert "starting at epoch 2" in log and "resumed from checkpoint 1" in log, host.tail()
+    assert re.findall(r"^epoch (\d): \{", log, re.M) == ["2", "3"]
+    # The optimizer and model state came back: the weights are those of four uninterrupted epochs.
+    saved = torch.load(host.opt_ml / "model" / "model.pt")["weight"]
+    assert torch.allclose(saved, trained_weights(*synthetic(), 4), atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_an_input_channel_reaches_the_script(sagemaker_wire, sm_platform, sm_env, where):
+    """From S3, or from a local path, which the launch uploads (the same cell runs locally)."""
+    X = torch.linspace(0, 2, 32).reshape(8, 4)
+    y = X @ torch.tensor([[0.5], [0.25], [-1.0], [2.0]])
+    rows = "".join(",".join(map(repr, [*x, *t])) + "\n" for x, t in zip(X.tolist(), y.tolist()))  # exact
+    if where == "s3":
+        sagemaker_wire.client("s3").put_object(Bucket=BUCKET, Key="data/train/rows.csv", Body=rows.encode())
+        uri = f"s3://{BUCKET}/data/train"
+    else:
+        (sm_env / "data").mkdir()
+        (sm_env / "data" / "rows.csv").write_text(rows)
+        uri = str(sm_env / "data")
+    launch(instance_type="ml.g5.xlarge", inputs=[f"train={uri}"], **MODERN)
+    [host] = sm_platform(gpus=1).run()
+    assert_trained(host, weights=trained_weights(X, y, EPOCHS))
+    assert "read 8 rows from /opt/ml/input/data/train" in host.log()
+
+
+def test_network_isolation_installs_requirements_from_the_bundle(sagemaker_wire, sm_platform):
+    launch(args=[*ARGS, "--probe-network"], instance_type="ml.g5.xlarge",
+           additional_args={"enable_network_isolation": True}, **MODERN)
+    request = sagemaker_wire.create_training_job_request()
+    assert request["EnableNetworkIsolation"] is True
+    p = sm_platform(gpus=1)
+    assert p.network is False
+    [host] = p.run()
+    assert_trained(host, args=[*ARGS, "--probe-network"])
+    assert "network: none" in host.log()
