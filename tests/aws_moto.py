@@ -28,6 +28,22 @@ def user_env(endpoint: str) -> dict[str, str]:
     }
 
 
+def become_user(server: "MotoAWS", home, monkeypatch) -> "MotoAWS":
+    """The test's environment becomes a user's whose AWS endpoint is `server` (nothing else of
+    this machine's AWS settings, no ~/.aws), with the IAM role and the bucket there."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "SAGEMAKER_")):
+            monkeypatch.delenv(key)
+    for key, value in user_env(server.endpoint).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", str(home))
+    server.role_arn = server.create_role()
+    server.bucket = server.create_bucket()
+    return server
+
+
 class MotoAWS:
     """A running ThreadedMotoServer and helpers over its in-process backend state."""
 

@@ -42,17 +42,9 @@ def moto_server():
 @pytest.fixture
 def aws(moto_server, sm_env, monkeypatch):
     """A user whose environment points at moto, with an IAM role and a bucket there."""
-    from aws_moto import user_env
+    from aws_moto import become_user
 
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "SAGEMAKER_")):
-            monkeypatch.delenv(key)
-    for key, value in user_env(moto_server.endpoint).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("HOME", str(sm_env / "home"))  # no ~/.aws of the machine's user
-    moto_server.role_arn = moto_server.create_role()
-    moto_server.bucket = moto_server.create_bucket()
-    return moto_server
+    return become_user(moto_server, sm_env / "home", monkeypatch)  # no ~/.aws of the machine's user
 
 
 @pytest.fixture(scope="session")

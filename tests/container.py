@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from aws_moto import ACCOUNT, REGION, MotoAWS, user_env
+from aws_moto import ACCOUNT, REGION, MotoAWS, become_user
 from jobscripts import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,16 +102,9 @@ def _capturing_moto():
 def sagemaker_wire(_capturing_moto, sm_env, monkeypatch):
     """A user whose AWS endpoint is the capturing moto (the `aws` fixture's environment), with
     the IAM role and the bucket there; `.requests` holds this test's CreateTrainingJob bodies."""
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "SAGEMAKER_")):
-            monkeypatch.delenv(key)
-    for key, value in user_env(_capturing_moto.endpoint).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("HOME", str(sm_env / "home"))
     _capturing_moto.requests.clear()
-    _capturing_moto.role_arn = _capturing_moto.create_role()
-    _capturing_moto.bucket = _capturing_moto.create_bucket()
-    return _capturing_moto
+    return become_user(_capturing_moto, sm_env / "home", monkeypatch)
+
 
 
 # -- the image's Python ------------------------------------------------------------------------
