@@ -269,8 +269,8 @@ def test_no_role_configured(aws, tmp_path):
         submit(make_bundle(tmp_path, config, "norole-job-2"), config)
     # A dry run still shows the request, with a placeholder where the role goes, and says so.
     dry = submit(make_bundle(tmp_path, config, "norole-job-2"), config, dry_run=True)
-    assert dry.request["RoleArn"] == "arn:aws:iam::<AWS-ACCOUNT-ID>:role/<iam_role_name>"
-    assert "iam_role_name in the config" in dry_run_text(dry)
+    assert dry.request["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/<iam_role_name>"
+    assert "Note: the role is a placeholder: set iam_role_name in the config" in dry_run_text(dry)
 
 
 def test_unknown_region(aws, tmp_path):

@@ -320,11 +320,11 @@ def _role_check_skipped(skip: bool):
             os.environ["SAGEMAKER_VALIDATE_ROLE"] = before
 
 
-def _placeholder_role(config: TrainConfig) -> str:
+def _placeholder_role(config: TrainConfig, account: str = ACCOUNT_PLACEHOLDER) -> str:
     name = config.iam_role_name
     if name and name.startswith("arn:"):
         return name
-    return f"arn:aws:iam::{ACCOUNT_PLACEHOLDER}:role/{name or '<iam_role_name>'}"
+    return f"arn:aws:iam::{account}:role/{name or '<iam_role_name>'}"
 
 
 def _caller(session) -> tuple[str, str, str]:
@@ -578,29 +578,34 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
     """Create training job `bundle.name` from the bundle; with dry_run, build the same request and
     stop before anything is uploaded or created. Raises BackendError naming what to fix."""
     options = _offline_checks(bundle, config)
-    notes: list[str] = []
+    notes: list[str] = []  # what a dry run could not look up
     try:
         session, secrets = _boto_session(config)
         account, partition, caller_arn = _caller(session)
-        role = _role_arn(session, config, account, partition, caller_arn)
     except BackendError as e:
         if not dry_run:
             raise
         # A dry run shows the request before AWS is set up: placeholders where the account goes.
-        session, secrets, account = _anonymous_session(config), [], ACCOUNT_PLACEHOLDER
-        role = _placeholder_role(config)
-        why = str(e).split(". ")[0].split(": ")[-1]
-        notes = [f"not looked up in AWS ({why}): the request shows {ACCOUNT_PLACEHOLDER} where the account goes "
-                 "(the role ARN, the bucket).", "a real launch also needs AWS credentials (`aws configure`, "
-                 "`aws sso login` or AWS_PROFILE)" + ("" if config.iam_role_name else " and iam_role_name in the "
-                                                      "config (a role trusted by sagemaker.amazonaws.com)") + "."]
+        session, secrets, account, partition, caller_arn = _anonymous_session(config), [], ACCOUNT_PLACEHOLDER, "aws", None
+        notes += [f"not looked up in AWS ({str(e).split('. ')[0].split(': ')[-1]}): the request shows "
+                  f"{ACCOUNT_PLACEHOLDER} where the account goes (the role ARN, the bucket).",
+                  "a real launch also needs AWS credentials (`aws configure`, `aws sso login` or AWS_PROFILE)"
+                  + ("" if config.iam_role_name else " and iam_role_name in the config (a role trusted by "
+                                                     "sagemaker.amazonaws.com)") + "."]
+    try:
+        role = _role_arn(session, config, account, partition, caller_arn) if caller_arn else _placeholder_role(config)
+    except BackendError as e:
+        if not dry_run:
+            raise
+        role = _placeholder_role(config, account)
+        notes.append(f"the role is a placeholder: {e}")
     if "output_path" in options:
         bucket, _, prefix = options["output_path"].removeprefix("s3://").partition("/")
         ours = False
     else:
         bucket, prefix, ours = f"sagemaker-{config.region}-{account}", config.base_job_name, True
     output_path = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-    if not notes:
+    if caller_arn:
         _check_name_free(session, bundle.name, config.region)
     if not dry_run:
         _ensure_bucket(session, bucket, account, config.region, ours)
@@ -621,7 +626,7 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         sm_session.dry_run = dry_run
         key_prefix = f"{prefix}/{bundle.name}" if prefix else bundle.name
         try:
-            with _role_check_skipped(bool(notes)):
+            with _role_check_skipped(bool(notes)):  # a placeholder role
                 trainer = _trainer(bundle, config, options, sm_session, role, output_path, key_prefix, inputs)
             args = trainer._create_training_job_args()  # uploads the bundle (not in a dry run)
         except BackendError:
