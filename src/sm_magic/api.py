@@ -308,7 +308,10 @@ def _software_text(sw: software.Software) -> list[str]:
 def _command_text(p: Plan, bundle: Bundle) -> list[str]:
     """What the entry command runs on the first host, when its GPU count is known."""
     hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
-    gpus = 0 if p.config.use_cpu else (gpu_count() if p.backend_name == "local" else instance_gpus(p.config.ec2_instance_type))
+    if p.config.use_cpu:
+        gpus = 0
+    else:
+        gpus = gpu_count() if p.backend_name == "local" else instance_gpus(p.config.ec2_instance_type)
     out = ["", f"Entry command: {' '.join(bundle.entry_command)}"]
     if gpus is None:
         return out + [f"  on {p.config.ec2_instance_type} it runs accelerate launch with one process per GPU"]

@@ -128,8 +128,9 @@ def hugging_face_images(region: str) -> list[Image]:
             cuda = re.match(r"cu(\d+?)(\d)-", container)
             for py in spec["py_versions"]:
                 tag = f"{pt}-transformers{tf}-gpu-{py}-{container}"
-                images.append(Image("huggingface", f"{_host(spec['registries'][region], region)}/{spec['repository']}:{tag}",
-                                    _py(py), pt, tf, (int(cuda.group(1)), int(cuda.group(2))) if cuda else None,
+                uri = f"{_host(spec['registries'][region], region)}/{spec['repository']}:{tag}"
+                images.append(Image("huggingface", uri, _py(py), pt, tf,
+                                    (int(cuda.group(1)), int(cuda.group(2))) if cuda else None,
                                     container.split("-", 1)[-1], provides=HF_IMAGE_PROVIDES))
     return images
 
@@ -266,7 +267,8 @@ def _with_reason(image: Image, instance: str, gpu, wanted: dict, rejected: list[
         "PyTorch GPU training image" if gpu is not None else "PyTorch CPU training image")
     named = ", ".join(f"{k} {v}" for k, v in wanted.items())
     why = f"the newest {kind}" + (f" with {named} (from the config)" if named else "")
-    where = f"{instance} ({gpu[0]})" if gpu is not None else f"{instance} (no GPU; the Hugging Face images are GPU-only)"
+    where = (f"{instance} ({gpu[0]})" if gpu is not None
+             else f"{instance} (no GPU; the Hugging Face images are GPU-only)")
     reason = f"{why} for {where}: {image.describe()}"
     if rejected:
         more = f", and {len(rejected) - 1} more" if len(rejected) > 1 else ""

@@ -122,7 +122,8 @@ def download(s3, channel: str, uri: str, *, log: Optional[Callable[[str], None]]
             s3.download_file(bucket, wanted[rel][0], str(tmp))
         except Exception as e:
             tmp.unlink(missing_ok=True)
-            raise BackendError(f"input channel {channel}: downloading s3://{bucket}/{wanted[rel][0]} failed: {e}") from None
+            raise BackendError(f"input channel {channel}: downloading s3://{bucket}/{wanted[rel][0]} failed: "
+                               f"{e}") from None
         os.replace(tmp, target)
         manifest[rel] = wanted[rel][1]
     for rel in set(manifest) - set(wanted):  # deleted in S3 since: not part of the channel any more

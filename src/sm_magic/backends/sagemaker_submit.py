@@ -586,7 +586,8 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         if not dry_run:
             raise
         # A dry run shows the request before AWS is set up: placeholders where the account goes.
-        session, secrets, account, partition, caller_arn = _anonymous_session(config), [], ACCOUNT_PLACEHOLDER, "aws", None
+        session, secrets, caller_arn = _anonymous_session(config), [], None
+        account, partition = ACCOUNT_PLACEHOLDER, "aws"
         notes += [f"not looked up in AWS ({str(e).split('. ')[0].split(': ')[-1]}): the request shows "
                   f"{ACCOUNT_PLACEHOLDER} where the account goes (the role ARN, the bucket).",
                   "a real launch also needs AWS credentials (`aws configure`, `aws sso login` or AWS_PROFILE)"
