@@ -18,9 +18,10 @@ from sm_magic.bundle import BundleError
 from sm_magic.config import ConfigError
 from sm_magic.registry import Registry
 
-from aws_moto import BUCKET, ROLE_NAME
+from aws_moto import ACCOUNT, BUCKET, ROLE_NAME
 from jobscripts import EPOCHS_SCRIPT
 
+DEFAULT_BUCKET = f"sagemaker-us-east-1-{ACCOUNT}"
 SAGEMAKER = dict(backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME)
 
 
@@ -28,16 +29,16 @@ def request_of(aws, name):
     return aws.client("sagemaker").describe_training_job(TrainingJobName=name)
 
 
+def channels_of(aws, name) -> dict[str, str]:
+    """Channel name -> S3 URI, as the job's request has them."""
+    return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+            for c in request_of(aws, name)["InputDataConfig"]}
+
+
 def keys(aws, prefix):
     s3 = aws.client("s3")
     return {o["Key"]: o["LastModified"] for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=f"sagemaker-us-east-1-{aws_account()}", Prefix=prefix) for o in page.get("Contents", [])}
-
-
-def aws_account():
-    from aws_moto import ACCOUNT
-
-    return ACCOUNT
+        Bucket=DEFAULT_BUCKET, Prefix=prefix) for o in page.get("Contents", [])}
 
 
 def test_a_local_input_is_uploaded_once_per_content(aws, sm_env):
@@ -45,24 +46,18 @@ def test_a_local_input_is_uploaded_once_per_content(aws, sm_env):
     data.mkdir()
     (data / "rows.csv").write_text("1,2\n3,4\n")
     first = sm_magic.launch(EPOCHS_SCRIPT, inputs=[f"train={data}"], name="upload-1", **SAGEMAKER)
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-                for c in request_of(aws, first.name)["InputDataConfig"]}
-    uri = channels["train"]
-    assert uri.startswith(f"s3://sagemaker-us-east-1-{aws_account()}/sm-magic-inputs/") and uri.endswith("/")
+    uri = channels_of(aws, first.name)["train"]
+    assert uri.startswith(f"s3://{DEFAULT_BUCKET}/sm-magic-inputs/") and uri.endswith("/")
     prefix = uri.split("/", 3)[3]
     uploaded = keys(aws, prefix)
     assert list(uploaded) == [prefix + "rows.csv"]
     # Same data again: the same objects, not uploaded again.
     second = sm_magic.launch(EPOCHS_SCRIPT, inputs=[f"train={data}"], name="upload-2", **SAGEMAKER)
-    again = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-             for c in request_of(aws, second.name)["InputDataConfig"]}
-    assert again["train"] == uri and keys(aws, prefix) == uploaded
+    assert channels_of(aws, second.name)["train"] == uri and keys(aws, prefix) == uploaded
     # Changed data: a new prefix.
     (data / "rows.csv").write_text("5,6\n")
     third = sm_magic.launch(EPOCHS_SCRIPT, inputs=[f"train={data}"], name="upload-3", **SAGEMAKER)
-    changed = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
-               for c in request_of(aws, third.name)["InputDataConfig"]}
-    assert changed["train"] != uri
+    assert channels_of(aws, third.name)["train"] != uri
 
 
 def test_an_s3_input_runs_on_the_local_backend_from_a_cache(aws, sm_env, monkeypatch):
@@ -186,8 +181,7 @@ def test_network_isolation_carries_the_wheels(aws, sm_env, monkeypatch):
     job = sm_magic.launch(source, name="isolated-1", **options)
     req = request_of(aws, job.name)
     assert req["EnableNetworkIsolation"] is True
-    code = next(c for c in req["InputDataConfig"] if c["ChannelName"] == "code")["DataSource"]["S3DataSource"]["S3Uri"]
-    bucket, _, prefix = code.removeprefix("s3://").partition("/")
+    bucket, _, prefix = channels_of(aws, job.name)["code"].removeprefix("s3://").partition("/")
     s3 = aws.client("s3")
     names = [o["Key"][len(prefix) + 1:] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "/")["Contents"]]
     wheels = {n.split("/")[1].split("-")[0].lower() for n in names if n.startswith("sm_wheels/")}

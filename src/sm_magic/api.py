@@ -51,7 +51,9 @@ def parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
     inputs = {}
     if config.sagemaker_inputs_file:
         rows = read_accelerate_tsv(config.sagemaker_inputs_file, "inputs", LaunchError)
-        inputs = {channel: uri for _, channel, uri in rows}
+        for _, channel, uri in rows:
+            check_channel(channel, f"{config.sagemaker_inputs_file}: ")
+            inputs[channel] = uri
     for flag in flags:
         if isinstance(flag, tuple):
             channel, uri = flag
@@ -61,8 +63,6 @@ def parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
             raise LaunchError(f"--input {flag!r}: expected NAME=URI, e.g. --input train=s3://bucket/train")
         check_channel(channel, f"--input {flag!r}: ")
         inputs[channel] = uri
-    for channel in inputs:  # the config's inputs file too
-        check_channel(channel)
     return inputs
 
 

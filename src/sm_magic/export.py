@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import api, git_source, includes, train_line
+from . import api, git_source, includes, software, train_line
 from . import requirements as reqs
 from .bundle import GENERATED, SCRIPT_NAME, BundleError, build_bundle, check_source
 from .config import ConfigError, resolve_config
@@ -280,9 +280,7 @@ def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Pat
         for p in planned:
             tree = p.checkout.path if p.checkout is not None else None
             with includes.staged(p.source, p.included, tree=tree, script=p.entry) as code:
-                lines, _ = reqs.for_job(code.texts, reqs.HF_IMAGE_PROVIDES, own_file=p.requirements or
-                                        code.own_requirements(), bundled=code.bundled,
-                                        distributed_type=p.config.distributed_type)
+                lines = software.resolve(None, p.config, code, p.requirements).requirements
                 build_bundle(code.source, p.config, p.args, name=p.dirname, dest=staging / p.dirname,
                              requirements=lines,
                              metric_definitions=[MetricDefinition(d["Name"], d["Regex"])

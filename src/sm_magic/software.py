@@ -25,10 +25,12 @@ class Software:
     wheels: Optional[Wheelhouse] = None  # a network-isolated job's wheels
 
 
-def resolve(backend_name: str, config: TrainConfig, code: Code, requirements_file: Optional[Path] = None,
+def resolve(backend_name: Optional[str], config: TrainConfig, code: Code, requirements_file: Optional[Path] = None,
             gpus: int = 0, log: Optional[Callable[[str], None]] = None) -> Software:
-    """The software for a job of `config` on `backend_name` running `code`. `requirements_file`
-    (--requirements) replaces the generated requirements.txt; so does the code tree's own.
+    """The software for a job of `config` on `backend_name` running `code` (None: no backend yet,
+    as for an export: the requirements as for the default image, nothing checked).
+    `requirements_file` (--requirements) replaces the generated requirements.txt; so does the code
+    tree's own.
     Raises ImageError or reqs.RequirementsError / WheelhouseError naming what to change."""
     own = Path(requirements_file) if requirements_file else code.own_requirements()
 

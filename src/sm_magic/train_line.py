@@ -70,14 +70,14 @@ def parse(line: str) -> tuple[argparse.Namespace, list[str]]:
     return parser().parse_args(own), script_args
 
 
-_OPTIONAL = ("git_repo", "git_branch", "git_commit", "entry", "include", "simulate_interruptions", "requirements")
+_OPTIONAL = ("git_repo", "git_branch", "git_commit", "entry", "include", "simulate_interruptions")
 BESIDE_NOTEBOOK = "requirements.txt"
 
 
 def launch_kwargs(opts: argparse.Namespace, script_args: list[str], notebook_dir: Path) -> dict:
     """What `api.launch` / `api.dry_run` take for this line (besides the cell's source).
-    `notebook_dir`: where a relative --config or --requirements path and a requirements.txt beside
-    the notebook are looked for (a repository's own requirements.txt wins for --git-repo)."""
+    `notebook_dir`: where a relative --requirements path and a requirements.txt beside the notebook
+    are looked for (a repository's own requirements.txt wins for --git-repo)."""
     kwargs = dict(config=opts.config, args=script_args, name=opts.name, backend=opts.backend,
                   inputs=opts.inputs, metrics=opts.metrics, instance_type=opts.instance_type,
                   instance_count=opts.instance_count)

@@ -98,10 +98,15 @@ def _py(tag: str) -> Optional[tuple[int, int]]:
 
 
 @lru_cache(maxsize=None)
+def _sdk_table(name: str) -> dict:
+    """One of the SDK's image_uri_config tables (read as data: importing its module takes seconds)."""
+    path = md.distribution("sagemaker-core").locate_file(f"sagemaker/core/image_uri_config/{name}.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _table(framework: str) -> dict:
-    """The SDK's image table for a framework (read as data: importing its module takes seconds)."""
-    path = md.distribution("sagemaker-core").locate_file(f"sagemaker/core/image_uri_config/{framework}.json")
-    return json.loads(path.read_text(encoding="utf-8"))["training"]
+    """The SDK's training image table for a framework."""
+    return _sdk_table(framework)["training"]
 
 
 def _host(account: str, region: str) -> str:
@@ -305,9 +310,7 @@ def instance_gpus(instance_type: str) -> Optional[int]:
     None when not known."""
     if instance_gpu(instance_type) is None:
         return 0
-    table = json.loads(md.distribution("sagemaker-core").locate_file(
-        "sagemaker/core/image_uri_config/instance_gpu_info.json").read_text(encoding="utf-8"))
-    for region in table.values():
+    for region in _sdk_table("instance_gpu_info").values():
         if instance_type in region:
             return int(region[instance_type]["Count"])
     parts = instance_type.split(".")
