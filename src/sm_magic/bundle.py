@@ -19,7 +19,9 @@ from typing import Sequence
 
 import yaml
 
+from .errors import UsageProblem
 from . import requirements as reqs
+from . import credentials, safe_copy
 from .config import TrainConfig
 from .metrics import MetricDefinition
 from .wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
@@ -39,7 +41,7 @@ JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _NUMBER_RE = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-class BundleError(ValueError):
+class BundleError(UsageProblem, ValueError):
     """The cell cannot become a bundle; the message says where and what to change."""
 
 
@@ -64,6 +66,15 @@ def check_source(source: str) -> None:
     """Refuse an empty cell or one that does not compile, naming the line."""
     if not source.strip() or all(l.strip().startswith("#") for l in source.splitlines() if l.strip()):
         raise BundleError("the cell is empty: write the training script under the %%sagemaker_train line")
+    try:  # a NUL byte or a lone surrogate: no file can hold the script (refused before one is written)
+        source.encode("utf-8")
+        at = source.find("\0")
+    except UnicodeEncodeError as e:
+        at = e.start
+    if at >= 0:
+        what = "a NUL byte" if source[at] == "\0" else f"{source[at]!r}, a lone surrogate that is no text"
+        raise BundleError(f"line {source.count(chr(10), 0, at) + 1} of the cell holds {what}: remove it "
+                          "(nothing was written or launched)")
     try:
         # A pseudo file name: with a real one, CPython quotes that file's line from disk.
         compile(source, "<cell>", "exec", dont_inherit=True)
@@ -86,7 +97,7 @@ def check_channel(channel: str, where: str = "") -> None:
     if channel in SDK_CHANNELS:
         raise BundleError(f"{where}input channel name {channel!r} is used by the SageMaker SDK itself "
                           f"({', '.join(SDK_CHANNELS)}): choose another name")
-    if not CHANNEL_RE.match(channel):
+    if not CHANNEL_RE.fullmatch(channel):
         fix = re.sub(r"[^A-Za-z0-9_]", "_", channel)[:64] or "train"
         raise BundleError(f"{where}input channel name {channel!r}: the container exports each channel as "
                           f"SM_CHANNEL_{channel.upper()}, so a name may use only letters, digits and _ (1 to 64 "
@@ -175,9 +186,14 @@ def _check_tree(tree: Path) -> None:
                           "rename them")
 
 
-def _copy_tree(tree: Path, staging: Path) -> None:
-    """The user's code tree, without .git (checked by _check_tree first)."""
-    shutil.copytree(tree, staging, ignore=shutil.ignore_patterns(".git"), symlinks=True, dirs_exist_ok=True)
+def _check_credentials(staging: Path, requirements: Sequence[str]) -> None:
+    """Refuse a bundle whose code (or requirements, e.g. a token in a git URL) holds a
+    credential-shaped string, naming the file and line, never the string. A tree's own
+    requirements.txt is replaced by `requirements` (its lines as written, so the same numbers)."""
+    hits = credentials.find_credentials(staging, skip_top=(*GENERATED, "requirements.txt"))
+    hits += credentials.credentials_in_text("requirements.txt", "\n".join(requirements))
+    if hits:
+        raise BundleError(credentials.credentials_message(hits))
 
 
 def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *, name: str,
@@ -189,16 +205,21 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
     """Write the bundle to `dest` (a new temporary directory when None).
 
     `source` is the entry script's text, written to `script`. With `tree` (a directory of code,
-    e.g. a git checkout) the whole tree is copied in first, and `source` None means the tree's
-    own `script` is the entry. `requirements`: the requirements.txt lines (default: the tree's
+    e.g. a git checkout) the whole tree is copied in first (safe_copy: regular files only, no link
+    out of it, secrets and .smignore'd files left out), and `source` None means the tree's own
+    `script` is the entry. `requirements`: the requirements.txt lines (default: the tree's
     requirements.txt, if any, else generated from the script's imports; see requirements.py).
     `wheels`: carried in sm_wheels/ for a container without network, requirements.txt then installing
     only from them. `image`: the training image the requirements were checked against, kept on the
     Bundle for the backend. `origin` is recorded in sm_launch.json (e.g. the git commit).
+    A bundle whose code holds a credential-shaped string is refused.
     """
     script = _script_path(script)
+    plan = None
     if tree is not None:
         _check_tree(Path(tree))
+        # Walked before the tree's files are read: a link out of it is refused here.
+        plan = safe_copy.plan_tree(Path(tree), label="the code", error=BundleError)
     if source is None:
         if tree is None or not (Path(tree) / script).is_file():
             raise BundleError(f"no entry script {script} in {tree}: name one that exists with --entry PATH")
@@ -232,10 +253,13 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
-        if tree is not None:
-            _copy_tree(Path(tree), staging)
+        if plan is not None:
+            safe_copy.copy_plan(plan, staging)
+            if plan.left_out:
+                safe_copy.progress(safe_copy.left_out_note(plan.left_out))
         (staging / script).parent.mkdir(parents=True, exist_ok=True)
         (staging / script).write_text(source, encoding="utf-8")
+        _check_credentials(staging, requirements)
         if wheels is not None:
             wheels.copy_to(staging / WHEELS_DIR)
             requirements = offline_requirements(requirements)

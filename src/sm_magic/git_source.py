@@ -21,13 +21,15 @@ from pathlib import Path, PurePosixPath
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import UsageProblem
+
 DEFAULT_ENTRY = "train.py"
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _HINTS = 12  # names listed in a hint at most
 
 
-class GitSourceError(ValueError):
+class GitSourceError(UsageProblem, ValueError):
     """The repository, branch, commit or entry script cannot be used; the message says why."""
 
 
@@ -116,6 +118,11 @@ class Checkout:
         entry = check_entry_path(entry)
         target = self.path / entry
         inside = target.resolve().is_relative_to(self.path.resolve())
+        if not inside and os.path.lexists(target):
+            raise GitSourceError(f"{entry} in {self.url} at commit {self.commit[:12]} is a link out of the repository "
+                                 f"(to {os.readlink(target) if target.is_symlink() else target.resolve()}): a bundle "
+                                 "holds only the repository's own files, and sm_magic reads nothing through such a "
+                                 "link; commit the script itself, or write it in the cell")
         if not (inside and target.is_file()):
             found = sorted(p.name for p in self.path.glob("*.py") if p.is_file())
             hint = (f"Python files at its top level: {', '.join(found[:_HINTS])}{', ...' if len(found) > _HINTS else ''}"

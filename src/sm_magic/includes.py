@@ -7,7 +7,9 @@ entry script is then `sm_main.py`, which runs `sm_included.py` and then `train.p
 namespace, as the notebook ran those cells: `train.py` stays the cell verbatim, so a traceback's
 line numbers are the cell's own, and a helper may use names the training cell defines.
 `--include path/to/helpers.py` (or a package directory) is copied beside `train.py`, importable
-by its name (`import helpers`).
+by its name (`import helpers`). Trees are copied by safe_copy: in a package directory a link out
+of it, a broken link or a special file is skipped with a warning, files that may hold secrets
+and those its .smignore names are left out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Container, Iterable, Iterator, Optional, Sequence
 
 from . import names as _names
+from . import safe_copy
 from .bundle import GENERATED, SCRIPT_NAME, BundleError
 
 INCLUDED_NAME = "sm_included.py"   # the tagged cells, in notebook order
@@ -206,7 +209,10 @@ def stage(source: Optional[str], included: Optional[Included], tree: Optional[Pa
           script: str = SCRIPT_NAME) -> Code:
     """The code to bundle with the included cells and files added: a temporary tree (removed by
     `cleanup()`) holding `tree`'s files, the script, the files, and with tagged cells
-    sm_included.py plus the sm_main.py entry. Without includes, the code as given."""
+    sm_included.py plus the sm_main.py entry. Without includes, the code as given, its tree walked
+    first (safe_copy.plan_tree): a link out of it is refused before any of its files is read."""
+    if tree is not None:
+        safe_copy.plan_tree(Path(tree), label="the code", error=BundleError)
     if not included:
         entry = Path(tree) / script if tree is not None else None
         text = source if source is not None else entry.read_text(encoding="utf-8") if entry and entry.is_file() else ""
@@ -232,8 +238,9 @@ def staged(source: Optional[str], included: Optional[Included], tree: Optional[P
 
 def _stage(source: Optional[str], included: Included, tree: Optional[Path], script: str, tmp: Path) -> Code:
     root = tmp / "code"
+    left_out: list[str] = []
     if tree is not None:
-        shutil.copytree(tree, root, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+        left_out += safe_copy.copy_tree(Path(tree), root, label="the code", error=BundleError).left_out
     else:
         root.mkdir()
     if source is None:
@@ -243,14 +250,20 @@ def _stage(source: Optional[str], included: Included, tree: Optional[Path], scri
     texts, modules = [source], []
     for path in included.files:
         target = root / path.name
-        if target.exists():
+        if os.path.lexists(target):
             raise IncludeError(f"--include {path}: the code already has a {path.name}; rename one")
         if path.is_dir():
-            shutil.copytree(path, target, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.pyc"))
+            # The user asked for this directory: what cannot be bundled in it is skipped, not refused.
+            plan = safe_copy.copy_tree(path, target, label=path.name, skip_unsafe=True,
+                                       shown_prefix=f"{path.name}/", error=IncludeError,
+                                       ignore_names=(".git", "__pycache__", "*.pyc"))
+            if plan.skipped:
+                safe_copy.progress(safe_copy.skipped_note(f"--include {path}", plan.skipped))
+            left_out += plan.left_out
             texts += [p.read_text(encoding="utf-8", errors="replace") for p in sorted(target.rglob("*.py"))]
         else:
-            shutil.copyfile(path, target)
-            texts.append(path.read_text(encoding="utf-8"))
+            safe_copy.copy_file(path, target, error=IncludeError)
+            texts.append(target.read_text(encoding="utf-8", errors="replace"))  # read for its imports only
         modules.append(path.stem if path.is_file() else path.name)
     entry, entry_source = script, source
     if included.cells:
@@ -264,6 +277,8 @@ def _stage(source: Optional[str], included: Included, tree: Optional[Path], scri
         (root / INCLUDED_NAME).write_text("\n".join(parts), encoding="utf-8")
         entry = MAIN_NAME
         entry_source = _MAIN_SOURCE.format(included=INCLUDED_NAME, script=script, files=[INCLUDED_NAME, script])
+    if left_out:
+        safe_copy.progress(safe_copy.left_out_note(left_out))
     return Code(entry_source, root, entry, tmp, texts=texts, bundled=modules)
 
 
