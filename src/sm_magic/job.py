@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+from .errors import RuntimeProblem
 from .backends.base import Backend, JobState, Transition
 from .metrics import MetricDefinition, MetricsParser
 
@@ -23,7 +24,7 @@ STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property rea
 SNAPSHOT_READS = 4        # backend log reads per snapshot of a running job (local: 1 MiB each)
 
 
-class JobFailedError(RuntimeError):
+class JobFailedError(RuntimeProblem, RuntimeError):
     """Raised by `Job.wait()` when the job ends Failed; `.reason` is its FailureReason."""
 
     def __init__(self, job: "Job", reason: str):
@@ -58,6 +59,7 @@ class Job:
         self._parser = MetricsParser(metric_definitions)
         self._lines: deque[str] = deque(maxlen=MAX_LOG_LINES)
         self._dropped = 0
+        self._warned = 0  # parser warnings already added to the log
         self._cursor = None
         self._state: Optional[JobState] = None
         self._state_at = 0.0
@@ -115,11 +117,17 @@ class Job:
                     break
                 new.extend(lines)
             if new:
+                self._parser.feed(new)
+                # What the parser gave up on (a metric regex over its time budget) is said once,
+                # as a log line: the log tail, job.logs() and `sm-magic logs/wait` all show it.
+                notes = self._parser.warnings[self._warned:]
+                if notes:
+                    self._warned += len(notes)
+                    new.extend(f"[sm_magic] {note}" for note in notes)
                 overflow = len(self._lines) + len(new) - MAX_LOG_LINES
                 if overflow > 0:
                     self._dropped += overflow
                 self._lines.extend(new)
-                self._parser.feed(new)
             return new
 
     def logs(self, tail: Optional[int] = None) -> str:

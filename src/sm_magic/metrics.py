@@ -8,6 +8,12 @@ Understands, anywhere in a line (prefixes such as timestamps, ``[rank0]: `` or
 * JSON (or Python dict) objects holding an ``"epoch"`` or ``"step"`` key;
 * ``epoch=1 loss=0.25 acc=0.9`` key=value pairs that include epoch or step;
 * SageMaker-style :class:`MetricDefinition` regexes (first capture group is the value).
+
+Nothing a log line holds can stall the kernel: definition regexes run on RE2 (linear time, and the
+search releases the GIL); the few that use syntax RE2 lacks (backreferences, lookaround) run on
+Python's ``re`` in a worker process, with a time budget per line, and a definition over it is
+disabled and named in :attr:`MetricsParser.warnings`. The default formats are bounded in line
+length and nesting depth, and a line they cannot read is skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+
+from . import metric_regex
+from .errors import UsageProblem
+from .metric_regex import Regex, compile_regex
 
 try:  # the stdlib's regex parser, used only to find a cheap substring pre-check
     from re import _parser as _re_parser  # Python 3.11+
@@ -39,11 +49,24 @@ _REGEX_MAX = 500
 # literal_eval/json on megabyte-long lines would stall the log tail.
 _MAX_LINE = 10_000
 _KEYS = ("epoch", "step")
+# JSON / dict lines nested deeper than this are skipped (json and literal_eval recurse, and a
+# RecursionError must not cost the metrics after the line); metric dicts nest 1-3 deep.
+_MAX_DEPTH = 32
+# ast.literal_eval costs about 1 us a character in one C call that holds the GIL (a hostile
+# "1<1<1<..." line of 10,000 characters: 12 ms); longer Python dicts are read as JSON instead.
+_MAX_LITERAL = 2_000
+
 
 _DICT_LINE = re.compile(r"(?<!\w)(epoch|step)\s+(-?\d+(?:\.\d+)?)\s*:\s*\{")
 # Keys may not follow "-" so that echoed CLI flags ("--epoch=3") do not start rows.
-_MENTION = re.compile(r"(?<![\w-])(epoch|step)[\s:=#]*(\d+)\b", re.IGNORECASE)
-_KV_PAIR = re.compile(r"(?<![\w.\-])([A-Za-z_][\w.\-/]*)=([^\s,;=]+)")
+_MENTION = re.compile(r"(?<![\w-])(epoch|step)[\s:=#]*(\d{1,18})\b", re.IGNORECASE)  # int() refuses 4,300+ digits
+# key=value pairs: a key is [A-Za-z_][\w.\-/]* not after [\w.-]. Searched as whole runs of key
+# characters followed by "=" (each run is scanned once: linear), then the key is the run's tail
+# from its first valid start; a regex trying every start after each "/" is quadratic ("a/a/..."
+# of 10,000 characters: 250 ms in one C call).
+_KV_RUN = re.compile(r"(?<![\w.\-/])([\w.\-/]+)=([^\s,;=]+)")
+_KV_KEY_START = re.compile(r"(?:^|/)([A-Za-z_])")
+_BRACKETS = re.compile(r"[\[\](){}]")
 # Python reprs of float('nan') / float('inf') are not literals; swap in parseable stand-ins.
 _BARE_NONFINITE = re.compile(r"(?<![\w'\"])(nan|inf)(?![\w'\"])")
 _NAN_TOKEN = "'__sm_magic_nan__'"
@@ -62,12 +85,15 @@ class MetricDefinition:
         return {"Name": self.name, "Regex": self.regex}
 
 
-class MetricsError(ValueError):
+class MetricsError(UsageProblem, ValueError):
     """A metric definition (flag or file) is unusable; the message says what to fix."""
 
 
-def _compile(name: str, regex: str, where: str = "") -> re.Pattern:
-    """Validate a definition against SageMaker's rules and return the compiled regex."""
+def _compile(name: str, regex: str, where: str = "") -> Regex:
+    """Validate a definition against SageMaker's rules and return the compiled regex.
+
+    RE2 runs it when it can (any regex in linear time); a regex only Python's ``re`` reads
+    (backreferences, lookaround, ``\\Z``, verbose mode) runs in the worker process instead."""
     label = f"{where}metric {name!r}"
     if not name:
         raise MetricsError(f"{where}metric name is empty; write NAME=REGEX, e.g. loss=loss: ([0-9.e-]+)")
@@ -78,15 +104,17 @@ def _compile(name: str, regex: str, where: str = "") -> re.Pattern:
     if len(regex) > _REGEX_MAX:
         raise MetricsError(f"{label}: the regex has {len(regex)} characters; SageMaker accepts at most {_REGEX_MAX}")
     try:
-        compiled = re.compile(regex)
-    except re.error as exc:
+        groups, result = compile_regex(regex)
+    except (re.error, RecursionError, OverflowError, ValueError) as exc:  # re's parser, or its limits
         raise MetricsError(f"{label}: the regex {regex!r} does not compile: {exc}") from None
-    if compiled.groups < 1:
+    if groups < 1:
         raise MetricsError(
             f"{label}: the regex {regex!r} has no capture group; wrap the number in (...), "
             f"e.g. loss: ([0-9.e-]+)"
         )
-    return compiled
+    return result
+
+
 
 
 def parse_metric_flag(text: str) -> MetricDefinition:
@@ -155,7 +183,57 @@ def _key_number(value) -> int | float | None:
     return int(number) if number.is_integer() else number
 
 
+_PY_TOKENS = re.compile(r"(?<![\w'\"])(True|False|None|nan|inf)(?![\w'\"])")
+_JSON_TOKENS = {"True": "true", "False": "false", "None": "null", "nan": "NaN", "inf": "Infinity"}
+
+
+def _repr_as_json(text: str):
+    """A long Python dict repr read as JSON (linear, about 20 ns a character), or None: only for
+    reprs whose strings hold no quote or backslash, which is what metric dicts print."""
+    if '"' in text or "\\" in text:
+        return None
+    try:
+        return json.loads(_PY_TOKENS.sub(lambda m: _JSON_TOKENS[m.group(1)], text.replace("'", '"')))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets nest deeper than _MAX_DEPTH (brackets inside strings count too: a
+    conservative skip, never a miss of the bound)."""
+    if text.count("{") + text.count("[") + text.count("(") <= _MAX_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(text):  # a Python loop: the GIL is given away as usual
+        if bracket in "{[(":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _kv_pairs(line: str) -> dict:
+    """``key=value`` pairs of a line, as ``dict(re.findall(r"(?<![\\w.\\-])([A-Za-z_][\\w.\\-/]*)=
+    ([^\\s,;=]+)", line))`` gives them, in linear time (see _KV_RUN)."""
+    pairs = {}
+    pos = 0
+    while True:
+        m = _KV_RUN.search(line, pos)
+        if m is None:
+            return pairs
+        start = _KV_KEY_START.search(m.group(1))
+        if start is not None:
+            pairs[m.group(1)[start.start(1):]] = m.group(2)
+            pos = m.end()
+        else:  # no key starts in this run: the scan goes on after its "="
+            pos = m.end(1) + 1
+
+
 def _literal_dict(text: str):
+    if len(text) > _MAX_LITERAL:
+        return _repr_as_json(text)
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -188,6 +266,20 @@ def _required_literal(pattern: str) -> str | None:
         return None
 
 
+class _Definition:
+    """A definition as the parser runs it; ``disabled`` once its Python-re regex overran."""
+
+    __slots__ = ("name", "regex", "literal", "disabled")
+
+    def __init__(self, name: str, regex: Regex, literal: Optional[str]):
+        self.name, self.regex, self.literal, self.disabled = name, regex, literal, False
+
+    def matcher(self, fallback: dict) -> tuple:
+        if self.regex.engine == "re2":
+            return self.name, self.regex.first_group, self.literal, None
+        return self.name, None, self.literal, fallback.get(self, {})
+
+
 class MetricsParser:
     """Accumulates metric rows from log lines fed to it, keyed by epoch or step.
 
@@ -196,48 +288,98 @@ class MetricsParser:
 
     def __init__(self, definitions: Sequence[MetricDefinition] = ()):
         """Raises :class:`MetricsError` if a definition would be rejected by SageMaker."""
-        self._key_defs, self._value_defs = [], []
+        self._key_defs: list[_Definition] = []
+        self._value_defs: list[_Definition] = []
         for d in definitions:
-            entry = (d.name, _compile(d.name, d.regex).search, _required_literal(d.regex))
+            entry = _Definition(d.name, _compile(d.name, d.regex), _required_literal(d.regex))
             (self._key_defs if d.name in _KEYS else self._value_defs).append(entry)
         self._rows: dict[tuple[str, int | float], dict[str, float]] = {}
         self._metric_names: dict[str, None] = {}  # ordered set: column order = first appearance
         self._current: tuple[str, int | float] | None = None
         self._unkeyed_counts: dict[str, int] = {}
+        self._warnings: list[str] = []
         self._lock = threading.Lock()
 
+    @property
+    def warnings(self) -> list[str]:
+        """What went wrong reading the log, oldest first, each said once: so far only a
+        definition disabled because its regex (Python ``re``, in the worker) ran over its budget."""
+        with self._lock:
+            return list(self._warnings)
+
+    def _run_fallback(self, lines: list[str]) -> tuple[dict, list[str]]:
+        """Group 1 by line index for each live Python-``re`` definition, searched in the worker
+        process while this thread waits with the GIL free; and the warnings for any disabled."""
+        results, warnings = {}, []
+        for d in self._key_defs + self._value_defs:
+            if d.disabled or d.regex.engine != "re":
+                continue
+            literal = d.literal
+            indexes = [i for i, line in enumerate(lines) if literal is None or literal in line]
+            found, failure = metric_regex.worker.search(d.regex.pattern, [lines[i][:_MAX_LINE] for i in indexes])
+            results[d] = {indexes[i]: group for i, group in found}
+            if failure:
+                d.disabled = True
+                warnings.append(
+                    f"metric {d.name!r} disabled: its regex {d.regex.pattern!r} needs Python's re (it uses "
+                    f"syntax RE2 lacks), and {failure}; no more of its values are read from this log. "
+                    f"Without backreferences and lookaround a regex runs on RE2, in linear time."
+                )
+        return results, warnings
+
     def feed(self, lines: Iterable[str]) -> int:
-        """Parse ``lines``; return how many rows were added or had a value changed."""
+        """Parse ``lines``; return how many rows were added or had a value changed.
+
+        Never raises on a line's content: a line the default formats cannot read is skipped."""
         if isinstance(lines, str):  # a whole chunk of text would otherwise iterate by character
             lines = lines.splitlines()
+        elif not isinstance(lines, list):
+            lines = list(lines)
         touched: set = set()
-        key_defs, value_defs = self._key_defs, self._value_defs
+        fallback, warnings = self._run_fallback(lines) if any(
+            d.regex.engine == "re" and not d.disabled for d in self._key_defs + self._value_defs) else ({}, [])
+        # (name, first_group, literal, found): found is the worker's answers by line index (Python
+        # re definitions), else first_group(line) runs here, on RE2.
+        key_defs = [d.matcher(fallback) for d in self._key_defs if d in fallback or d.regex.engine == "re2"]
+        value_defs = [d.matcher(fallback) for d in self._value_defs if d in fallback or d.regex.engine == "re2"]
         with self._lock:
-            for line in lines:
+            self._warnings.extend(warnings)
+            for index, line in enumerate(lines):
                 long_line = len(line) > _MAX_LINE
                 if long_line:
                     line = line[:_MAX_LINE]
-                for name, search, literal in key_defs:
-                    if literal is None or literal in line:
-                        m = search(line)
-                        key = _key_number(m.group(1)) if m else None
-                        if key is not None:
-                            self._current = (name, key)
+                for name, first_group, literal, found in key_defs:
+                    if found is not None:
+                        group = found.get(index)
+                    elif literal is None or literal in line:
+                        group = first_group(line)
+                    else:
+                        continue
+                    key = _key_number(group) if group is not None else None
+                    if key is not None:
+                        self._current = (name, key)
                 # The substring test keeps ordinary log lines at about a microsecond.
                 if not long_line and ("epoch" in line or "step" in line):
-                    self._parse_default(line, touched)
+                    try:
+                        self._parse_default(line, touched)
+                    except Exception:  # one hostile line must not cost the metrics after it
+                        pass
                 # "Epoch 3/10 loss: 0.2": a definition's value belongs to epoch 3.
                 if value_defs and ("poch" in line or "tep" in line):
                     m = _MENTION.search(line)
                     if m:
                         self._current = (m.group(1).lower(), int(m.group(2)))
-                for name, search, literal in value_defs:
-                    if literal is None or literal in line:
-                        m = search(line)
-                        if m:
-                            value = _number(m.group(1) or "")
-                            if value is not None:
-                                self._store_definition_value(name, value, touched)
+                for name, first_group, literal, found in value_defs:
+                    if found is not None:
+                        group = found.get(index)
+                    elif literal is None or literal in line:
+                        group = first_group(line)
+                    else:
+                        continue
+                    if group:
+                        value = _number(group)
+                        if value is not None:
+                            self._store_definition_value(name, value, touched)
         return len(touched)
 
     def _store_definition_value(self, name, value, touched):
@@ -261,18 +403,18 @@ class MetricsParser:
                 self._ingest(None, mapping, touched)
                 return
         if "epoch=" in line or "step=" in line:  # a key=value row needs one of these pairs
-            pairs = dict(_KV_PAIR.findall(line))
+            pairs = _kv_pairs(line)
             if "epoch" in pairs or "step" in pairs:
                 self._ingest(None, pairs, touched)
 
     @staticmethod
     def _dict_at(line: str, start: int) -> dict | None:
         text = line[start:].rstrip()
-        if not text.endswith("}"):
+        if not text.endswith("}") or _too_deep(text):
             return None
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             obj = _literal_dict(text)  # Python dict reprs (Accelerate guide, HF Trainer)
         return obj if isinstance(obj, dict) else None
 
