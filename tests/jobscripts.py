@@ -1,6 +1,5 @@
 """Training scripts the tests launch (shared by several test modules)."""
 
-import os
 import signal
 import textwrap
 import time
@@ -56,23 +55,36 @@ def wait_until(condition, timeout: float, what: str):
 
 def end_jobs(jobs_dir):
     """No test may leave a job running: stop what runs (the stop marker also catches a runner
-    that has not recorded its pid yet), wait for it to end, then kill whatever is left."""
+    that has not started its hosts yet), wait for it to end, then kill whatever is left: the
+    runner (proven by its recorded identity) and every process carrying the job's token."""
     from sm_magic.backends.local import LocalBackend
-    from sm_magic.backends.local_state import kill_sessions, read_state
+    from sm_magic.backends.local_procs import end_token_processes, proven_signal
+    from sm_magic.backends.local_state import JobFiles, job_token, read_runner, read_state
 
     backend = LocalBackend(jobs_dir)
     states = sorted(jobs_dir.glob("*/state.json"))
     for state_file in states:
-        backend.stop(state_file.parent.name)
+        try:
+            backend.stop(state_file.parent.name)
+        except Exception:  # noqa: BLE001 - a broken job must not keep the others running
+            pass
     deadline = time.monotonic() + 30
     for state_file in states:
-        while not read_state(state_file).done and time.monotonic() < deadline:
-            time.sleep(0.1)
-        state = read_state(state_file)
-        kill_sessions(list(state.extra.get("pgids", {}).values()), signal.SIGKILL)
-        pid = state.extra.get("runner_pid")
-        if pid and not state.done:
+        files = JobFiles(state_file.parent)
+        while time.monotonic() < deadline:
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+                if backend.describe(files.dir.name).done:
+                    break
+            except Exception:  # noqa: BLE001
+                break
+            time.sleep(0.1)
+        try:
+            state = read_state(state_file)
+        except (OSError, ValueError):
+            continue
+        runner = read_runner(files)
+        if runner and not state.done:
+            proven_signal(runner.get("pid") or 0, signal.SIGKILL, ident=runner)
+        token = job_token(state)
+        if token:
+            end_token_processes(token, timeout=10)

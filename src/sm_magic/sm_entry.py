@@ -13,9 +13,11 @@ from.
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PORT = 29500
@@ -28,6 +30,7 @@ EFA_INSTANCES = frozenset({"ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarg
 EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge",
                                 "ml.trn1.32xlarge"})
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+DRAIN_SECONDS = 1.0  # at most this long output is still read after the launcher ended, while it flows
 
 
 def launch_command(spec, env, bundle_dir=HERE):
@@ -107,18 +110,41 @@ def failure_path(env):
     return os.path.join(env.get("SM_OUTPUT_DIR") or "/opt/ml/output", "failure")
 
 
+def _group_running(pgid):
+    """Whether a process of group `pgid` still runs (a zombie does not), read from /proc; True
+    when /proc cannot tell (then the output pipe's end decides, as it always did)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+                return True
+    return False
+
+
 def supervise(cmd, env, cwd, out, on_failure):
     """Run `cmd` as a child in a process group of its own, copy its output to `out` as it comes,
     pass SIGTERM/SIGINT/SIGHUP on to its whole group (the launcher and the script it started: a
     signal sent to this process alone, as a platform sends it, reaches them exactly once), and
-    return its exit status (negative: killed by a signal). `on_failure(tail_text, status)` is
-    called when it failed on its own (not after a signal was passed on)."""
+    return its exit status (negative: killed by a signal) once it and every process of its group
+    have ended (a daemon in a session of its own that holds the output open does not keep this
+    host running). `on_failure(tail_text, status)` is called when it failed on its own (not
+    after a signal was passed on)."""
     child = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, preexec_fn=os.setpgrp)
     received = []
 
     def forward(signum, frame):
         received.append(signum)
+        if child.returncode is not None:
+            return  # reaped: its group id may belong to someone else by now
         try:
             os.killpg(child.pid, signum)
         except (ProcessLookupError, PermissionError):
@@ -126,15 +152,32 @@ def supervise(cmd, env, cwd, out, on_failure):
 
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}
     tail = bytearray()
+    fd = child.stdout.fileno()
+    drain_until = None
     try:
         while True:
-            chunk = os.read(child.stdout.fileno(), 65536)
+            wait = 0.1 if drain_until is None else min(0.05, max(0.0, drain_until - time.monotonic()))
+            if not select.select([fd], [], [], wait)[0]:
+                if drain_until is not None:
+                    break
+                if child.poll() is not None and not _group_running(child.pid):
+                    # The launcher and every process of its group ended: what they wrote is
+                    # still read, but a process in a session of its own holding the pipe open
+                    # (a daemon) does not keep this host running.
+                    drain_until = time.monotonic() + DRAIN_SECONDS
+                continue
+            chunk = os.read(fd, 65536)
             if not chunk:
                 break
-            out.write(chunk)
-            out.flush()
+            try:
+                out.write(chunk)
+                out.flush()
+            except OSError:  # a log that cannot be written (a full disk) must not end the training
+                pass
             tail += chunk
             del tail[:-65536]
+            if drain_until is not None and time.monotonic() >= drain_until:
+                break
         status = child.wait()
     finally:
         for s, handler in previous.items():
@@ -142,6 +185,24 @@ def supervise(cmd, env, cwd, out, on_failure):
     if status != 0 and not received:
         on_failure(tail.decode("utf-8", "replace"), status)
     return status
+
+
+def record_exit(status, env=os.environ):
+    """The local backend's runner names a file (SM_MAGIC_EXIT_FILE, written to its full size
+    beforehand) where this host's exit status must survive the runner: overwritten in place, so
+    a full disk still takes it. Absent elsewhere (SageMaker's container): nothing is written."""
+    path = env.get("SM_MAGIC_EXIT_FILE")
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, str(status).ljust(31).encode() + b"\n", 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def main():
@@ -152,6 +213,7 @@ def main():
         print(f"sm_magic: {note}", flush=True)
     env = dict(os.environ)
     env.update(launch_env(spec, os.environ))
+    env.pop("SM_MAGIC_EXIT_FILE", None)  # this command's own record, not its children's
     sys.path.insert(0, HERE)
     from sm_magic.failure import error_summary, write_failure_file
 
@@ -161,6 +223,7 @@ def main():
             print(f"sm_magic: the job failed: {reason}", flush=True)
 
     status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure)
+    record_exit(status)
     if status < 0:
         # Die of the same signal, so whatever waits for this process sees what happened.
         signal.signal(-status, signal.SIG_DFL)

@@ -4,11 +4,19 @@
 input/data/<channel>, model/, output/, checkpoints/), one log per host, and state.json. A job
 runner process in its own session runs the bundle's entry command, so the job outlives a kernel
 restart; this class only writes the job directory, starts the runner and reads its files.
+
+A job owns its processes: each carries the job's token (SM_MAGIC_JOB_TOKEN) and is found by it
+in /proc, and nothing is signalled before it is proven to be the job's (local_procs). The runner
+is proven by the identity recorded when it was started (runner.json: pid, start time, boot id);
+a runner that fails the proof is gone, and whoever describes the job next ends its processes and
+records the outcome (local_recovery). A job directory that no longer exists raises
+JobMissingError.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import importlib.util
 import json
@@ -25,11 +33,29 @@ from typing import Any, Sequence
 
 from ..bundle import Bundle
 from ..config import TrainConfig
-from . import s3_inputs
+from . import local_procs, s3_inputs
 from .base import BackendError, JobState, progress
-from .local_state import JobFiles, enter, finish, kill_sessions, pid_alive, read_state, write_state
+from .local_recovery import failed_in_memory, recover
+from .local_state import JobFiles, enter, job_token, read_runner, read_state, write_json, write_state
 
 MAX_LOG_CHUNK = 1 << 20  # bytes read per logs() call, so a flood never fills memory
+MAX_LOCAL_HOSTS = 64     # hosts one machine runs at most, however many CPUs it has
+MIN_LOCAL_HOSTS = 4      # ... and at least, however few (a small machine can still rehearse 4)
+STARTING_GRACE_SECONDS = 60  # a job whose runner identity is not recorded yet counts as starting
+
+
+class JobMissingError(BackendError):
+    """The local job's directory no longer exists (deleted or moved): nothing of it can be read."""
+
+    def __init__(self, name: str, path: Path):
+        super().__init__(f"local job {name}: its directory {path} no longer exists (deleted or moved); "
+                         "its state, logs and model are gone")
+        self.name, self.path = name, path
+
+
+def max_local_hosts() -> int:
+    """How many hosts the local backend runs on this machine: one per CPU, within the bounds."""
+    return min(MAX_LOCAL_HOSTS, max(MIN_LOCAL_HOSTS, os.cpu_count() or 1))
 
 
 def default_jobs_dir() -> Path:
@@ -82,6 +108,7 @@ class LocalBackend:
 
     def check_config(self, config: TrainConfig) -> None:
         """Refuse, before anything is written, what this machine cannot run."""
+        self._check_hosts(config)
         mode = config.distributed_type
         if mode in ("FSDP", "DEEPSPEED") and (config.use_cpu or gpu_count() == 0):
             where = "use_cpu is set" if config.use_cpu else "this machine has no GPU"
@@ -93,9 +120,19 @@ class LocalBackend:
             raise BackendError("distributed_type DEEPSPEED needs the deepspeed package, which is not installed "
                                "here: `pip install deepspeed`, or run the job on SageMaker")
 
+    def _check_hosts(self, config: TrainConfig) -> None:
+        cap = max_local_hosts()
+        if config.num_machines > cap:
+            raise BackendError(
+                f"instance_count {config.num_machines} is more than this machine can host: the local backend runs "
+                f"every host as processes with its own opt_ml tree here, at most {cap} (one per CPU, "
+                f"{os.cpu_count()} here, at least {MIN_LOCAL_HOSTS} and at most {MAX_LOCAL_HOSTS}). Use "
+                f"--instance-count {cap} or fewer, or run the job on SageMaker (--instance-type ml.*).")
+
     def submit(self, bundle: Bundle, config: TrainConfig, *, interruptions: Sequence[float] = ()) -> str:
         """Start the job; `interruptions` simulates spot capacity being reclaimed that many
         seconds into each successive run of the hosts (each ends one run; the job restarts)."""
+        self._check_hosts(config)  # before anything is written, whoever called check_config
         bundle = dataclasses.replace(bundle, inputs=self._local_inputs(bundle, config))
         return self._in_new_job_dir(
             bundle.name, lambda files: self._start(bundle, config, files, list(interruptions)))
@@ -134,6 +171,7 @@ class LocalBackend:
         port = _free_port()
         host_env = {host: self._layout_host(files, host, hosts, bundle, config, port) for host in hosts}
         spec = {"entry_command": list(bundle.entry_command), "host_env": host_env,
+                "token": local_procs.new_token(),
                 "interruptions": interruptions, "max_run": config.max_run,
                 "max_wait": config.max_wait if config.use_spot_instances else None}
         return self._start_runner(bundle, config, files, "sm_magic.backends.local_runner", {"local": spec})
@@ -149,10 +187,26 @@ class LocalBackend:
         enter(state, "Starting", "Preparing the instances for training", status="InProgress", now=now)
         write_state(files.state, state)
         with open(files.runner_log, "ab") as log:
-            self._runners[bundle.name] = subprocess.Popen(
+            runner = subprocess.Popen(
                 [sys.executable, "-m", module, str(files.dir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True, cwd=files.dir)
+        # The runner is our child and not reaped yet, so its pid is still its own: what proves it
+        # later (to this or any other reader) is recorded now.
+        try:
+            identity = local_procs.identity(runner.pid)
+            if identity is None:
+                raise OSError(errno.ESRCH, "the job runner ended at once", str(files.runner_log))
+            write_json(files.runner_record, identity)
+        except OSError as e:
+            runner.kill()
+            runner.wait()
+            token = job_token(state)
+            if token:
+                local_procs.end_token_processes(token, timeout=10)
+            raise BackendError(f"could not start the job runner for {bundle.name}: {e.filename}: "
+                               f"{e.strerror or e}") from None
+        self._runners[bundle.name] = runner
         return bundle.name
 
     def _layout_host(self, files: JobFiles, host: str, hosts: list[str], bundle: Bundle,
@@ -209,49 +263,76 @@ class LocalBackend:
     # -- describe / logs / stop --------------------------------------------------------------
 
     def _files(self, name: str) -> JobFiles:
+        """The job's files; JobMissingError when its directory is gone."""
         files = JobFiles(self.job_dir(name))
-        if not files.state.is_file():
-            raise BackendError(f"no local job named {name} under {self.jobs_dir}")
+        if not files.dir.is_dir():
+            raise JobMissingError(name, files.dir)
         return files
 
-    def describe(self, name: str) -> JobState:
-        files = self._files(name)
-        state = read_state(files.state)
-        if not state.done and not self._runner_alive(name, state):
-            # Re-read: the runner may have written its last state just before it exited.
-            state = read_state(files.state)
-            if not state.done:
-                kill_sessions(list(state.extra.get("pgids", {}).values()))
-                state.failure_reason = ("InternalServerError: the local job runner ended before the job "
-                                        f"did; see {files.runner_log}")
-                finish(state, "Failed", "Training job failed")
-                write_state(files.state, state)
-        return state
+    def _read_state(self, name: str, files: JobFiles) -> JobState:
+        try:
+            return read_state(files.state)
+        except FileNotFoundError:
+            if not files.dir.is_dir():
+                raise JobMissingError(name, files.dir) from None
+            raise BackendError(f"local job {name} has no state file ({files.state}): the job is being "
+                               "created, or its state was deleted") from None
+        except (OSError, ValueError) as e:
+            raise BackendError(f"the state of local job {name} cannot be read ({files.state}: "
+                               f"{getattr(e, 'strerror', None) or e})") from None
 
-    def _runner_alive(self, name: str, state: JobState) -> bool:
+    def describe(self, name: str) -> JobState:
+        """The job's state. A job whose runner is gone is ended and recorded here (by whichever
+        reader comes first); when that record cannot be written, the ending is returned (Failed,
+        with the reason) without raising. A deleted job directory raises JobMissingError."""
+        files = self._files(name)
+        state = self._read_state(name, files)
+        if state.done or self._runner_alive(name, files, state):
+            return state
+        try:
+            return recover(files, lambda current: not self._runner_alive(name, files, current))
+        except FileNotFoundError:
+            if not files.dir.is_dir():
+                raise JobMissingError(name, files.dir) from None
+            return self._read_state(name, files)
+        except OSError as e:  # the lock, the state: nothing a reader may crash on
+            return failed_in_memory(state, files.state, e)
+
+    def _runner_alive(self, name: str, files: JobFiles, state: JobState) -> bool:
+        """Proven, never guessed from a pid: our own child still running, or the process that
+        runner.json identifies (pid, start time, boot id) still running."""
         proc = self._runners.get(name)
         if proc is not None and proc.poll() is None:
             return True
-        pid = state.extra.get("runner_pid")
-        if pid is None:  # not started yet, or started by another kernel that is gone
-            return proc is None and time.time() - state.creation_time < 60
-        return pid_alive(pid)
+        try:
+            identity = read_runner(files)
+        except OSError as e:
+            raise BackendError(f"the runner record of local job {name} cannot be read ({files.runner_record}: "
+                               f"{e.strerror})") from None
+        if identity is None:  # being started (by another kernel): not recorded yet
+            return proc is None and time.time() - state.creation_time < STARTING_GRACE_SECONDS
+        return local_procs.alive(identity)
 
     def logs(self, name: str, cursor: Any = None) -> tuple[list[str], dict]:
-        """New complete lines of every host's log; several hosts' lines carry a `host | ` prefix."""
+        """New complete lines of every host's log; several hosts' lines carry a `host | ` prefix.
+        Needs the job directory only (not its state file)."""
         files = self._files(name)
         cursor = dict(cursor or {})
-        paths = sorted(files.logs.glob("*.log"), key=lambda p: int(p.stem.rsplit("-", 1)[-1]))
+        paths = sorted(files.logs.glob("*.log"), key=_host_order)
         lines: list[str] = []
-        finished = lambda: read_state(files.state).done  # noqa: E731 - read only when a line is partial
         for path in paths:
             host = path.stem
             offset = cursor.get(host, 0)
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read(MAX_LOG_CHUNK)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read(MAX_LOG_CHUNK)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise BackendError(f"the log of local job {name} cannot be read ({path}: {e.strerror})") from None
             end = chunk.rfind(b"\n") + 1
-            if end < len(chunk) and (len(chunk) == MAX_LOG_CHUNK and end == 0 or finished()):
+            if end < len(chunk) and (len(chunk) == MAX_LOG_CHUNK and end == 0 or self._finished(files)):
                 end = len(chunk)  # an over-long line, or the last line of a finished job
             if end == 0:
                 continue
@@ -260,15 +341,47 @@ class LocalBackend:
             cursor[host] = offset + end
         return lines, cursor
 
+    @staticmethod
+    def _finished(files: JobFiles) -> bool:
+        """Whether the job has ended (read only when a log's last line is partial): a job whose
+        state file is gone will not finish that line either."""
+        try:
+            return read_state(files.state).done
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return False
+
     def stop(self, name: str) -> None:
+        """Ask the runner to stop the job (SIGTERM, to the proven runner only); a job whose
+        runner is gone is ended and recorded at once (see describe)."""
         files = self._files(name)
-        state = read_state(files.state)
+        state = self._read_state(name, files)
         if state.done:
             return
-        files.stop_marker.touch()
-        pid = state.extra.get("runner_pid")
-        if pid and pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        try:
+            files.stop_marker.touch()
+        except OSError:
+            pass  # a read-only job directory: the signal below still reaches the runner
+        proc = self._runners.get(name)
+        if proc is not None and proc.poll() is None:
+            # Our own unreaped child (its pid is its own). Until it has recorded its pid it may not
+            # handle SIGTERM yet; it reads the stop marker before it starts any host.
+            if state.extra.get("runner_pid") == proc.pid:
+                proc.send_signal(signal.SIGTERM)
+            return
+        if "runner_pid" not in state.extra and self._runner_alive(name, files, state):
+            return  # starting: the stop marker is enough
+        try:
+            identity = read_runner(files)
+        except OSError:
+            identity = None
+        if identity is not None and local_procs.proven_signal(identity.get("pid") or 0, signal.SIGTERM,
+                                                              ident=identity):
+            return
+        self.describe(name)  # not proven alive: recover the job now (a starting one reads its stop marker)
+
+
+def _host_order(path: Path):
+    stem = path.stem.rsplit("-", 1)[-1]
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, path.stem)

@@ -1,12 +1,21 @@
 """The local job runner: `python -m sm_magic.backends.local_runner JOB_DIR`.
 
 Started by the local backend in a session of its own, so it outlives the kernel that launched
-it. It runs the bundle's entry command once per host (each in its own process group), writes
-every status transition to the job's state file, ends the job on a stop request or past
+it. It runs the bundle's entry command once per host (each in a session of its own, with the
+job's token SM_MAGIC_JOB_TOKEN and its exit record SM_MAGIC_EXIT_FILE in its environment),
+writes every status transition to the job's state file, ends the job on a stop request or past
 max_run / max_wait, simulates spot interruptions (kill every host, then restart with the same
 checkpoint directory), packs model.tar.gz and takes FailureReason from the failure file the entry
-command writes (or, for a host killed before it could, from the end of its log). It imports only
-the stdlib and sm_magic's stdlib-only modules, to start fast.
+command writes (or, for a host killed before it could, from the end of its log).
+
+Whatever ends a run of the hosts (their own end, a stop, a time limit, an interruption, a failure
+of this runner), every process carrying the job's token is ended (SIGKILL, each proven through a
+pidfd: see local_procs) and a scan of /proc finds none running before the job reports an ending
+or restarts. State that cannot be written (a full disk, a read-only or deleted job directory)
+ends the job's processes too; the ending is then retried for a bounded time (a successful run is
+still packed and Completed if the disk recovers in time), after which the runner exits and the
+next reader recovers the job (local_recovery). It imports only the stdlib and sm_magic's
+stdlib-only modules, to start fast.
 """
 
 from __future__ import annotations
@@ -15,17 +24,22 @@ import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-from ..failure import log_summary, read_failure_file
-from .local_state import (JobFiles, enter, finish, kill_sessions, live_session_members, read_state,
-                          running_seconds, write_state)
+from .local_procs import TOKEN_VAR, end_token_processes, new_token, signal_token
+from .local_recovery import host_failure_reason, unwritable_reason
+from .local_state import (JobFiles, enter, finish, pack_model, read_state, reset_exit_records, running_seconds,
+                          write_state)
 
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 10.0     # SageMaker allows 120 s between SIGTERM and the end
 CAPACITY_WAIT_SECONDS = 1.0   # how long a simulated spot interruption waits for new capacity
+END_TIMEOUT_SECONDS = 30.0    # how long the job's processes may take to die after SIGKILL
+STATE_CHECK_SECONDS = 0.5     # how often a running job's state file is checked to still be there
+# How long an ending that cannot be written is retried before the runner leaves it to the readers.
+STATE_RETRY_SECONDS = float(os.environ.get("SM_MAGIC_STATE_RETRY_SECONDS") or 60)
+STATE_RETRY_POLL = 0.5
 # Why a job is ended early: its Stopping message, its final secondary status and message.
 _ENDINGS = {
     "stop": ("Stopping the training job", "Stopped", "Training job stopped"),
@@ -36,18 +50,33 @@ _ENDINGS = {
 }
 
 
+class StateUnwritable(Exception):
+    """The state file could not be written."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(f"{path}: {error}")
+        self.path, self.error = path, error
+
+
 class Runner:
     def __init__(self, job_dir: Path):
         self.files = JobFiles(job_dir)
         self.state = read_state(self.files.state)
         self.spec = self.state.extra["local"]
+        self.token = self.spec.setdefault("token", new_token())
+        self.hosts = list(self.spec["host_env"])
         self.interruptions = [float(s) for s in self.spec.get("interruptions", [])]
         self.stop_requested = False
         self.procs: dict[str, subprocess.Popen] = {}
         self.attempt_start = 0.0
+        self.state_checked = 0.0
+        self.succeeded = False  # every host of the last run exited 0 and nothing ended the job early
 
     def save(self) -> None:
-        write_state(self.files.state, self.state)
+        try:
+            write_state(self.files.state, self.state)
+        except OSError as e:
+            raise StateUnwritable(self.files.state, e) from e
 
     def on_term(self, signum, frame) -> None:
         self.stop_requested = True
@@ -55,7 +84,7 @@ class Runner:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.state.extra["runner_pid"] = os.getpid()
+        self.state.extra["runner_pid"] = os.getpid()  # for the record; the backend proves it by runner.json
         enter(self.state, "Downloading", "Downloading input data")
         self.save()
         ending = self._ending()
@@ -76,18 +105,20 @@ class Runner:
         if ending:
             return self._end_early(ending, started=True)
         if all(code == 0 for code in codes.values()):
+            self.succeeded = True
             enter(self.state, "Uploading", "Uploading generated training model")
             self.save()
-            self._pack_model()
+            self.state.model_artifacts = pack_model(self.files, self.hosts)
             finish(self.state, "Completed", "Training job completed")
         else:
-            self.state.failure_reason = self._failure_reason(codes)
+            self.state.failure_reason = host_failure_reason(self.files, self.hosts, codes)
             finish(self.state, "Failed", "Training job failed")
         self.save()
         return 0
 
     def _ending(self) -> str | None:
         """Why the job must end now, if it must: a stop request or a time limit."""
+        self._check_state_file()
         if self.stop_requested or self.files.stop_marker.exists():
             return "stop"
         now = time.time()
@@ -98,11 +129,22 @@ class Runner:
             return "max_wait"
         return None
 
+    def _check_state_file(self) -> None:
+        """A state file deleted under a running job is written again; a job directory deleted
+        (or unwritable) raises StateUnwritable, which ends the job."""
+        now = time.monotonic()
+        if now - self.state_checked >= STATE_CHECK_SECONDS:
+            self.state_checked = now
+            if not self.files.state.exists():
+                self.save()
+
     def _start_hosts(self) -> None:
         self.files.logs.mkdir(exist_ok=True)
+        reset_exit_records(self.files, self.hosts)  # a record from an earlier run must not count
         entry = [sys.executable if part == "python" else part for part in self.spec["entry_command"]]
         for host, env_overrides in self.spec["host_env"].items():
-            env = {**os.environ, **env_overrides}
+            env = {**os.environ, **env_overrides, TOKEN_VAR: self.token,
+                   "SM_MAGIC_EXIT_FILE": str(self.files.exit_record(host))}
             log = open(self.files.log(host), "ab")
             try:
                 self.procs[host] = subprocess.Popen(
@@ -111,12 +153,14 @@ class Runner:
             finally:
                 log.close()
         self.attempt_start = time.time()
+        # For the record only (each entry command leads a session): nothing is signalled by these.
         self.state.extra["pgids"] = {h: p.pid for h, p in self.procs.items()}
         self.state.extra["attempts"] = self.state.extra.get("attempts", 0) + 1
 
     def _wait(self) -> tuple[str | None, dict[str, int]]:
-        """Wait for every host. A stop request or a time limit ends them all (TERM, then KILL
-        after a grace) and is returned; so is a simulated interruption (KILL at once)."""
+        """Wait for every host. A stop request or a time limit ends them all (TERM to the entry
+        commands, then KILL to every process of the job after a grace) and is returned; so is a
+        simulated interruption (KILL at once). Returns once no process of the job runs."""
         codes: dict[str, int] = {}
         term_sent_at = None
         ending = None
@@ -126,7 +170,7 @@ class Runner:
                     codes[host] = proc.returncode
                     # One failed host ends the job, as on SageMaker.
                     if proc.returncode != 0 and term_sent_at is None and len(self.procs) > 1:
-                        self._signal_all(signal.SIGTERM)
+                        self._term_entries()
                         term_sent_at = time.time()
             if ending is None and term_sent_at is None:
                 ending = self._ending()
@@ -134,22 +178,49 @@ class Runner:
                     message = _ENDINGS[ending][0].format(**self.spec)
                     enter(self.state, "Stopping", message, status="Stopping")
                     self.save()
-                    self._signal_all(signal.SIGTERM)
+                    self._term_entries()
                     term_sent_at = time.time()
                 elif self.interruptions and time.time() - self.attempt_start >= self.interruptions[0]:
                     ending = "interrupted"
-                    self._signal_all(signal.SIGKILL)
+                    signal_token(self.token, signal.SIGKILL)
                     term_sent_at = time.time()
             if term_sent_at is not None and time.time() - term_sent_at > STOP_GRACE_SECONDS:
-                self._signal_all(signal.SIGKILL)
+                signal_token(self.token, signal.SIGKILL)
             time.sleep(POLL_SECONDS)
-        # Anything a script left behind in its group goes with it, before the job is called ended.
-        self._signal_all(signal.SIGKILL)
-        deadline = time.time() + 10
-        sids = list(self.state.extra.get("pgids", {}).values())
-        while any(live_session_members(s) for s in sids) and time.time() < deadline:
-            time.sleep(POLL_SECONDS)
+        # Whatever the hosts left behind (ranks in sessions of their own, daemons) goes with them,
+        # before the job is called ended or restarted.
+        self._end_all()
         return ending, codes
+
+    def _term_entries(self) -> None:
+        """SIGTERM to each host's entry command that still runs (our own child, not reaped: its
+        pid cannot have been reused), which passes it on to its launcher's process group."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def _reap(self) -> None:
+        for proc in self.procs.values():
+            proc.poll()
+
+    def _end_all(self) -> None:
+        """SIGKILL every process of the job until a scan of /proc finds none running."""
+        survivors = end_token_processes(self.token, END_TIMEOUT_SECONDS, POLL_SECONDS, reap=self._reap)
+        if survivors:
+            self._log(f"processes {survivors} of the job still ran {END_TIMEOUT_SECONDS:.0f} s after SIGKILL")
+
+    def end_processes(self) -> None:
+        """End the job however far it got: TERM to the entry commands still running, up to the
+        stop grace for them to end, then KILL to every process of the job."""
+        if any(proc.poll() is None for proc in self.procs.values()):
+            self._term_entries()
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while any(proc.poll() is None for proc in self.procs.values()) and time.monotonic() < deadline:
+                time.sleep(POLL_SECONDS)
+        self._end_all()
 
     def _interrupt_and_restart(self) -> str | None:
         """Record a simulated spot interruption, wait for capacity, restart every host with the
@@ -165,7 +236,7 @@ class Runner:
             if self._ending():
                 return self._ending()
             time.sleep(POLL_SECONDS)
-        checkpoints = self.spec["host_env"][next(iter(self.spec["host_env"]))]["SM_CHECKPOINT_DIR"]
+        checkpoints = self.spec["host_env"][self.hosts[0]]["SM_CHECKPOINT_DIR"]
         enter(self.state, "Restarting", f"Restarting on new instances with the checkpoints in {checkpoints}")
         self.save()
         attempt = self.state.extra.get("attempts", 1) + 1
@@ -174,22 +245,19 @@ class Runner:
         return None
 
     def _note_in_logs(self, text: str) -> None:
-        for host in self.spec["host_env"]:
-            with open(self.files.log(host), "a", encoding="utf-8") as log:
-                log.write(f"sm_magic: {text}\n")
-
-    def _signal_all(self, sig: int) -> None:
-        """SIGKILL to every process of every host; another signal to each host's entry command
-        only, which passes it on to its launcher's process group (so nothing gets it twice)."""
-        leaders = list(self.state.extra.get("pgids", {}).values())
-        if sig == signal.SIGKILL:
-            kill_sessions(leaders, sig)
-            return
-        for pid in leaders:
+        for host in self.hosts:
             try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+                with open(self.files.log(host), "a", encoding="utf-8") as log:
+                    log.write(f"sm_magic: {text}\n")
+            except OSError:
+                pass  # a log that cannot be written is no reason to end the job
+
+    def _log(self, text: str) -> None:
+        """A line in runner.log (this process's output), if it can be written."""
+        try:
+            print(f"sm_magic runner: {text}", flush=True)
+        except (OSError, ValueError):
+            pass
 
     def _end_early(self, ending: str, started: bool) -> int:
         """End a stopped or timed-out job as Stopped, with what it saved packed as its model."""
@@ -199,34 +267,41 @@ class Runner:
         if started:
             enter(self.state, "Uploading", "Uploading what the job saved before it stopped")
             self.save()
-            self._pack_model()
+            self.state.model_artifacts = pack_model(self.files, self.hosts)
         finish(self.state, "Stopped", message, secondary=final)
         self.save()
         return 0
 
-    def _pack_model(self) -> None:
-        hosts = list(self.spec["host_env"])
-        model_dir = self.files.opt_ml(hosts[0], hosts) / "model"
-        target = self.files.model_tar
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(".model.tar.gz.tmp")
-        with tarfile.open(tmp, "w:gz") as tar:
-            for item in sorted(model_dir.iterdir()):
-                tar.add(item, arcname=item.name)
-        os.replace(tmp, target)
-        self.state.model_artifacts = str(target)
-
-    def _failure_reason(self, codes: dict[str, int]) -> str:
-        hosts = list(self.spec["host_env"])
-        # `codes` is in the order hosts ended: the first failure is the cause, not its echoes.
-        host = next((h for h, c in codes.items() if c != 0), hosts[0])
-        code = codes.get(host)
-        exit_text = (f"killed by signal {signal.Signals(-code).name}" if code and code < 0
-                     else f"exit code {code}")
-        # The entry command wrote the reason, as it does in SageMaker's container; a host killed
-        # before it could leaves only its log.
-        reason = read_failure_file(self.files.opt_ml(host, hosts) / "output" / "failure")
-        return f"AlgorithmError: {reason or log_summary(self.files.log(host))} ({exit_text})"
+    def give_up(self, path, error: OSError) -> int:
+        """The job's files cannot be written: end every process of the job, then retry writing
+        its ending for a bounded time. A run whose hosts all succeeded is still packed and
+        Completed if the disk recovers in time; an ending already decided is written as it is;
+        otherwise the job is Failed with the reason. Past the bound the runner exits and the
+        next reader recovers the job (from the hosts' exit records)."""
+        self._log(f"{path}: {error}: ending every process of the job")
+        self.end_processes()
+        if not self.state.done and not self.succeeded:
+            self.state.failure_reason = unwritable_reason(path, error)
+            finish(self.state, "Failed", "Training job failed")
+        # A deleted job directory will not come back: nobody can see the job to read its end.
+        retry = STATE_RETRY_SECONDS if self.files.dir.is_dir() else 0.0
+        deadline = time.monotonic() + retry
+        while True:
+            try:
+                if not self.state.done:  # succeeded: pack and complete once the disk takes it
+                    self.state.model_artifacts = pack_model(self.files, self.hosts)
+                    finish(self.state, "Completed", "Training job completed")
+                write_state(self.files.state, self.state)
+                self._log(f"the job's ending ({self.state.status}) was written after all")
+                return 0
+            except OSError as e:
+                error = e
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(STATE_RETRY_POLL)
+        self._log(f"the job's ending could not be written ({error}) within {retry:.0f} s; the next reader of "
+                  "the job records it")
+        return 1
 
 
 def main(argv: list[str]) -> int:
@@ -236,11 +311,19 @@ def main(argv: list[str]) -> int:
     runner = Runner(Path(argv[0]))
     try:
         return runner.run()
+    except StateUnwritable as e:
+        return runner.give_up(e.path, e.error)
+    except OSError as e:  # a log, an exit record, the model: the job directory refuses writes
+        return runner.give_up(e.filename or runner.files.dir, e)
     except BaseException as e:  # the job record must never stay InProgress behind a dead runner
-        runner._signal_all(signal.SIGKILL)
-        runner.state.failure_reason = f"InternalServerError: the local job runner failed: {e!r}"
-        finish(runner.state, "Failed", "Training job failed")
-        runner.save()
+        runner.end_processes()
+        if not runner.state.done:
+            runner.state.failure_reason = f"InternalServerError: the local job runner failed: {e!r}"
+            finish(runner.state, "Failed", "Training job failed")
+        try:
+            runner.save()
+        except StateUnwritable as unwritable:
+            runner.give_up(unwritable.path, unwritable.error)
         raise
 
 

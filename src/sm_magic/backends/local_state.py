@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +17,10 @@ from .base import JobState, Transition
 STATE_FILE = "state.json"
 STOP_FILE = "stop_requested"
 RUNNER_LOG = "runner.log"
+RUNNER_FILE = "runner.json"   # the runner's identity (pid, start time, boot id), written once
+EXIT_DIR = "exits"            # one exit record per host, for the current run of the hosts
+EXIT_RECORD_SIZE = 32         # written in full before a host starts, overwritten in place
+RUNNING = "running"
 
 
 class JobFiles:
@@ -28,6 +32,7 @@ class JobFiles:
     state = property(lambda self: self.dir / STATE_FILE)
     stop_marker = property(lambda self: self.dir / STOP_FILE)
     runner_log = property(lambda self: self.dir / RUNNER_LOG)
+    runner_record = property(lambda self: self.dir / RUNNER_FILE)
     bundle = property(lambda self: self.dir / "bundle")
     logs = property(lambda self: self.dir / "logs")
     output = property(lambda self: self.dir / "output")
@@ -40,10 +45,24 @@ class JobFiles:
     def log(self, host: str) -> Path:
         return self.logs / f"{host}.log"
 
+    def exit_record(self, host: str) -> Path:
+        """Where the host's entry command writes its exit status (SM_MAGIC_EXIT_FILE), so that
+        the outcome of a run survives its runner."""
+        return self.dir / EXIT_DIR / host
+
 
 def read_state(path: Path) -> JobState:
+    """The job state in `path`; ValueError (UnicodeDecodeError and JSONDecodeError are ones) when
+    the file holds no job state, OSError when it cannot be read."""
     with open(path, encoding="utf-8") as f:
-        return JobState.from_dict(json.load(f))
+        try:
+            data = json.load(f)
+        except RecursionError:
+            raise ValueError("not a job state: nested too deep") from None
+    try:
+        return JobState.from_dict(data)
+    except (TypeError, KeyError, AttributeError, ValueError, RecursionError) as e:
+        raise ValueError(f"not a job state: {type(e).__name__}: {e}") from None
 
 
 def write_state(path: Path, state: JobState) -> None:
@@ -96,24 +115,85 @@ def running_seconds(state: JobState, now: float) -> float:
     return max(0.0, now - state.training_start_time - waited)
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True while `pid` runs (a zombie counts as ended)."""
-    if not pid:
-        return False
+def write_json(path: Path, data: dict) -> None:
+    """Replace a small JSON file in one step."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        pass
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_runner(files: JobFiles) -> dict | None:
+    """The runner's identity as the backend recorded it when it started the runner; None when
+    there is none (not written yet, or lost)."""
+    try:
+        with open(files.runner_record, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}  # unreadable: proves nothing, so the runner counts as gone
+    return data if isinstance(data, dict) else {}
+
+
+def job_token(state: JobState) -> str | None:
+    """The token every process of the job carries (None for jobs that have none)."""
+    for spec in state.extra.values():
+        if isinstance(spec, dict) and spec.get("token"):
+            return spec["token"]
+    return None
+
+
+def job_hosts(state: JobState) -> list[str]:
+    spec = state.extra.get("local") or {}
+    return list(spec.get("host_env", {}))
+
+
+def reset_exit_records(files: JobFiles, hosts: list[str]) -> None:
+    """Before a run of the hosts: each host's record says `running`, written to its full size,
+    so that the entry command's later overwrite in place needs no new space (a full disk still
+    takes it)."""
+    (files.dir / EXIT_DIR).mkdir(exist_ok=True)
+    for host in hosts:
+        fd = os.open(files.exit_record(host), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, RUNNING.ljust(EXIT_RECORD_SIZE - 1).encode() + b"\n", 0)
+        finally:
+            os.close(fd)
+
+
+def read_exit_record(files: JobFiles, host: str) -> int | None:
+    """The host's exit status in the current run (negative: killed by that signal), or None
+    while it runs, was killed before it could write, or has no record."""
+    try:
+        text = files.exit_record(host).read_text(encoding="ascii", errors="replace").strip()
     except OSError:
-        pass
+        return None
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        return int(text)
+    except ValueError:
+        return None
+
+
+def pack_model(files: JobFiles, hosts: list[str]) -> str:
+    """algo-1's model directory as output/model.tar.gz (as SageMaker packs it); returns the path."""
+    model_dir = files.opt_ml(hosts[0], hosts) / "model"
+    target = files.model_tar
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(".model.tar.gz.tmp")
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for item in sorted(model_dir.iterdir()):
+                tar.add(item, arcname=item.name)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return str(target)
 
 
 def _live_members(field: int, ident: int) -> list[int]:
@@ -135,15 +215,6 @@ def live_group_members(pgid: int) -> list[int]:
 
 def live_session_members(sid: int) -> list[int]:
     """Processes of session `sid` that still run (zombies excluded). Each host's entry command
-    leads a session of its own, and the launcher it starts has a process group of its own in it."""
+    leads a session of its own (state.extra["pgids"] records them, for the record only: the
+    job's processes are found and ended by its token, see local_procs)."""
     return _live_members(3, sid)
-
-
-def kill_sessions(sids: list[int], sig: int = signal.SIGKILL) -> None:
-    """`sig` to every process of these sessions."""
-    for sid in sids:
-        for pid in live_session_members(sid):
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
