@@ -1,5 +1,6 @@
 """The `sm-magic` command on real jobs."""
 
+import os
 import subprocess
 import sys
 
@@ -24,4 +25,19 @@ def test_unknown_job_is_a_clear_error_not_a_traceback(sm_env):
     out = subprocess.run([sys.executable, "-m", "sm_magic.cli", "logs", "nope"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("sm-magic: no job named nope in the registry")
+    assert "Traceback" not in out.stderr
+
+
+def test_usage_mistakes_and_runtime_problems_exit_2_and_1_with_one_line(sm_env):
+    def run(*argv, **env):
+        return subprocess.run([sys.executable, "-m", "sm_magic.cli", *argv], capture_output=True, text=True,
+                              env={**os.environ, **env})
+
+    out = run("jobs", "--limit", "-1")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == ("sm-magic: argument --limit: must be 1 or more, got -1 (`sm-magic jobs --help` lists "
+                          "the options)\n")
+    (sm_env / "registry-dir").mkdir()
+    out = run("jobs", SM_MAGIC_REGISTRY=str(sm_env / "registry-dir"))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("sm-magic: ")
     assert "Traceback" not in out.stderr

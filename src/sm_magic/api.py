@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+from .errors import UsageProblem
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
 from .backends.base import progress
 from .backends.images import instance_gpus
@@ -18,17 +19,17 @@ from .backends.local import gpu_count
 from .sm_entry import launch_command
 from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_channel, check_source, tree_clashes
 from . import git_source, includes, software
-from .config import TrainConfig, resolve_config
+from .config import TrainConfig, check_script_args, resolve_config
 from .job import Job
-from .metrics import MetricDefinition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
-from .registry import JobRecord, Registry
+from .metrics import MetricDefinition, MetricsParser, load_metrics_file, parse_metric_flag, read_accelerate_tsv
+from .registry import JobRecord, Registry, RegistryError
 from .requirements import RequirementsError
 from .wheelhouse import WheelhouseError
 
 LOCAL_BACKENDS = ("local", "local-container")  # their jobs live in a job directory on this machine
 
 
-class LaunchError(ValueError):
+class LaunchError(UsageProblem, ValueError):
     """A launch refused before anything ran; the message says what to change."""
 
 
@@ -40,29 +41,60 @@ def job_name(base: str, now: Optional[float] = None) -> str:
 
 
 def check_job_name(name: str) -> str:
-    if not JOB_NAME_RE.match(name):
+    if not isinstance(name, str) or not JOB_NAME_RE.fullmatch(name):
         raise LaunchError(f"{name!r} is not a valid training job name: 1 to 63 letters, digits and "
                           "hyphens, starting with a letter or digit, no other characters (e.g. my-job-1)")
     return name
 
 
-def parse_inputs(flags: Iterable[str], config: TrainConfig) -> dict[str, str]:
-    """Input channels: the config's sagemaker_inputs_file, then NAME=URI flags over it."""
+def parse_inputs(flags: Iterable[str], config: TrainConfig, *, base: Optional[Path] = None) -> dict[str, str]:
+    """Input channels: the config's sagemaker_inputs_file, then NAME=URI flags over it (or
+    (NAME, URI) pairs, or a {NAME: URI} mapping). Each is checked as every backend takes it: a
+    channel name SageMaker accepts, a URI that is an s3:// prefix or a local path, and never a
+    local file: a channel is an S3 prefix, which the container gets as a directory, so it is
+    given as a directory on every backend. `base`: what a relative local path is relative to
+    (default: the working directory)."""
+
+    def checked(channel, uri, where: str) -> str:
+        if not isinstance(channel, str):
+            raise LaunchError(f"{where}the channel name must be a string, not {type(channel).__name__}")
+        check_channel(channel, where)
+        uri = os.fspath(uri) if isinstance(uri, os.PathLike) else uri
+        example = f"e.g. {channel}=s3://bucket/{channel} or {channel}=./data/{channel}"
+        if not isinstance(uri, str) or not uri.strip():
+            raise LaunchError(f"{where}input channel {channel} has no URI: give an s3:// prefix or a local "
+                              f"directory, {example}")
+        if "\0" in uri:
+            raise LaunchError(f"{where}input channel {channel}: the URI holds a NUL byte; remove it")
+        if uri.startswith("s3://"):
+            if not uri.removeprefix("s3://").split("/", 1)[0]:
+                raise LaunchError(f"{where}input channel {channel}: {uri!r} names no bucket; {example}")
+            return uri
+        path = Path(uri.removeprefix("file://")).expanduser()
+        path = path if path.is_absolute() or base is None else Path(base) / path
+        if path.exists() and not path.is_dir():
+            raise LaunchError(f"{where}input channel {channel}: {uri} is a file, and a channel is a directory "
+                              f"(on SageMaker an S3 prefix; the script reads SM_CHANNEL_{channel.upper()}/<file>): "
+                              "give the directory that holds it")
+        return uri
+
     inputs = {}
     if config.sagemaker_inputs_file:
         rows = read_accelerate_tsv(config.sagemaker_inputs_file, "inputs", LaunchError)
-        for _, channel, uri in rows:
-            check_channel(channel, f"{config.sagemaker_inputs_file}: ")
-            inputs[channel] = uri
+        for number, channel, uri in rows:
+            inputs[channel] = checked(channel, uri, f"{config.sagemaker_inputs_file}, line {number}: ")
+    if isinstance(flags, str):
+        flags = [flags]
+    elif isinstance(flags, dict):
+        flags = list(flags.items())
     for flag in flags:
-        if isinstance(flag, tuple):
+        if isinstance(flag, tuple) and len(flag) == 2:
             channel, uri = flag
-        elif "=" in flag:
+        elif isinstance(flag, str) and "=" in flag:
             channel, uri = flag.split("=", 1)
         else:
             raise LaunchError(f"--input {flag!r}: expected NAME=URI, e.g. --input train=s3://bucket/train")
-        check_channel(channel, f"--input {flag!r}: ")
-        inputs[channel] = uri
+        inputs[channel] = checked(channel, uri, f"--input {flag!r}: ")
     return inputs
 
 
@@ -177,6 +209,7 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     it never defines is refused (includes.check_names). `requirements`: a requirements file that
     replaces the generated requirements.txt."""
     cfg = resolve_launch_config(config, overrides)
+    args = check_script_args(args)
     backend_name = backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
         raise LaunchError(f"unknown backend {backend_name!r}: choose one of {', '.join(BACKEND_NAMES)}")
@@ -203,6 +236,7 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     if source is not None:
         includes.check_names(source, included, notebook_names, include_cells)
     metric_defs = parse_metrics(metrics, cfg)
+    MetricsParser(metric_defs)  # MetricsError now for a definition given as one (a bundle's), as for a flag
     channel_map = parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
     interruptions = [float(x) for x in simulate_interruptions or ()]
@@ -251,20 +285,41 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
     finally:
         p.close()
     try:
-        options = {"interruptions": p.interruptions} if p.interruptions else {}
-        name = p.backend.submit(bundle, p.config, **options)
+        _register(p, bundle)
+        try:
+            options = {"interruptions": p.interruptions} if p.interruptions else {}
+            name = p.backend.submit(bundle, p.config, **options)
+        except BaseException:
+            _unregister(p)
+            raise
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)  # the backend moved or uploaded it
-    location = str(p.backend.job_dir(name)) if hasattr(p.backend, "job_dir") else name
-    p.registry.add(JobRecord(name=name, backend=p.backend_name, created=time.time(),
-                             instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
-                             location=location, hyperparameters=bundle.hyperparameters,
-                             extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
-                                    "backend_options": _backend_options(p.backend_name, p.config),
-                                    **({"image": bundle.image.to_record()} if bundle.image else {}),
-                                    **p.origin()}))
     job = _job(name, p.backend, p.metric_definitions, p.registry)
     return job.wait() if wait else job
+
+
+def _register(p: Plan, bundle: Bundle) -> None:
+    """Record the job before it starts: a launch either registers its job or starts none."""
+    location = str(p.backend.job_dir(p.name)) if hasattr(p.backend, "job_dir") else p.name
+    record = JobRecord(name=p.name, backend=p.backend_name, created=time.time(),
+                       instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
+                       location=location, hyperparameters=bundle.hyperparameters,
+                       extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
+                              "backend_options": _backend_options(p.backend_name, p.config),
+                              **({"image": bundle.image.to_record()} if bundle.image else {}),
+                              **p.origin()})
+    try:
+        p.registry.add(record, on_wait=progress)
+    except RegistryError as e:
+        raise LaunchError(f"{e}; nothing was started") from None
+
+
+def _unregister(p: Plan) -> None:
+    """Forget a job whose start failed, so its name is free again."""
+    try:
+        p.registry.remove(p.name)
+    except RegistryError as e:
+        progress(f"could not remove {p.name}, which did not start, from the job registry: {e}")
 
 
 def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **overrides) -> str:
@@ -324,6 +379,8 @@ def _command_text(p: Plan, bundle: Bundle) -> list[str]:
 
 def _job(name: str, backend, metric_defs, registry: Registry) -> Job:
     def record_status(state):
+        if state.extra.get("state_unwritten"):  # the job's own record may still change (disk full)
+            return
         try:
             registry.update(name, status=state.status)
         except Exception:  # the registry is an index; a job must not fail because of it
@@ -348,17 +405,32 @@ def attach(name: str, registry: Optional[Registry] = None) -> Job:
     return _job(name, be, defs, registry)
 
 
-def list_jobs(limit: Optional[int] = None, registry: Optional[Registry] = None) -> list[tuple[JobRecord, str]]:
+@dataclass
+class JobRow:
+    """One job as `%sagemaker_jobs` and `sm-magic jobs` list it."""
+
+    record: JobRecord
+    status: str            # its current TrainingJobStatus, or "Unknown" when it cannot be read
+    note: str = ""         # what is wrong with the job's record or files, when something is
+
+
+def list_jobs(limit: Optional[int] = None, registry: Optional[Registry] = None) -> list[JobRow]:
     """Registry records, newest first, each with its current status (asked of the backend for
-    jobs the registry last saw running; "<status>?" when the backend cannot say)."""
+    jobs the registry last saw running). A job whose record or files cannot be read is listed
+    as "Unknown" with a note saying why; it never hides the others."""
     registry = registry or Registry()
     rows = []
     for record in registry.list(limit=limit):
-        status = record.status
-        if status not in TERMINAL_STATUSES:
+        row = JobRow(record, record.status, record.extra.get("unreadable", ""))
+        if record.status not in TERMINAL_STATUSES:
             try:
-                status = attach(record.name, registry).status
-            except (LaunchError, BackendError):
-                status = f"{status}?"
-        rows.append((record, status))
+                row.status = attach(record.name, registry).status
+            except Exception as e:  # noqa: BLE001 - whatever broke this job must not break the list
+                row.status, row.note = "Unknown", _one_line(e)
+        rows.append(row)
     return rows
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, (LaunchError, BackendError)) else f"{type(error).__name__}: {text}"

@@ -1,5 +1,9 @@
 """`sm-magic`: the job registry and job control from a shell, no Jupyter needed; a notebook's
-train cells exported as bundles, and a bundle launched."""
+train cells exported as bundles, and a bundle launched.
+
+Exit status: 0 done; 1 a runtime problem (the job failed, a backend or the registry could not
+be used, a wait timed out); 2 a usage mistake (a flag, the config, the notebook or the bundle).
+An error is one `sm-magic: <message>` on stderr, never a traceback."""
 
 from __future__ import annotations
 
@@ -7,14 +11,40 @@ import argparse
 import sys
 import time
 
-from .api import LaunchError, attach, list_jobs
-from .backends import BACKEND_NAMES, BackendError
-from .bundle import BundleError
-from .config import ConfigError
-from .export import ExportError, export_notebook, launch_bundle
+from .api import attach, list_jobs
+from .backends import BACKEND_NAMES
+from .errors import RUNTIME_EXIT, USAGE_EXIT, SmMagicError, UsageProblem
+from .export import export_notebook, launch_bundle
 from .job import JobFailedError
-from .registry import RegistryError
 from .widgets.text import StreamPrinter
+
+
+class _UsageMistake(UsageProblem):
+    """A command line argparse refuses."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (and exit status 2) through main()'s one error path."""
+
+    def error(self, message: str):
+        raise _UsageMistake(f"{message} (`{self.prog} --help` lists the options)")
+
+
+def _at_least(low: int | float, kind=int):
+    """An argparse type: a number of `kind`, at least `low`."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") \
+                from None
+        if not value >= low:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
 
 
 def _jobs(opts) -> int:
@@ -23,9 +53,12 @@ def _jobs(opts) -> int:
         print("no jobs yet")
         return 0
     print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} INSTANCE")
-    for r, status in rows:
+    for row in rows:
+        r = row.record
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
-        print(f"{r.name:40s} {r.backend:10s} {status:11s} {created:19s} {r.instance_type} x{r.instance_count}")
+        print(f"{r.name:40s} {r.backend:10s} {row.status:11s} {created:19s} {r.instance_type} x{r.instance_count}")
+        if row.note:
+            print(f"{'':40s} ^ {row.note}")
     return 0
 
 
@@ -79,21 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["run"] and "--" in argv:
         i = argv.index("--")
         argv, script_args = argv[:i], argv[i + 1:]
-    parser = argparse.ArgumentParser(prog="sm-magic", description=__doc__)
+    parser = _Parser(prog="sm-magic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("jobs", help="list known jobs, newest first")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=_at_least(1), default=None, help="only the newest N jobs")
     p.set_defaults(run=_jobs)
     p = sub.add_parser("logs", help="print a job's log")
     p.add_argument("name")
-    p.add_argument("--tail", type=int, default=None)
+    p.add_argument("--tail", type=_at_least(0), default=None, help="only the last N lines")
     p.set_defaults(run=_logs)
     p = sub.add_parser("stop", help="stop a running job")
     p.add_argument("name")
     p.set_defaults(run=_stop)
     p = sub.add_parser("wait", help="follow a job until it ends (exit status 1 if it failed)")
     p.add_argument("name")
-    p.add_argument("--timeout", type=float, default=None)
+    p.add_argument("--timeout", type=_at_least(0, float), default=None, help="stop waiting after this many seconds")
     p.set_defaults(run=_wait)
     p = sub.add_parser("export", help="write each %%%%sagemaker_train cell of a notebook as a bundle directory "
                        "that runs without Jupyter (`sm-magic run DIR`)")
@@ -108,18 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="the job name (default: the cell's --name, else base_job_name plus a timestamp)")
     p.add_argument("--wait", action="store_true",
                    help="print the progress until the job ends (exit status 1 if it failed)")
-    p.add_argument("--timeout", type=float, default=None, help="with --wait: stop waiting after this many seconds")
+    p.add_argument("--timeout", type=_at_least(0, float), default=None,
+                   help="with --wait: stop waiting after this many seconds")
     p.set_defaults(run=_run, script_args=None)
-    opts = parser.parse_args(argv)
-    if opts.command == "run":
-        opts.script_args = script_args
+    # The one error path: whatever a user can cause ends as one line, never a traceback.
     try:
+        opts = parser.parse_args(argv)
+        if opts.command == "run":
+            opts.script_args = script_args
         return opts.run(opts)
-    except (LaunchError, BackendError, RegistryError, TimeoutError, ExportError, BundleError, ConfigError) as e:
-        print(f"sm-magic: {e}", file=sys.stderr)
-        return 2
+    except SmMagicError as e:
+        return _fail(str(e), e.exit_code)
+    except TimeoutError as e:
+        return _fail(str(e) or "timed out", RUNTIME_EXIT)
+    except OSError as e:  # a file or directory the command could not use
+        where = f": {e.filename}" if e.filename else ""
+        return _fail(f"{e.strerror or e}{where}", RUNTIME_EXIT)
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"sm-magic: {message.strip()}", file=sys.stderr)
+    return status if status in (RUNTIME_EXIT, USAGE_EXIT) else USAGE_EXIT
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ SageMaker config), `--config FILE`, then the magic's flags (`resolve_config`).
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tempfile
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
+
+from .errors import UsageProblem
 
 # What accelerate 1.x itself writes or reads in a config file (BaseConfig, ClusterConfig,
 # SageMakerConfig, plus the legacy keys it converts). Keys here that TrainConfig has no field
@@ -45,11 +49,24 @@ _JOB_NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
 FLAGS_LABEL = "the magic's flags"
 MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # SageMaker's upper limit on a training job's runtime
+# The API sets no maximum on InstanceCount (account quotas do, far lower by default); this bound
+# only stops a typo (10000 for 10) from being sent or run.
+MAX_INSTANCE_COUNT = 512
+MAX_INT = 2**63 - 1  # every integer setting fits a signed 64-bit integer, as the APIs' do
+# A config file is a few hundred bytes: these bound what reading one may cost.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+# Script arguments reach the script on its command line (and are recorded as the job's
+# hyperparameters): SageMaker's limit on one hyperparameter value, on every backend, and a total
+# far below the OS's limit on a command line (ARG_MAX; one argument at most 128 KiB on Linux).
+MAX_ARG_CHARS = 2500
+MAX_ARGS_TOTAL = 64 * 1024
+MAX_ARGS = 1000
 # Flag names users type, mapped to accelerate's key names.
 ALIASES = {"instance_type": "ec2_instance_type", "instance_count": "num_machines"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageProblem, ValueError):
     """A config that cannot be used; the message names the file, line and key, and the fix."""
 
 
@@ -194,11 +211,42 @@ class TrainConfig(BaseModel):
     @field_validator("ec2_instance_type")
     @classmethod
     def _instance_type(cls, v: str) -> str:
-        if v in LOCAL_INSTANCE_TYPES or _INSTANCE_TYPE_RE.match(v):
+        if v in LOCAL_INSTANCE_TYPES or _INSTANCE_TYPE_RE.fullmatch(v):
             return v
         raise ValueError(
             f"'{v}' is not an instance type: use an ml.* type such as ml.p3.2xlarge, "
             f"or one of {', '.join(LOCAL_INSTANCE_TYPES)}")
+
+    @field_validator("num_machines", "fsdp_min_num_params", "deepspeed_zero_stage",
+                     "deepspeed_gradient_accumulation_steps", "max_run", "max_wait", mode="before")
+    @classmethod
+    def _whole_number(cls, v, info: ValidationInfo):
+        """A count or a number of seconds, from a flag, YAML or Python: true/false and fractions
+        are refused with a plain message (pydantic would take true as 1), a whole float or a
+        number written as text (YAML reads `1e29` as a string) is the integer it says, and a
+        number beyond every API's integers is refused."""
+        if isinstance(v, bool):
+            raise ValueError(f"expected a whole number, got {str(v).lower()}")
+        if isinstance(v, str) and len(v) <= 40:
+            try:
+                v = float(v) if not v.strip().lstrip("+-").isdigit() else int(v)
+            except ValueError:
+                return v  # pydantic says what it expected
+        if isinstance(v, float):
+            if not (math.isfinite(v) and v.is_integer()):
+                raise ValueError(f"expected a whole number, got {v!r}")
+            v = int(v)
+        if isinstance(v, int) and info.field_name not in ("max_run", "max_wait") and v > MAX_INT:
+            raise ValueError(f"at most {MAX_INT}")
+        return v
+
+    @field_validator("num_machines")
+    @classmethod
+    def _instance_limit(cls, v: int) -> int:
+        if v > MAX_INSTANCE_COUNT:
+            raise ValueError(f"at most {MAX_INSTANCE_COUNT} instances (got {v}); an account's SageMaker quota is "
+                             "far lower unless raised, so a count this large is taken for a typo")
+        return v
 
     @field_validator("max_run", "max_wait")
     @classmethod
@@ -217,7 +265,7 @@ class TrainConfig(BaseModel):
     @field_validator("base_job_name")
     @classmethod
     def _job_prefix(cls, v: str) -> str:
-        if not _JOB_NAME_PREFIX_RE.match(v):
+        if not _JOB_NAME_PREFIX_RE.fullmatch(v):
             raise ValueError(f"'{v}' is not a valid job name prefix: letters, digits and inner hyphens only")
         return v
 
@@ -364,22 +412,107 @@ class _Layer:
         return f"{self.label} line {line}" if line else self.label
 
 
+class YamlRefused(yaml.MarkedYAMLError):
+    """YAML that parses but that sm_magic will not read (an alias, deep nesting, a huge text)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, bounded: no aliases (`*name`, so no `<<: *name` either; accelerate
+    never writes them, and a few hundred bytes of nested aliases expand to gigabytes), no nesting
+    deeper than MAX_YAML_DEPTH (a deep document would exhaust the composer's recursion), and no
+    integers too long to convert. Refused as the document is composed, before anything expands."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise YamlRefused(None, None, "an alias (*name): a config file holds no anchors or aliases "
+                              "(write each value out)", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YamlRefused(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep, which no config "
+                                  "needs", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > 40:
+            raise YamlRefused(None, None, "an integer of more than 40 digits", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def safe_yaml(text: str):
+    """The one way sm_magic reads YAML (config files, the form's YAML fields): a safe loader that
+    refuses aliases, deep nesting and text over MAX_YAML_BYTES, with yaml.YAMLError (a
+    MarkedYAMLError with `problem` and `problem_mark`) for every refusal."""
+    return _compose_yaml(text)[0]
+
+
+def _compose_yaml(text: str):
+    """(values, node) of a single-document YAML text, through _BoundedLoader."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YamlRefused(problem=f"larger than {MAX_YAML_BYTES // 1024} KiB; a config is a few "
+                                   "hundred bytes")
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
+_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+         b"\xfe\xff": "UTF-16"}
+
+
+def read_text_file(path: Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
+    """A small text file's text, UTF-8 only (a UTF-8 BOM is dropped); ConfigError naming the file
+    for a file that is missing, unreadable, too large or not UTF-8 text."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist: check the path, or run "
+                          "`%sagemaker_config` to see which config is in use") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory: give the file's path") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{what} {path} is larger than {limit // 1024} KiB: a config file is a few hundred "
+                          "bytes; check that this is the file you meant")
+    encoding = next((name for bom, name in _BOMS.items() if data.startswith(bom)), None)
+    if encoding is None and b"\0" in data:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (it holds NUL bytes: a binary file, or UTF-16 or "
+                          "UTF-32 text): save it as UTF-8 and try again")
+    try:
+        if encoding is None:
+            return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start + 1}, line {line}): save it as "
+                          "UTF-8 and try again") from None
+    raise ConfigError(f"{what} {path} is {encoding} text: save it as UTF-8 and try again")
+
+
 def _read_yaml_layer(path: Path) -> _Layer:
     label = str(path)
+    text = read_text_file(path, "config file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist: check the path, or run "
-                          "`%sagemaker_config` to see which config is in use") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        values = yaml.safe_load(text)
+        values, node = _compose_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e)
+        if isinstance(e, YamlRefused):
+            raise ConfigError(f"{label}{where}: {problem}; fix the file and run the cell again") from None
         raise ConfigError(f"{label}{where}: not valid YAML ({problem}); fix the file and run the cell again") from None
     if values is None:
         return _Layer(label, {})
@@ -465,12 +598,55 @@ def _explain(error: ValidationError, values: dict, origin: dict) -> str:
         layer = origin.get(key) or (origin.get("additional_args") if key in LIFTED_ARGS else None)
         msg = item["msg"].removeprefix("Value error, ")
         shown = key in values and "got" not in msg and not isinstance(values[key], dict)  # dicts may hold secrets
-        got = f" (got {values[key]!r})" if shown else ""
+        got = f" (got {_shown(values[key])})" if shown else ""
         where = f"{layer.where(key)}: {key}" if layer else key
         if layer is not None and layer.label == FLAGS_LABEL:
             where = "--" + next((a for a, k in ALIASES.items() if k == key), key).replace("_", "-")
         problems.append(f"{where}: {msg}{got}")
     return "invalid config: " + "; ".join(problems)
+
+
+def _shown(value, limit: int = 80) -> str:
+    """A value as a message quotes it: its repr, cut short."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to convert
+        text = f"a {type(value).__name__} too long to show"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_script_args(args) -> list[str]:
+    """The script's arguments as strings, each checked: they reach the script on its command line
+    and are recorded as hyperparameters, on every backend, so the same cell runs on all of them.
+    ConfigError, before anything is written, for an argument with a NUL byte or a character that
+    is no text (a lone surrogate), one longer than MAX_ARG_CHARS, more than MAX_ARGS of them, or
+    more than MAX_ARGS_TOTAL bytes in all."""
+    if isinstance(args, (str, bytes)):
+        raise ConfigError(f"script arguments: give a list of strings, e.g. ['--epochs', '3'], not one "
+                          f"{type(args).__name__} ({_shown(args, 40)}); shlex.split() splits a command line")
+    out = [a if isinstance(a, str) else str(a) for a in args]
+    if len(out) > MAX_ARGS:
+        raise ConfigError(f"{len(out)} script arguments: at most {MAX_ARGS}; put the settings in a file the script "
+                          "reads (--include FILE) instead")
+    total = 0
+    for number, arg in enumerate(out, start=1):
+        where = f"script argument {number} ({_shown(arg, 40)})"
+        if "\0" in arg:
+            raise ConfigError(f"{where} holds a NUL byte, which no command line can carry: remove it")
+        try:
+            size = len(arg.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise ConfigError(f"{where} holds {arg[e.start]!r} at character {e.start + 1}, which is not text "
+                              "(a lone surrogate): remove it") from None
+        if len(arg) > MAX_ARG_CHARS:
+            raise ConfigError(f"{where} is {len(arg)} characters long: at most {MAX_ARG_CHARS} per argument "
+                              "(SageMaker's limit on a hyperparameter value, applied on every backend); pass "
+                              "large values in a file the script reads (--include FILE, or an --input channel)")
+        total += size + 1
+    if total > MAX_ARGS_TOTAL:
+        raise ConfigError(f"the script arguments are {total} bytes in all: at most {MAX_ARGS_TOTAL} (a command line "
+                          "has a limit); pass large values in a file the script reads (--include FILE)")
+    return out
 
 
 def _atomic_write(path: Path, text: str) -> None:

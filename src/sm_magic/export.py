@@ -17,15 +17,16 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
-from . import api, git_source, includes, software, train_line
+from .errors import UsageProblem
+from . import api, git_source, includes, safe_copy, software, train_line
 from . import requirements as reqs
-from .bundle import GENERATED, SCRIPT_NAME, BundleError, build_bundle, check_source
-from .config import ConfigError, resolve_config
+from .bundle import GENERATED, SCRIPT_NAME, build_bundle, check_source
+from .config import resolve_config
 from .job import Job
-from .metrics import MetricDefinition, MetricsError
+from .metrics import MetricDefinition
 
 CONFIG_FILE = "config.yaml"
 JOB_FILE = "job.json"
@@ -35,7 +36,7 @@ TRAIN, INCLUDE = "sagemaker_train", "sagemaker_include"
 _BODY_RUNS_HERE = frozenset({"time", "capture", INCLUDE})
 
 
-class ExportError(ValueError):
+class ExportError(UsageProblem, ValueError):
     """A notebook or bundle that cannot be exported or run; the message names the cell or file."""
 
 
@@ -202,7 +203,7 @@ def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
         if value and not Path(value).expanduser().is_absolute():
             cfg = cfg.model_copy(update={key: str(base / value)})
     metrics = api.parse_metrics(opts.metrics, cfg)
-    inputs = {k: _local_path(v, base) for k, v in api.parse_inputs(opts.inputs, cfg).items()}
+    inputs = {k: _local_path(v, base) for k, v in api.parse_inputs(opts.inputs, cfg, base=base).items()}
     # Their contents now live in job.json; config.yaml keeps no paths that only work here.
     cfg = cfg.model_copy(update={"sagemaker_inputs_file": None, "sagemaker_metrics_file": None})
     if opts.name:
@@ -258,7 +259,7 @@ def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Pat
     for cell in (c for c in cells if c.magic == TRAIN):
         try:
             planned.append(_plan_cell(cell, cells, notebook))
-        except (ExportError, train_line.LineError, ConfigError, BundleError, MetricsError, api.LaunchError) as e:
+        except UsageProblem as e:
             problems.append(f"cell {cell.number}: {e}")
     if not planned and not problems:
         raise ExportError(f"{notebook.name} has no %%{TRAIN} cells to export")
@@ -274,8 +275,13 @@ def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Pat
         raise ExportError(f"cannot export {notebook.name}; nothing was written:\n" + "\n".join(problems))
 
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sm_magic-export-", dir=out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".sm_magic-export-", dir=out))
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise ExportError(f"cannot write the bundles to {out}: {e.strerror or e}; choose another --out") from None
     try:
         for p in planned:
             tree = p.checkout.path if p.checkout is not None else None
@@ -301,14 +307,78 @@ def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Pat
     return [out / p.dirname for p in planned]
 
 
+MAX_JSON_BYTES = 1 << 20  # job.json and sm_launch.json are a few KiB
+
+
 def _read_json(path: Path) -> dict:
+    """A bundle's JSON file as an object; ExportError naming the file for anything else."""
+    again = "export the notebook again"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise ExportError(f"{path.parent} is not an exported bundle: it has no {path.name} "
                           "(`sm-magic export NOTEBOOK.ipynb` writes them)") from None
+    except OSError as e:
+        raise ExportError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise ExportError(f"{path} is larger than {MAX_JSON_BYTES // 1024} KiB, which no export writes: {again}")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ExportError(f"{path} is not UTF-8 text: {again}") from None
     except json.JSONDecodeError as e:
         raise ExportError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ExportError(f"{path}: nested too deeply to be a file export wrote: {again}") from None
+    if not isinstance(value, dict):
+        raise ExportError(f"{path}: expected a JSON object, found {_json_kind(value)}: {again}")
+    return value
+
+
+def _json_kind(value) -> str:
+    return {list: "a list", str: "a string", bool: "true or false", type(None): "null",
+            dict: "an object"}.get(type(value), "a number")
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# What `sm-magic run` reads from a bundle's files: key -> (check, what it should be).
+_JOB_KEYS = {
+    "name": (lambda v: v is None or isinstance(v, str), "a job name (a string) or null"),
+    "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
+    "inputs": (lambda v: isinstance(v, dict) and all(isinstance(u, str) for u in v.values()),
+               "an object of channel: URI strings"),
+    "metric_definitions": (lambda v: isinstance(v, list) and all(
+        isinstance(d, dict) and isinstance(d.get("Name"), str) and isinstance(d.get("Regex"), str) for d in v),
+        'a list of {"Name": ..., "Regex": ...} objects'),
+    "simulate_interruptions": (lambda v: v is None or isinstance(v, list) and all(_is_number(x) for x in v),
+                               "a list of numbers of seconds"),
+}
+_SPEC_KEYS = {
+    "script": (lambda v: isinstance(v, str), "the entry script's path (a string)"),
+    "args": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of strings"),
+    "origin": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _check_keys(path: Path, data: dict, keys: dict) -> None:
+    for key, (ok, what) in keys.items():
+        if key in data and not ok(data[key]):
+            raise ExportError(f"{path}: `{key}` should be {what}, found {_json_kind(data[key])}: "
+                              "export the notebook again")
+
+
+def _bundle_script(path: Path, script: str) -> str:
+    """The entry script's path from sm_launch.json: a .py file inside the bundle, never outside it."""
+    parts = PurePosixPath(script).parts
+    if (not script or PurePosixPath(script).is_absolute() or "\\" in script or ".." in parts
+            or not script.endswith(".py")):
+        raise ExportError(f"{path}: `script` {script!r} is not a .py path inside the bundle: export the notebook "
+                          "again")
+    return script
 
 
 def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = None, name: Optional[str] = None,
@@ -320,6 +390,9 @@ def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = Non
     if not bundle_dir.is_dir():
         raise ExportError(f"no bundle directory {bundle_dir}")
     job, spec = _read_json(bundle_dir / JOB_FILE), _read_json(bundle_dir / "sm_launch.json")
+    _check_keys(bundle_dir / JOB_FILE, job, _JOB_KEYS)
+    _check_keys(bundle_dir / "sm_launch.json", spec, _SPEC_KEYS)
+    script = _bundle_script(bundle_dir / "sm_launch.json", spec.get("script", "train.py"))
     if job.get("format") != FORMAT:
         raise ExportError(f"{bundle_dir / JOB_FILE}: format {job.get('format')!r}, this sm_magic reads {FORMAT}; "
                           "export the notebook again")
@@ -328,11 +401,14 @@ def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = Non
         raise ExportError(f"{bundle_dir} has no {CONFIG_FILE}: export the notebook again")
     with tempfile.TemporaryDirectory(prefix="sm_magic-run-") as tmp:
         tree = Path(tmp) / "code"
-        shutil.copytree(bundle_dir, tree, symlinks=True,
-                        ignore=lambda d, names: [n for n in names if Path(d) == bundle_dir
-                                                 and n in (*GENERATED, CONFIG_FILE, JOB_FILE)])
-        script = spec.get("script", "train.py")
-        source = (tree / script).read_text(encoding="utf-8")
+        safe_copy.copy_tree(bundle_dir, tree, label="the bundle directory", error=ExportError,
+                            exclude_top=(*GENERATED, CONFIG_FILE, JOB_FILE), log=safe_copy.progress)
+        try:
+            source = (tree / script).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or str(e)
+            raise ExportError(f"{bundle_dir}: cannot read the entry script {script} ({why}): export the notebook "
+                              "again") from None
         origin = {**spec.get("origin", {}), "bundle": str(bundle_dir.absolute())}
         return api.launch(source, config=resolve_config(config_file=config, use_accelerate_default=False),
                           args=list(spec.get("args", [])) if args is None else list(args),

@@ -1,11 +1,14 @@
 """IPython glue: parse the magic's line, call the core, show progress.
 
-Usage mistakes become UsageError (one line, no traceback). Everything after ` -- ` on the
+Every error sm_magic raises for the user (errors.SmMagicError) becomes IPython's UsageError in
+one place, `_one_line_errors` (the message alone, no traceback); a failed job keeps its own
+one-line display (JobFailedError). Everything after ` -- ` on the
 `%%sagemaker_train` line is the script's own arguments, passed through untouched.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 from pathlib import Path
 
@@ -15,17 +18,31 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
 from . import api, includes, train_line
-from .backends import BackendError
-from .bundle import BundleError, check_source
+from .bundle import check_source
 from .config import ConfigError, TrainConfig, accelerate_default_config_path, resolve_config
+from .errors import SmMagicError
 from .job import Job, JobFailedError
-from .metrics import MetricsError
 from .monitor import get_monitor
-from .registry import RegistryError
 from .widgets.text import StreamPrinter, TerminalLines
 
 WIDGET_INTERVAL = 1.0  # seconds between a display's updates: at most one message per child per second
-USER_ERRORS = (ConfigError, BundleError, api.LaunchError, BackendError, MetricsError, RegistryError)
+
+
+def _one_line_errors(magic):
+    """The one place a magic's errors become what the user sees: an SmMagicError (a usage
+    mistake, or a backend or registry problem) as IPython's UsageError, its message alone. A
+    failed job (JobFailedError) keeps its own one-line display and fails the cell as itself."""
+
+    @functools.wraps(magic)
+    def run(*args, **kwargs):
+        try:
+            return magic(*args, **kwargs)
+        except JobFailedError:
+            raise
+        except SmMagicError as e:
+            raise UsageError(str(e)) from None
+
+    return run
 
 
 def _in_kernel(shell) -> bool:
@@ -42,29 +59,24 @@ class SageMakerMagics(Magics):
         self.included_cells = includes.TaggedCells()  # what %%sagemaker_include cells recorded
 
     @line_cell_magic
+    @_one_line_errors
     def sagemaker_train(self, line: str, cell: str = ""):
-        try:
-            opts, script_args = train_line.parse(line)
-        except train_line.LineError as e:
-            raise UsageError(str(e)) from None
+        opts, script_args = train_line.parse(line)
         kwargs = train_line.launch_kwargs(opts, script_args, Path.cwd())
         kwargs.update(include_cells=self.included_cells.as_dict(), notebook_names=_notebook_names(self.shell))
         # With --git-repo a blank cell runs the repository's entry script; a cell replaces it.
         # (IPython refuses a %% cell with no body at all, so `%sagemaker_train --git-repo URL`,
         # the line form, is the way to write one with nothing under it.)
         cell = None if opts.git_repo and not (cell or "").strip() else cell or ""
-        try:
-            if opts.dry_run:
-                print(api.dry_run(cell, **kwargs))
-                return None
-            if opts.edit:
-                if cell is not None:
-                    check_source(cell)
-                self._edit_then_launch(cell, opts, kwargs)
-                return None
-            job = api.launch(cell, **kwargs)
-        except USER_ERRORS as e:
-            raise UsageError(str(e)) from None
+        if opts.dry_run:
+            print(api.dry_run(cell, **kwargs))
+            return None
+        if opts.edit:
+            if cell is not None:
+                check_source(cell)
+            self._edit_then_launch(cell, opts, kwargs)
+            return None
+        job = api.launch(cell, **kwargs)
         if opts.out:
             self.shell.user_ns[opts.out] = job
         if opts.wait:
@@ -101,17 +113,15 @@ class SageMakerMagics(Magics):
     @magic_arguments()
     @argument("tags", nargs="+", metavar="TAG", help="the tag(s) a `%%%%sagemaker_train --include TAG` line names")
     @cell_magic
+    @_one_line_errors
     def sagemaker_include(self, line: str, cell: str):
         """Run the cell here as usual, and keep its code under TAG: the job of a
         `%%sagemaker_train --include TAG` cell runs it first (as sm_included.py), in the training
         script's namespace. The cell must be plain Python (no magics)."""
         opts = self.sagemaker_include.parser.parse_args(arg_split(line, posix=True))
-        try:
-            for tag in opts.tags:
-                includes.check_tag(tag)
-                includes.check_cell(tag, cell)
-        except BundleError as e:
-            raise UsageError(str(e)) from None
+        for tag in opts.tags:
+            includes.check_tag(tag)
+            includes.check_cell(tag, cell)
         cell_id = _cell_id(self.shell)
         result = self.shell.run_cell(cell, store_history=False)
         if not result.success:
@@ -123,6 +133,7 @@ class SageMakerMagics(Magics):
     @argument("--config", metavar="FILE", help="config YAML (default: accelerate's default config file)")
     @argument("--edit", action="store_true", help="edit it in a form; Save writes FILE (or accelerate's default config)")
     @line_magic
+    @_one_line_errors
     def sagemaker_config(self, line: str):
         """Print the effective launch config, or edit and save it with `--edit`."""
         opts = self.sagemaker_config.parser.parse_args(arg_split(line, posix=True))
@@ -132,33 +143,36 @@ class SageMakerMagics(Magics):
             path = Path(opts.config) if opts.config else accelerate_default_config_path()
             _display(ConfigForm(_form_config(path, {}), path).box)
             return
-        try:
-            cfg = resolve_config(config_file=opts.config)
-        except ConfigError as e:
-            raise UsageError(str(e)) from None
+        cfg = resolve_config(config_file=opts.config)
         print(f"# backend: {cfg.backend}")
         print(cfg.to_yaml(), end="")
 
     @line_magic
+    @_one_line_errors
     def sagemaker_jobs(self, line: str = ""):
         """The known jobs, newest first, with their current status (a DataFrame)."""
         import pandas as pd
 
-        try:
-            found = api.list_jobs(limit=int(line) if line.strip().isdigit() else None)
-        except RegistryError as e:
-            raise UsageError(str(e)) from None
-        rows = [{"name": r.name, "backend": r.backend, "status": status,
-                 "instance": f"{r.instance_type} x{r.instance_count}",
-                 "created": pd.Timestamp(r.created, unit="s").floor("s"),
-                 "hyperparameters": " ".join(f"{k}={v}" for k, v in r.hyperparameters.items())}
-                for r, status in found]
-        return pd.DataFrame(rows, columns=["name", "backend", "status", "instance", "created", "hyperparameters"])
+        if line.strip() and not (line.strip().isdecimal() and int(line) > 0):
+            raise UsageError(f"%sagemaker_jobs [N]: N is how many of the newest jobs to list, a whole number of 1 "
+                             f"or more; got {line.strip()!r}")
+        found = api.list_jobs(limit=int(line) if line.strip() else None)
+        rows = [{"name": row.record.name, "backend": row.record.backend, "status": row.status,
+                 "instance": f"{row.record.instance_type} x{row.record.instance_count}",
+                 "created": pd.Timestamp(row.record.created, unit="s").floor("s"),
+                 "hyperparameters": " ".join(f"{k}={v}" for k, v in row.record.hyperparameters.items()),
+                 "note": row.note}
+                for row in found]
+        columns = ["name", "backend", "status", "instance", "created", "hyperparameters"]
+        if any(row.note for row in found):  # a column only when some job has something wrong
+            columns.append("note")
+        return pd.DataFrame(rows, columns=columns)
 
     @magic_arguments()
     @argument("name", help="job name")
     @argument("--tail", type=int, help="only the last N lines")
     @line_magic
+    @_one_line_errors
     def sagemaker_logs(self, line: str):
         """Print a job's log."""
         opts = self.sagemaker_logs.parser.parse_args(arg_split(line, posix=True))
@@ -167,6 +181,7 @@ class SageMakerMagics(Magics):
     @magic_arguments()
     @argument("name", help="job name")
     @line_magic
+    @_one_line_errors
     def sagemaker_stop(self, line: str):
         """Stop a running job; it ends Stopped, keeping its model and checkpoints."""
         opts = self.sagemaker_stop.parser.parse_args(arg_split(line, posix=True))
@@ -181,6 +196,7 @@ class SageMakerMagics(Magics):
     @argument("name", help="job name")
     @argument("--wait", action="store_true", help="block until the job ends")
     @line_magic
+    @_one_line_errors
     def sagemaker_attach(self, line: str):
         """Show a job launched earlier (by this or another kernel) and follow it live."""
         opts = self.sagemaker_attach.parser.parse_args(arg_split(line, posix=True))
@@ -192,10 +208,7 @@ class SageMakerMagics(Magics):
 
 
 def _attach(name: str) -> Job:
-    try:
-        return api.attach(name)
-    except USER_ERRORS as e:
-        raise UsageError(str(e)) from None
+    return api.attach(name)
 
 
 def _notebook_names(shell) -> includes.NamespaceNames:

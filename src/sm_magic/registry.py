@@ -16,10 +16,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .errors import RuntimeProblem
+
 __all__ = ["JobRecord", "Registry", "RegistryError", "ENV_VAR"]
 
 ENV_VAR = "SM_MAGIC_REGISTRY"
 _BUSY_TIMEOUT_S = 10.0
+# How long a new job's registration waits for a registry another process holds locked; the
+# job is started only once it is registered, so waiting longer costs nothing but time.
+ADD_WAIT_S = 60.0
 # Bump together with a migration in _create_schema when the table changes.
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -60,8 +65,10 @@ class JobRecord:
 _COLUMNS = tuple(f.name for f in fields(JobRecord))
 
 
-class RegistryError(RuntimeError):
+class RegistryError(RuntimeProblem, RuntimeError):
     """The registry file cannot be used; the message names the path and what to do."""
+
+    locked = False  # True when another process held it locked past the busy timeout
 
 
 def _default_path() -> Path:
@@ -115,17 +122,19 @@ class Registry:
         ):
             return self._unwritable(exc)
         if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
-            return RegistryError(
+            error = RegistryError(
                 f"the job registry {self.path} stayed locked by another process for "
                 f"{_BUSY_TIMEOUT_S:g} s ({text}); try again"
             )
+            error.locked = True
+            return error
         return RegistryError(f"job registry {self.path}: {text}")
 
     @contextmanager
-    def _connect(self):
+    def _connect(self, timeout: float = _BUSY_TIMEOUT_S):
         """A fresh connection for one call: committed on success, always closed."""
         try:
-            con = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+            con = sqlite3.connect(self.path, timeout=timeout)
         except sqlite3.Error as exc:
             raise self._translate(exc) from None
         try:
@@ -165,13 +174,43 @@ class Registry:
                     raise
                 time.sleep(0.02)
 
-    def add(self, record: JobRecord) -> None:
-        """Store a new job; :class:`RegistryError` if a job with that name exists."""
+    def add(self, record: JobRecord, wait: float | None = None, on_wait=None) -> None:
+        """Store a new job; :class:`RegistryError` if a job with that name exists, or if another
+        process keeps the registry locked for `wait` seconds (`on_wait(text)` hears once that
+        it is waiting; default: ADD_WAIT_S)."""
+        wait = ADD_WAIT_S if wait is None else wait
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            # A short first try, so that a wait is reported as soon as it begins.
+            budget = 0.5 if not told else min(_BUSY_TIMEOUT_S, deadline - time.monotonic())
+            try:
+                return self._insert(record, max(0.05, budget))
+            except RegistryError as exc:
+                if not exc.locked or time.monotonic() >= deadline:
+                    if exc.locked:
+                        raise RegistryError(
+                            f"the job registry {self.path} stayed locked by another process for "
+                            f"{wait:g} s. Find the process holding it "
+                            f"(e.g. `fuser {self.path}`) or set {ENV_VAR} to another file, "
+                            "then run again") from None
+                    raise
+                if on_wait is not None and not told:
+                    on_wait(f"the job registry {self.path} is locked by another process; "
+                            f"waiting up to {wait:g} s for it")
+                told = True
+
+    def remove(self, name: str) -> None:
+        """Forget job ``name`` (a launch that failed before its job started)."""
+        with self._connect() as con:
+            con.execute("DELETE FROM jobs WHERE name = ?", (name,))
+
+    def _insert(self, record: JobRecord, timeout: float) -> None:
         row = asdict(record)
         for name in _JSON_FIELDS:
             row[name] = _to_json(row[name], name)
         placeholders = ", ".join("?" for _ in _COLUMNS)
-        with self._connect() as con:
+        with self._connect(timeout) as con:
             try:
                 con.execute(
                     f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
@@ -231,13 +270,18 @@ class Registry:
                 raise RegistryError(f"no job named {name!r} in the registry {self.path}")
 
     def _record(self, row) -> JobRecord:
+        """A row as a JobRecord; a column that cannot be read is left empty and named in
+        ``extra["unreadable"]``, so one damaged row never hides the others."""
         values = dict(zip(_COLUMNS, row))
+        problems = []
         for name in _JSON_FIELDS:
             try:
                 values[name] = json.loads(values[name])
-            except (TypeError, ValueError) as exc:
-                raise RegistryError(
-                    f"job {values['name']!r} in the registry {self.path} has an unreadable "
-                    f"{name} column ({exc})"
-                ) from None
+                if not isinstance(values[name], dict):
+                    raise ValueError(f"a JSON {type(values[name]).__name__}, not an object")
+            except (TypeError, ValueError, RecursionError) as exc:
+                values[name] = {}
+                problems.append(f"its {name} column is unreadable ({exc})")
+        if problems:
+            values["extra"]["unreadable"] = "; ".join(problems)
         return JobRecord(**values)

@@ -26,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .errors import UsageProblem
+
 LAUNCHER = "accelerate"
 # What the training images carry (the Hugging Face DLCs install transformers, datasets and
 # tokenizers on PyTorch; both kinds carry the scientific stack).
@@ -40,7 +42,7 @@ NOT_LISTED_NOTE = "# imported but not installed here, so not listed: "
 LAUNCHER_NOTE = "# added by sm_magic: the entry command runs accelerate"
 
 
-class RequirementsError(ValueError):
+class RequirementsError(UsageProblem, ValueError):
     """A requirements file that cannot be used; the message names the file and the line."""
 
 
@@ -110,6 +112,8 @@ def from_file(path: Path) -> list[str]:
         raise RequirementsError(f"no requirements file {path}: check the path given to --requirements") from None
     except OSError as e:
         raise RequirementsError(f"cannot read the requirements file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise RequirementsError(f"the requirements file {path} is not UTF-8 text: save it as UTF-8") from None
     for number, line in enumerate(lines, 1):
         text = line.split(" #")[0].strip()
         if re.match(r"^(-r|-c|--requirement|--constraint)\b", text):

@@ -8,12 +8,13 @@ import argparse
 import shlex
 from pathlib import Path
 
+from .errors import UsageProblem
 from .backends import BACKEND_NAMES
 
 PROG = "%%sagemaker_train"
 
 
-class LineError(ValueError):
+class LineError(UsageProblem, ValueError):
     """The line does not parse; the message says which flag and why."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .errors import UsageProblem
 from .config import cache_home
 from .requirements import canonical, image_environment
 
@@ -35,7 +36,7 @@ _IMAGE_ONLY = re.compile(r"^(torch|torchvision|torchaudio|triton|pytorch-triton.
 PIP_TIMEOUT = 900  # seconds for one pip run (a slow network and large wheels)
 
 
-class WheelhouseError(ValueError):
+class WheelhouseError(UsageProblem, ValueError):
     """The wheels cannot be had; the message names the package and what to change."""
 
 

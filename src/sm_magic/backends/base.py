@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
+from ..errors import RuntimeProblem
+
 if TYPE_CHECKING:  # the local job runner imports this module and must stay quick to start
     from ..bundle import Bundle
     from ..config import TrainConfig
@@ -18,7 +20,7 @@ def progress(text: str) -> None:
     print(f"sm_magic: {text}", flush=True)
 
 
-class BackendError(RuntimeError):
+class BackendError(RuntimeProblem, RuntimeError):
     """A backend could not do what was asked; the message says what to change."""
 
 

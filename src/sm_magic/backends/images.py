@@ -46,6 +46,8 @@ _GLIBC = {"ubuntu18.04": (2, 27), "ubuntu20.04": (2, 31), "ubuntu22.04": (2, 35)
 class ImageError(BackendError):
     """No training image fits; the message says what was tried and what to set."""
 
+    exit_code = 2  # the versions or instance type asked for: a usage mistake
+
 
 def cuda_runs_on(cuda: tuple[int, int], sm: int) -> bool:
     """Whether a CUDA release builds for compute capability `sm` (CUDA 12 dropped Kepler, CUDA 13

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import yaml
 from pydantic import ValidationError
 
-from ..config import TrainConfig
+from ..config import TrainConfig, safe_yaml
 
 GROUPS = ("Compute", "Distributed", "Spot & checkpoints", "Software versions", "Advanced")
 DESCRIPTION_WIDTH = "190px"
@@ -118,7 +118,7 @@ class ConfigForm:
             value = control.value
             if kind == "dict":
                 try:
-                    parsed = yaml.safe_load(value) if value.strip() else None
+                    parsed = safe_yaml(value) if value.strip() else None
                 except yaml.YAMLError as e:
                     mark = getattr(e, "problem_mark", None)
                     problems[name] = f"not valid YAML{f' (line {mark.line + 1})' if mark else ''}: {getattr(e, 'problem', e)}"
