@@ -19,7 +19,8 @@ from sm_magic import api, errors
 from sm_magic.backends import BackendError
 from sm_magic.bundle import BundleError
 from sm_magic.cli import main
-from sm_magic.config import MAX_ARG_CHARS, ConfigError, TrainConfig, safe_yaml
+from sm_magic.config import MAX_ARG_CHARS, ConfigError, TrainConfig
+from sm_magic.safe_yaml import safe_yaml
 from sm_magic.export import ExportError
 from sm_magic.job import JobFailedError
 from sm_magic.metrics import MetricsError
@@ -96,7 +97,8 @@ from IPython.core.interactiveshell import InteractiveShell
 import sm_magic
 from sm_magic import api
 from sm_magic.cli import main
-from sm_magic.config import ConfigError, TrainConfig, safe_yaml
+from sm_magic.config import ConfigError, TrainConfig
+from sm_magic.safe_yaml import safe_yaml
 
 bomb, out = Path(sys.argv[1]), {}
 def refused(name, call, errors):

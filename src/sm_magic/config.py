@@ -22,6 +22,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from .errors import UsageProblem
+from .safe_yaml import MAX_YAML_BYTES, YamlRefused, compose_yaml
 
 # What accelerate 1.x itself writes or reads in a config file (BaseConfig, ClusterConfig,
 # SageMakerConfig, plus the legacy keys it converts). Keys here that TrainConfig has no field
@@ -53,9 +54,6 @@ MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # SageMaker's upper limit on a training
 # only stops a typo (10000 for 10) from being sent or run.
 MAX_INSTANCE_COUNT = 512
 MAX_INT = 2**63 - 1  # every integer setting fits a signed 64-bit integer, as the APIs' do
-# A config file is a few hundred bytes: these bound what reading one may cost.
-MAX_YAML_BYTES = 1 << 20
-MAX_YAML_DEPTH = 32
 # Script arguments reach the script on its command line (and are recorded as the job's
 # hyperparameters): SageMaker's limit on one hyperparameter value, on every backend, and a total
 # far below the OS's limit on a command line (ARG_MAX; one argument at most 128 KiB on Linux).
@@ -412,62 +410,6 @@ class _Layer:
         return f"{self.label} line {line}" if line else self.label
 
 
-class YamlRefused(yaml.MarkedYAMLError):
-    """YAML that parses but that sm_magic will not read (an alias, deep nesting, a huge text)."""
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, bounded: no aliases (`*name`, so no `<<: *name` either; accelerate
-    never writes them, and a few hundred bytes of nested aliases expand to gigabytes), no nesting
-    deeper than MAX_YAML_DEPTH (a deep document would exhaust the composer's recursion), and no
-    integers too long to convert. Refused as the document is composed, before anything expands."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise YamlRefused(None, None, "an alias (*name): a config file holds no anchors or aliases "
-                              "(write each value out)", self.peek_event().start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise YamlRefused(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep, which no config "
-                                  "needs", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_yaml_int(self, node):
-        if len(node.value) > 40:
-            raise YamlRefused(None, None, "an integer of more than 40 digits", node.start_mark)
-        return super().construct_yaml_int(node)
-
-
-_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
-
-
-def safe_yaml(text: str):
-    """The one way sm_magic reads YAML (config files, the form's YAML fields): a safe loader that
-    refuses aliases, deep nesting and text over MAX_YAML_BYTES, with yaml.YAMLError (a
-    MarkedYAMLError with `problem` and `problem_mark`) for every refusal."""
-    return _compose_yaml(text)[0]
-
-
-def _compose_yaml(text: str):
-    """(values, node) of a single-document YAML text, through _BoundedLoader."""
-    if len(text) > MAX_YAML_BYTES:
-        raise YamlRefused(problem=f"larger than {MAX_YAML_BYTES // 1024} KiB; a config is a few "
-                                   "hundred bytes")
-    loader = _BoundedLoader(text)
-    try:
-        node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
-    finally:
-        loader.dispose()
-
-
 _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
          b"\xfe\xff": "UTF-16"}
 
@@ -506,7 +448,7 @@ def _read_yaml_layer(path: Path) -> _Layer:
     label = str(path)
     text = read_text_file(path, "config file")
     try:
-        values, node = _compose_yaml(text)
+        values, node = compose_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

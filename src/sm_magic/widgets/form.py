@@ -16,7 +16,8 @@ from typing import Any, Callable, Optional
 import yaml
 from pydantic import ValidationError
 
-from ..config import TrainConfig, safe_yaml
+from ..config import TrainConfig
+from ..safe_yaml import safe_yaml
 
 GROUPS = ("Compute", "Distributed", "Spot & checkpoints", "Software versions", "Advanced")
 DESCRIPTION_WIDTH = "190px"
