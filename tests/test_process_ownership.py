@@ -20,7 +20,7 @@ import sm_magic
 from sm_magic import cli
 from sm_magic.backends.base import JobState
 from sm_magic.backends.local import LocalBackend
-from sm_magic.backends.local_procs import identity, new_token, proven_signal, token_pids
+from sm_magic.backends.local_procs import alive, identity, new_token, proven_signal, token_pids
 from sm_magic.backends.local_state import (JobFiles, enter, job_token, read_exit_record, read_runner, read_state,
                                            write_json, write_state)
 from sm_magic.registry import JobRecord, Registry
@@ -177,6 +177,7 @@ def test_a_reader_ends_every_process_of_a_job_whose_runner_was_killed(sm_env, mo
     token, records = wait_for_ranks(files, job)
     runner = read_runner(files)
     assert proven_signal(runner["pid"], signal.SIGKILL, ident=runner)
+    wait_until(lambda: not alive(runner), 30, "the killed runner to be gone")
     # Three readers at once, none of them the kernel that started the job: one recovers the
     # job, the others wait for it and read what it recorded.
     results = []
@@ -211,6 +212,7 @@ def test_a_run_that_finished_before_its_runner_was_killed_is_completed_with_its_
     go.touch()
     wait_until(lambda: read_exit_record(files, "algo-1") == 0, 60, "the host's exit record")
     assert proven_signal(runner["pid"], signal.SIGKILL, ident=runner)
+    wait_until(lambda: not alive(runner), 30, "the killed runner to be gone")
     state = LocalBackend(sm_env / "sm_jobs").describe(job.name)
     assert state.status == "Completed", state.failure_reason
     assert "exit status 0" in state.transitions[-2].message

@@ -30,6 +30,9 @@ EFA_INSTANCES = frozenset({"ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarg
 EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.p5e.48xlarge",
                                 "ml.trn1.32xlarge"})
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The local runner's simulated spot reclaim: it kills the launcher's processes next; this command
+# keeps copying what they printed and reports no failure of its own (on SageMaker nobody sends it).
+RECLAIMED = signal.SIGUSR2
 DRAIN_SECONDS = 1.0  # at most this long output is still read after the launcher ended, while it flows
 
 
@@ -151,6 +154,7 @@ def supervise(cmd, env, cwd, out, on_failure):
             pass
 
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}
+    previous[RECLAIMED] = signal.signal(RECLAIMED, lambda signum, frame: received.append(signum))
     tail = bytearray()
     fd = child.stdout.fileno()
     drain_until = None

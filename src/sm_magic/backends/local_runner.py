@@ -27,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-from .local_procs import TOKEN_VAR, end_token_processes, new_token, signal_token
+from ..sm_entry import RECLAIMED
+from .local_procs import TOKEN_VAR, end_token_processes, new_token, proven_signal, signal_token, token_pids
 from .local_recovery import host_failure_reason, unwritable_reason
 from .local_state import (JobFiles, enter, finish, pack_model, read_state, reset_exit_records, running_seconds,
                           write_state)
@@ -35,6 +36,7 @@ from .local_state import (JobFiles, enter, finish, pack_model, read_state, reset
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 10.0     # SageMaker allows 120 s between SIGTERM and the end
 CAPACITY_WAIT_SECONDS = 1.0   # how long a simulated spot interruption waits for new capacity
+RECLAIM_DRAIN_SECONDS = 2.0   # how long the entry commands may copy a reclaimed run's last output
 END_TIMEOUT_SECONDS = 30.0    # how long the job's processes may take to die after SIGKILL
 STATE_CHECK_SECONDS = 0.5     # how often a running job's state file is checked to still be there
 # How long an ending that cannot be written is retried before the runner leaves it to the readers.
@@ -162,29 +164,29 @@ class Runner:
         commands, then KILL to every process of the job after a grace) and is returned; so is a
         simulated interruption (KILL at once). Returns once no process of the job runs."""
         codes: dict[str, int] = {}
-        term_sent_at = None
+        kill_at = None  # when every process of the job gets SIGKILL, once an ending has begun
         ending = None
         while len(codes) < len(self.procs):
             for host, proc in self.procs.items():
                 if host not in codes and proc.poll() is not None:
                     codes[host] = proc.returncode
                     # One failed host ends the job, as on SageMaker.
-                    if proc.returncode != 0 and term_sent_at is None and len(self.procs) > 1:
+                    if proc.returncode != 0 and kill_at is None and len(self.procs) > 1:
                         self._term_entries()
-                        term_sent_at = time.time()
-            if ending is None and term_sent_at is None:
+                        kill_at = time.time() + STOP_GRACE_SECONDS
+            if ending is None and kill_at is None:
                 ending = self._ending()
                 if ending:
                     message = _ENDINGS[ending][0].format(**self.spec)
                     enter(self.state, "Stopping", message, status="Stopping")
                     self.save()
                     self._term_entries()
-                    term_sent_at = time.time()
+                    kill_at = time.time() + STOP_GRACE_SECONDS
                 elif self.interruptions and time.time() - self.attempt_start >= self.interruptions[0]:
                     ending = "interrupted"
-                    signal_token(self.token, signal.SIGKILL)
-                    term_sent_at = time.time()
-            if term_sent_at is not None and time.time() - term_sent_at > STOP_GRACE_SECONDS:
+                    self._reclaim()
+                    kill_at = time.time() + RECLAIM_DRAIN_SECONDS
+            if kill_at is not None and time.time() > kill_at:
                 signal_token(self.token, signal.SIGKILL)
             time.sleep(POLL_SECONDS)
         # Whatever the hosts left behind (ranks in sessions of their own, daemons) goes with them,
@@ -201,6 +203,21 @@ class Runner:
                     proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+
+    def _reclaim(self) -> None:
+        """A simulated spot reclaim: SIGKILL to every process of the job but the entry commands,
+        which are told first (RECLAIMED) and copy what the killed processes printed into the
+        logs before they end, as a platform's log collector keeps what reached it."""
+        entries = {proc.pid for proc in self.procs.values() if proc.poll() is None}
+        for proc in self.procs.values():
+            if proc.pid in entries:
+                try:
+                    proc.send_signal(RECLAIMED)
+                except ProcessLookupError:
+                    pass
+        for pid in token_pids(self.token):
+            if pid not in entries:
+                proven_signal(pid, signal.SIGKILL, token=self.token)
 
     def _reap(self) -> None:
         for proc in self.procs.values():
@@ -237,6 +254,8 @@ class Runner:
                 return self._ending()
             time.sleep(POLL_SECONDS)
         checkpoints = self.spec["host_env"][self.hosts[0]]["SM_CHECKPOINT_DIR"]
+        for host in self.hosts:  # new instances start with an empty /opt/ml/output
+            (self.files.opt_ml(host, self.hosts) / "output" / "failure").unlink(missing_ok=True)
         enter(self.state, "Restarting", f"Restarting on new instances with the checkpoints in {checkpoints}")
         self.save()
         attempt = self.state.extra.get("attempts", 1) + 1
