@@ -157,7 +157,8 @@ class Job:
             new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
             # Only the tail is copied: the buffer may hold 200,000 lines.
             log_tail = list(itertools.islice(reversed(self._lines), tail))[::-1] if tail else []
-            return Snapshot(state=state, metrics=[dict(r) for r in self._parser.rows],
+            # The rows themselves, not copies: a long job has tens of thousands (job.metrics copies).
+            return Snapshot(state=state, metrics=list(self._parser.rows),
                             log_tail=log_tail, new_lines=new, backend=self.backend)
 
     # -- control -----------------------------------------------------------------------------

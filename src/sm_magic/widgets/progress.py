@@ -17,7 +17,8 @@ from contextlib import ExitStack
 from typing import Callable, Optional
 
 from ..job import Job, Snapshot
-from .text import fmt_value, metric_columns, render_text
+from .series import downsample, spans_decades, window
+from .text import fmt_value, hidden_note, metric_columns, render_text
 
 LOG_TAIL = 12
 PLOT_INTERVAL = 5.0  # seconds between plot redraws while a job runs
@@ -63,14 +64,19 @@ def timeline_html(snap: Snapshot) -> str:
 
 
 def metrics_html(rows: list[dict]) -> str:
+    """The metrics table: every row while there are few, then a window (series.window) and a
+    line saying how many rows are not shown."""
     if not rows:
         return "<i>no metrics yet</i>"
-    columns = metric_columns(rows)
+    shown, hidden = window(rows)
+    columns = metric_columns(shown)
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_esc(fmt_value(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
+                   for r in shown)
+    note = (f'<tr class="sm-magic-hidden-rows"><td colspan="{len(columns)}" style="color:#666">'
+            f"{hidden_note(hidden)}</td></tr>" if hidden else "")
     return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>")
+            f"<tbody>{body}{note}</tbody></table>")
 
 
 def plot_png(rows: list[dict]) -> bytes:
@@ -87,9 +93,15 @@ def plot_png(rows: list[dict]) -> bytes:
     fig = Figure(figsize=(5.5, 2.6), dpi=80)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    drawn = []
     for name in names:
-        points = [(x, r[name]) for x, r in zip(xs, rows) if name in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        points = [(x, r[name]) for x, r in zip(xs, rows) if isinstance(r.get(name), (int, float))]
+        # At most a few hundred points per metric, whatever the number of rows (series.downsample).
+        px, py = downsample([p[0] for p in points], [p[1] for p in points])
+        ax.plot(px, py, marker="o" if len(points) <= 50 else None, label=name)
+        drawn += py
+    if spans_decades(drawn):  # a loss falling over decades reads better on a log scale
+        ax.set_yscale("log")
     ax.set_xlabel(key or "row")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
     ax.grid(alpha=0.3)
@@ -162,7 +174,9 @@ class ProgressWidget:
         self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>'
                                ).add_class("sm-magic-overview")
         self.metrics = w.HTML("<i>no metrics yet</i>").add_class("sm-magic-metrics")
-        self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none")).add_class("sm-magic-plot")
+        # flex-start: beside a tall table, the image keeps its own height instead of stretching.
+        self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none", align_self="flex-start")
+                            ).add_class("sm-magic-plot")
         self.log = w.HTML("").add_class("sm-magic-log")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
                                     tooltip=f"Stop {job.name}").add_class("sm-magic-stop")

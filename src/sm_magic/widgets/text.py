@@ -12,6 +12,7 @@ import time
 from typing import Optional, TextIO
 
 from ..job import Snapshot, format_transition
+from .series import window
 
 TAIL_LINES = 10
 
@@ -29,14 +30,21 @@ def metric_columns(rows: list[dict]) -> list[str]:
     return columns
 
 
+def hidden_note(hidden: int) -> str:
+    return (f"... {hidden} more row{'s' if hidden != 1 else ''} not shown (the latest and each metric's best "
+            "are; job.metrics has them all)")
+
+
 def metrics_table(rows: list[dict]) -> list[str]:
-    """Rows as an aligned text table (no pandas needed)."""
+    """Rows as an aligned text table (no pandas needed): a window of them when there are many."""
     if not rows:
         return []
-    columns = metric_columns(rows)
-    cells = [columns] + [[fmt_value(r.get(c, "")) for c in columns] for r in rows]
+    shown, hidden = window(rows)
+    columns = metric_columns(shown)
+    cells = [columns] + [[fmt_value(r.get(c, "")) for c in columns] for r in shown]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    table = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return table + ([hidden_note(hidden)] if hidden else [])
 
 
 def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
