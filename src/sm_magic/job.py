@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 
 from .errors import RuntimeProblem
 from .backends.base import Backend, JobState, Transition
+from .eta import Estimate, Tracker
 from .metrics import MetricDefinition, MetricsParser
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
@@ -47,6 +48,7 @@ class Snapshot:
     new_lines: list[str] = field(default_factory=list)
     backend: str = ""
     taken_at: float = field(default_factory=time.time)
+    estimate: Optional[Estimate] = None  # how far along and how long left, when a total is known
 
 
 class Job:
@@ -65,6 +67,7 @@ class Job:
         self._state_at = 0.0
         self._on_status = on_status
         self._lock = threading.RLock()
+        self._tracker: Optional[Tracker] = None  # made at the first snapshot: it needs the arguments
 
     # -- state -------------------------------------------------------------------------------
 
@@ -128,6 +131,8 @@ class Job:
                 if overflow > 0:
                     self._dropped += overflow
                 self._lines.extend(new)
+                if self._tracker is not None:
+                    self._tracker.feed(new)
             return new
 
     def logs(self, tail: Optional[int] = None) -> str:
@@ -152,14 +157,19 @@ class Job:
         """State, metric rows, the last `tail` log lines and the lines new since the last snapshot."""
         with self._lock:
             state = self.refresh()
+            if self._tracker is None:
+                self._tracker = Tracker(state.hyperparameters)
+                self._tracker.feed(self._lines)  # what was read before the first snapshot
             # A running job's flood is read a bounded slice per snapshot, so the state shown stays
             # current; once the job has ended, everything is read.
             new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
             # Only the tail is copied: the buffer may hold 200,000 lines.
             log_tail = list(itertools.islice(reversed(self._lines), tail))[::-1] if tail else []
             # The rows themselves, not copies: a long job has tens of thousands (job.metrics copies).
-            return Snapshot(state=state, metrics=list(self._parser.rows),
-                            log_tail=log_tail, new_lines=new, backend=self.backend)
+            rows = list(self._parser.rows)
+            end = state.training_end_time if state.done and state.training_end_time else time.time()
+            return Snapshot(state=state, metrics=rows, log_tail=log_tail, new_lines=new, backend=self.backend,
+                            estimate=self._tracker.estimate(rows, state.training_start_time, end))
 
     # -- control -----------------------------------------------------------------------------
 

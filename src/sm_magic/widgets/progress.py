@@ -16,6 +16,7 @@ import time
 from contextlib import ExitStack
 from typing import Callable, Optional
 
+from ..eta import Estimate, describe
 from ..job import Job, Snapshot
 from .series import downsample, spans_decades, window
 from .text import fmt_value, hidden_note, metric_columns, render_text
@@ -136,6 +137,14 @@ def summary_html(snap: Snapshot) -> str:
     return "".join(parts)
 
 
+def estimate_html(e: Estimate) -> str:
+    """A progress bar and `step 450/1000 (45%) · 0:10 elapsed < 0:12 left · 45 steps/s`."""
+    return ('<div class="sm-magic-eta"><span style="display:inline-block;width:14em;height:0.8em;background:#e0e0e0;'
+            'border-radius:3px;vertical-align:middle;margin-right:0.5em"><span style="display:block;height:100%;'
+            f'width:{100 * e.fraction:.1f}%;background:#1565c0;border-radius:3px"></span></span>'
+            f"{_esc(describe(e))}</div>")
+
+
 def overview_html(snap: Snapshot) -> str:
     """Header, status, failure reason, timeline and model location: the part that changes as
     the job moves. One HTML value, so a status change costs one widget message."""
@@ -150,6 +159,8 @@ def overview_html(snap: Snapshot) -> str:
     if s.failure_reason:
         parts.append(f'<div class="sm-magic-failure" style="color:#c62828"><b>FailureReason:</b> '
                      f"{_esc(s.failure_reason)}</div>")
+    if snap.estimate is not None:
+        parts.append(estimate_html(snap.estimate))
     parts.append(f'<div class="sm-magic-timeline">{timeline_html(snap)}</div>')
     if s.model_artifacts:
         parts.append(f'<div class="sm-magic-model">model: <code>{_esc(s.model_artifacts)}</code></div>')

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
+from ..eta import describe, text_bar
 from ..job import Snapshot, format_transition
 from .series import window
 
@@ -57,6 +58,8 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
              + (f", {s.billable_seconds} billable" if s.billable_seconds is not None else "")]
     if s.extra.get("connection") and not s.done:
         lines.append(f"  ({s.extra['connection']})")
+    if snap.estimate is not None:
+        lines.append(f"  {text_bar(snap.estimate)} {describe(snap.estimate)}")
     lines += ["  " + format_transition(t) for t in s.transitions]
     table = metrics_table(snap.metrics)
     if table:

@@ -1,0 +1,139 @@
+"""How far along a job is and how long it has left, from what it logs.
+
+The total comes from, in this order:
+
+* tqdm progress bars in the log (`45%|####5     | 450/1000 [00:10<00:12, 45.0it/s]`, the last
+  update of a line of `\\r`-separated updates);
+* `step N/M` (or `Step N of M`, `iteration N/M`) in a line;
+* epochs: the script's `--epochs` / `--num_train_epochs` / `--num-epochs` argument, or an
+  `epoch N/M` line, against the epochs the metric rows have reached.
+
+With no total there is no estimate (and no bar: a bar without a total would be made up).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+_TQDM = re.compile(r"(\d+)/(\d+) \[(?:(\d+:)?(\d+):(\d+))<(?:(\d+:)?(\d+):(\d+)|\?)?")
+_STEP = re.compile(r"(?i)\b(step|iteration|iter|batch)\s*[:#]?\s*(\d+)\s*(?:/|of)\s*(\d+)\b")
+_EPOCH = re.compile(r"(?i)\bepoch\s*[:#]?\s*(\d+)\s*(?:/|of)\s*(\d+)\b")
+_EPOCH_ARGS = ("epochs", "num_train_epochs", "num-epochs", "num_epochs", "n_epochs", "max_epochs")
+_MAX_LINE = 2_000  # progress lines are short; a longer line is only searched at its end
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """`done` of `total` `unit`s; seconds elapsed and (when the rate is known) left; rate per second."""
+
+    done: float
+    total: float
+    unit: str                     # "epoch" or "step"
+    elapsed: float
+    remaining: Optional[float]
+    rate: Optional[float]         # units per second
+
+    @property
+    def fraction(self) -> float:
+        return max(0.0, min(1.0, self.done / self.total)) if self.total else 0.0
+
+
+def clock(seconds: Optional[float]) -> str:
+    """`1:02:03`, `2:03`, `0:05`: a duration as people read one."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(max(0.0, seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _seconds(h: Optional[str], m: str, s: str) -> float:
+    return (int(h[:-1]) * 3600 if h else 0) + int(m) * 60 + int(s)
+
+
+class Tracker:
+    """Fed the job's log lines as they come; `estimate(...)` says where the job stands."""
+
+    def __init__(self, hyperparameters: Optional[dict] = None):
+        self.steps: Optional[tuple[int, int]] = None           # (n, total) last seen
+        self.tqdm_times: Optional[tuple[float, Optional[float]]] = None  # tqdm's (elapsed, remaining)
+        self.epoch_total: Optional[int] = _epochs_argument(hyperparameters or {})
+        self.epoch_line: Optional[int] = None                  # N of the last `epoch N/M` line
+
+    def feed(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            if "/" not in line and " of " not in line:
+                continue
+            text = line.rsplit("\r", 1)[-1] if "\r" in line else line  # tqdm's last update
+            text = text[-_MAX_LINE:]
+            m = _TQDM.search(text)
+            if m and int(m.group(2)) > 0:
+                self.steps = (int(m.group(1)), int(m.group(2)))
+                remaining = _seconds(m.group(6), m.group(7), m.group(8)) if m.group(7) else None
+                self.tqdm_times = (_seconds(m.group(3), m.group(4), m.group(5)), remaining)
+                continue
+            m = _STEP.search(text)
+            if m and int(m.group(3)) > 0:
+                self.steps, self.tqdm_times = (int(m.group(2)), int(m.group(3))), None
+                continue
+            m = _EPOCH.search(text)
+            if m and int(m.group(2)) > 0:
+                self.epoch_line, self.epoch_total = int(m.group(1)), int(m.group(2))
+
+    def estimate(self, rows: Sequence[dict], started: Optional[float], now: float) -> Optional[Estimate]:
+        """Where the job stands (None without a known total). `started`: when training began."""
+        elapsed = max(0.0, now - started) if started is not None else 0.0
+        if self.steps is not None:
+            n, total = self.steps
+            if self.tqdm_times is not None:
+                tq_elapsed, tq_remaining = self.tqdm_times
+                rate = n / tq_elapsed if tq_elapsed > 0 else None
+                return Estimate(n, total, "step", elapsed, tq_remaining, rate)
+            return _from_rate(n, total, "step", elapsed)
+        if self.epoch_total:
+            epochs = [r["epoch"] for r in rows[-1:] if isinstance(r.get("epoch"), (int, float))]
+            done = 0.0
+            if epochs:
+                first = rows[0].get("epoch", 0)
+                done = epochs[-1] + 1 if first == 0 else epochs[-1]  # epochs counted from 0 or from 1
+            if self.epoch_line is not None:
+                done = max(done, self.epoch_line - 1)  # `epoch 3/10` is printed as epoch 3 starts
+            return _from_rate(min(done, self.epoch_total), self.epoch_total, "epoch", elapsed)
+        return None
+
+
+def _from_rate(done: float, total: float, unit: str, elapsed: float) -> Estimate:
+    rate = done / elapsed if elapsed > 0 and done > 0 else None
+    remaining = (total - done) / rate if rate else None
+    return Estimate(done, total, unit, elapsed, remaining, rate)
+
+
+def _epochs_argument(hyperparameters: dict) -> Optional[int]:
+    for name in _EPOCH_ARGS:
+        value = hyperparameters.get(name)
+        try:
+            epochs = int(str(value))
+        except (TypeError, ValueError):
+            continue
+        if epochs > 0:
+            return epochs
+    return None
+
+
+def describe(e: Estimate) -> str:
+    """`step 450/1000 (45%) · 0:10 elapsed < 0:12 left · 45.0 steps/s`, as tqdm and Hugging Face
+    Trainer show progress."""
+    done = f"{e.done:g}" if e.done != int(e.done) else f"{int(e.done)}"
+    left = f" < {clock(e.remaining)} left" if e.remaining is not None else ""
+    rate = ""
+    if e.rate:
+        rate = (f" · {e.rate:.3g} {e.unit}s/s" if e.rate >= 1 else f" · {1 / e.rate:.3g} s/{e.unit}")
+    return f"{e.unit} {done}/{e.total:g} ({100 * e.fraction:.0f}%) · {clock(e.elapsed)} elapsed{left}{rate}"
+
+
+def text_bar(e: Estimate, width: int = 20) -> str:
+    filled = int(round(e.fraction * width))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
