@@ -58,6 +58,10 @@ def test_a_finished_job_shows_its_epochs_done_in_the_summary_and_the_text(sm_env
     assert (snap.estimate.done, snap.estimate.total, snap.estimate.unit) == (3, 3, "epoch")
     assert "epoch 3/3 (100%)" in summary_html(snap) and 'class="sm-magic-eta"' in summary_html(snap)
     assert "[####################] epoch 3/3 (100%)" in render_text(snap)
+    summary = summary_html(snap)
+    assert " left" not in summary.split('class="sm-magic-eta"')[1].split("</div>")[0]  # nothing is left
+    status = summary.split('class="sm-magic-status">')[1].split("</div>")[0]
+    assert status.count("Completed") == 1  # not "Completed · Completed"
 
 
 def test_a_running_job_with_a_tqdm_bar_shows_how_far_it_is(sm_env):

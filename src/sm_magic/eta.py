@@ -127,7 +127,7 @@ def describe(e: Estimate) -> str:
     """`step 450/1000 (45%) · 0:10 elapsed < 0:12 left · 45.0 steps/s`, as tqdm and Hugging Face
     Trainer show progress."""
     done = f"{e.done:g}" if e.done != int(e.done) else f"{int(e.done)}"
-    left = f" < {clock(e.remaining)} left" if e.remaining is not None else ""
+    left = f" < {clock(e.remaining)} left" if e.remaining is not None and e.done < e.total else ""
     rate = ""
     if e.rate:
         rate = (f" · {e.rate:.3g} {e.unit}s/s" if e.rate >= 1 else f" · {1 / e.rate:.3g} s/{e.unit}")

@@ -37,8 +37,10 @@ def _clock(t: Optional[float]) -> str:
 def status_html(snap: Snapshot) -> str:
     s = snap.state
     color = STATUS_COLORS.get(s.status, "#1565c0")
-    return (f'<span style="font-weight:bold;color:{color}">{_esc(s.status)}</span>'
-            f' &middot; {_esc(s.secondary_status)}')
+    # The secondary status only where it adds something (not "Completed · Completed").
+    secondary = f" &middot; {_esc(s.secondary_status)}" if s.secondary_status != s.status else ""
+    return f'<span style="font-weight:bold;color:{color}">{_esc(s.status)}</span>{secondary}'
+
 
 
 def header_html(snap: Snapshot) -> str:
