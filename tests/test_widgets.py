@@ -66,7 +66,7 @@ def test_progress_widget_follows_snapshots_to_completion():
 
     final = _snap("Completed", "Completed", metrics=ROWS, model="/jobs/unit-1/output/model.tar.gz")
     widget.update(final)
-    assert "Completed</span>" in widget.overview.value and "billable 27 s" in widget.overview.value
+    assert "Completed</span>" in widget.overview.value and "billable 0:27" in widget.overview.value
     assert 'class="sm-magic-model"' in widget.overview.value and "model.tar.gz" in widget.overview.value
     assert widget.stop_button.disabled and widget.stop_button.description == "Completed"
     assert done == [final]

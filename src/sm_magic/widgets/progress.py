@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack
 from typing import Callable, Optional
 
-from ..eta import Estimate, describe
+from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from .series import downsample, spans_decades, window
 from .text import fmt_value, hidden_note, metric_columns, render_text
@@ -47,10 +47,10 @@ def header_html(snap: Snapshot) -> str:
     s = snap.state
     end = s.training_end_time or time.time()
     elapsed = max(0.0, end - s.creation_time) if s.creation_time else 0.0
-    billable = f" &middot; billable {s.billable_seconds} s" if s.billable_seconds is not None else ""
+    billable = f" &middot; billable {clock(s.billable_seconds)}" if s.billable_seconds is not None else ""
     hps = " ".join(f"{k}={v}" for k, v in s.hyperparameters.items())
     return (f"<b>{_esc(s.name)}</b> &middot; {_esc(snap.backend)} &middot; {_esc(s.instance_type)}"
-            f" &times; {s.instance_count} &middot; elapsed {elapsed:.0f} s{billable}"
+            f" &times; {s.instance_count} &middot; elapsed {clock(elapsed)}{billable}"
             + (f'<br><span style="color:#666">{_esc(hps)}</span>' if hps else ""))
 
 
@@ -60,7 +60,7 @@ def timeline_html(snap: Snapshot) -> str:
     for t in snap.state.transitions:
         took = (t.end if t.end is not None else now) - t.start
         rows.append(f"<tr><td>{_clock(t.start)}</td><td><b>{_esc(t.status)}</b></td>"
-                    f"<td style='text-align:right'>{took:.0f} s</td><td style='text-align:left'>{_esc(t.message)}</td></tr>")
+                    f"<td style='text-align:right'>{clock(took)}</td><td style='text-align:left'>{_esc(t.message)}</td></tr>")
     return ('<table class="sm-magic-timeline-table" style="font-size:0.9em">'
             "<thead><tr><th>start</th><th>status</th><th>took</th><th>message</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
