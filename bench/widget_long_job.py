@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import comm
+from widget_rate import thread_cpu_seconds  # bench/ is the script's directory
 
 ROWS = """
 import json, math, time
@@ -33,11 +34,6 @@ while i < rows:
     time.sleep(0.01)
 print("done", flush=True)
 """
-
-
-def thread_cpu_seconds(native_id: int) -> float:
-    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -175,6 +175,21 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) or value != value else math.nan
 
 
+def _matches(defs, line: str, index: int):
+    """(name, group 1) of each definition in `defs` (`_Definition.matcher` tuples) that matched
+    line number `index` of the batch: the worker's answer for Python-re definitions, else RE2
+    run here when the line holds the definition's required substring."""
+    for name, first_group, literal, found in defs:
+        if found is not None:
+            group = found.get(index)
+        elif literal is None or literal in line:
+            group = first_group(line)
+        else:
+            continue
+        if group is not None:
+            yield name, group
+
+
 def _key_number(value) -> int | float | None:
     """An epoch/step number (int when integral, so 1.0 and 1 share a row), or None."""
     number = _number(value)
@@ -348,14 +363,8 @@ class MetricsParser:
                 long_line = len(line) > _MAX_LINE
                 if long_line:
                     line = line[:_MAX_LINE]
-                for name, first_group, literal, found in key_defs:
-                    if found is not None:
-                        group = found.get(index)
-                    elif literal is None or literal in line:
-                        group = first_group(line)
-                    else:
-                        continue
-                    key = _key_number(group) if group is not None else None
+                for name, group in _matches(key_defs, line, index):
+                    key = _key_number(group)
                     if key is not None:
                         self._current = (name, key)
                 # The substring test keeps ordinary log lines at about a microsecond.
@@ -369,17 +378,10 @@ class MetricsParser:
                     m = _MENTION.search(line)
                     if m:
                         self._current = (m.group(1).lower(), int(m.group(2)))
-                for name, first_group, literal, found in value_defs:
-                    if found is not None:
-                        group = found.get(index)
-                    elif literal is None or literal in line:
-                        group = first_group(line)
-                    else:
-                        continue
-                    if group:
-                        value = _number(group)
-                        if value is not None:
-                            self._store_definition_value(name, value, touched)
+                for name, group in _matches(value_defs, line, index):
+                    value = _number(group)
+                    if value is not None:
+                        self._store_definition_value(name, value, touched)
         return len(touched)
 
     def _store_definition_value(self, name, value, touched):
