@@ -21,7 +21,8 @@ from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_channe
 from . import git_source, includes, software
 from .config import TrainConfig, check_script_args, resolve_config
 from .job import Job
-from .metrics import MetricDefinition, MetricsParser, load_metrics_file, parse_metric_flag, read_accelerate_tsv
+from .metrics import (MetricDefinition, check_definition, load_metrics_file, parse_metric_flag,
+                      read_accelerate_tsv)
 from .registry import JobRecord, Registry, RegistryError
 from .requirements import RequirementsError
 from .wheelhouse import WheelhouseError
@@ -99,9 +100,10 @@ def parse_inputs(flags: Iterable[str], config: TrainConfig, *, base: Optional[Pa
 
 
 def parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainConfig) -> list[MetricDefinition]:
-    """Metric definitions: the config's sagemaker_metrics_file, then NAME=REGEX flags."""
+    """Metric definitions: the config's sagemaker_metrics_file, then NAME=REGEX flags (or
+    MetricDefinitions), each checked."""
     defs = load_metrics_file(config.sagemaker_metrics_file) if config.sagemaker_metrics_file else []
-    defs += [s if isinstance(s, MetricDefinition) else parse_metric_flag(s) for s in specs]
+    defs += [check_definition(s) if isinstance(s, MetricDefinition) else parse_metric_flag(s) for s in specs]
     return defs
 
 
@@ -236,7 +238,6 @@ def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: 
     if source is not None:
         includes.check_names(source, included, notebook_names, include_cells)
     metric_defs = parse_metrics(metrics, cfg)
-    MetricsParser(metric_defs)  # MetricsError now for a definition given as one (a bundle's), as for a flag
     channel_map = parse_inputs(inputs, cfg)
     name = check_job_name(name) if name else job_name(cfg.base_job_name)
     interruptions = [float(x) for x in simulate_interruptions or ()]

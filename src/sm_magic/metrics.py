@@ -117,6 +117,13 @@ def _compile(name: str, regex: str, where: str = "") -> Regex:
 
 
 
+def check_definition(definition: MetricDefinition) -> MetricDefinition:
+    """A definition given as one (from Python, or an exported bundle's job.json), checked as a
+    flag is; raises :class:`MetricsError` saying what to fix."""
+    _compile(definition.name, definition.regex)
+    return definition
+
+
 def parse_metric_flag(text: str) -> MetricDefinition:
     """Parse ``NAME=REGEX`` as typed after ``--metric`` into a validated
     :class:`MetricDefinition`; raises :class:`MetricsError` saying what to fix."""

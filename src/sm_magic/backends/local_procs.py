@@ -40,7 +40,7 @@ def boot_id() -> str:
         return ""
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
     """/proc/<pid>/stat from field 3 (state) on; None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
@@ -51,7 +51,7 @@ def _stat(pid: int) -> list[str] | None:
 
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     try:
         return int(fields[19]) if fields else None
     except (IndexError, ValueError):
@@ -65,7 +65,7 @@ def identity(pid: int) -> dict | None:
 
 
 def _running(pid: int) -> bool:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return bool(fields) and fields[0] not in ("Z", "X")
 
 

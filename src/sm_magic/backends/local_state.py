@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .base import JobState, Transition
+from .local_procs import proc_stat
 
 STATE_FILE = "state.json"
 STOP_FILE = "stop_requested"
@@ -67,14 +68,7 @@ def read_state(path: Path) -> JobState:
 
 def write_state(path: Path, state: JobState) -> None:
     """Replace the state file in one step: a reader sees the old or the new state, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(state.to_dict(), f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, state.to_dict(), indent=1)
 
 
 def enter(state: JobState, secondary: str, message: str, status: str | None = None,
@@ -115,12 +109,12 @@ def running_seconds(state: JobState, now: float) -> float:
     return max(0.0, now - state.training_start_time - waited)
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict, indent: int | None = None) -> None:
     """Replace a small JSON file in one step."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
+            json.dump(data, f, indent=indent)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -199,11 +193,8 @@ def pack_model(files: JobFiles, hosts: list[str]) -> str:
 def _live_members(field: int, ident: int) -> list[int]:
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[field]) == ident:
+        fields = proc_stat(int(stat.parent.name))
+        if fields and fields[0] != "Z" and int(fields[field]) == ident:
             members.append(int(stat.parent.name))
     return members
 
