@@ -68,8 +68,9 @@ class ConfigError(UsageProblem, ValueError):
     """A config that cannot be used; the message names the file, line and key, and the fix."""
 
 
-def _group(name: str) -> dict:
-    return {"group": name}
+def _group(name: str, label: str | None = None) -> dict:
+    """Form metadata: the field's group, and its label where the one derived from the name reads badly."""
+    return {"group": name, "label": label} if label else {"group": name}
 
 
 class TrainConfig(BaseModel):
@@ -86,9 +87,9 @@ class TrainConfig(BaseModel):
         json_schema_extra=_group("Compute"))
     ec2_instance_type: str = Field(
         "local", description="Instance type (ml.p3.16xlarge, ...); 'local' runs on this machine, "
-        "'local_container' in the SDK's Docker local mode.", json_schema_extra=_group("Compute"))
+        "'local_container' in the SDK's Docker local mode.", json_schema_extra=_group("Compute", "Instance type"))
     num_machines: int = Field(1, ge=1, description="Number of instances (hosts).",
-                              json_schema_extra=_group("Compute"))
+                              json_schema_extra=_group("Compute", "Number of machines"))
     use_cpu: bool = Field(False, description="Train on CPU even where a GPU is present.",
                           json_schema_extra=_group("Compute"))
     gpu_ids: str = Field("all", description="GPUs to use on each host ('all' or a list like '0,1').",
@@ -110,10 +111,10 @@ class TrainConfig(BaseModel):
     fsdp_transformer_layer_cls_to_wrap: Optional[str] = Field(
         None, description="FSDP, TRANSFORMER_BASED_WRAP: layer class names, comma-separated "
         "(default: the model's own _no_split_modules).",
-        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config", "label": "FSDP transformer layer class"})
     fsdp_min_num_params: int = Field(
         100_000_000, ge=0, description="FSDP, SIZE_BASED_WRAP: parameters a module needs to be wrapped.",
-        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
+        json_schema_extra={"group": "Distributed", "yaml": "fsdp_config", "label": "FSDP minimum module size"})
     fsdp_state_dict_type: Literal["FULL_STATE_DICT", "SHARDED_STATE_DICT", "LOCAL_STATE_DICT"] = Field(
         "FULL_STATE_DICT", description="FSDP: how checkpoints and the model are saved (FULL: one "
         "ordinary state dict; SHARDED: one shard per process, faster for large models).",
@@ -139,8 +140,8 @@ class TrainConfig(BaseModel):
     iam_role_name: Optional[str] = Field(None, description="IAM role name or ARN the job runs as.",
                                          json_schema_extra=_group("Compute"))
     profile: Optional[str] = Field(None, description="AWS profile for credentials (never stored here).",
-                                   json_schema_extra=_group("Compute"))
-    region: str = Field("us-east-1", description="AWS region.", json_schema_extra=_group("Compute"))
+                                   json_schema_extra=_group("Compute", "AWS profile"))
+    region: str = Field("us-east-1", description="AWS region.", json_schema_extra=_group("Compute", "AWS region"))
     base_job_name: str = Field(
         "sm-magic", max_length=39, description="Job names are this plus a timestamp.",
         json_schema_extra=_group("Compute"))
@@ -169,10 +170,11 @@ class TrainConfig(BaseModel):
     max_run: Optional[int] = Field(
         None, ge=1, description="Stop the job after this many seconds of training "
         "(MaxRuntimeExceeded; at most 28 days, the API's limit).",
-        json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+        json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args", "label": "Maximum run time (s)"})
     max_wait: Optional[int] = Field(
         None, ge=1, description="Spot only: give up after this many seconds, waiting included "
-        "(at least max_run).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+        "(at least max_run).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args",
+                                          "label": "Maximum wait time (s)", "shown_if": {"use_spot_instances": True}})
     checkpoint_s3_uri: Optional[str] = Field(
         None, description="Where checkpoints are kept between interruptions (default: under the "
         "job's output path).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
@@ -185,7 +187,7 @@ class TrainConfig(BaseModel):
     debug: bool = Field(False, description="Accelerate's debug mode.", json_schema_extra=_group("Advanced"))
     dynamo_config: Optional[dict[str, Any]] = Field(
         None, description="torch.compile settings, as accelerate writes them.",
-        json_schema_extra=_group("Advanced"))
+        json_schema_extra=_group("Advanced", "torch.compile (dynamo) config"))
     enable_cpu_affinity: bool = Field(False, description="Pin processes to CPU cores.",
                                       json_schema_extra=_group("Advanced"))
     extra_keys: dict[str, Any] = Field(
@@ -294,7 +296,7 @@ class TrainConfig(BaseModel):
             nested = holder.get(parent)
             if not isinstance(nested, dict):
                 continue
-            keys = {_nested_key(parent, f): f for f in fields}
+            keys = {nested_key(parent, f): f for f in fields}
             rest = {k: v for k, v in nested.items() if k not in keys}
             if rest or holder is data:
                 holder[parent] = rest
@@ -335,10 +337,10 @@ class TrainConfig(BaseModel):
                 value = data.pop(field)
                 default = TrainConfig.model_fields[field].default
                 if parent == "additional_args" and value not in (None, False):
-                    nested[_nested_key(parent, field)] = value
+                    nested[nested_key(parent, field)] = value
                 elif parent != "additional_args" and value is not None and (
-                        value != default or self.distributed_type == _MODE[parent]):
-                    nested[_nested_key(parent, field)] = value
+                        value != default or self.distributed_type == NESTED_MODE[parent]):
+                    nested[nested_key(parent, field)] = value
             if nested or parent == "additional_args":
                 data[parent] = nested
         text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
@@ -361,10 +363,10 @@ NESTED = {parent: tuple(name for name, f in TrainConfig.model_fields.items()
                         if (f.json_schema_extra or {}).get("yaml") == parent)
           for parent in ("additional_args", "fsdp_config", "deepspeed_config")}
 LIFTED_ARGS = NESTED["additional_args"]  # the training job's own arguments
-_MODE = {"fsdp_config": "FSDP", "deepspeed_config": "DEEPSPEED"}
+NESTED_MODE = {"fsdp_config": "FSDP", "deepspeed_config": "DEEPSPEED"}  # the mode a section belongs to
 
 
-def _nested_key(parent: str, field: str) -> str:
+def nested_key(parent: str, field: str) -> str:
     """accelerate's key inside the section: fsdp_* keep their prefix, deepspeed_* drop it."""
     return field.removeprefix("deepspeed_") if parent == "deepspeed_config" else field
 

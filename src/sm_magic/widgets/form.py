@@ -2,25 +2,43 @@
 
 A new field appears here with no form code: its type picks the control (Literal -> dropdown,
 bool -> checkbox, int -> integer box, dict -> YAML text area, str -> text), its description is
-the help text and its `group` places it. Every edit is validated against the whole model; a
-problem shows beside its field, and nothing is saved until the whole config is valid.
+the help text, its `group` places it and its `label` (or its name, made readable) names it. A
+field that applies only in one mode is hidden in the others (FSDP and DeepSpeed settings, a
+`shown_if` condition) but keeps its value and is saved. Every edit is validated against the whole
+model; a problem shows beside its field and in the message at the top, by the Save button, and
+nothing is saved until the whole config is valid.
+
+A saved notebook keeps no live widget, so the form is displayed with a second output: a static
+description of its last state, hidden by CSS while the widget lives and shown once it is gone.
 """
 
 from __future__ import annotations
 
 import html
+import time
 import typing
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import ipywidgets as w
 import yaml
+from IPython.display import display, update_display
 from pydantic import ValidationError
 
-from ..config import TrainConfig
+from ..config import LOCAL_INSTANCE_TYPES, NESTED_MODE, TrainConfig, nested_key
+from ..instance_types import INSTANCE_TYPES, describe
 from ..safe_yaml import safe_yaml
 
 GROUPS = ("Compute", "Distributed", "Spot & checkpoints", "Software versions", "Advanced")
-DESCRIPTION_WIDTH = "190px"
+LABEL_WIDTH = "210px"
+CONTROL_WIDTH = "280px"
+ERROR_COLOR = "#c62828"
+# Words a field name spells in lower case that a label spells otherwise.
+_WORDS = {"fsdp": "FSDP", "gpu": "GPU", "gpus": "GPUs", "ids": "IDs", "ec2": "EC2", "iam": "IAM", "vpc": "VPC",
+          "s3": "S3", "uri": "URI", "cpu": "CPU", "aws": "AWS", "deepspeed": "DeepSpeed", "zero": "ZeRO",
+          "pytorch": "PyTorch", "sagemaker": "SageMaker", "py": "Python", "param": "parameter",
+          "params": "parameters", "args": "arguments", "max": "maximum", "min": "minimum"}
 
 
 def _kind(annotation) -> tuple[str, tuple]:
@@ -44,33 +62,71 @@ def _optional(annotation) -> bool:
     return type(None) in typing.get_args(annotation)
 
 
+def _extra(name: str) -> dict:
+    return TrainConfig.model_fields[name].json_schema_extra or {}
+
+
+def label(name: str) -> str:
+    """The field's label: its own, or its name in words (fsdp_offload_params: FSDP offload parameters)."""
+    if "label" in _extra(name):
+        return _extra(name)["label"]
+    text = " ".join(_WORDS.get(word, word) for word in name.split("_"))
+    return text[0].upper() + text[1:]
+
+
+def yaml_key(name: str) -> str:
+    """Where the field is in the YAML file: `num_machines`, `deepspeed_config.zero_stage`."""
+    parent = _extra(name).get("yaml")
+    return f"{parent}.{nested_key(parent, name)}" if parent else name
+
+
+def condition(name: str) -> dict:
+    """{field: value} that must hold for the field to apply; {} when it always applies. FSDP and
+    DeepSpeed settings apply in their mode (as to_yaml writes their section), others may say."""
+    mode = NESTED_MODE.get(_extra(name).get("yaml"))
+    return {"distributed_type": mode} if mode else dict(_extra(name).get("shown_if", {}))
+
+
+class _FormBox(w.VBox):
+    """The form's widget; displayed, it also leaves the static description (see ConfigForm)."""
+
+    def __init__(self, form: "ConfigForm", children):
+        super().__init__(children)
+        self._form = form
+
+    def _ipython_display_(self):
+        self._form.display(self._repr_mimebundle_())
+
+
 class ConfigForm:
     """A form over a TrainConfig. `.box` is the widget; `save()` writes `path` when valid;
     `on_launch(config)` (when given) is called by the Launch button with the valid config."""
 
     def __init__(self, config: TrainConfig, path: Optional[Path],
                  on_launch: Optional[Callable[[TrainConfig], None]] = None):
-        import ipywidgets as w
-
         self.path = Path(path) if path else None
         self.extra_keys = dict(config.extra_keys)
         self.controls: dict[str, Any] = {}
         self.errors: dict[str, Any] = {}
+        self.rows: dict[str, Any] = {}
+        self.problems: dict[str, str] = {}
         self.on_launch = on_launch
         self.config: Optional[TrainConfig] = config
-        rows: dict[str, list] = {g: [] for g in GROUPS}
+        # This form's class, the static description's element id (also its display id), and
+        # what that description last said.
+        self.form_id = f"sm-magic-form-{uuid.uuid4().hex[:12]}"
+        self.static_id = f"{self.form_id}-static"
+        self.shown = False
+        self._saved, self._saved_at = config, None
+        self._static_sent = None
+        groups: dict[str, list] = {g: [] for g in GROUPS}
         for name, field in TrainConfig.model_fields.items():
             if field.exclude:
                 continue
-            control = self._control(w, name, field, getattr(config, name))
+            control = self._control(name, field, getattr(config, name))
             control.observe(self._changed, names="value")
             self.controls[name] = control
-            help_text = w.HTML(f'<span style="color:#666;font-size:0.85em">{html.escape(field.description or "")}</span>',
-                               layout=w.Layout(margin="0 0 0 8px", width="auto"))
-            error = w.HTML("", layout=w.Layout(display="none")).add_class(f"sm-magic-error-{name}")
-            self.errors[name] = error
-            group = (field.json_schema_extra or {}).get("group", "Advanced")
-            rows.setdefault(group, []).append(w.VBox([w.HBox([control, help_text]), error]))
+            groups.setdefault(_extra(name).get("group", "Advanced"), []).append(self._row(name, field, control))
         self.message = w.HTML("").add_class("sm-magic-form-message")
         self.save_button = w.Button(description="Save", button_style="primary", icon="save",
                                     tooltip=f"Write {self.path}" if self.path else "Save").add_class("sm-magic-save")
@@ -84,29 +140,73 @@ class ConfigForm:
             buttons.append(self.launch_button)
         self.output = w.VBox([]).add_class("sm-magic-form-output")
         title = f"sm_magic config: <code>{html.escape(str(self.path))}</code>" if self.path else "sm_magic config"
-        sections = [w.HTML(f"<b>{title}</b>")]
-        for group, items in rows.items():
-            if items:
+        # While this widget lives, its style hides the static description (see static_bundle).
+        sid, live = self.static_id, self._live_selector()
+        hide_static = (f"<style>body:has({live}) #{sid}, body:has({live}) .jp-OutputArea-child:has(#{sid})"
+                       "{display:none}</style>")
+        # Buttons, message and a launched job's progress go at the top, where the person looks
+        # after pressing a button; the form is taller than a screen.
+        sections = [w.HTML(f"{hide_static}<b>{title}</b>"), w.HBox(buttons), self.message, self.output]
+        for group, rows in groups.items():
+            if rows:
                 sections.append(w.HTML(f'<h4 style="margin:8px 0 2px 0">{html.escape(group)}</h4>'))
-                sections += items
-        sections += [w.HBox(buttons), self.message, self.output]
-        self.box = w.VBox(sections).add_class("sm-magic-form")
+                sections += rows
+        self.box = _FormBox(self, sections).add_class("sm-magic-form").add_class(self.form_id)
+        self._show_applicable()
 
     @staticmethod
-    def _control(w, name: str, field, value):
+    def _control(name: str, field, value):
         kind, options = _kind(field.annotation)
-        common = dict(description=name, style={"description_width": DESCRIPTION_WIDTH},
-                      layout=w.Layout(width="460px"), tooltip=field.description or name)
-        if kind == "choice":
+        common = dict(layout=w.Layout(width=CONTROL_WIDTH, flex="0 0 auto"), tooltip=field.description or name)
+        if name == "ec2_instance_type":  # a list to pick from; any name the config accepts can be typed
+            control = w.Combobox(value=value, options=list(LOCAL_INSTANCE_TYPES) + list(INSTANCE_TYPES),
+                                 ensure_option=False, placeholder="ml.g5.xlarge", **common)
+        elif kind == "choice":
             control = w.Dropdown(options=list(options), value=value, **common)
         elif kind == "bool":
-            control = w.Checkbox(value=bool(value), indent=True, **common)
+            control = w.Checkbox(value=bool(value), indent=False, **common)
         elif kind == "dict":
             text = yaml.safe_dump(value, default_flow_style=False, sort_keys=True).strip() if value else ""
             control = w.Textarea(value=text, placeholder="key: value (YAML)", rows=3, **common)
         else:  # int and str edit as text, so an empty box can mean "not set"
             control = w.Text(value="" if value is None else str(value), **common)
         return control.add_class(f"sm-magic-field-{name}")
+
+    def _row(self, name: str, field, control):
+        """Label (wraps, never cut), control, help text with the YAML key; the error below."""
+        wraps = "line-height:1.3;white-space:normal;overflow-wrap:anywhere"
+        name_html = w.HTML(f'<div style="{wraps};text-align:right;padding:6px 10px 0 0">'
+                           f"{html.escape(label(name))}</div>",
+                           layout=w.Layout(width=LABEL_WIDTH, flex="0 0 auto")).add_class(f"sm-magic-label-{name}")
+        help_html = w.HTML(f'<div style="{wraps};color:#666;font-size:0.85em;padding-top:4px">'
+                           f'<code>{html.escape(yaml_key(name))}</code> &mdash; {html.escape(field.description or "")}'
+                           "</div>", layout=w.Layout(margin="0 0 0 10px", flex="1 1 0"))
+        middle = control
+        if name == "ec2_instance_type":
+            self.instance_specs = w.HTML(self._specs_html(control.value), layout=w.Layout(width=CONTROL_WIDTH)
+                                         ).add_class("sm-magic-instance-specs")
+            middle = w.VBox([control, self.instance_specs], layout=w.Layout(flex="0 0 auto"))
+        error = w.HTML("", layout=w.Layout(display="none", margin=f"0 0 0 {LABEL_WIDTH}"))
+        self.errors[name] = error.add_class(f"sm-magic-error-{name}")
+        row = w.VBox([w.HBox([name_html, middle, help_html], layout=w.Layout(align_items="flex-start")), error])
+        self.rows[name] = row.add_class(f"sm-magic-row-{name}")
+        return row
+
+    @staticmethod
+    def _specs_html(name: str) -> str:
+        text = describe(name.strip())
+        if text is None:
+            text = "not in the list; any ml.* name is accepted" if name.strip() else ""
+        return f'<div style="color:#555;font-size:0.85em;line-height:1.3">{html.escape(text)}</div>'
+
+    def applies(self, name: str) -> bool:
+        """Whether the field applies to the values now in the form (else it is hidden)."""
+        return all(self.controls[k].value == v for k, v in condition(name).items())
+
+    def _show_applicable(self) -> None:
+        # A field with a problem stays in sight even where it does not apply, so it can be fixed.
+        for name, row in self.rows.items():
+            row.layout.display = None if self.applies(name) or name in self.problems else "none"
 
     # -- values and validation ---------------------------------------------------------------
 
@@ -145,10 +245,11 @@ class ConfigForm:
             for item in e.errors():
                 name = str(item["loc"][0]) if item["loc"] else self._model_error_field(item["msg"])
                 problems.setdefault(name, item["msg"].removeprefix("Value error, "))
-        for name, label in self.errors.items():
+        for name, error in self.errors.items():
             text = problems.get(name)
-            label.value = f'<span style="color:#c62828">&#9888; {html.escape(text)}</span>' if text else ""
-            label.layout.display = None if text else "none"
+            error.value = f'<span style="color:{ERROR_COLOR}">&#9888; {html.escape(text)}</span>' if text else ""
+            error.layout.display = None if text else "none"
+        self.problems = problems
         self.config = None if problems else config
         return self.config
 
@@ -157,18 +258,29 @@ class ConfigForm:
         named = [n for n in self.controls if n in message]
         return min(named, key=message.index) if named else next(iter(self.controls))
 
-    def _changed(self, _change) -> None:
+    def _problems_html(self, lead: str, tail: str = "") -> str:
+        """'Not saved: fix Number of machines (num_machines): Input should be ...; ...'"""
+        parts = [f"{html.escape(label(n))} (<code>{html.escape(yaml_key(n))}</code>): {html.escape(text)}"
+                 for n, text in self.problems.items()]
+        return f'<span style="color:{ERROR_COLOR}">&#9888; {lead} {"; ".join(parts)}{tail}</span>'
+
+    def _changed(self, change) -> None:
+        if change["owner"] is self.controls["ec2_instance_type"]:
+            self.instance_specs.value = self._specs_html(change["new"])
         if self.validate() is None:
-            self.message.value = '<span style="color:#c62828">Fix the fields marked &#9888;; nothing is saved until the config is valid.</span>'
+            self.message.value = self._problems_html("Fix", " &mdash; nothing is saved until the config is valid.")
         else:
             self.message.value = ""
+            self._update_static()
+        self._show_applicable()
 
     # -- actions ------------------------------------------------------------------------------
 
     def save(self) -> bool:
         config = self.validate()
+        self._show_applicable()
         if config is None:
-            self.message.value = '<span style="color:#c62828">Not saved: fix the fields marked &#9888; first.</span>'
+            self.message.value = self._problems_html("Not saved: fix")
             return False
         if self.path is None:
             self.message.value = "Valid (no file to save to)."
@@ -176,17 +288,85 @@ class ConfigForm:
         try:
             config.to_yaml(self.path)
         except OSError as e:
-            self.message.value = f'<span style="color:#c62828">Not saved: cannot write {html.escape(str(self.path))}: {html.escape(e.strerror or str(e))}</span>'
+            self.message.value = (f'<span style="color:{ERROR_COLOR}">Not saved: cannot write '
+                                  f'{html.escape(str(self.path))}: {html.escape(e.strerror or str(e))}</span>')
             return False
+        self._saved, self._saved_at = config, time.strftime("%Y-%m-%d %H:%M:%S")
         self.message.value = f'<span style="color:#2e7d32">Saved to <code>{html.escape(str(self.path))}</code></span>'
+        self._update_static()
         return True
 
     def launch(self) -> None:
         config = self.validate()
+        self._show_applicable()
         if config is None:
-            self.message.value = '<span style="color:#c62828">Not launched: fix the fields marked &#9888; first.</span>'
+            self.message.value = self._problems_html("Not launched: fix")
             return
         try:
             self.on_launch(config)
         except Exception as e:  # shown where the person clicked, not lost in a log
-            self.message.value = f'<span style="color:#c62828">Not launched: {html.escape(str(e))}</span>'
+            self.message.value = f'<span style="color:{ERROR_COLOR}">Not launched: {html.escape(str(e))}</span>'
+
+    # -- what is left when the widget is gone --------------------------------------------------
+
+    def text_summary(self) -> str:
+        where = f" for {self.path}" if self.path else ""
+        return (f"sm_magic config form{where} (interactive: run the cell again in Jupyter to edit; "
+                "its last state is in the next output)")
+
+    def static_bundle(self) -> dict:
+        """The form's last state as HTML and text: the display_id output under the widget.
+
+        The widget's own style hides this while the widget lives. Once it is gone (a reopened
+        notebook) or disconnected (a restarted kernel), this shows, and its own style hides the
+        widget output just before it ("Error displaying widget: model not found", or the
+        disconnected form). The selectors need CSS :has() (Chromium 105, Firefox 121, Safari 15.4)
+        and JupyterLab's output classes (JupyterLab, Notebook 7, nbconvert's HTML); elsewhere
+        both outputs show."""
+        config = self.config or self._saved
+        path = str(self.path)
+        if self._saved_at:
+            state = f"saved to {path} at {self._saved_at}"
+        elif self.path is not None and self.path.is_file():
+            state = f"as read from {path}"
+        else:
+            state = "not saved"
+        if config != self._saved:
+            state += "; edited since, not saved"
+        rows = []  # (label, YAML key, value) of the settings that apply and are set
+        for name in self.controls:
+            value = getattr(config, name)
+            if value is not None and value != {} and all(getattr(config, k) == v for k, v in condition(name).items()):
+                if isinstance(value, dict):
+                    value = yaml.safe_dump(value, default_flow_style=True).strip()
+                rows.append((label(name), yaml_key(name), str(value)))
+        cells = "".join(f'<tr><td title="{html.escape(key)}" style="text-align:left">{html.escape(name)}</td>'
+                        f'<td style="text-align:left"><code>{html.escape(value)}</code></td></tr>'
+                        for name, key, value in rows)
+        hide_dead_widget = (f"<style>.jp-OutputArea-child:has(+ .jp-OutputArea-child #{self.static_id})"
+                            f":not(:has({self._live_selector()})){{display:none}}</style>")
+        head = f"sm_magic config ({state}); run the cell to edit it."
+        return {
+            "text/html": (f'<div id="{self.static_id}" class="sm-magic-form-static">{hide_dead_widget}'
+                          f'<b>{html.escape(head)}</b><table style="font-size:0.9em">{cells}</table></div>'),
+            "text/plain": "\n".join([head] + [f"  {key}: {value}" for _, key, value in rows]),
+        }
+
+    def _live_selector(self) -> str:
+        # ipywidgets marks a view "disconnected" when its kernel restarts: a form that no longer
+        # edits anything, so the static description takes its place then too.
+        return f".{self.form_id}:not(.jupyter-widgets-disconnected)"
+
+    def display(self, widget_bundle: dict) -> None:
+        """Display the widget, then the static description under it (updated as the form changes)."""
+        widget_bundle["text/plain"] = self.text_summary()  # what nbconvert and GitHub show for the widget
+        display(widget_bundle, raw=True)
+        self._static_sent = self.static_bundle()
+        display(self._static_sent, raw=True, display_id=self.static_id)
+        self.shown = True
+
+    def _update_static(self) -> None:
+        bundle = self.static_bundle()
+        if self.shown and bundle != self._static_sent:
+            update_display(bundle, raw=True, display_id=self.static_id)
+        self._static_sent = bundle
