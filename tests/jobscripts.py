@@ -42,6 +42,29 @@ INCLUDE_HELPERS = script("""
 """)
 
 
+def rows_script(rows: int = 40_000, seconds: float = 20.0, progress_every: int = 500) -> str:
+    """A training script (no torch) that logs one JSON metric row per step, as custom training
+    loops do: `rows` rows `{"step": i, "loss": ...}` at an even pace over about `seconds` seconds,
+    plus a `step i/rows` line every `progress_every` steps, so the widget knows the total (eta.py)
+    and shows a progress bar. Ends with `done`."""
+    return script(f"""
+        import json, math, sys, time
+        rows, seconds, every = {rows}, {seconds}, {progress_every}
+        start = time.time()
+        i = 0
+        while i < rows:
+            due = min(rows, int((time.time() - start) / seconds * rows) + 1)
+            while i < due:
+                print(json.dumps({{"step": i, "loss": round(10 * math.exp(-i / 4000) + 0.01, 5)}}))
+                i += 1
+                if i % every == 0 or i == rows:
+                    print(f"step {{i}}/{{rows}}")
+            sys.stdout.flush()
+            time.sleep(0.01)
+        print("done", flush=True)
+    """)
+
+
 def wait_until(condition, timeout: float, what: str):
     """Poll `condition` until it returns something true (returned), or fail naming `what`."""
     deadline = time.monotonic() + timeout

@@ -1,4 +1,9 @@
-"""Browser tests: one JupyterLab server and one headless Chromium for the whole session.
+"""Browser tests: one headless Chromium for the whole session, and one Jupyter server per UI
+people run notebooks in: JupyterLab, then Notebook 7.
+
+Every test that uses `lab_server` (directly or through a fixture) runs once in each UI, as
+test_x[lab] and test_x[notebook]; pytest runs all of one UI's tests before starting the other's
+server, so one server runs at a time. SM_MAGIC_E2E_UIS=lab (or =notebook) runs one UI only.
 
 The server's root is a temporary directory; its environment (registry, jobs dir, HF_HOME, Jupyter
 dirs, HOME) lives there too, so no test touches the user's files. Chromium must be installed
@@ -8,6 +13,7 @@ full-page screenshot in build/e2e/<test>.png.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,9 +26,19 @@ import lab  # noqa: E402
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "e2e"
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory):
-    server = lab.start_lab(tmp_path_factory.mktemp("lab"))
+def _uis() -> list[str]:
+    chosen = [ui.strip() for ui in os.environ.get("SM_MAGIC_E2E_UIS", ",".join(lab.UIS)).split(",") if ui.strip()]
+    unknown = sorted(set(chosen) - set(lab.UIS))
+    if unknown or not chosen:
+        raise pytest.UsageError(f"SM_MAGIC_E2E_UIS={os.environ.get('SM_MAGIC_E2E_UIS')!r}: "
+                                f"name one or more of {', '.join(lab.UIS)}")
+    return chosen
+
+
+@pytest.fixture(scope="session", params=_uis())
+def lab_server(request, tmp_path_factory):
+    """A Jupyter server of one UI (request.param: "lab" or "notebook"); `.ui` says which."""
+    server = lab.start_lab(tmp_path_factory.mktemp(request.param), ui=request.param)
     yield server
     server.stop()
 

@@ -1,9 +1,14 @@
-"""A JupyterLab server and a headless Chromium for browser tests and screenshots.
+"""A Jupyter server (JupyterLab or Notebook 7) and a headless Chromium for browser tests,
+screenshots and benches.
 
-Used by tests/e2e/conftest.py and scripts/screenshot.py. Everything the server and its kernels
-write (registry, jobs, HF_HOME, Jupyter runtime/config/data, HOME) lives under one root directory.
-The browser is Debian's chromium (``make browser`` installs it); Playwright's own download is
-never used.
+Used by tests/e2e/conftest.py, scripts/screenshot.py and bench/widget_browser.py. Everything the
+server and its kernels write (registry, jobs, HF_HOME, Jupyter runtime/config/data, HOME) lives
+under one root directory. The browser is Debian's chromium (``make browser`` installs it);
+Playwright's own download is never used.
+
+The two UIs (`UIS`) share their notebook components, so the notebook helpers below work in both:
+Notebook 7 is JupyterLab's notebook panel, cells, outputs, execution indicator and Run menu in a
+one-document page, opened at /notebooks/<path> instead of /lab/tree/<path>.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 60_000  # generous: 2 cores run the server, the kernel, the job and the browser
+
+# The UIs a server can be: JupyterLab (`jupyter lab`) and Notebook 7 (`jupyter notebook`).
+UIS = ("lab", "notebook")
+_UI_MODULE = {"lab": "jupyterlab", "notebook": "notebook"}
+_UI_NAME = {"lab": "JupyterLab", "notebook": "Notebook 7"}
 
 
 class BrowserMissing(RuntimeError):
@@ -103,10 +113,23 @@ class LabServer:
     env: dict
     log_path: Path
     _log: object = field(repr=False, default=None)
+    ui: str = "lab"  # one of UIS
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        """The UI as people call it: JupyterLab or Notebook 7."""
+        return _UI_NAME[self.ui]
+
+    def notebook_url(self, path: str) -> str:
+        """Where this UI opens the notebook at path (relative to the server's root). JupyterLab
+        gets ?reset, so no workspace saved by an earlier test reopens other documents."""
+        if self.ui == "notebook":
+            return f"{self.url}/notebooks/{path}"
+        return f"{self.url}/lab/tree/{path}?reset"
 
     @property
     def jobs_dir(self) -> Path:
@@ -161,27 +184,33 @@ def _kill_jobs(jobs_dir: Path) -> None:
         end_jobs(jobs_dir)
 
 
-def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Optional[Path] = None) -> LabServer:
-    """`jupyter lab` on a free loopback port with no token, serving root; waits for /api/status."""
+def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Optional[Path] = None,
+              ui: str = "lab") -> LabServer:
+    """`jupyter lab` (ui="lab") or Notebook 7's `jupyter notebook` (ui="notebook") on a free
+    loopback port with no token, serving root; waits for /api/status."""
+    if ui not in UIS:
+        raise ValueError(f"ui must be one of {UIS}, not {ui!r}")
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = isolated_env(root, jobs_dir)
     port = free_port()
-    log_path = root / ".home" / "jupyterlab.log"
+    log_path = root / ".home" / f"{_UI_MODULE[ui]}.log"
     log = open(log_path, "wb")
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+    cmd = [sys.executable, "-m", _UI_MODULE[ui], "--no-browser", "--ip", "127.0.0.1",
            "--port", str(port), "--ServerApp.port_retries=0",
            "--ServerApp.token=", "--ServerApp.password=", "--allow-root",
-           f"--ServerApp.root_dir={root}", "--LabApp.news_url=",
-           "--ServerApp.disable_check_xsrf=True"]
+           f"--ServerApp.root_dir={root}", "--ServerApp.disable_check_xsrf=True"]
+    if ui == "lab":
+        cmd.append("--LabApp.news_url=")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
-    server = LabServer(root=root, port=port, proc=proc, env=env, log_path=log_path, _log=log)
+    server = LabServer(root=root, port=port, proc=proc, env=env, log_path=log_path, _log=log, ui=ui)
+    what = "jupyter lab" if ui == "lab" else "jupyter notebook"
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             server.stop()
-            raise RuntimeError(f"jupyter lab exited ({proc.returncode}):\n{server.log()[-4000:]}")
+            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{server.log()[-4000:]}")
         try:
             server.api("/api/status")
             return server
@@ -189,7 +218,7 @@ def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Optional[Path] = None
             pass
         if time.monotonic() > deadline:
             server.stop()
-            raise RuntimeError(f"jupyter lab did not answer /api/status in {timeout:.0f} s:\n"
+            raise RuntimeError(f"{what} did not answer /api/status in {timeout:.0f} s:\n"
                                f"{server.log()[-4000:]}")
         time.sleep(0.3)
 
@@ -206,6 +235,9 @@ def new_page(browser, width: int = 1280, height: int = 1000):
 
 
 # --- notebooks --------------------------------------------------------------------------------
+
+# The cells of the notebook on screen (in JupyterLab, of the visible tab).
+CELL_SELECTOR = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
 
 def write_notebook(root: Path, name: str, cells: Iterable[str]) -> str:
     """A notebook of code cells at root/name (kernel python3); returns the relative path."""
@@ -244,7 +276,7 @@ def wait_kernel_idle(page, timeout: int = TIMEOUT_MS, settle: float = 3.0) -> No
 
 
 def cells(page):
-    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    return page.locator(CELL_SELECTOR)
 
 
 def cell_output(page, index: int):
@@ -263,16 +295,153 @@ def wait_cells_done(page, timeout: int = TIMEOUT_MS) -> None:
         }""", timeout=timeout)
 
 
-def run_notebook(page, server: LabServer, path: str, wait_done: bool = True,
-                 timeout: int = TIMEOUT_MS) -> None:
-    """Open /lab/tree/<path>, wait for an idle kernel, Run > Run All Cells, wait until all ran."""
-    page.goto(f"{server.url}/lab/tree/{path}?reset", wait_until="domcontentloaded")
-    wait_for(page, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell", timeout=timeout)
+def open_notebook(page, server: LabServer, path: str, timeout: int = TIMEOUT_MS) -> None:
+    """Open the notebook at path in the server's UI and wait until its kernel is idle."""
+    page.goto(server.notebook_url(path), wait_until="domcontentloaded")
+    wait_for(page, CELL_SELECTOR, timeout=timeout)
     wait_kernel_idle(page, timeout=timeout)
+
+
+def run_all_cells(page) -> None:
+    """Run > Run All Cells: the same menu and command in JupyterLab and Notebook 7."""
     page.locator(".lm-MenuBar-item", has_text="Run").first.click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def run_notebook(page, server: LabServer, path: str, wait_done: bool = True,
+                 timeout: int = TIMEOUT_MS) -> None:
+    """Open the notebook (JupyterLab: /lab/tree/<path>, Notebook 7: /notebooks/<path>), wait for
+    an idle kernel, Run > Run All Cells, wait until all ran."""
+    open_notebook(page, server, path, timeout=timeout)
+    run_all_cells(page)
     if wait_done:
         wait_cells_done(page, timeout=timeout)
+
+
+def save_notebook(page, server: LabServer, path: str, timeout: int = TIMEOUT_MS) -> int:
+    """Save the visible notebook as a person does (Ctrl+S, in both UIs), wait for the server to
+    answer the save, and return the file's size in bytes."""
+    def is_save(response) -> bool:
+        return response.request.method == "PUT" and "/api/contents/" in response.url
+
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.focus()
+    with page.expect_response(is_save, timeout=timeout) as saved:
+        page.keyboard.press("Control+s")
+    if not saved.value.ok:
+        raise AssertionError(f"saving {path} failed: HTTP {saved.value.status}")
+    return (server.root / path).stat().st_size
+
+
+# --- responsiveness --------------------------------------------------------------------------
+
+# Records the browser main thread's long tasks (over 50 ms) from the first script of every
+# document on: page.add_init_script(LONG_TASKS_INIT) before page.goto, then long_tasks(page).
+LONG_TASKS_INIT = """
+window.__smLongTasks = [];
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__smLongTasks.push([e.startTime, e.duration]);
+  }).observe({entryTypes: ['longtask']});
+} catch (e) { window.__smLongTasks = null; }
+"""
+
+
+def now_ms(page) -> float:
+    """The page's clock (performance.now(), ms): the clock long tasks and events are stamped with."""
+    return page.evaluate("() => performance.now()")
+
+
+def long_tasks(page, since_ms: float = 0.0, until_ms: Optional[float] = None) -> list[tuple[float, float]]:
+    """(start, duration) in ms of the long tasks that started in [since_ms, until_ms) of the page's
+    clock (needs LONG_TASKS_INIT)."""
+    tasks = page.evaluate("() => window.__smLongTasks")
+    if tasks is None:
+        raise RuntimeError("no long-task records: add_init_script(LONG_TASKS_INIT) before opening the page")
+    return [(start, dur) for start, dur in tasks
+            if start >= since_ms and (until_ms is None or start < until_ms)]
+
+
+_ARM_CLICK = """([selector, index]) => {
+    const cell = document.querySelectorAll(selector)[index];
+    if (!cell) return null;
+    const target = cell.querySelector('.jp-InputArea-prompt') || cell;
+    const box = target.getBoundingClientRect();
+    const rec = window.__smClick = {down: null, active: null};
+    const onDown = (e) => { if (rec.down === null) rec.down = e.timeStamp; };
+    window.addEventListener('mousedown', onDown, {capture: true, once: true});
+    const check = () => {
+        if (rec.active === null && rec.down !== null && cell.classList.contains('jp-mod-active')) {
+            rec.active = performance.now();
+            observer.disconnect();
+        }
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(cell, {attributes: true, attributeFilter: ['class']});
+    window.addEventListener('mousedown', () => queueMicrotask(check), {once: true});
+    return {x: box.left + box.width / 2, y: box.top + box.height / 2,
+            active: cell.classList.contains('jp-mod-active'),
+            visible: box.bottom > 0 && box.top < window.innerHeight && box.width > 0};
+}"""
+
+
+def click_cell_latency(page, index: int, timeout: int = TIMEOUT_MS) -> tuple[float, float]:
+    """Click the index-th cell's prompt (a real mouse click; the cell must be on screen and not
+    the active one) and return how long it took to become the active cell, in ms: (measured in
+    the page, from the mousedown event's timestamp, which is when the browser got the click, to
+    the cell's jp-mod-active class; measured here, around the click and the wait)."""
+    armed = page.evaluate(_ARM_CLICK, [CELL_SELECTOR, index])
+    if armed is None or not armed["visible"]:
+        raise AssertionError(f"cell {index} is not on screen: {armed}")
+    if armed["active"]:
+        raise AssertionError(f"cell {index} is already the active cell: click another one first")
+    start = time.monotonic()
+    page.mouse.click(armed["x"], armed["y"])
+    page.wait_for_function("() => window.__smClick.active !== null", timeout=timeout)
+    wall = (time.monotonic() - start) * 1000
+    rec = page.evaluate("() => window.__smClick")
+    return rec["active"] - rec["down"], wall
+
+
+_ARM_RUN = """([selector, index]) => {
+    const cell = document.querySelectorAll(selector)[index];
+    const prompt = cell.querySelector('.jp-InputArea-prompt');
+    const rec = window.__smRun = {down: null, done: null, before: prompt.textContent};
+    window.addEventListener('keydown', (e) => { rec.down = e.timeStamp; }, {capture: true, once: true});
+}"""
+
+_RUN_DONE = """([selector, index, text]) => {
+    const rec = window.__smRun;
+    const cell = document.querySelectorAll(selector)[index];
+    const prompt = cell.querySelector('.jp-InputArea-prompt').textContent;
+    const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')].map((o) => o.textContent).join('\\n');
+    if (rec.down !== null && /\\[\\d+\\]/.test(prompt) && prompt !== rec.before && outputs.includes(text)) {
+        if (rec.done === null) rec.done = performance.now();
+        return true;
+    }
+    return false;
+}"""
+
+
+def run_cell_latency(page, index: int, expect: str, timeout: int = TIMEOUT_MS) -> tuple[float, float]:
+    """Make the index-th cell the active one, run it (Ctrl+Enter) and wait until it has a new
+    execution count and its output shows `expect`. Returns the time that took, in ms: (measured in
+    the page, from the key press to the output; measured here)."""
+    active = page.evaluate("([selector, index]) => document.querySelectorAll(selector)[index]"
+                           ".classList.contains('jp-mod-active')", [CELL_SELECTOR, index])
+    if not active:
+        click_cell_latency(page, index, timeout=timeout)
+    page.evaluate(_ARM_RUN, [CELL_SELECTOR, index])
+    start = time.monotonic()
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(_RUN_DONE, arg=[CELL_SELECTOR, index, expect], timeout=timeout)
+    wall = (time.monotonic() - start) * 1000
+    rec = page.evaluate("() => window.__smRun")
+    return rec["done"] - rec["down"], wall
+
+
+def dom_nodes(locator) -> int:
+    """Elements under (and including) the first element locator matches."""
+    return locator.first.evaluate("(el) => el.getElementsByTagName('*').length + 1")
 
 
 def expect_text(locator, text: str, timeout: int = TIMEOUT_MS) -> None:

@@ -1,5 +1,5 @@
-"""What a person sees in JupyterLab: the config form, and the progress widget of a job that
-completes and of one that fails.
+"""What a person sees in JupyterLab and in Notebook 7 (every test runs in both, conftest.py):
+the config form, and the progress widget of a job that completes and of one that fails.
 
 One notebook, run once (Run > Run All Cells): the form cell, then three `%%sagemaker_train` cells
 without --wait, so the jobs run while the form is being edited. Each test then looks at one cell.

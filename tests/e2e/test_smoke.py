@@ -1,4 +1,5 @@
-"""The browser harness itself: a plain ipywidgets notebook renders in a real JupyterLab."""
+"""The browser harness itself: a plain ipywidgets notebook renders in a real JupyterLab and
+Notebook 7."""
 
 import lab
 
