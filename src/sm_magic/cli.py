@@ -82,11 +82,12 @@ def _wait(opts) -> int:
 
 
 def _follow_to_end(job, timeout) -> int:
-    """Print the job's progress as text until it ends: exit status 1 if it failed."""
+    """Print the job's progress as text until it ends: exit status 1 if it failed, with the
+    reason as the error line (the stream itself does not repeat it)."""
     try:
         job.wait(timeout=timeout, on_snapshot=StreamPrinter())
-    except JobFailedError:
-        return 1
+    except JobFailedError as e:
+        return _fail(f"training job {job.name} failed: {e.reason}", RUNTIME_EXIT)
     return 0
 
 

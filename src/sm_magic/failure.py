@@ -1,5 +1,6 @@
 """Why a training job failed, in one line: the user's exception and the script line it came
-from (and the rank that raised it), not the launcher's wrapper around it.
+from (and the rank that raised it), not the launcher's wrapper around it; and, for a failed job's
+log tail, the traceback that line comes from (one parser for both, so they always agree).
 
 Standard library only: the bundle carries this file (as sm_magic/failure.py) so that its entry
 command can write the reason to /opt/ml/output/failure inside SageMaker's container, where it
@@ -11,49 +12,111 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from typing import Optional
 
 TAIL_BYTES = 65536   # how much of the end of a log the reason is looked for in
 MAX_REASON = 1024    # SageMaker keeps FailureReason to 1024 characters
 _WRAPPER_ERRORS = ("CalledProcessError", "ChildFailedError", "SignalException")
-_RANK_PREFIX = re.compile(r"^\[(?:rank|default)(\d+)\]:\s?")
+# A merged log's line may carry its host (`algo-2 | `, several hosts) and torch's rank prefix.
+_PREFIX = re.compile(r"^(?:(algo-\d+) \| )?(?:\[(?:rank|default)(\d+)\]:\s?)?")
+_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+
+
+@dataclass
+class _Traceback:
+    """One traceback in a log: its line numbers there, from `Traceback (most recent call last):`
+    (or the "During handling ..." line that chains it to the one before) to the exception line."""
+
+    at: list[int]
+    exc: str
+    where: str              # the script line it came from: "train.py, line 5"
+    rank: Optional[str]
+    then: Optional["_Traceback"] = None  # the traceback chained after this one, if any
+
+    @property
+    def wrapper(self) -> bool:
+        return any(w in self.exc for w in _WRAPPER_ERRORS)
+
+    def summary(self) -> str:
+        text = f"{self.exc} [{self.where}]" if self.where else self.exc
+        return f"{text} on rank {self.rank}" if self.rank is not None else text
+
+
+def _parse(raw_lines: list[str]) -> "tuple[list[str], list[_Traceback]]":
+    """The log's lines without their host and rank prefixes, and its tracebacks in log order.
+    Each host's and rank's lines are read apart: ranks that print at once do not mix."""
+    lines, streams = [], {}
+    for n, raw in enumerate(raw_lines):
+        m = _PREFIX.match(raw)
+        lines.append(raw[m.end():])
+        streams.setdefault(m.group(1, 2), []).append(n)
+    blocks = []
+    for (_, rank), nums in streams.items():
+        i, last = 0, None  # last: this stream's previous traceback and where its exception line is
+        while i < len(nums):
+            if lines[nums[i]].startswith("Traceback (most recent call last):"):
+                start, where = i, ""
+                i += 1
+                while i < len(nums) and (lines[nums[i]].startswith((" ", "\t")) or not lines[nums[i]].strip()):
+                    m = re.match(r'\s*File "([^"]+)", line (\d+)', lines[nums[i]])
+                    if m and not os.path.basename(m.group(1)).startswith(("accelerate", "launch")) \
+                            and "site-packages" not in m.group(1) and "/lib/python" not in m.group(1):
+                        where = f"{os.path.basename(m.group(1))}, line {m.group(2)}"
+                    i += 1
+                if i < len(nums):
+                    between = [lines[n].strip() for n in nums[last[1] + 1:start]] if last else []
+                    chained = [b for b in between if b] and all(b.startswith(_CHAINED) for b in between if b)
+                    block = _Traceback(nums[last[1] + 1 if chained else start:i + 1], lines[nums[i]].strip(),
+                                       where, rank)
+                    if chained:
+                        last[0].then = block
+                    blocks.append(block)
+                    last = (block, i)
+            i += 1
+    return lines, sorted(blocks, key=lambda b: b.at[0])
+
+
+def _user_traceback(blocks: list[_Traceback], reason: Optional[str] = None) -> Optional[_Traceback]:
+    """The user's traceback: the first that is not the launcher's wrapper around it (the rank
+    that failed first; the others die of losing it), or the one `reason` names."""
+    user = [b for b in blocks if not b.wrapper]
+    return next((b for b in user if reason and b.summary() in reason), user[0] if user else None)
 
 
 def error_summary(text: str) -> str:
     """The user's exception from the end of a log: the first traceback that is not the
     launcher's own wrapper, with the script line it came from and the rank that printed it;
     else torch.distributed's "Root Cause" block; else the last lines."""
-    lines, ranks = [], []
-    for raw in text.splitlines():
-        m = _RANK_PREFIX.match(raw)
-        ranks.append(m.group(1) if m else None)
-        lines.append(raw[m.end():] if m else raw)
-    blocks = []  # (exception line, script location, rank)
-    i = 0
-    while i < len(lines):
-        if lines[i].startswith("Traceback (most recent call last):"):
-            rank, where = ranks[i], ""
-            i += 1
-            while i < len(lines) and (lines[i].startswith((" ", "\t")) or not lines[i].strip()):
-                m = re.match(r'\s*File "([^"]+)", line (\d+)', lines[i])
-                if m and not os.path.basename(m.group(1)).startswith(("accelerate", "launch")) \
-                        and "site-packages" not in m.group(1) and "/lib/python" not in m.group(1):
-                    where = f"{os.path.basename(m.group(1))}, line {m.group(2)}"
-                i += 1
-            if i < len(lines):
-                blocks.append((lines[i].strip(), where, rank))
-        i += 1
-    user = [b for b in blocks if not any(w in b[0] for w in _WRAPPER_ERRORS)]
+    lines, blocks = _parse(text.splitlines())
+    user = _user_traceback(blocks)
     if user:
-        exc, where, rank = user[0]
-        text = f"{exc} [{where}]" if where else exc
-        return f"{text} on rank {rank}" if rank is not None else text
+        return user.summary()
     root = _elastic_root_cause(lines)
     if root:
         return root
     if blocks:
-        return re.sub(r"Command '\[.*?\]'", "the training script", blocks[-1][0])
+        return re.sub(r"Command '\[.*?\]'", "the training script", blocks[-1].exc)
     tail = [l.strip() for l in lines if l.strip()][-3:]
     return " | ".join(tail) if tail else "the script printed nothing"
+
+
+def error_tail(raw_lines: list[str], reason: Optional[str] = None, limit: int = 20) -> list[str]:
+    """A failed job's log tail: the user's traceback the reason comes from (the one `reason`
+    names, when several ranks or hosts raised), with the exceptions chained to it, as the log
+    has it (prefixes kept), its last `limit` lines. Without one, the log's last `limit` lines
+    less the launcher's wrapper tracebacks, which only say that the script failed."""
+    _, blocks = _parse(raw_lines)
+    block = _user_traceback(blocks, reason)
+    if block is None:
+        wrappers = {n for b in blocks if b.wrapper for n in b.at}
+        kept = [line for n, line in enumerate(raw_lines) if n not in wrappers]
+    else:
+        kept = []
+        while block is not None:
+            kept += [raw_lines[n] for n in block.at]
+            block = block.then
+    return kept[-limit:] if limit > 0 else []
 
 
 def log_summary(path: "os.PathLike[str] | str") -> str:

@@ -222,9 +222,9 @@ def main():
     from sm_magic.failure import error_summary, write_failure_file
 
     def on_failure(tail, status):
-        reason = error_summary(tail)  # the platform adds the exit status
-        if write_failure_file(failure_path(os.environ), reason):
-            print(f"sm_magic: the job failed: {reason}", flush=True)
+        # The platform adds the exit status. The reason is not printed to the log as well: it is
+        # the job's FailureReason, which every display shows once.
+        write_failure_file(failure_path(os.environ), error_summary(tail))
 
     status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure)
     record_exit(status)
