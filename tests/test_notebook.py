@@ -10,6 +10,11 @@ from sm_magic.registry import Registry
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A cell that returns once the kernel's monitor follows no job: every display it updates is final.
+WAIT_FOR_DISPLAYS = ("import time\nfrom sm_magic.monitor import get_monitor\nstart = time.monotonic()\n"
+                     "while get_monitor().watched() and time.monotonic() - start < 60:\n    time.sleep(0.05)\n")
+
+
 def _execute(nb, cwd: Path):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
@@ -45,15 +50,25 @@ def test_live_display_without_wait_ends_showing_the_result(sm_env):
                                   "import time\nfor e in range(3):\n    time.sleep(0.5)\n"
                                   "    print(f\"epoch {e}: {{'loss': {1.0 / (e + 1)}}}\", flush=True)\n"),
         nbformat.v4.new_code_cell("job.wait(timeout=120); import time; time.sleep(1.5); print(job.status)"),
+        nbformat.v4.new_code_cell("job"),
+        nbformat.v4.new_code_cell("print(Out[2] is job)\n" + WAIT_FOR_DISPLAYS),
     ]
     _execute(nb, sm_env)
     launch_cell, wait_cell = nb.cells[1], nb.cells[2]
     assert "Completed" in _text(wait_cell)
+    # The cell's value is the Job (Out[2], `_`), but shown as nothing: no `<Job ... InProgress>`
+    # frozen at launch time stays in the saved notebook.
+    assert [o.output_type for o in launch_cell.outputs] == ["display_data"], launch_cell.outputs
+    assert _text(nb.cells[4]).strip().startswith("True")
+    # `job` in a later cell shows the job as it is: here the finished summary.
+    [shown] = nb.cells[3].outputs
+    assert shown.output_type == "display_data" and 'class="sm-magic-summary"' in shown["data"]["text/html"]
+    assert "Completed" in shown["data"]["text/plain"]
     displays = [o for o in launch_cell.outputs if o.output_type == "display_data"]
     assert displays, "no live display under the cell"
     final = displays[0]["data"]["text/plain"]
     # The display was replaced in place as the job went on: it now shows the finished job.
-    assert "live-1" in final and "Completed / Completed" in final
+    assert "live-1" in final and "Completed  0:" in final and "Completed / " not in final
     assert "Training - Training in progress" in final
     assert "loss" in final and "0.3333" in final
     assert "model: " in final

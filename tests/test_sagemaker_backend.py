@@ -193,7 +193,7 @@ def test_widget_follows_a_completed_job_with_metrics_from_the_logs_and_its_model
 
     overview = w.widget.overview.value
     assert "Completed</span>" in overview and "model.tar.gz" in overview and "sm-magic-connection" not in overview
-    assert overview.count("<tr>") == 1 + len(LIFECYCLE)
+    assert w.widget.timeline_table.value.count("<tr>") == 1 + len(LIFECYCLE)
     assert w.widget.metrics.value.count("<tr>") == 4 and "0.82" in w.widget.metrics.value
     assert w.widget.stop_button.disabled and w.widget.stop_button.description == "Completed"
     assert "saving model" in w.widget.log.value
@@ -206,7 +206,12 @@ def test_failed_job_shows_its_reason_and_wait_raises_it(sm):
     sm.to(name, "Downloading")
     sm.to(name, "Training")
     w.wait_for(lambda w: w.saw("Training"))
-    sm.put(name, ["Traceback (most recent call last):", "ValueError: bad batch size"])
+    # What CloudWatch holds: the script's traceback, then accelerate's wrapper around it.
+    user = ["Traceback (most recent call last):", '  File "/opt/ml/code/train.py", line 9, in main',
+            "    load_batches(16)", "ValueError: bad batch size"]
+    sm.put(name, [*user, "Traceback (most recent call last):",
+                  '  File "/usr/local/lib/python3.11/site-packages/accelerate/commands/launch.py", line 999, in simple_launcher',
+                  "subprocess.CalledProcessError: Command '['python', 'train.py']' returned non-zero exit status 1."])
     reason = "AlgorithmError: ValueError: bad batch size, exit code: 1"
     sm.to(name, "Failed", failure_reason=reason)
     w.finished()
@@ -218,6 +223,7 @@ def test_failed_job_shows_its_reason_and_wait_raises_it(sm):
         job.wait(timeout=5)
     assert err.value.reason == reason
     assert "ValueError: bad batch size" in job.logs()
+    assert job.snapshot().log_tail == user  # the failed job's tail: the user's traceback, not the wrapper
 
 
 def test_spot_job_interrupted_then_out_of_runtime_is_followed_through_restarts(sm):

@@ -23,24 +23,71 @@ def step_rows(n=STEPS):
     return rows
 
 
+def epoch_rows(n):
+    """One row per epoch: the best accuracy early (epoch 3), the lowest loss the latest."""
+    return [{"epoch": e, "loss": 1.0 / (e + 1), "accuracy": 0.99 if e == 3 else 0.5 + e / (4 * n)}
+            for e in range(n)]
+
+
 def test_a_few_rows_are_all_shown():
     rows = step_rows(10)
-    assert series.window(rows) == (rows, 0)
+    assert series.window(rows) == series.Window(rows)
     assert "not shown" not in metrics_html(rows)
 
 
-def test_many_rows_show_the_latest_and_each_metrics_best_and_say_how_many_are_not_shown():
-    rows = step_rows()
-    shown, hidden = series.window(rows)
-    steps = [r["step"] for r in shown]
-    assert steps[-series.TABLE_ROWS:] == list(range(STEPS - series.TABLE_ROWS, STEPS))
-    assert 1234 in steps                      # the best accuracy, long ago
-    assert STEPS - 1 in steps                 # the lowest loss is the latest
-    assert hidden == STEPS - len(shown)
+def test_many_epochs_show_the_latest_and_each_metrics_best_and_say_how_many_are_not_shown():
+    rows = epoch_rows(100)
+    w = series.window(rows)
+    epochs = [r["epoch"] for r in w.rows]
+    assert epochs == [3] + list(range(100 - series.TABLE_ROWS, 100))   # the best accuracy, long ago
+    assert w.summaries == [] and w.hidden == 100 - len(w.rows)
     html = metrics_html(rows)
-    assert f"{hidden} more rows not shown" in html and html.count("<tr>") == len(shown) + 1
+    assert f"{w.hidden} more rows not shown" in html and html.count("<tr>") == len(w.rows) + 1
+    assert "each metric&#x27;s best" in html
+
+
+def test_many_steps_show_the_latest_and_the_mean_of_each_step_range():
+    rows = step_rows()
+    w = series.window(rows)
+    assert [r["step"] for r in w.rows] == list(range(STEPS - series.STEP_ROWS, STEPS))
+    assert w.summary_of == "steps" and len(w.summaries) == series.SUMMARY_ROWS
+    first = w.summaries[0]
+    assert first["step"] == "0\u20133999"
+    assert math.isclose(first["loss"], sum(r["loss"] for r in rows[:4000]) / 4000)
+    assert w.summaries[-1]["step"] == f"36000\u2013{STEPS - 1}"
+    assert w.hidden == STEPS - series.STEP_ROWS
+    html = metrics_html(rows)
+    assert "mean per step range" in html and f"{w.hidden:,} more rows not shown" in html
+    assert html.count("<tr") < 30 and len(html) < 5_000
     text = render_text(_snap(metrics=rows))
-    assert f"{hidden} more rows not shown" in text and len(text) < 5_000
+    assert f"{w.hidden:,} more rows not shown" in text and "mean per step range:" in text and len(text) < 5_000
+
+
+def test_steps_that_carry_epochs_are_summarised_per_epoch_latest_epochs_first_kept():
+    rows = [dict(r, epoch=r["step"] // 1000) for r in step_rows()]   # 40 epochs of 1,000 steps
+    w = series.window(rows)
+    assert w.summary_of == "epoch"
+    assert [s["epoch"] for s in w.summaries] == list(range(40 - series.SUMMARY_ROWS, 40))
+    last = w.summaries[-1]
+    assert last["step"] == "39000\u201339999"
+    assert math.isclose(last["loss"], sum(r["loss"] for r in rows[39000:]) / 1000)
+    assert "mean per epoch" in metrics_html(rows)
+
+
+def test_a_snapshot_holds_the_rows_without_copying_and_no_row_added_later():
+    from sm_magic.metrics import MetricsParser
+
+    parser = MetricsParser()
+    parser.feed(['{"epoch": 0, "loss": 0.5}', '{"epoch": 1, "loss": 0.4}'])
+    view = parser.view()
+    first = view[0]
+    parser.feed(['{"epoch": 1, "accuracy": 0.9}', '{"epoch": 2, "loss": 0.3}'])
+    assert len(view) == 2 and list(view) == [view[0], view[1]] == view[:5]   # no row added later
+    assert view[1] == {"epoch": 1, "loss": 0.4, "accuracy": 0.9}       # a changed row: a new dict
+    later = parser.view()
+    assert later[0] is first                                          # unchanged rows are shared
+    assert list(later) == [{"epoch": 0, "loss": 0.5}, {"epoch": 1, "loss": 0.4, "accuracy": 0.9},
+                           {"epoch": 2, "loss": 0.3}] == parser.rows
 
 
 def test_downsampling_keeps_the_shape_spikes_included():

@@ -54,7 +54,7 @@ def test_progress_widget_follows_snapshots_to_completion():
     overview = widget.overview.value
     assert 'class="sm-magic-status"' in overview and "InProgress</span> &middot; Training" in overview
     assert "unit-1" in overview and "local" in overview and "epochs=3" in overview
-    assert overview.count("<tr>") == 4  # timeline: header row + 3 transitions
+    assert widget.timeline_table.value.count("<tr>") == 4  # header row + 3 transitions
     assert "no metrics yet" in widget.metrics.value and bytes(widget.plot.value) == b""
     assert "epoch 0: {...}" in widget.log.value
     assert not widget.stop_button.disabled and not done
@@ -72,6 +72,87 @@ def test_progress_widget_follows_snapshots_to_completion():
     assert done == [final]
     widget.update(final)
     assert len(done) == 1, "on_done must run once"
+
+
+def test_the_timeline_is_open_while_the_job_starts_and_closes_once_it_trains(monkeypatch):
+    widget = ProgressWidget(_Job())
+    starting = _snap()
+    starting.state.transitions = starting.state.transitions[:1]
+    starting.state.transitions[0].end = None
+    widget.update(starting)
+    assert widget.timeline.selected_index == 0
+    assert widget.timeline.titles[0].startswith("Timeline: Starting since ")
+    widget.update(_snap())
+    assert widget.timeline.selected_index is None             # collapsed once training
+    assert widget.timeline.titles[0].startswith("Timeline: Training since ")
+    widget.timeline.selected_index = 0                        # the user opens it again
+    widget.update(_snap())
+    assert widget.timeline.selected_index == 0
+    html = summary_html(_snap("Completed", "Completed"))
+    assert '<details class="sm-magic-timeline"><summary>Timeline: Completed since' in html
+
+
+def test_the_plot_follows_each_new_row_but_a_flood_redraws_it_at_most_once_a_second(monkeypatch):
+    from sm_magic.widgets import progress
+
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    widget = ProgressWidget(_Job())
+    widget.update(_snap(metrics=ROWS[:1]))
+    first = bytes(widget.plot.value)
+    assert first.startswith(b"\x89PNG")
+    now[0] += 0.5
+    widget.update(_snap(metrics=ROWS))                        # a row 0.5 s later: the table only
+    assert widget.metrics.value.count("<tr>") == 3 and bytes(widget.plot.value) == first
+    now[0] += 60                                              # later: the plot too
+    widget.update(_snap(metrics=ROWS))
+    assert bytes(widget.plot.value) != first
+    second = bytes(widget.plot.value)
+    widget.update(_snap(metrics=ROWS))                        # nothing new: nothing redrawn
+    assert bytes(widget.plot.value) == second
+    rows = ROWS + [{"epoch": 2, "accuracy": 0.9, "f1": 0.9}]
+    widget.update(_snap("Completed", "Completed", metrics=rows))  # the end is always drawn
+    assert bytes(widget.plot.value) != second and widget.metrics.value.count("<tr>") == 4
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 7, 40])
+def test_epoch_axes_have_whole_numbers_only(monkeypatch, epochs):
+    from matplotlib.figure import Figure
+
+    from sm_magic.widgets.progress import plot_png
+
+    ticks, savefig = [], Figure.savefig
+
+    def grab(fig, *args, **kwargs):
+        ticks.extend(fig.axes[0].get_xticks())
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", grab)
+    plot_png([{"epoch": e + 1, "loss": 1 / (e + 1)} for e in range(epochs)])
+    shown = [t for t in ticks if 0.5 <= t <= epochs + 0.5]
+    assert shown and all(float(t).is_integer() for t in shown), ticks
+
+
+def test_a_terminal_prints_each_row_once_and_again_when_it_changes():
+    import io
+
+    from sm_magic.metrics import MetricsParser
+    from sm_magic.widgets.text import TerminalLines
+
+    out, parser = io.StringIO(), MetricsParser()
+    lines = TerminalLines(out)
+
+    def poll(*log):
+        parser.feed(list(log))
+        lines(Snapshot(state=_snap().state, metrics=parser.view(), log_tail=[]))
+
+    poll(*(f'{{"step": {i}, "loss": {1 / (i + 1)}}}' for i in range(20)))
+    poll('{"step": 20, "loss": 0.01}')
+    poll()
+    poll('{"step": 20, "accuracy": 0.5}')   # a metric joins the latest row
+    rows = [line for line in out.getvalue().splitlines() if "step=" in line]
+    assert len(rows) == 22 and rows[0] == "[unit-1] step=0 loss=1"
+    assert rows[-2:] == ["[unit-1] step=20 loss=0.01", "[unit-1] step=20 loss=0.01 accuracy=0.5"]
 
 
 def test_failed_job_shows_its_reason_and_summary_keeps_it():
@@ -163,7 +244,7 @@ def test_invalid_value_shows_beside_the_field_and_nothing_is_saved(tmp_path):
     form.controls["num_machines"].value = "0"
     error = form.errors["num_machines"]
     assert error.layout.display is None and "greater than or equal to 1" in error.value
-    assert "Fix the fields" in form.message.value
+    assert "Fix Number of machines (<code>num_machines</code>)" in form.message.value
     assert not form.save() and "Not saved" in form.message.value
     assert yaml.safe_load(path.read_text())["num_machines"] == 2
     form.controls["additional_args"].value = "a: [1"

@@ -13,16 +13,18 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, ClassVar, Optional, Sequence
 
 from .errors import RuntimeProblem
 from .backends.base import Backend, JobState, Transition
 from .eta import Estimate, Tracker
+from .failure import error_tail
 from .metrics import MetricDefinition, MetricsParser
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
 STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
 SNAPSHOT_READS = 4        # backend log reads per snapshot of a running job (local: 1 MiB each)
+FAILURE_LINES = 2000      # the end of a failed job's log its traceback is looked for in
 
 
 class JobFailedError(RuntimeProblem, RuntimeError):
@@ -43,7 +45,7 @@ class Snapshot:
     """What a progress display shows at one moment."""
 
     state: JobState
-    metrics: list[dict]
+    metrics: Sequence[dict]  # metrics.Rows from a job: shared with the parser, never copied
     log_tail: list[str]
     new_lines: list[str] = field(default_factory=list)
     backend: str = ""
@@ -53,6 +55,11 @@ class Snapshot:
 
 class Job:
     """A training job. Attributes read live state from the backend (cached for half a second)."""
+
+    #: What a notebook shows for a Job (a cell's last value): the magics set it to follow the job
+    #: with a progress view, which never goes stale in a saved notebook; it returns False where
+    #: it cannot (a terminal), and the text repr is shown.
+    display_hook: ClassVar[Optional[Callable[["Job"], bool]]] = None
 
     def __init__(self, name: str, backend: Backend, metric_definitions: Sequence[MetricDefinition] = (),
                  on_status: Optional[Callable[[JobState], None]] = None):
@@ -68,6 +75,7 @@ class Job:
         self._on_status = on_status
         self._lock = threading.RLock()
         self._tracker: Optional[Tracker] = None  # made at the first snapshot: it needs the arguments
+        self._shown_in: Optional[int] = None     # the cell whose progress view already shows this job
 
     # -- state -------------------------------------------------------------------------------
 
@@ -163,10 +171,15 @@ class Job:
             # A running job's flood is read a bounded slice per snapshot, so the state shown stays
             # current; once the job has ended, everything is read.
             new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
-            # Only the tail is copied: the buffer may hold 200,000 lines.
-            log_tail = list(itertools.islice(reversed(self._lines), tail))[::-1] if tail else []
-            # The rows themselves, not copies: a long job has tens of thousands (job.metrics copies).
-            rows = list(self._parser.rows)
+            # Only the tail is copied: the buffer may hold 200,000 lines. A failed job's tail is
+            # the user's traceback, not the launcher's wrapper printed after it (failure.error_tail).
+            if state.status == "Failed" and tail:
+                end_of_log = list(itertools.islice(reversed(self._lines), FAILURE_LINES))[::-1]
+                log_tail = error_tail(end_of_log, state.failure_reason, tail)
+            else:
+                log_tail = list(itertools.islice(reversed(self._lines), tail))[::-1] if tail else []
+            # A view, not a copy: a long job has tens of thousands of rows (job.metrics copies).
+            rows = self._parser.view()
             end = state.training_end_time if state.done and state.training_end_time else time.time()
             return Snapshot(state=state, metrics=rows, log_tail=log_tail, new_lines=new, backend=self.backend,
                             estimate=self._tracker.estimate(rows, state.training_start_time, end))
@@ -199,6 +212,23 @@ class Job:
         with self._lock:
             self._state_at = 0.0
         return self
+
+    def shown_in(self, cell: Optional[int]) -> "Job":
+        """Say that a progress view under cell number `cell` already shows this job, so that
+        cell's value (this Job) shows nothing more: a `<Job ... InProgress>` line frozen at
+        launch would stay in the saved notebook after the job ended."""
+        self._shown_in = cell
+        return self
+
+    def _ipython_display_(self) -> None:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        shell = get_ipython()
+        if shell is not None and self._shown_in is not None and self._shown_in == shell.execution_count:
+            return
+        if Job.display_hook is None or not Job.display_hook(self):
+            display({"text/plain": repr(self)}, raw=True)
 
     def __repr__(self) -> str:
         state = self.describe()

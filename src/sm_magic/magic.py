@@ -80,9 +80,9 @@ class SageMakerMagics(Magics):
         if opts.out:
             self.shell.user_ns[opts.out] = job
         if opts.wait:
-            return _wait(self.shell, job)
+            return _shown(self.shell, _wait(self.shell, job))
         _follow(self.shell, job)
-        return job
+        return _shown(self.shell, job)
 
     def _edit_then_launch(self, cell, opts, kwargs: dict) -> None:
         """The form, with a Launch button that starts the cell's job with the edited config."""
@@ -202,9 +202,9 @@ class SageMakerMagics(Magics):
         opts = self.sagemaker_attach.parser.parse_args(arg_split(line, posix=True))
         job = _attach(opts.name)
         if opts.wait:
-            return _wait(self.shell, job)
+            return _shown(self.shell, _wait(self.shell, job))
         _follow(self.shell, job)
-        return job
+        return _shown(self.shell, job)
 
 
 def _attach(name: str) -> Job:
@@ -271,6 +271,23 @@ def _wait(shell, job: Job) -> Job:
     return job
 
 
+def _shown(shell, job: Job) -> Job:
+    """The cell's value: the Job (for `job = _`), showing nothing more where a widget shows it."""
+    return job.shown_in(shell.execution_count) if _in_kernel(shell) else job
+
+
+def _display_job(job: Job) -> bool:
+    """Job.display_hook: `job` as a cell's value in a kernel follows it with a progress view
+    (the summary once it has ended)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not _in_kernel(shell):
+        return False
+    _follow(shell, job)
+    return True
+
+
 def _follow(shell, job: Job) -> None:
     """Follow a job without blocking: the progress widget in a kernel, text lines in a terminal."""
     if _in_kernel(shell):
@@ -289,3 +306,4 @@ SageMakerMagics.sagemaker_train.__doc__ = train_line.help_text()
 
 def load_ipython_extension(ipython) -> None:
     ipython.register_magics(SageMakerMagics)
+    Job.display_hook = _display_job

@@ -19,13 +19,15 @@ length and nesting depth, and a line they cannot read is skipped.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import math
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import metric_regex
 from .errors import UsageProblem
@@ -302,6 +304,37 @@ class _Definition:
         return self.name, None, self.literal, fallback.get(self, {})
 
 
+class Rows(Sequence):
+    """A read-only window on the first `n` rows of a list that only grows and whose items are
+    replaced, never changed: what a snapshot holds instead of a copy of every row."""
+
+    __slots__ = ("_list", "_n")
+
+    def __init__(self, rows: list, n: int):
+        self._list, self._n = rows, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._list[j] for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("row index out of range")
+        return self._list[i]
+
+    def __iter__(self):
+        return itertools.islice(iter(self._list), self._n)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Rows({list(self)!r})"
+
+
 class MetricsParser:
     """Accumulates metric rows from log lines fed to it, keyed by epoch or step.
 
@@ -316,6 +349,8 @@ class MetricsParser:
             entry = _Definition(d.name, _compile(d.name, d.regex), _required_literal(d.regex))
             (self._key_defs if d.name in _KEYS else self._value_defs).append(entry)
         self._rows: dict[tuple[str, int | float], dict[str, float]] = {}
+        self._list: list[dict] = []  # the rows as shown, {kind: n, **metrics}; see _publish
+        self._at: dict[tuple[str, int | float], int] = {}  # a row's place in _list
         self._metric_names: dict[str, None] = {}  # ordered set: column order = first appearance
         self._current: tuple[str, int | float] | None = None
         self._unkeyed_counts: dict[str, int] = {}
@@ -389,7 +424,18 @@ class MetricsParser:
                     value = _number(group)
                     if value is not None:
                         self._store_definition_value(name, value, touched)
+            self._publish(touched)
         return len(touched)
+
+    def _publish(self, touched: set) -> None:
+        """Bring the shared row list up to date: new rows appended, a changed row replaced by a
+        new dict, never mutated, so a reader holding the list (a snapshot) needs no copy."""
+        for key in sorted(touched, key=self._at.__getitem__):
+            row = {key[0]: key[1], **self._rows[key]}
+            if self._at[key] < len(self._list):
+                self._list[self._at[key]] = row
+            else:
+                self._list.append(row)
 
     def _store_definition_value(self, name, value, touched):
         key = self._current
@@ -449,6 +495,7 @@ class MetricsParser:
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = {}
+            self._at[key] = len(self._at)
         old = row.get(name)
         # Data-parallel ranks print the same line; an identical rewrite is not a change.
         if old is None or not (old == value or (old != old and value != value)):
@@ -461,7 +508,14 @@ class MetricsParser:
         """One new dict per epoch/step in order of first appearance, e.g.
         ``{"epoch": 0, "accuracy": 0.75, "f1": 0.81}``."""
         with self._lock:
-            return [{kind: n, **metrics} for (kind, n), metrics in self._rows.items()]
+            return [dict(row) for row in self._list]
+
+    def view(self) -> "Rows":
+        """The rows so far without copying any (for a display polling a long job). Rows added
+        later do not show through; a row changed later does, as a whole new dict, so a reader
+        never sees one half-updated."""
+        with self._lock:
+            return Rows(self._list, len(self._list))
 
     def to_frame(self) -> "pandas.DataFrame":
         """A float DataFrame with one column per metric and one row per epoch/step.

@@ -16,7 +16,7 @@ from .job import Job, Snapshot
 
 POLL_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 30.0
-HEARTBEAT_SECONDS = 5.0  # a quiet job's display still refreshes (elapsed time) this often
+HEARTBEAT_SECONDS = 1.0  # a quiet job's display still refreshes (its elapsed clock) this often
 
 
 @dataclass

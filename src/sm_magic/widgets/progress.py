@@ -14,15 +14,18 @@ import html
 import io
 import time
 from contextlib import ExitStack
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from .series import downsample, spans_decades, window
-from .text import fmt_value, hidden_note, metric_columns, render_text
+from .text import fmt_value, hidden_note, means_title, metric_columns, render_text
 
 LOG_TAIL = 12
-PLOT_INTERVAL = 5.0  # seconds between plot redraws while a job runs
+# While a job runs, the table and the plot are redrawn when rows arrive, but no sooner than
+# MIN_REDRAW seconds and REDRAW_FACTOR times the last drawing's cost after the last one.
+MIN_REDRAW = {"table": 0.0, "plot": 1.0}
+REDRAW_FACTOR = 20
 STATUS_COLORS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00", "Stopping": "#ef6c00"}
 
 
@@ -54,6 +57,15 @@ def header_html(snap: Snapshot) -> str:
             + (f'<br><span style="color:#666">{_esc(hps)}</span>' if hps else ""))
 
 
+def timeline_title(snap: Snapshot) -> str:
+    """'Timeline: Training since 21:04:05 (0:12)', what the collapsed timeline still says."""
+    if not snap.state.transitions:
+        return "Timeline"
+    t = snap.state.transitions[-1]
+    took = (t.end if t.end is not None else time.time()) - t.start
+    return f"Timeline: {t.status} since {_clock(t.start)} ({clock(took)})"
+
+
 def timeline_html(snap: Snapshot) -> str:
     rows = []
     now = time.time()
@@ -66,20 +78,29 @@ def timeline_html(snap: Snapshot) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def metrics_html(rows: list[dict]) -> str:
-    """The metrics table: every row while there are few, then a window (series.window) and a
-    line saying how many rows are not shown."""
+def metrics_html(rows: Sequence[dict]) -> str:
+    """The metrics table: every row while there are few, then a window (series.window): the
+    means of a per-step job's epochs, its latest rows, and a line saying how many are not shown."""
     if not rows:
         return "<i>no metrics yet</i>"
-    shown, hidden = window(rows)
-    columns = metric_columns(shown)
+    w = window(rows)
+    columns = metric_columns(w.summaries + w.rows)
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(fmt_value(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-                   for r in shown)
+
+    def body(rows: list[dict]) -> str:
+        return "".join("<tr>" + "".join(f"<td>{_esc(fmt_value(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+                       for r in rows)
+
+    def title(text: str) -> str:
+        return f'<tr class="sm-magic-section"><th colspan="{len(columns)}" style="text-align:left">{text}</th></tr>'
+
+    means = (f'<tbody class="sm-magic-means">{title(means_title(w))}{body(w.summaries)}</tbody>'
+             if w.summaries else "")
+    latest = title("latest") if w.summaries else ""
     note = (f'<tr class="sm-magic-hidden-rows"><td colspan="{len(columns)}" style="color:#666">'
-            f"{hidden_note(hidden)}</td></tr>" if hidden else "")
+            f"{_esc(hidden_note(w))}</td></tr>" if w.hidden else "")
     return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}{note}</tbody></table>")
+            f"{means}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
 
 
 def plot_png(rows: list[dict]) -> bytes:
@@ -106,7 +127,13 @@ def plot_png(rows: list[dict]) -> bytes:
     if spans_decades(drawn):  # a loss falling over decades reads better on a log scale
         ax.set_yscale("log")
     ax.set_xlabel(key or "row")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs and steps are whole numbers
+    # Epochs and steps are whole numbers. A few points get a tick each (MaxNLocator falls back
+    # to fractions when fewer than two whole numbers are in view, as with one point).
+    distinct = sorted({x for x in xs if isinstance(x, (int, float))})
+    if len(distinct) <= 10:
+        ax.set_xticks(distinct)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if names:
         ax.legend(fontsize="small", loc="best")
@@ -127,7 +154,9 @@ def summary_html(snap: Snapshot) -> str:
     s = snap.state
     png = plot_png(snap.metrics)
     parts = [f'<div class="sm-magic-summary" style="border-left:3px solid '
-             f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">', overview_html(snap)]
+             f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">', overview_html(snap),
+             f'<details class="sm-magic-timeline"><summary>{_esc(timeline_title(snap))}</summary>'
+             f"{timeline_html(snap)}</details>"]
     if snap.metrics:
         parts.append(metrics_html(snap.metrics))
     if png:
@@ -148,8 +177,8 @@ def estimate_html(e: Estimate) -> str:
 
 
 def overview_html(snap: Snapshot) -> str:
-    """Header, status, failure reason, timeline and model location: the part that changes as
-    the job moves. One HTML value, so a status change costs one widget message."""
+    """Header, status, failure reason, progress bar and model location: the part that changes
+    as the job moves. One HTML value, so a status change costs one widget message."""
     s = snap.state
     parts = [f'<div class="sm-magic-header">{header_html(snap)}</div>',
              f'<div class="sm-magic-status">{status_html(snap)}</div>']
@@ -163,7 +192,6 @@ def overview_html(snap: Snapshot) -> str:
                      f"{_esc(s.failure_reason)}</div>")
     if snap.estimate is not None:
         parts.append(estimate_html(snap.estimate))
-    parts.append(f'<div class="sm-magic-timeline">{timeline_html(snap)}</div>')
     if s.model_artifacts:
         parts.append(f'<div class="sm-magic-model">model: <code>{_esc(s.model_artifacts)}</code></div>')
     return "".join(parts)
@@ -173,8 +201,10 @@ class ProgressWidget:
     """Live view of one job. `.box` is the widget to display; `update(snapshot)` refreshes it;
     `on_done(snapshot)` is called once, after the update that shows the job ended.
 
-    Four values change as a job runs (overview, metrics table, plot, log tail), so one update
-    sends at most four messages, and the plot is redrawn only when a metric row arrives."""
+    Five values change as a job runs (overview, timeline, metrics table, plot, log tail), so one
+    update sends at most five messages. The table and the plot are redrawn when a metric row
+    arrives, no more often than REDRAW_FACTOR times what the last drawing cost, so a job that
+    logs thousands of rows a second costs the kernel a bounded share of a core."""
 
     def __init__(self, job: Job, on_done: Optional[Callable[[Snapshot], None]] = None):
         import ipywidgets as w
@@ -182,10 +212,16 @@ class ProgressWidget:
         self.job = job
         self.on_done = on_done
         self._finished = False
-        self._metrics_rows = -1
-        self._plot_stale, self._plot_at = False, 0.0
+        self._training_seen = False
+        self._rows_shown = {"table": -1, "plot": 0}
+        self._drawn_at = {"table": 0.0, "plot": 0.0}
+        self._cost = {"table": 0.0, "plot": 0.0}
         self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>'
                                ).add_class("sm-magic-overview")
+        # An accordion keeps its open/closed state across updates (an HTML <details> would not).
+        self.timeline_table = w.HTML("")
+        self.timeline = w.Accordion([self.timeline_table], titles=("Timeline",), selected_index=0
+                                    ).add_class("sm-magic-timeline")
         self.metrics = w.HTML("<i>no metrics yet</i>").add_class("sm-magic-metrics")
         # flex-start: beside a tall table, the image keeps its own height instead of stretching.
         self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none", align_self="flex-start")
@@ -194,12 +230,18 @@ class ProgressWidget:
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
                                     tooltip=f"Stop {job.name}").add_class("sm-magic-stop")
         self.stop_button.on_click(self._stop)
-        self.box = w.VBox([self.overview, w.HBox([self.metrics, self.plot]), self.log, self.stop_button]
-                          ).add_class("sm-magic-progress")
+        # Stop beside the overview: within reach however tall the table and the log grow.
+        self.overview.layout.flex = "1 1 auto"
+        self.box = w.VBox([w.HBox([self.overview, self.stop_button]), self.timeline,
+                           w.HBox([self.metrics, self.plot]), self.log]).add_class("sm-magic-progress")
+
+    def _children(self) -> tuple:
+        return (self.overview, self.timeline_table, self.timeline, self.metrics, self.plot, self.log,
+                self.stop_button)
 
     def close(self) -> None:
         """Close this widget's comms (after the summary replaced it)."""
-        for child in (self.overview, self.metrics, self.plot, self.log, self.stop_button, *self.box.children):
+        for child in (*self._children(), *self.box.children):
             child.close()
         self.box.close()
 
@@ -208,25 +250,44 @@ class ProgressWidget:
         self.stop_button.description = "Stopping"
         self.job.stop()
 
+    def _due(self, part: str, rows: int, done: bool) -> bool:
+        """Whether the table or the plot should be redrawn now for `rows` metric rows."""
+        if rows == self._rows_shown[part]:
+            return False
+        wait = max(MIN_REDRAW[part], REDRAW_FACTOR * self._cost[part])
+        return done or time.monotonic() - self._drawn_at[part] >= wait
+
+    def _drawn(self, part: str, rows: int, started: float) -> None:
+        self._rows_shown[part] = rows
+        self._drawn_at[part] = time.monotonic()
+        self._cost[part] = time.perf_counter() - started
+
     def update(self, snap: Snapshot) -> None:
         if self._finished:
             return
         s = snap.state
+        rows = len(snap.metrics)
         with ExitStack() as stack:
-            for child in (self.overview, self.metrics, self.plot, self.log, self.stop_button):
+            for child in self._children():
                 stack.enter_context(child.hold_sync())
             self.overview.value = overview_html(snap)
-            if len(snap.metrics) != self._metrics_rows or s.done:
-                self._metrics_rows = len(snap.metrics)
+            self.timeline_table.value = timeline_html(snap)
+            self.timeline.set_title(0, timeline_title(snap))
+            # Open while the job starts, closed once it trains (once: a user may open it again).
+            if not self._training_seen and any(t.status == "Training" for t in s.transitions):
+                self._training_seen = True
+                self.timeline.selected_index = None
+            if self._due("table", rows, s.done):
+                started = time.perf_counter()
                 self.metrics.value = metrics_html(snap.metrics)
-                self._plot_stale = bool(snap.metrics)
-            # Drawing costs ~50 ms: the table is always current, the plot redrawn every few seconds.
-            if self._plot_stale and (s.done or time.monotonic() - self._plot_at >= PLOT_INTERVAL):
-                self._plot_stale, self._plot_at = False, time.monotonic()
+                self._drawn("table", rows, started)
+            if self._due("plot", rows, s.done):
+                started = time.perf_counter()
                 png = plot_png(snap.metrics)
                 if png:
                     self.plot.value = png
                     self.plot.layout.display = None
+                self._drawn("plot", rows, started)
             self.log.value = log_html(snap.log_tail)
             if s.done:
                 self.stop_button.disabled = True

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Optional, Sequence, TextIO
 
-from ..eta import describe, text_bar
+from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
-from .series import window
+from .series import Window, window
 
 TAIL_LINES = 10
 
@@ -23,7 +23,7 @@ def fmt_value(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def metric_columns(rows: list[dict]) -> list[str]:
+def metric_columns(rows: Sequence[dict]) -> list[str]:
     """Every key of the rows, in order of first appearance."""
     columns: list[str] = []
     for row in rows:
@@ -31,21 +31,29 @@ def metric_columns(rows: list[dict]) -> list[str]:
     return columns
 
 
-def hidden_note(hidden: int) -> str:
-    return (f"... {hidden} more row{'s' if hidden != 1 else ''} not shown (the latest and each metric's best "
-            "are; job.metrics has them all)")
+def hidden_note(w: Window) -> str:
+    shown = "the latest are, and the mean of each " + ("epoch" if w.summary_of == "epoch" else "step range") \
+        if w.summaries else "the latest and each metric's best are"
+    return f"... {w.hidden:,} more row{'s' if w.hidden != 1 else ''} not shown ({shown}; job.metrics has them all)"
 
 
-def metrics_table(rows: list[dict]) -> list[str]:
+def means_title(w: Window) -> str:
+    return "mean per epoch" if w.summary_of == "epoch" else "mean per step range"
+
+
+def metrics_table(rows: Sequence[dict]) -> list[str]:
     """Rows as an aligned text table (no pandas needed): a window of them when there are many."""
     if not rows:
         return []
-    shown, hidden = window(rows)
-    columns = metric_columns(shown)
-    cells = [columns] + [[fmt_value(r.get(c, "")) for c in columns] for r in shown]
+    w = window(rows)
+    columns = metric_columns(w.summaries + w.rows)
+    cells = [columns] + [[fmt_value(r.get(c, "")) for c in columns] for r in w.summaries + w.rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    table = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
-    return table + ([hidden_note(hidden)] if hidden else [])
+    table = ["  ".join(v.rjust(width) for v, width in zip(row, widths)) for row in cells]
+    if w.summaries:  # the means first, under a title, then the latest rows
+        table[1:1] = [f"{means_title(w)}:"]
+        table.insert(2 + len(w.summaries), "latest:")
+    return table + ([hidden_note(w)] if w.hidden else [])
 
 
 def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
@@ -53,9 +61,10 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
     s = snap.state
     end = s.training_end_time or time.time()
     elapsed = end - s.creation_time if s.creation_time else 0
+    status = s.status if s.secondary_status in (s.status, "") else f"{s.status} / {s.secondary_status}"
     lines = [f"{s.name}  [{snap.backend}, {s.instance_type} x{s.instance_count}]  "
-             f"{s.status} / {s.secondary_status}  {elapsed:.0f} s elapsed"
-             + (f", {s.billable_seconds} billable" if s.billable_seconds is not None else "")]
+             f"{status}  {clock(elapsed)} elapsed"
+             + (f", {clock(s.billable_seconds)} billable" if s.billable_seconds is not None else "")]
     if s.extra.get("connection") and not s.done:
         lines.append(f"  ({s.extra['connection']})")
     if snap.estimate is not None:
@@ -65,7 +74,9 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
     if table:
         lines += ["", *table]
     if snap.log_tail and tail:
-        lines += ["", "log:", *("  " + l for l in snap.log_tail[-tail:])]
+        # A failed job's tail is its traceback (Job.snapshot): shown whole, to the exception line.
+        shown = snap.log_tail if s.status == "Failed" else snap.log_tail[-tail:]
+        lines += ["", "log:", *("  " + l for l in shown)]
     if s.failure_reason:
         lines += ["", f"FailureReason: {s.failure_reason}"]
     if s.model_artifacts:
@@ -74,12 +85,17 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
 
 
 class TerminalLines:
-    """For a terminal IPython: each new transition and metric row as one line, then the result."""
+    """For a terminal IPython: each new transition and metric row as one line, then the result.
+    A row that changes after it was printed (a validation metric joining its epoch) is printed
+    again; only the latest RECHECK rows are looked at, so a long job costs the same per poll."""
+
+    RECHECK = 8
 
     def __init__(self, out: Optional[TextIO] = None):
         self.out = out
         self.transitions = 0
-        self.rows: list[dict] = []
+        self.printed: list[dict] = []  # the latest rows as printed (rows are replaced, never changed)
+        self.count = 0                 # rows printed so far
 
     def __call__(self, snap: Snapshot) -> None:
         out = self.out or sys.stdout
@@ -87,10 +103,14 @@ class TerminalLines:
         for t in s.transitions[self.transitions:]:
             print(f"[{s.name}] {format_transition(t)}", file=out)
         self.transitions = len(s.transitions)
-        for row in snap.metrics:
-            if row not in self.rows:
+        start = max(0, self.count - len(self.printed))
+        rows = snap.metrics[start:]
+        for i, row in enumerate(rows):
+            known = self.printed[i] if i < len(self.printed) else None
+            if row is not known and row != known:
                 print(f"[{s.name}] " + " ".join(f"{k}={fmt_value(v)}" for k, v in row.items()), file=out)
-        self.rows = [dict(r) for r in snap.metrics]
+        self.count = start + len(rows)
+        self.printed = snap.metrics[max(0, self.count - self.RECHECK):self.count]
         if s.done:
             if s.failure_reason:
                 print(f"[{s.name}] FailureReason: {s.failure_reason}", file=out)
@@ -121,8 +141,8 @@ class StreamPrinter:
             print(format_transition(t), file=out)
         self.printed = len(s.transitions)
         if s.done:
-            if s.failure_reason:
-                print(f"FailureReason: {s.failure_reason}", file=out)
+            # No FailureReason line: the JobFailedError that ends the wait says it, once (the
+            # magic's cell fails with it; `sm-magic` prints it as its error line).
             if s.training_seconds is not None:
                 print(f"Training seconds: {s.training_seconds}", file=out)
                 print(f"Billable seconds: {s.billable_seconds}", file=out)
