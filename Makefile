@@ -38,6 +38,8 @@ screenshot: setup browser
 bench: setup
 	$(PY) bench/overhead.py
 	$(PY) bench/widget_rate.py
+	$(PY) bench/widget_long_job.py
+	$(PY) bench/widget_browser.py
 	$(PY) bench/api_calls.py --scale 10 --jobs 20
 	$(PY) bench/resume.py
 

@@ -1,9 +1,9 @@
-"""Screenshot of a finished `%%sagemaker_train` cell in JupyterLab, for the docs.
+"""Screenshot of a running `%%sagemaker_train` cell in JupyterLab, for the docs.
 
 Starts JupyterLab in a throwaway directory (isolated registry, jobs dir and HOME; the same helpers
 the browser tests use, tests/e2e/lab.py), runs a demo notebook with a local job that reports
-metrics for a few epochs, waits until the progress widget has become the static summary and saves
-an element screenshot of that cell's output.
+metrics for ten epochs, waits until the live progress widget shows its bar past the middle with
+the table and the plot, and saves an element screenshot of that cell's output.
 
     .venv/bin/python scripts/screenshot.py [--out docs/images/progress.png] [--full PAGE.png]
 """
@@ -22,14 +22,14 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import lab  # noqa: E402
 
 DEMO_JOB = """\
-%%sagemaker_train --name quickstart-demo -o job -- --epochs 5 --lr 0.05
+%%sagemaker_train --name quickstart-demo -o job -- --epochs 10 --lr 0.05
 import argparse, math, os, time
 parser = argparse.ArgumentParser()
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--lr", type=float, default=0.1)
 args = parser.parse_args()
 for epoch in range(args.epochs):
-    time.sleep(0.6)  # a training epoch
+    time.sleep(1.5)  # a training epoch
     acc = 0.95 - 0.4 * math.exp(-(epoch + 1) * args.lr * 12)
     f1 = acc - 0.02 + 0.01 * (epoch % 2)
     print(f"epoch {epoch}: {{'accuracy': {acc:.4f}, 'f1': {f1:.4f}}}", flush=True)
@@ -64,15 +64,15 @@ def main(argv=None) -> int:
                     path = lab.write_notebook(server.root, "demo.ipynb", ["%load_ext sm_magic", DEMO_JOB])
                     lab.run_notebook(page, server, path)
                     output = lab.cell_output(page, 1)
-                    summary = output.locator(".sm-magic-summary")
-                    summary.wait_for(timeout=args.timeout * 1000)
-                    lab.expect_text(summary.locator(".sm-magic-status"), "Completed")
-                    # The plot is a data: URI; let it decode before the picture is taken.
-                    summary.locator("img.sm-magic-plot").evaluate(
+                    live = output.locator(".sm-magic-progress")
+                    # Mid-run: six epochs of ten done, the plot drawn from them.
+                    lab.expect_text(live.locator(".sm-magic-eta"), "epoch 6/10", timeout=args.timeout * 1000)
+                    live.locator("img.sm-magic-plot").wait_for(timeout=args.timeout * 1000)
+                    live.locator("img.sm-magic-plot").evaluate(
                         "(img) => img.complete ? null : new Promise(r => img.onload = r)")
                     page.mouse.move(0, 0)  # no hover highlight on the cell
                     args.out.parent.mkdir(parents=True, exist_ok=True)
-                    output.locator(".jp-OutputArea-output").first.screenshot(path=str(args.out))
+                    live.screenshot(path=str(args.out))
                     if args.full:
                         args.full.parent.mkdir(parents=True, exist_ok=True)
                         page.screenshot(path=str(args.full), full_page=True)

@@ -363,3 +363,30 @@ def test_a_backend_that_cannot_be_reached_shows_reconnecting():
     snap = _snap()
     widget.update(snap)
     assert "sm-magic-connection" not in widget.overview.value
+
+
+def test_a_quiet_job_still_refreshes_its_display_about_once_a_second():
+    """The elapsed clock moves while the job prints nothing (it read 'elapsed 0 s' 3 s in)."""
+
+    class Quiet:
+        name = "quiet"
+        _backend = type("Backend", (), {"poll_interval": 0.05})()
+
+        def snapshot(self):
+            return _snap()
+
+    calls, got = [], threading.Event()
+
+    def delivered(snap):
+        calls.append(time.monotonic())
+        if len(calls) >= 4:
+            got.set()
+
+    monitor = Monitor(poll=0.05)
+    watch = monitor.watch(Quiet(), delivered, min_interval=0.5)
+    try:
+        assert got.wait(60), f"{len(calls)} refreshes"
+    finally:
+        monitor.unwatch(watch)
+    gaps = sorted(b - a for a, b in zip(calls, calls[1:]))
+    assert gaps[0] >= 0.9 and gaps[len(gaps) // 2] < 2.0, gaps

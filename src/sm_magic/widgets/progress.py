@@ -58,21 +58,22 @@ def header_html(snap: Snapshot) -> str:
 
 
 def timeline_title(snap: Snapshot) -> str:
-    """'Timeline: Training since 21:04:05 (0:12)', what the collapsed timeline still says."""
+    """'Timeline: Training since 21:04:05', what the folded timeline still says. No running
+    clock (the header has one), so it changes only with the status."""
     if not snap.state.transitions:
         return "Timeline"
     t = snap.state.transitions[-1]
-    took = (t.end if t.end is not None else time.time()) - t.start
-    return f"Timeline: {t.status} since {_clock(t.start)} ({clock(took)})"
+    return f"Timeline: {t.status} since {_clock(t.start)}"
 
 
 def timeline_html(snap: Snapshot) -> str:
+    """Each transition's start, status, duration and message. The current one reads "running"
+    (the header's clock moves), so the table changes only when the status does."""
     rows = []
-    now = time.time()
     for t in snap.state.transitions:
-        took = (t.end if t.end is not None else now) - t.start
+        took = clock(t.end - t.start) if t.end is not None else "running"
         rows.append(f"<tr><td>{_clock(t.start)}</td><td><b>{_esc(t.status)}</b></td>"
-                    f"<td style='text-align:right'>{clock(took)}</td><td style='text-align:left'>{_esc(t.message)}</td></tr>")
+                    f"<td style='text-align:right'>{took}</td><td style='text-align:left'>{_esc(t.message)}</td></tr>")
     return ('<table class="sm-magic-timeline-table" style="font-size:0.9em">'
             "<thead><tr><th>start</th><th>status</th><th>took</th><th>message</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
@@ -216,24 +217,25 @@ class ProgressWidget:
         self._rows_shown = {"table": -1, "plot": 0}
         self._drawn_at = {"table": 0.0, "plot": 0.0}
         self._cost = {"table": 0.0, "plot": 0.0}
-        self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>'
-                               ).add_class("sm-magic-overview")
+        # Classes and layout given at construction travel in each widget's comm_open; set
+        # afterwards, each would cost an update message of its own.
+        self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>',
+                               layout=w.Layout(flex="1 1 auto"), _dom_classes=("sm-magic-overview",))
         # An accordion keeps its open/closed state across updates (an HTML <details> would not).
         self.timeline_table = w.HTML("")
-        self.timeline = w.Accordion([self.timeline_table], titles=("Timeline",), selected_index=0
-                                    ).add_class("sm-magic-timeline")
-        self.metrics = w.HTML("<i>no metrics yet</i>").add_class("sm-magic-metrics")
+        self.timeline = w.Accordion([self.timeline_table], titles=("Timeline",), selected_index=0,
+                                    _dom_classes=("sm-magic-timeline",))
+        self.metrics = w.HTML("<i>no metrics yet</i>", _dom_classes=("sm-magic-metrics",))
         # flex-start: beside a tall table, the image keeps its own height instead of stretching.
-        self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none", align_self="flex-start")
-                            ).add_class("sm-magic-plot")
-        self.log = w.HTML("").add_class("sm-magic-log")
+        self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none", align_self="flex-start"),
+                            _dom_classes=("sm-magic-plot",))
+        self.log = w.HTML("", _dom_classes=("sm-magic-log",))
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
-                                    tooltip=f"Stop {job.name}").add_class("sm-magic-stop")
+                                    tooltip=f"Stop {job.name}", _dom_classes=("sm-magic-stop",))
         self.stop_button.on_click(self._stop)
         # Stop beside the overview: within reach however tall the table and the log grow.
-        self.overview.layout.flex = "1 1 auto"
         self.box = w.VBox([w.HBox([self.overview, self.stop_button]), self.timeline,
-                           w.HBox([self.metrics, self.plot]), self.log]).add_class("sm-magic-progress")
+                           w.HBox([self.metrics, self.plot]), self.log], _dom_classes=("sm-magic-progress",))
 
     def _children(self) -> tuple:
         return (self.overview, self.timeline_table, self.timeline, self.metrics, self.plot, self.log,
