@@ -155,6 +155,42 @@ def test_a_terminal_prints_each_row_once_and_again_when_it_changes():
     assert rows[-2:] == ["[unit-1] step=20 loss=0.01", "[unit-1] step=20 loss=0.01 accuracy=0.5"]
 
 
+def test_a_slow_plot_is_still_redrawn_every_few_seconds_and_a_changed_row_redraws(monkeypatch):
+    from sm_magic.metrics import MetricsParser
+    from sm_magic.widgets import progress
+
+    now, drawn = [1000.0], []
+
+    def slow_plot(rows):  # a drawing that costs 2 s of the (fake) clock
+        drawn.append(len(rows))
+        now[0] += 2.0
+        return b"\x89PNG" + bytes([len(drawn)])
+
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(progress, "plot_png", slow_plot)
+    parser = MetricsParser()
+    widget = ProgressWidget(_Job())
+
+    def update(*lines):
+        parser.feed(list(lines))
+        widget.update(Snapshot(state=_snap().state, metrics=parser.view(), log_tail=[]))
+
+    update('{"epoch": 0, "loss": 0.5}')                  # the first (importing matplotlib) is not
+    now[0] += 1.0                                        # a measure of the next
+    update('{"epoch": 1, "loss": 0.4}')                  # this one costs 2 s, a measure
+    assert drawn == [1, 2]
+    now[0] += 4.0
+    update('{"epoch": 2, "loss": 0.3}')                  # 40 s by its cost, but at most 5 s
+    assert drawn == [1, 2]
+    now[0] += 1.0
+    update()
+    assert drawn == [1, 2, 3]
+    now[0] += progress.MAX_REDRAW
+    update('{"epoch": 2, "val_loss": 0.35}')             # no new row, but a changed one
+    assert drawn == [1, 2, 3, 3] and "val_loss" in widget.metrics.value
+
+
 def test_failed_job_shows_its_reason_and_summary_keeps_it():
     widget = ProgressWidget(_Job())
     assert "sm-magic-failure" not in widget.overview.value

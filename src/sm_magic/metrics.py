@@ -308,10 +308,11 @@ class Rows(Sequence):
     """A read-only window on the first `n` rows of a list that only grows and whose items are
     replaced, never changed: what a snapshot holds instead of a copy of every row."""
 
-    __slots__ = ("_list", "_n")
+    __slots__ = ("_list", "_n", "changes")
 
-    def __init__(self, rows: list, n: int):
+    def __init__(self, rows: list, n: int, changes: int = 0):
         self._list, self._n = rows, n
+        self.changes = changes  # rows added or replaced before this view: what a display keys on
 
     def __len__(self) -> int:
         return self._n
@@ -351,6 +352,7 @@ class MetricsParser:
         self._rows: dict[tuple[str, int | float], dict[str, float]] = {}
         self._list: list[dict] = []  # the rows as shown, {kind: n, **metrics}; see _publish
         self._at: dict[tuple[str, int | float], int] = {}  # a row's place in _list
+        self._changes = 0
         self._metric_names: dict[str, None] = {}  # ordered set: column order = first appearance
         self._current: tuple[str, int | float] | None = None
         self._unkeyed_counts: dict[str, int] = {}
@@ -430,6 +432,7 @@ class MetricsParser:
     def _publish(self, touched: set) -> None:
         """Bring the shared row list up to date: new rows appended, a changed row replaced by a
         new dict, never mutated, so a reader holding the list (a snapshot) needs no copy."""
+        self._changes += len(touched)
         for key in sorted(touched, key=self._at.__getitem__):
             row = {key[0]: key[1], **self._rows[key]}
             if self._at[key] < len(self._list):
@@ -515,7 +518,7 @@ class MetricsParser:
         later do not show through; a row changed later does, as a whole new dict, so a reader
         never sees one half-updated."""
         with self._lock:
-            return Rows(self._list, len(self._list))
+            return Rows(self._list, len(self._list), self._changes)
 
     def to_frame(self) -> "pandas.DataFrame":
         """A float DataFrame with one column per metric and one row per epoch/step.

@@ -22,9 +22,11 @@ from .series import downsample, spans_decades, window
 from .text import fmt_value, hidden_note, means_title, metric_columns, render_text
 
 LOG_TAIL = 12
-# While a job runs, the table and the plot are redrawn when rows arrive, but no sooner than
-# MIN_REDRAW seconds and REDRAW_FACTOR times the last drawing's cost after the last one.
+# While a job runs, the table and the plot are redrawn when rows arrive, no sooner than
+# MIN_REDRAW seconds and REDRAW_FACTOR times the last drawing's cost after the last one, and no
+# later than MAX_REDRAW seconds.
 MIN_REDRAW = {"table": 0.0, "plot": 1.0}
+MAX_REDRAW = 5.0
 REDRAW_FACTOR = 20
 STATUS_COLORS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00", "Stopping": "#ef6c00"}
 
@@ -214,7 +216,7 @@ class ProgressWidget:
         self.on_done = on_done
         self._finished = False
         self._training_seen = False
-        self._rows_shown = {"table": -1, "plot": 0}
+        self._shown = {"table": (0, 0), "plot": (0, 0)}  # (rows, changes) each last drew
         self._drawn_at = {"table": 0.0, "plot": 0.0}
         self._cost = {"table": 0.0, "plot": 0.0}
         # Classes and layout given at construction travel in each widget's comm_open; set
@@ -252,23 +254,26 @@ class ProgressWidget:
         self.stop_button.description = "Stopping"
         self.job.stop()
 
-    def _due(self, part: str, rows: int, done: bool) -> bool:
-        """Whether the table or the plot should be redrawn now for `rows` metric rows."""
-        if rows == self._rows_shown[part]:
+    def _due(self, part: str, rows: tuple, done: bool) -> bool:
+        """Whether the table or the plot should be redrawn now for rows (count, changes)."""
+        if rows == self._shown[part]:
             return False
-        wait = max(MIN_REDRAW[part], REDRAW_FACTOR * self._cost[part])
+        wait = min(MAX_REDRAW, max(MIN_REDRAW[part], REDRAW_FACTOR * self._cost[part]))
         return done or time.monotonic() - self._drawn_at[part] >= wait
 
-    def _drawn(self, part: str, rows: int, started: float) -> None:
-        self._rows_shown[part] = rows
+    def _drawn(self, part: str, rows: tuple, started: float) -> None:
+        # The first drawing's cost includes importing matplotlib: not a measure of the next.
+        if self._shown[part][0] > 0:
+            self._cost[part] = time.perf_counter() - started
+        self._shown[part] = rows
         self._drawn_at[part] = time.monotonic()
-        self._cost[part] = time.perf_counter() - started
 
     def update(self, snap: Snapshot) -> None:
         if self._finished:
             return
         s = snap.state
-        rows = len(snap.metrics)
+        # Rows are added and replaced (metrics.Rows counts both); a plain list only grows.
+        rows = (len(snap.metrics), getattr(snap.metrics, "changes", len(snap.metrics)))
         with ExitStack() as stack:
             for child in self._children():
                 stack.enter_context(child.hold_sync())
