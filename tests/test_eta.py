@@ -73,3 +73,13 @@ def test_a_running_job_with_a_tqdm_bar_shows_how_far_it_is(sm_env):
     snap = job.snapshot()
     assert (snap.estimate.done, snap.estimate.total, snap.estimate.remaining) == (5, 10, 5)
     assert "step 5/10 (50%)" in summary_html(snap) and "0:05 left" in summary_html(snap)
+
+
+def test_the_latest_progress_line_of_each_kind_wins_however_many_lines_follow():
+    t = Tracker({})
+    t.feed(["step 5/10", " 45%|####5     | 450/1000 [00:10<00:12, 45.0it/s]", "epoch 1/5", "epoch 2/5"])
+    assert t.steps == (450, 1000) and t.tqdm_times == (10, 12) and (t.epoch_line, t.epoch_total) == (2, 5)
+    t.feed(["step 7/10", "epoch 3 of 5"] + [f"step {i} loss=0.5 of a flood of log lines" for i in range(20_000)])
+    assert t.steps == (7, 10) and t.tqdm_times is None and (t.epoch_line, t.epoch_total) == (3, 5)
+    t.feed(["nothing new"])
+    assert t.steps == (7, 10) and t.epoch_line == 3

@@ -25,7 +25,7 @@ LOG_TAIL = 12
 # While a job runs, the table and the plot are redrawn when rows arrive, no sooner than
 # MIN_REDRAW seconds and REDRAW_FACTOR times the last drawing's cost after the last one, and no
 # later than MAX_REDRAW seconds.
-MIN_REDRAW = {"table": 0.0, "plot": 1.0}
+MIN_REDRAW = {"table": 0.0, "plot": 2.0}
 MAX_REDRAW = 5.0
 REDRAW_FACTOR = 20
 STATUS_COLORS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#ef6c00", "Stopping": "#ef6c00"}
