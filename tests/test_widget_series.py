@@ -1,4 +1,4 @@
-"""A long job's metrics under a cell: a bounded table, a downsampled plot, a summary whose size
+"""A long job's metrics under a cell: a bounded table, a thinned plot, a summary whose size
 does not grow with the number of rows (job.metrics keeps every row)."""
 
 import math
@@ -51,10 +51,10 @@ def test_many_steps_show_the_latest_and_the_mean_of_each_step_range():
     w = series.window(rows)
     assert [r["step"] for r in w.rows] == list(range(STEPS - series.STEP_ROWS, STEPS))
     assert w.summary_of == "steps" and len(w.summaries) == series.SUMMARY_ROWS
-    first = w.summaries[0]
-    assert first["step"] == "0\u20133999"
-    assert math.isclose(first["loss"], sum(r["loss"] for r in rows[:4000]) / 4000)
-    assert w.summaries[-1]["step"] == f"36000\u2013{STEPS - 1}"
+    first, size = w.summaries[0], 16 * series.Means.BLOCK       # 157 blocks of 256: 16 per range
+    assert first["step"] == f"0\u2013{size - 1}"
+    assert math.isclose(first["loss"], sum(r["loss"] for r in rows[:size]) / size)
+    assert w.summaries[-1]["step"] == f"{9 * size}\u2013{STEPS - 1}"
     assert w.hidden == STEPS - series.STEP_ROWS
     html = metrics_html(rows)
     assert "mean per step range" in html and f"{w.hidden:,} more rows not shown" in html
@@ -74,6 +74,21 @@ def test_steps_that_carry_epochs_are_summarised_per_epoch_latest_epochs_first_ke
     assert "mean per epoch" in metrics_html(rows)
 
 
+def test_means_kept_across_redraws_sum_only_the_new_rows_and_match_a_fresh_count(monkeypatch):
+    rows = [dict(r, epoch=r["step"] // 1000) for r in step_rows()]
+    means, summed, before = series.Means(), [], 0
+    real_add = series._Sums.add
+    monkeypatch.setattr(series._Sums, "add", lambda self, row: summed.append(row) or real_add(self, row))
+    for n in (5_000, 5_000, 20_000, STEPS):
+        summed.clear()
+        w = series.window(rows[:n], means=means)
+        assert len(summed) == 2 * (n - before)        # each new row into its block and its epoch
+        before = n
+        monkeypatch.setattr(series._Sums, "add", real_add)
+        assert w == series.window(rows[:n])            # the same as summing every row afresh
+        monkeypatch.setattr(series._Sums, "add", lambda self, row: summed.append(row) or real_add(self, row))
+
+
 def test_a_snapshot_holds_the_rows_without_copying_and_no_row_added_later():
     from sm_magic.metrics import MetricsParser
 
@@ -90,16 +105,29 @@ def test_a_snapshot_holds_the_rows_without_copying_and_no_row_added_later():
                            {"epoch": 2, "loss": 0.3}] == parser.rows
 
 
-def test_downsampling_keeps_the_shape_spikes_included():
+def test_thinning_keeps_the_shape_spikes_included_as_rows_arrive():
     rows = step_rows()
-    xs = [r["step"] for r in rows]
-    ys = [r["loss"] for r in rows]
-    dx, dy = series.downsample(xs, ys)
-    assert len(dx) <= series.PLOT_POINTS
-    assert dx == sorted(dx) and (dx[0], dx[-1]) == (0, STEPS - 1)
-    assert max(dy) == max(ys) and min(dy) == min(ys)   # the spike at step 20,000 and the end
-    assert 20_000 in dx
-    assert series.downsample([1, 2], [3, 4]) == ([1, 2], [3, 4])
+    ps = series.PlotSeries()
+    for n in (5, 1_000, 25_000, STEPS):        # as a display polls a running job
+        key, lines = ps.update(rows[:n])
+    assert key == "step" and list(lines) == ["loss", "accuracy"]
+    xs, ys = lines["loss"]
+    assert len(xs) <= series.PLOT_POINTS + series.PlotSeries.RECHECK
+    assert xs == sorted(xs) and (xs[0], xs[-1]) == (0, STEPS - 1)
+    assert max(ys) == max(r["loss"] for r in rows) and 20_000 in xs   # the spike at step 20,000
+    assert min(ys) == min(r["loss"] for r in rows)
+    acc_x, acc_y = lines["accuracy"]
+    assert 1234 in acc_x and 0.99 in acc_y                             # the best accuracy, early
+    assert series.PlotSeries().update(rows[:2])[1]["loss"] == ([0, 1], [rows[0]["loss"], rows[1]["loss"]])
+
+
+def test_a_metric_joining_a_recent_row_is_drawn():
+    rows = [{"epoch": e, "loss": 1 / (e + 1)} for e in range(30)]
+    ps = series.PlotSeries()
+    ps.update(rows)
+    rows[-1] = dict(rows[-1], val_loss=0.5)            # replaced, as the parser does
+    key, lines = ps.update(rows)
+    assert key == "epoch" and lines["val_loss"] == ([29], [0.5]) and len(lines["loss"][0]) == 30
 
 
 def test_the_plot_of_a_long_job_draws_a_few_hundred_points_on_a_log_scale(monkeypatch):

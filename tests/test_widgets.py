@@ -161,7 +161,7 @@ def test_a_slow_plot_is_still_redrawn_every_few_seconds_and_a_changed_row_redraw
 
     now, drawn = [1000.0], []
 
-    def slow_plot(rows):  # a drawing that costs 2 s of the (fake) clock
+    def slow_plot(rows, series=None):  # a drawing that costs 2 s of the (fake) clock
         drawn.append(len(rows))
         now[0] += 2.0
         return b"\x89PNG" + bytes([len(drawn)])

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
-from .series import downsample, spans_decades, window
+from .series import Means, PlotSeries, spans_decades, window
 from .text import fmt_value, hidden_note, means_title, metric_columns, render_text
 
 LOG_TAIL = 12
@@ -81,12 +81,12 @@ def timeline_html(snap: Snapshot) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def metrics_html(rows: Sequence[dict]) -> str:
+def metrics_html(rows: Sequence[dict], means: Optional[Means] = None) -> str:
     """The metrics table: every row while there are few, then a window (series.window): the
     means of a per-step job's epochs, its latest rows, and a line saying how many are not shown."""
     if not rows:
         return "<i>no metrics yet</i>"
-    w = window(rows)
+    w = window(rows, means=means)
     columns = metric_columns(w.summaries + w.rows)
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
 
@@ -106,39 +106,39 @@ def metrics_html(rows: Sequence[dict]) -> str:
             f"{means}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
 
 
-def plot_png(rows: list[dict]) -> bytes:
-    """One line per metric over epochs (or steps), as PNG bytes; b"" when there is nothing to plot."""
+def plot_png(rows: Sequence[dict], series: Optional[PlotSeries] = None) -> bytes:
+    """One line per metric over epochs (or steps), as PNG bytes; b"" when there is nothing to
+    plot. Each metric is drawn from at most a few hundred points (series.PlotSeries); a display
+    that redraws keeps `series` across calls, so each call thins only the rows new since the last."""
     if not rows:
         return b""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-    key = "epoch" if all("epoch" in r for r in rows) else "step" if all("step" in r for r in rows) else None
-    xs = [r[key] for r in rows] if key else list(range(len(rows)))
-    names = [k for k in metric_columns(rows) if k not in ("epoch", "step")]
+    key, lines = (series if series is not None else PlotSeries()).update(rows)
     fig = Figure(figsize=(5.5, 2.6), dpi=80)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    drawn = []
-    for name in names:
-        points = [(x, r[name]) for x, r in zip(xs, rows) if isinstance(r.get(name), (int, float))]
-        # At most a few hundred points per metric, whatever the number of rows (series.downsample).
-        px, py = downsample([p[0] for p in points], [p[1] for p in points])
-        ax.plot(px, py, marker="o" if len(points) <= 50 else None, label=name)
-        drawn += py
+    drawn, distinct = [], set()
+    for name, (xs, ys) in lines.items():
+        ax.plot(xs, ys, marker="o" if len(xs) <= 50 else None, label=name)
+        drawn += ys
+        distinct.update(xs)
     if spans_decades(drawn):  # a loss falling over decades reads better on a log scale
         ax.set_yscale("log")
+        # Plain tick labels: matplotlib's 10^x ones go through mathtext, a third of the drawing.
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(key or "row")
     # Epochs and steps are whole numbers. A few points get a tick each (MaxNLocator falls back
     # to fractions when fewer than two whole numbers are in view, as with one point).
-    distinct = sorted({x for x in xs if isinstance(x, (int, float))})
     if len(distinct) <= 10:
-        ax.set_xticks(distinct)
+        ax.set_xticks(sorted(distinct))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    if names:
+    if lines:
         ax.legend(fontsize="small", loc="best")
     fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.2)  # tight_layout costs 40% more
     buf = io.BytesIO()
@@ -219,6 +219,8 @@ class ProgressWidget:
         self._shown = {"table": (0, 0), "plot": (0, 0)}  # (rows, changes) each last drew
         self._drawn_at = {"table": 0.0, "plot": 0.0}
         self._cost = {"table": 0.0, "plot": 0.0}
+        self._means = Means()         # a per-step job's means, summed as rows arrive
+        self._series = PlotSeries()   # the plot's points, thinned as rows arrive
         # Classes and layout given at construction travel in each widget's comm_open; set
         # afterwards, each would cost an update message of its own.
         self.overview = w.HTML(f'<div class="sm-magic-header"><b>{_esc(job.name)}</b> &middot; starting</div>',
@@ -286,11 +288,11 @@ class ProgressWidget:
                 self.timeline.selected_index = None
             if self._due("table", rows, s.done):
                 started = time.perf_counter()
-                self.metrics.value = metrics_html(snap.metrics)
+                self.metrics.value = metrics_html(snap.metrics, self._means)
                 self._drawn("table", rows, started)
             if self._due("plot", rows, s.done):
                 started = time.perf_counter()
-                png = plot_png(snap.metrics)
+                png = plot_png(snap.metrics, self._series)
                 if png:
                     self.plot.value = png
                     self.plot.layout.display = None

@@ -1,15 +1,16 @@
 """What a display shows of a job's metric rows, at a cost that does not grow with the job.
 
 A job that logs one row per step can have tens of thousands of rows; `job.metrics` keeps them
-all, but a table under a cell shows a window of them (`window`) and a plot draws each metric
-from at most a few hundred points that keep the curve's shape (`downsample`).
+all, but a table under a cell shows a window of them (`window`, with `Means` summed as rows
+arrive) and a plot draws each metric from at most a few hundred points that keep the curve's
+shape (`PlotSeries`, thinned as rows arrive).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 TABLE_ROWS = 15     # rows a table shows once there are more: the latest, plus each metric's best
 STEP_ROWS = 10      # for per-step rows: the latest this many ...
@@ -40,17 +41,20 @@ class Window:
     summary_of: str = ""   # "epoch" or "steps": what one summary row stands for
 
 
-def window(rows: Sequence[dict], limit: int = TABLE_ROWS) -> Window:
+def window(rows: Sequence[dict], limit: int = TABLE_ROWS, means: Optional["Means"] = None) -> Window:
     """All rows while there are at most `limit`. Then, for a job that logs per epoch, the latest
     `limit` rows plus for each metric the row with its best value; for one that logs per step
     (one noisy step's best means little), the latest rows and the mean of each epoch, or of each
-    step range when the rows carry no epoch."""
+    step range when the rows carry no epoch. A display that redraws the table keeps `means`
+    across calls, so each call sums only the rows new since the last."""
     if len(rows) <= limit:
         return Window(list(rows))
     if any("step" in row for row in rows[-limit:]):
         latest = list(rows[-STEP_ROWS:])
-        summaries, of = _means(rows)
-        return Window(latest, len(rows) - len(latest), summaries, of)
+        means = means if means is not None else Means()
+        means.update(rows)
+        by_epoch = any("epoch" in row for row in latest)
+        return Window(latest, len(rows) - len(latest), means.summaries(by_epoch), "epoch" if by_epoch else "steps")
     keep = set(range(len(rows) - limit, len(rows)))
     names = {k for row in rows[-limit:] for k in row if k not in _KEYS}
     for name in sorted(names):
@@ -66,63 +70,169 @@ def window(rows: Sequence[dict], limit: int = TABLE_ROWS) -> Window:
     return Window(shown, len(rows) - len(shown))
 
 
-def _means(rows: Sequence[dict]) -> tuple[list[dict], str]:
-    """The mean of each metric per epoch (the latest SUMMARY_ROWS epochs) when the rows carry
-    epochs, else per step range (SUMMARY_ROWS equal ranges): (summary rows, "epoch" | "steps").
-    A summary row has the rows' own keys: its epoch, and its steps as a range "first\u2013last"."""
-    by_epoch = any("epoch" in row for row in rows[-STEP_ROWS:])
-    groups: list[list[dict]] = []
-    if by_epoch:
-        index: dict = {}
-        for row in rows:
-            if "epoch" in row:
-                if row["epoch"] not in index:
-                    index[row["epoch"]] = len(groups)
-                    groups.append([])
-                groups[index[row["epoch"]]].append(row)
-        groups = groups[-SUMMARY_ROWS:]
-    else:
-        size = -(-len(rows) // SUMMARY_ROWS)
-        groups = [list(rows[start:start + size]) for start in range(0, len(rows), size)]
-    return [_mean(part, by_epoch) for part in groups], "epoch" if by_epoch else "steps"
+class _Sums:
+    """Each metric's sum and count over some rows, and the first and last step among them."""
 
+    __slots__ = ("first", "last", "sums")
 
-def _mean(part: list[dict], by_epoch: bool) -> dict:
-    summary: dict = {"epoch": part[0]["epoch"]} if by_epoch else {}
-    steps = [row["step"] for row in part if "step" in row]
-    if steps:
-        summary["step"] = f"{steps[0]}\u2013{steps[-1]}" if len(steps) > 1 else steps[0]
-    sums: dict[str, list] = {}
-    for row in part:
+    def __init__(self):
+        self.first = self.last = None
+        self.sums: dict[str, list] = {}
+
+    def add(self, row: dict) -> None:
+        if "step" in row:
+            self.first = row["step"] if self.first is None else self.first
+            self.last = row["step"]
         for name, value in row.items():
             number = _number(value)
             if name not in _KEYS and number is not None:
-                total = sums.setdefault(name, [0.0, 0])
+                total = self.sums.setdefault(name, [0.0, 0])
                 total[0] += number
                 total[1] += 1
-    summary.update((name, total / count) for name, (total, count) in sums.items())
-    return summary
+
+    def merge(self, other: "_Sums") -> "_Sums":
+        self.first = other.first if self.first is None else self.first
+        self.last = other.last if other.last is not None else self.last
+        for name, (total, count) in other.sums.items():
+            mine = self.sums.setdefault(name, [0.0, 0])
+            mine[0] += total
+            mine[1] += count
+        return self
+
+    def mean(self, head: dict) -> dict:
+        """A summary row with the rows' own keys: `head` (its epoch), its steps as a range."""
+        summary = dict(head)
+        if self.first is not None:
+            summary["step"] = f"{self.first}\u2013{self.last}" if self.last != self.first else self.first
+        summary.update((name, total / count) for name, (total, count) in self.sums.items())
+        return summary
 
 
-def downsample(xs: Sequence[float], ys: Sequence[float], limit: int = PLOT_POINTS) -> tuple[list, list]:
-    """At most `limit` points of a series, in order, keeping its shape: the series is cut into
-    buckets and each keeps its lowest and highest point (a spike or a dip is never lost); the
-    first and last points are always kept."""
-    n = len(xs)
-    if n <= limit:
-        return list(xs), list(ys)
-    buckets = max(1, (limit - 2) // 2)
-    keep = {0, n - 1}
-    size = (n - 2) / buckets
-    for b in range(buckets):
-        lo, hi = 1 + int(b * size), 1 + int((b + 1) * size)
-        if hi <= lo:
-            continue
-        part = range(lo, min(hi, n - 1))
-        keep.add(min(part, key=lambda i: ys[i]))
-        keep.add(max(part, key=lambda i: ys[i]))
-    order = sorted(keep)
-    return [xs[i] for i in order], [ys[i] for i in order]
+class Means:
+    """Running sums of a per-step job's metrics, per epoch and per block of BLOCK rows: a table
+    of means then costs the new rows only. A row replaced after it was summed (rare for step
+    rows) keeps its first values in the sums."""
+
+    BLOCK = 256
+
+    def __init__(self):
+        self.count = 0
+        self.epochs: dict = {}           # epoch -> _Sums, in order of first appearance
+        self.blocks: list[_Sums] = []    # rows [i * BLOCK, (i + 1) * BLOCK)
+
+    def update(self, rows: Sequence[dict]) -> None:
+        if len(rows) < self.count:  # not the rows it has summed: start again
+            self.__init__()
+        for i in range(self.count, len(rows)):
+            row = rows[i]
+            if i % self.BLOCK == 0:
+                self.blocks.append(_Sums())
+            self.blocks[-1].add(row)
+            if "epoch" in row:
+                self.epochs.setdefault(row["epoch"], _Sums()).add(row)
+        self.count = len(rows)
+
+    def summaries(self, by_epoch: bool) -> list[dict]:
+        """The mean of each metric per epoch (the latest SUMMARY_ROWS epochs), or per step range
+        (at most SUMMARY_ROWS ranges of whole blocks, over every row)."""
+        if by_epoch:
+            return [s.mean({"epoch": e}) for e, s in list(self.epochs.items())[-SUMMARY_ROWS:]]
+        per = -(-len(self.blocks) // SUMMARY_ROWS)
+        ranges = []
+        for start in range(0, len(self.blocks), per):
+            total = _Sums()
+            for block in self.blocks[start:start + per]:
+                total.merge(block)
+            ranges.append(total.mean({}))
+        return ranges
+
+
+class _Thinned:
+    """One metric's points as they arrive, at most `limit` kept, keeping the curve's shape: the
+    points go into buckets of `size`, each keeping its lowest and its highest (a spike or a dip
+    is never lost); when there are too many buckets, neighbours merge and `size` doubles. The
+    first and the latest points are always kept. Each point costs O(1), however long the job."""
+
+    def __init__(self, limit: int):
+        self.limit, self.size = limit, 1
+        self.buckets: list[list] = []   # [index of lowest, lowest, index of highest, highest, count]
+        self.first: tuple | None = None
+        self.latest: tuple | None = None
+
+    def add(self, i: int, y: float) -> None:
+        self.first = self.first or (i, y)
+        self.latest = (i, y)
+        if not self.buckets or self.buckets[-1][4] >= self.size:
+            self.buckets.append([i, y, i, y, 0])
+        b = self.buckets[-1]
+        if y < b[1]:
+            b[0], b[1] = i, y
+        if y > b[3]:
+            b[2], b[3] = i, y
+        b[4] += 1
+        if 2 * len(self.buckets) + 2 > self.limit:
+            self.size *= 2
+            self.buckets = [_merge(self.buckets[k:k + 2]) for k in range(0, len(self.buckets), 2)]
+
+    def points(self) -> dict[int, float]:
+        """{row index: value} of the points kept."""
+        kept = {i: y for b in self.buckets for i, y in ((b[0], b[1]), (b[2], b[3]))}
+        for i, y in (self.first, self.latest):
+            kept[i] = y
+        return kept
+
+
+def _merge(pair: list[list]) -> list:
+    lo = min(pair, key=lambda b: b[1])
+    hi = max(pair, key=lambda b: b[3])
+    return [lo[0], lo[1], hi[2], hi[3], sum(b[4] for b in pair)]
+
+
+class PlotSeries:
+    """What a plot draws of a job's rows: each metric thinned to at most `limit` points as the
+    rows arrive, so a redraw costs the new rows only. The latest RECHECK rows are read afresh at
+    each draw (a validation metric may still join its epoch's row); a row replaced before that
+    keeps its first values here."""
+
+    RECHECK = 8
+
+    def __init__(self, limit: int = PLOT_POINTS):
+        self.limit = limit
+        self.count = 0                                    # rows thinned so far
+        self.lines: dict[str, _Thinned] = {}              # in order of first appearance
+        self.keyed = {key: True for key in _KEYS}         # whether every row so far has the key
+
+    def _add(self, lines: dict, keyed: dict, i: int, row: dict) -> None:
+        for key in _KEYS:
+            keyed[key] = keyed[key] and key in row
+        for name, value in row.items():
+            number = _number(value)
+            if name not in _KEYS and number is not None:
+                if name not in lines:
+                    lines[name] = _Thinned(self.limit)
+                lines[name].add(i, number)
+
+    def update(self, rows: Sequence[dict]) -> tuple[str | None, dict[str, tuple[list, list]]]:
+        """(the x key: "epoch", "step" or None for the row number, {metric: (xs, ys)})."""
+        if len(rows) < self.count:  # not the rows it has thinned: start again
+            self.__init__(self.limit)
+        end = max(self.count, len(rows) - self.RECHECK)
+        for i in range(self.count, end):
+            self._add(self.lines, self.keyed, i, rows[i])
+        self.count = end
+        points = {name: line.points() for name, line in self.lines.items()}
+        keyed = dict(self.keyed)
+        fresh: dict[str, _Thinned] = {}
+        for i in range(end, len(rows)):
+            self._add(fresh, keyed, i, rows[i])
+        for name, line in fresh.items():
+            points.setdefault(name, {}).update(line.points())
+        key = "epoch" if keyed["epoch"] else "step" if keyed["step"] else None
+        drawn = {}
+        for name, kept in points.items():
+            order = sorted(kept)
+            drawn[name] = ([rows[i][key] if key else i for i in order], [kept[i] for i in order])
+        return key, drawn
 
 
 def spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
