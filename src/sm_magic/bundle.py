@@ -24,6 +24,7 @@ from . import requirements as reqs
 from . import credentials, safe_copy
 from .config import TrainConfig
 from .metrics import MetricDefinition
+from .runtime import DEFAULT_DIR as CHECKPOINT_DIR
 from .wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
 
 SCRIPT_NAME = "train.py"
@@ -239,7 +240,7 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
     requirements = list(requirements)
     launch_spec = {"script": script, "args": args, "distributed_type": config.distributed_type,
                    "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
-                   "checkpoint_dir": config.checkpoint_local_path or "/opt/ml/checkpoints"}
+                   "checkpoint_dir": config.checkpoint_local_path or CHECKPOINT_DIR}
     if origin:
         launch_spec["origin"] = origin
     # Everything above is checked before anything is written; from here a failure removes what

@@ -44,7 +44,6 @@ CREDENTIAL_KEYS = frozenset(
 )
 
 LOCAL_INSTANCE_TYPES = ("local", "local_gpu", "local_container")
-BACKENDS = ("local", "sagemaker", "local-container")
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$")  # ml.p6-b200.48xlarge too
 _JOB_NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 

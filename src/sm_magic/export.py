@@ -392,7 +392,7 @@ def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = Non
     job, spec = _read_json(bundle_dir / JOB_FILE), _read_json(bundle_dir / "sm_launch.json")
     _check_keys(bundle_dir / JOB_FILE, job, _JOB_KEYS)
     _check_keys(bundle_dir / "sm_launch.json", spec, _SPEC_KEYS)
-    script = _bundle_script(bundle_dir / "sm_launch.json", spec.get("script", "train.py"))
+    script = _bundle_script(bundle_dir / "sm_launch.json", spec.get("script", SCRIPT_NAME))
     if job.get("format") != FORMAT:
         raise ExportError(f"{bundle_dir / JOB_FILE}: format {job.get('format')!r}, this sm_magic reads {FORMAT}; "
                           "export the notebook again")

@@ -23,7 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UsageProblem
 
-DEFAULT_ENTRY = "train.py"
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _HINTS = 12  # names listed in a hint at most

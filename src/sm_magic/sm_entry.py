@@ -88,7 +88,9 @@ def launch_env(spec, env):
     updates = {"ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": "NO"}
     if not env.get("SM_CHECKPOINT_DIR"):
         # SageMaker syncs this directory with CheckpointConfig.S3Uri but names it nowhere.
-        updates["SM_CHECKPOINT_DIR"] = spec.get("checkpoint_dir") or "/opt/ml/checkpoints"
+        from sm_magic.runtime import DEFAULT_DIR  # the bundle carries it, beside this file
+
+        updates["SM_CHECKPOINT_DIR"] = spec.get("checkpoint_dir") or DEFAULT_DIR
     gpus = int(env.get("SM_NUM_GPUS") or 0)
     if spec.get("use_cpu") or gpus == 0:
         # Without it accelerate starts N unconnected single processes on a CPU-only host;

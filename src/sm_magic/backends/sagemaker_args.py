@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..config import MAX_RUNTIME_SECONDS, TrainConfig
+from ..runtime import DEFAULT_DIR as CHECKPOINT_LOCAL_PATH
 from .base import BackendError
 
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
