@@ -77,8 +77,6 @@ def dry_run_text(submission: Submission) -> str:
     return "\n".join([*(f"Note: {n}" for n in submission.notes), "", "CreateTrainingJob request:", request])
 
 
-# -- additional_args: every key accelerate users write there, and where it goes -------------------
-
 # -- pieces shared with the local-container backend ---------------------------------------------
 
 def job_environment(config: TrainConfig, extra: Optional[dict] = None) -> dict[str, str]:
