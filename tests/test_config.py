@@ -461,7 +461,8 @@ def test_credential_override_is_refused():
 
 
 def test_to_yaml_of_loaded_configs_has_no_credentials(tmp_path):
-    cfg = TrainConfig.from_yaml(write(tmp_path / "c.yaml", GUIDE_YAML + "additional_args:\n  use_spot_instances: true\n  max_wait: 86400\n"))
+    spot = "additional_args:\n  use_spot_instances: true\n  max_wait: 86400\n"
+    cfg = TrainConfig.from_yaml(write(tmp_path / "c.yaml", GUIDE_YAML + spot))
     text = cfg.to_yaml().lower()
     for key in CREDENTIAL_KEYS:
         assert key not in text
