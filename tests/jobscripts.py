@@ -91,16 +91,19 @@ def end_jobs(jobs_dir):
             backend.stop(state_file.parent.name)
         except Exception:  # noqa: BLE001 - a broken job must not keep the others running
             pass
-    deadline = time.monotonic() + 30
+
+    def ended(state_file) -> bool:
+        try:
+            return backend.describe(state_file.parent.name).done
+        except Exception:  # noqa: BLE001 - an unreadable job is left to the kills below
+            return True
+
+    try:
+        wait_until(lambda: all(ended(f) for f in states), 30, "the stopped jobs to end")
+    except AssertionError:
+        pass  # whatever still runs is killed below
     for state_file in states:
         files = JobFiles(state_file.parent)
-        while time.monotonic() < deadline:
-            try:
-                if backend.describe(files.dir.name).done:
-                    break
-            except Exception:  # noqa: BLE001
-                break
-            time.sleep(0.1)
         try:
             state = read_state(state_file)
         except (OSError, ValueError):

@@ -17,7 +17,7 @@ from sm_magic.backends.local_state import live_session_members
 from sm_magic.job import JobFailedError
 from sm_magic.registry import Registry
 
-from jobscripts import EPOCHS_SCRIPT, script
+from jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 
 def test_completed_job_has_metrics_model_and_sagemaker_layout(sm_env):
@@ -122,9 +122,7 @@ def test_stop_ends_every_process_and_keeps_the_model(sm_env):
         time.sleep(600)
     """)
     job = sm_magic.launch(sleeper)
-    deadline = time.monotonic() + 60
-    while "epoch 0" not in job.logs() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: "epoch 0" in job.logs(), 60, "the script to start")
     state = json.loads((sm_env / "sm_jobs" / job.name / "state.json").read_text())
     pgid = state["extra"]["pgids"]["algo-1"]
     assert _group_alive(pgid)

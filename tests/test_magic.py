@@ -1,7 +1,5 @@
 """The magics through a real IPython shell, asserting on what the user sees."""
 
-import time
-
 import pytest
 from IPython.core.error import UsageError
 
@@ -9,14 +7,12 @@ from sm_magic.job import Job, JobFailedError
 from sm_magic.monitor import get_monitor
 from sm_magic.registry import Registry
 
-from jobscripts import EPOCHS_SCRIPT, script
+from jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 
 def _settle(job):
     """Wait until the monitor has delivered the job's last snapshot (and printed its lines)."""
-    deadline = time.monotonic() + 10
-    while job in get_monitor().watched() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: job not in get_monitor().watched(), 30, f"the monitor's last snapshot of {job.name}")
 
 
 def test_wait_streams_status_and_log_and_returns_the_job(ip, capsys):

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A cell that returns once the kernel's monitor follows no job: every display it updates is final.
 WAIT_FOR_DISPLAYS = ("import time\nfrom sm_magic.monitor import get_monitor\nstart = time.monotonic()\n"
-                     "while get_monitor().watched() and time.monotonic() - start < 60:\n    time.sleep(0.05)\n")
+                     "while get_monitor().watched() and time.monotonic() - start < 60:\n    time.sleep(0.05)\n"
+                     "assert not get_monitor().watched(), 'the monitor still follows a job after 60 s'\n")
 
 
 def _execute(nb, cwd: Path):
@@ -49,8 +50,10 @@ def test_live_display_without_wait_ends_showing_the_result(sm_env):
         nbformat.v4.new_code_cell("%%sagemaker_train -o job --name live-1\n"
                                   "import time\nfor e in range(3):\n    time.sleep(0.5)\n"
                                   "    print(f\"epoch {e}: {{'loss': {1.0 / (e + 1)}}}\", flush=True)\n"),
-        nbformat.v4.new_code_cell("job.wait(timeout=120); import time; time.sleep(1.5); print(job.status)"),
-        nbformat.v4.new_code_cell("job"),
+        nbformat.v4.new_code_cell("job.wait(timeout=120)\n" + WAIT_FOR_DISPLAYS + "print(job.status)"),
+        # display(job) takes the path a cell's value does (Job._ipython_display_); waiting in the
+        # same cell keeps the monitor thread's final update attributed to it.
+        nbformat.v4.new_code_cell("display(job)\n" + WAIT_FOR_DISPLAYS),
         nbformat.v4.new_code_cell("print(Out[2] is job)\n" + WAIT_FOR_DISPLAYS),
     ]
     _execute(nb, sm_env)

@@ -16,6 +16,7 @@ import pytest
 
 from aws_moto import LOG_GROUP
 from faulty_proxy import FaultyProxy, compress_retry_time
+from jobscripts import wait_until
 from sm_magic.backends import BackendError, get_backend
 from sm_magic.backends.sagemaker import SageMakerBackend
 from sm_magic.job import Job, JobFailedError
@@ -137,15 +138,22 @@ def epoch_line(epoch: int) -> str:
 
 
 def drive_lifecycle(svc: Service, name: str, w: Watcher, batches: list[list[str]], host: str = "algo-1",
-                    hold: int = 0) -> None:
+                    hold: int = 0, proxy: FaultyProxy | None = None) -> None:
     """Starting -> Downloading -> Training (the batches logged one by one, each awaited) ->
-    Uploading -> Completed, each status awaited and then held for `hold` polls."""
+    Uploading -> Completed, each status awaited and then held for `hold` polls (DescribeTrainingJob
+    calls counted at `proxy`: a slow machine polls less often in the same time)."""
+
+    def held():
+        if hold:
+            target = proxy.counts["SageMaker.DescribeTrainingJob"] + hold
+            wait_until(lambda: proxy.counts["SageMaker.DescribeTrainingJob"] >= target, 60, f"{hold} more polls")
+
     w.wait_for(lambda w: w.saw("Starting"))
-    time.sleep(hold * POLL)
+    held()
     for phase in ("Downloading", "Training"):
         svc.to(name, phase)
         w.wait_for(lambda w, p=phase: w.saw(p))
-        time.sleep(hold * POLL)
+        held()
     total = 0
     for batch in batches:
         svc.put(name, batch, host)
@@ -153,7 +161,7 @@ def drive_lifecycle(svc: Service, name: str, w: Watcher, batches: list[list[str]
         w.wait_for(lambda w, n=total: len(w.lines) >= n)
     svc.to(name, "Uploading")
     w.wait_for(lambda w: w.saw("Uploading"))
-    time.sleep(hold * POLL)
+    held()
     svc.to(name, "Completed")
     w.finished()
 
@@ -316,7 +324,7 @@ def test_no_status_change_or_log_line_is_lost_or_repeated_under_20_percent_fault
     job = Job(name, backend)
     w = Watcher(job)
     batches = [[f"batch {b} line {i:03d}" for i in range(40)] + [epoch_line(b)] for b in range(10)]
-    drive_lifecycle(sm, name, w, batches, hold=8)
+    drive_lifecycle(sm, name, w, batches, hold=8, proxy=proxy)
 
     expected = [line for batch in batches for line in batch]
     assert len(expected) == 410
@@ -343,33 +351,48 @@ def test_an_unreachable_endpoint_shows_reconnecting_and_loses_nothing(sm, proxy)
     sm.to(name, "Training")
     sm.put(name, ["line 1", "line 2"])
     with proxy_down(proxy):
-        notices = []
-        for _ in range(3):
+        notices = []  # what each snapshot says; between retries it repeats the last attempt's notice
+
+        def reconnecting(attempt):
             snap = job.snapshot()
             notices.append(snap.state.extra.get("connection", ""))
             assert snap.state.secondary_status == "Starting" and snap.new_lines == []  # the last state, kept
-            time.sleep(POLL)
-        assert [n.split(":")[0] for n in notices] == [f"reconnecting (attempt {i})" for i in (1, 2, 3)]
+            return notices[-1].startswith(f"reconnecting (attempt {attempt})") and snap
+
+        for attempt in (1, 2, 3):
+            snap = wait_until(lambda a=attempt: reconnecting(a), 30, f"reconnecting (attempt {attempt})")
+        # Every retry is counted, none skipped.
+        assert [k for k, _ in itertools.groupby(n.split(":")[0] for n in notices)] == \
+            [f"reconnecting (attempt {i})" for i in (1, 2, 3)]
         assert "SageMaker: " in notices[0]
         widget = ProgressWidget(job)
         widget.update(snap)
         assert "sm-magic-connection" in widget.overview.value and "reconnecting" in widget.overview.value
-    time.sleep(POLL)
-    snap = job.snapshot()
-    assert snap.state.secondary_status == "Training" and "connection" not in snap.state.extra
-    assert snap.new_lines == ["line 1", "line 2"]
+    lines = []
+
+    def caught_up():
+        snap = job.snapshot()
+        lines.extend(snap.new_lines)
+        return snap.state.secondary_status == "Training" and len(lines) >= 2 and snap
+
+    snap = wait_until(caught_up, 30, "the state and the lines logged during the outage")
+    assert "connection" not in snap.state.extra and lines == ["line 1", "line 2"]
 
     # The monitor keeps polling through an outage and picks up what happened meanwhile.
     w = Watcher(job, widget=False)
     with proxy_down(proxy):
         sm.put(name, ["line 3"])
         sm.to(name, "Uploading")
-        time.sleep(10 * POLL)
+        w.wait_for(lambda w: any("reconnecting (attempt 2)" in s.state.extra.get("connection", "") for s in w.snaps))
     sm.put(name, ["line 4"])
     sm.to(name, "Completed")
     w.finished()
     assert w.lines == ["line 3", "line 4"] and job.logs().splitlines() == [f"line {i}" for i in (1, 2, 3, 4)]
-    assert w.secondaries()[-2:] == ["Uploading", "Completed"] or w.secondaries()[-1] == "Completed"
+    # The monitor may never have seen Uploading (it passed during the outage), but the timeline
+    # shown at the end has it, as the user would check.
+    final = w.snaps[-1].state
+    assert (final.status, final.secondary_status) == ("Completed", "Completed")
+    assert [t.status for t in final.transitions] == ["Starting", "Training", "Uploading", "Completed"]
 
 
 class proxy_down:
@@ -390,20 +413,23 @@ class proxy_down:
 def test_calls_stay_few_and_stop_once_the_job_is_over(sm, proxy):
     backend = SageMakerBackend()
     name = sm.create()
+    started = time.monotonic()
     job = Job(name, backend)
     w = Watcher(job, widget=False)
     # Starting for at least 20 polls (no log streams exist yet), however slow this machine is.
-    deadline = time.monotonic() + 60
-    while proxy.counts["SageMaker.DescribeTrainingJob"] < 20 and time.monotonic() < deadline:
-        time.sleep(POLL)
+    wait_until(lambda: proxy.counts["SageMaker.DescribeTrainingJob"] >= 20, 60, "20 polls while Starting")
     drive_lifecycle(sm, name, w, [[epoch_line(0)], [epoch_line(1)]])
-    describes = proxy.counts["SageMaker.DescribeTrainingJob"]
-    assert describes >= 20
-    assert proxy.counts["Logs_20140328.DescribeLogStreams"] <= describes / 2.5 + 2
+    describes, listings = proxy.counts["SageMaker.DescribeTrainingJob"], proxy.counts["Logs_20140328.DescribeLogStreams"]
+    elapsed = time.monotonic() - started
+    # While no stream exists, streams are listed at most every third poll interval of time, not of
+    # polls: a slow machine's polls come later than the interval, so they are fewer in the same
+    # time and a listing may come every second poll. The budget is time: one listing per two poll
+    # intervals, plus one each at the start, when training starts and after the end.
+    assert describes >= 20 and listings <= elapsed / (2 * POLL) + 3, (describes, listings, round(elapsed / POLL))
     assert proxy.counts["Logs_20140328.GetLogEvents"] <= describes + 4
 
-    time.sleep(2 * POLL)
-    job.logs()  # read once more after the end: drained
+    # Read again until the ended job's logs are drained (an empty read a poll after the end).
+    wait_until(lambda: job.logs() is not None and job._cursor.get("drained"), 10, "the ended job's logs drained")
     proxy.reset()
     for _ in range(3):
         assert job.status == "Completed" and len(job.logs().splitlines()) == 2
@@ -419,9 +445,8 @@ def test_one_list_call_serves_many_watched_jobs(sm, proxy):
         w.wait_for(lambda w: w.saw("Starting"))
     for phase in ("Downloading", "Training", "Uploading", "Completed"):
         # At least 6 polls in each phase, however slow this machine is.
-        target, deadline = proxy.counts["SageMaker.ListTrainingJobs"] + 6, time.monotonic() + 60
-        while proxy.counts["SageMaker.ListTrainingJobs"] < target and time.monotonic() < deadline:
-            time.sleep(POLL)
+        target = proxy.counts["SageMaker.ListTrainingJobs"] + 6
+        wait_until(lambda t=target: proxy.counts["SageMaker.ListTrainingJobs"] >= t, 60, f"6 polls before {phase}")
         for n in names:
             sm.to(n, phase)
         for w in watchers:

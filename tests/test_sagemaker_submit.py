@@ -14,10 +14,10 @@ import re
 import shutil
 import subprocess
 import textwrap
-import time
 
 import pytest
 from aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
+from jobscripts import wait_until
 
 from sm_magic.backends.base import BackendError
 from sm_magic.backends.sagemaker_args import accepted_additional_args
@@ -396,9 +396,7 @@ def test_local_container_job_ends_failed_with_the_reason_when_the_sdk_cannot_run
     config = TrainConfig(ec2_instance_type="local_container", image_uri="python:3.11-slim")
     backend = local_container.LocalContainerBackend(jobs_dir=sm_env / "sm_jobs")
     assert backend.submit(make_bundle(sm_env, config, "container-job-2"), config) == "container-job-2"
-    deadline = time.monotonic() + 60
-    while not (state := backend.describe("container-job-2")).done and time.monotonic() < deadline:
-        time.sleep(0.2)
+    state = wait_until(lambda: (s := backend.describe("container-job-2")).done and s, 60, "the job to end")
     assert state.status == "Failed" and state.failure_reason
     assert [t.status for t in state.transitions] == ["Starting", "Downloading", "Training", "Failed"]
     lines, _ = backend.logs("container-job-2")

@@ -5,12 +5,16 @@ Real processes throughout: the local backend's runner, accelerate, torch on CPU.
 
 import io
 import re
+import signal
 import tarfile
+import time
 
 import torch
 
 import sm_magic
-from sm_magic.backends.local_state import live_session_members, read_state
+from sm_magic.backends.local_procs import proven_signal
+from sm_magic.backends.local_runner import STOP_GRACE_SECONDS
+from sm_magic.backends.local_state import JobFiles, live_session_members, read_runner, read_state
 from jobscripts import script, wait_until
 
 # Deterministic: fixed seeds, each step's batch drawn from a generator seeded by (epoch, step),
@@ -58,10 +62,33 @@ def attempts(log: str) -> list[str]:
     return re.split(r"^sm_magic: simulated spot interruption.*$", log, flags=re.M)
 
 
+def hold_runner(sm_env, job, run: int, until, what: str) -> float:
+    """Hold the job's runner (SIGSTOP) from the start of run `run` of the hosts until `until()`
+    is true; returns when it was let go (time.time()). max_run and simulated interruptions count
+    from the start of a run, start-up included (as on SageMaker), and a held runner acts on
+    neither: whatever limit is set then finds the script past `until`, however long this
+    machine took to start it (torch and accelerate alone take seconds). The hosts run on."""
+    files = JobFiles(sm_env / "sm_jobs" / job.name)
+    wait_until(lambda: read_state(files.state).extra.get("attempts") == run, 300, f"run {run} to start")
+    runner = read_runner(files)
+    assert proven_signal(runner["pid"], signal.SIGSTOP, ident=runner)
+    try:
+        wait_until(until, 300, what)
+    finally:
+        proven_signal(runner["pid"], signal.SIGCONT, ident=runner)
+    return time.time()
+
+
 def test_interrupted_twice_resumes_to_the_same_model_as_an_uninterrupted_run(sm_env):
     plain = sm_magic.launch(RESUME_SCRIPT, name="plain", wait=True)
     job = sm_magic.launch(RESUME_SCRIPT, name="spot", use_spot_instances=True, max_wait=3600,
-                          simulate_interruptions=[7, 7], wait=True)
+                          simulate_interruptions=[4, 4])
+    # Each interrupted run is held until it has saved a checkpoint (the 4 s only need to outlast
+    # this test's noticing that the run started): each restart has one to resume from.
+    for run in (1, 2):
+        hold_runner(sm_env, job, run, lambda: re.search(r"^checkpoint \d+ saved$", attempts(job.logs())[-1], re.M),
+                    f"a checkpoint saved by run {run}")
+    job.wait(timeout=300)
 
     statuses = [t.status for t in job.transitions]
     assert statuses == ["Starting", "Downloading", "Training", "Interrupted", "Restarting", "Training",
@@ -79,20 +106,18 @@ def test_interrupted_twice_resumes_to_the_same_model_as_an_uninterrupted_run(sm_
     # epoch is trained again, and only the epoch in flight is redone.
     pieces = attempts(job.logs())
     assert len(pieces) == 3
-    resumed_any = False
     for before, after in zip(pieces, pieces[1:]):
         saved = [int(e) for e in re.findall(r"^checkpoint (\d+) saved$", before, re.M)]
         begun = [int(e) for e in re.findall(r"^training epoch (\d+)$", before, re.M)]
         resumed = re.search(r"^sm_magic: resumed from checkpoint (\d+)", after, re.M)
-        start = int(resumed.group(1)) + 1 if resumed else 0
+        assert resumed, "a restart did not resume from the checkpoint its run saved"
+        start = int(resumed.group(1)) + 1
         first = int(re.search(r"^training epoch (\d+)$", after, re.M).group(1))
         assert first == start
         last_saved = max(saved, default=-1)
         # The checkpoint resumed from is the newest one written (one may have been renamed into
         # place just before the kill, before its "saved" line was printed).
         assert last_saved <= start - 1 <= max(begun, default=-1)
-        resumed_any |= resumed is not None
-    assert resumed_any, "no run resumed from a checkpoint: the interruptions came before the first one"
 
     # TrainingTimeInSeconds is wall time; BillableTimeInSeconds leaves out the time interrupted.
     state = job.describe()
@@ -161,13 +186,19 @@ def pgids(sm_env, job):
 
 
 def test_max_run_stops_the_job_as_max_runtime_exceeded_with_its_model(sm_env):
-    job = sm_magic.launch(SIGTERM_SAVER, max_run=3).wait(timeout=60)
+    job = sm_magic.launch(SIGTERM_SAVER, max_run=3)
+    # The limit must find the script running, its SIGTERM handler set.
+    released = hold_runner(sm_env, job, 1, lambda: "algo-1 running" in job.logs(), "the script to start")
+    job.wait(timeout=60)
     assert job.status == "Stopped" and job.secondary_status == "MaxRuntimeExceeded"
     statuses = [t.status for t in job.transitions]
     assert statuses[-4:] == ["Training", "Stopping", "Uploading", "MaxRuntimeExceeded"]
     assert "max_run (3 s" in job.transitions[-3].message
     state = job.describe()
-    assert 3 <= state.billable_seconds <= 6
+    # Stopped at 3 s or, after a start-up longer than that, as soon as the runner was let go; and
+    # ended by the script's own exit on SIGTERM, before the KILL the grace period would bring.
+    limit = max(3, released - state.training_start_time)
+    assert 3 <= state.billable_seconds < limit + STOP_GRACE_SECONDS, (state.billable_seconds, limit)
     assert "got SIGTERM: saved the model" in job.logs()  # SIGTERM first, as SageMaker sends
     with tarfile.open(job.model_data) as tar:
         assert tar.getnames() == ["saved-on-sigterm.txt"]

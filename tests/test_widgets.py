@@ -16,7 +16,7 @@ from sm_magic.monitor import Monitor
 from sm_magic.widgets.form import ConfigForm
 from sm_magic.widgets.progress import ProgressWidget, summary_html
 
-from jobscripts import script
+from jobscripts import script, wait_until
 
 
 class _Job:
@@ -348,11 +348,9 @@ def test_a_flood_of_log_lines_sends_a_bounded_number_of_messages(sm_env, comm_me
     monitor = Monitor()
     start = time.monotonic()
     monitor.watch(job, widget.update, min_interval=1.0)
-    deadline = time.monotonic() + 120
-    while not done and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: done, 120, "the widget's last update")
     elapsed = time.monotonic() - start
-    assert done and done[0].state.status == "Completed"
+    assert done[0].state.status == "Completed"
     lines = job.logs().count("of a flood of log lines")
     assert lines > 100_000, f"the flood was too small to mean anything ({lines} lines)"
     # Per whole second of the run, and overall: at most 10 update messages per second.
@@ -379,14 +377,12 @@ def test_one_monitor_thread_follows_every_job(sm_env):
         get_monitor().watch(job, seen[job.name].append, min_interval=0.2)
     assert len(set(monitors()) - set(before)) <= 1, "three jobs must share the kernel's one monitor thread"
     assert get_monitor()._thread in monitors()
-    deadline = time.monotonic() + 60
-    while any(job in get_monitor().watched() for job in jobs) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: not any(job in get_monitor().watched() for job in jobs), 60, "every job's last snapshot")
     for i, job in enumerate(jobs):
         final = seen[job.name][-1]
         assert final.state.status == "Completed" and final.metrics == [{"epoch": 0, "loss": float(i)}]
-    time.sleep(1)  # nothing left to watch: the thread ends instead of idling
-    assert get_monitor()._thread is None
+    # Nothing left to watch: the thread ends instead of idling.
+    wait_until(lambda: get_monitor()._thread is None, 10, "the idle monitor thread to end")
 
 
 def test_a_backend_that_cannot_be_reached_shows_reconnecting():
