@@ -3,7 +3,9 @@
     .venv/bin/python bench/widget_long_job.py [--rows 40000] [--seconds 20]
 
 A kernel runs `%%sagemaker_train` on the local backend with a script printing ROWS JSON rows
-(`{"step": i, "loss": ...}`, as custom training loops log them) over SECONDS seconds, and a cell
+(`{"step": i, "loss": ...}`, as custom training loops log them) over SECONDS seconds, with a
+`step i/ROWS` line every 500 steps (tests/jobscripts.py: rows_script, as bench/widget_browser.py
+and the browser test run it), and a cell
 that waits for it. Everything the kernel sends on iopub is counted, as a frontend receives it. Printed: the widgets'
 traffic (bytes per second on average while following, the largest single message), the kernel
 process's CPU share while following (all its threads, from /proc), and the size of the launch
@@ -16,25 +18,16 @@ import argparse
 import json
 import os
 import queue
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from jupyter_client.manager import KernelManager
 
-SCRIPT = """
-import json, math, time
-rows, seconds = {rows}, {seconds}
-start = time.time()
-i = 0
-while i < rows:
-    due = min(rows, int((time.time() - start) / seconds * rows) + 1)
-    while i < due:
-        print(json.dumps({{"step": i, "loss": round(10 * math.exp(-i / 4000) + 0.01, 5)}}))
-        i += 1
-    time.sleep(0.01)
-print("done", flush=True)
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from jobscripts import rows_script  # noqa: E402 - the job the browser test and bench run too
+
 WAIT = """
 import time
 from sm_magic.monitor import get_monitor
@@ -98,7 +91,7 @@ def main() -> None:
             pid = km.provisioner.process.pid
             run(kc, "%load_ext sm_magic\nimport matplotlib.figure, ipywidgets", lambda m: None, 120)
             start, cpu0 = time.monotonic(), cpu_seconds(pid)
-            cell = "%%sagemaker_train -o job --name bench-long\n" + SCRIPT.format(rows=opts.rows, seconds=opts.seconds)
+            cell = "%%sagemaker_train -o job --name bench-long\n" + rows_script(opts.rows, opts.seconds)
             run(kc, cell, on_msg, 120)
             launch_outputs = dict(outputs)
             run(kc, WAIT, on_msg, opts.seconds + 300)
