@@ -173,11 +173,10 @@ class Job:
             new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
             # Only the tail is copied: the buffer may hold 200,000 lines. A failed job's tail is
             # the user's traceback, not the launcher's wrapper printed after it (failure.error_tail).
-            if state.status == "Failed" and tail:
-                end_of_log = list(itertools.islice(reversed(self._lines), FAILURE_LINES))[::-1]
-                log_tail = error_tail(end_of_log, state.failure_reason, tail)
-            else:
-                log_tail = list(itertools.islice(reversed(self._lines), tail))[::-1] if tail else []
+            failed = state.status == "Failed" and tail
+            log_tail = list(itertools.islice(reversed(self._lines), FAILURE_LINES if failed else tail))[::-1]
+            if failed:
+                log_tail = error_tail(log_tail, state.failure_reason, tail)
             # A view, not a copy: a long job has tens of thousands of rows (job.metrics copies).
             rows = self._parser.view()
             end = state.training_end_time if state.done and state.training_end_time else time.time()

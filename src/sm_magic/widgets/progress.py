@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from .series import Means, PlotSeries, spans_decades, window
-from .text import fmt_value, hidden_note, means_title, metric_columns, render_text
+from .text import fmt_value, hidden_note, means_title, metric_columns, render_text, secondary_status
 
 LOG_TAIL = 12
 # While a job runs, the table and the plot are redrawn when rows arrive, no sooner than
@@ -42,8 +42,7 @@ def _clock(t: Optional[float]) -> str:
 def status_html(snap: Snapshot) -> str:
     s = snap.state
     color = STATUS_COLORS.get(s.status, "#1565c0")
-    # The secondary status only where it adds something (not "Completed · Completed").
-    secondary = f" &middot; {_esc(s.secondary_status)}" if s.secondary_status != s.status else ""
+    secondary = f" &middot; {_esc(secondary_status(s))}" if secondary_status(s) else ""
     return f'<span style="font-weight:bold;color:{color}">{_esc(s.status)}</span>{secondary}'
 
 

@@ -31,6 +31,11 @@ def metric_columns(rows: Sequence[dict]) -> list[str]:
     return columns
 
 
+def secondary_status(s) -> str:
+    """The secondary status where it adds something to the status ("" for Completed/Completed)."""
+    return "" if s.secondary_status in (s.status, "") else s.secondary_status
+
+
 def hidden_note(w: Window) -> str:
     shown = "the latest are, and the mean of each " + ("epoch" if w.summary_of == "epoch" else "step range") \
         if w.summaries else "the latest and each metric's best are"
@@ -61,7 +66,8 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
     s = snap.state
     end = s.training_end_time or time.time()
     elapsed = end - s.creation_time if s.creation_time else 0
-    status = s.status if s.secondary_status in (s.status, "") else f"{s.status} / {s.secondary_status}"
+    secondary = secondary_status(s)
+    status = f"{s.status} / {secondary}" if secondary else s.status
     lines = [f"{s.name}  [{snap.backend}, {s.instance_type} x{s.instance_count}]  "
              f"{status}  {clock(elapsed)} elapsed"
              + (f", {clock(s.billable_seconds)} billable" if s.billable_seconds is not None else "")]
