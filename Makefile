@@ -28,12 +28,12 @@ browser:
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing: apt-get install -y chromium"; exit 1; }
 
 test: setup browser
-	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff check sm_magic tests bench scripts
 	$(PY) -m pytest -q
 
 # The edit loop: everything but the tests marked `jobs` or `browser` (tests/conftest.py), in under a minute.
 test-fast: setup
-	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff check sm_magic tests bench scripts
 	$(PY) -m pytest -q -m "not jobs and not browser"
 
 # Not part of `test`: refreshes docs/images/progress.png from a real JupyterLab.

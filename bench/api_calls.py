@@ -4,7 +4,7 @@ own `TrainingJob.wait(logs=True)`, counted at the server.
     .venv/bin/python bench/api_calls.py [--scale 10] [--jobs 20]
 
 A moto server on 127.0.0.1 plays SageMaker and CloudWatch Logs; a counting proxy in front of it
-(tests/faulty_proxy.py, no faults) counts every request by its X-Amz-Target. Each simulated job
+(tests/helpers/faulty_proxy.py, no faults) counts every request by its X-Amz-Target. Each simulated job
 lasts 10 minutes: Starting 1 min, Downloading 1 min, Training 7 min (a log line every 5 s and an
 epoch metrics line every minute, on one host), Uploading 1 min, then Completed. A driver moves
 the jobs through moto's state and writes their logs directly to moto (not counted).
@@ -40,8 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from aws_moto import LOG_GROUP, MotoAWS, user_env  # noqa: E402
-from faulty_proxy import FaultyProxy  # noqa: E402
+from helpers.aws_moto import LOG_GROUP, MotoAWS, user_env  # noqa: E402
+from helpers.faulty_proxy import FaultyProxy  # noqa: E402
 
 JOB_SECONDS = 600
 PHASES = [(0, "Starting"), (60, "Downloading"), (120, "Training"), (540, "Uploading"), (600, "Completed")]

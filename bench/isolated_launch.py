@@ -39,7 +39,7 @@ def code_channel_size(aws, name: str) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    from aws_moto import ROLE_NAME, MotoAWS, user_env
+    from helpers.aws_moto import ROLE_NAME, MotoAWS, user_env
 
     aws = MotoAWS()
     work = Path(tempfile.mkdtemp(prefix="sm_magic-bench-"))

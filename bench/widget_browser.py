@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/widget_browser.py [--rows 40000] [--seconds 20] [--ui lab|notebook]
 
-Starts the UI's server in a throwaway directory (tests/e2e/lab.py: isolated registry, jobs and
+Starts the UI's server in a throwaway directory (tests/helpers/lab.py: isolated registry, jobs and
 HOME), opens a notebook of `%load_ext sm_magic`, `1+1` and a `%%sagemaker_train` cell whose
 script logs ROWS JSON rows (`{"step": i, "loss": ...}`, one per step) over SECONDS seconds with a
-`step i/ROWS` line every 500 steps (tests/jobscripts.py: rows_script), saves it (Ctrl+S), runs
+`step i/ROWS` line every 500 steps (tests/helpers/jobscripts.py: rows_script), saves it (Ctrl+S), runs
 all cells and, while the job runs, clicks the first two cells in turn (every --click-every s) and
 runs `1+1` again once the job is well on (a tenth of its rows left out of the table, or
 half its time). Printed:
@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import lab  # noqa: E402  (puts tests/ on the path too)
-from jobscripts import rows_script  # noqa: E402
+from helpers import lab  # noqa: E402
+from helpers.jobscripts import rows_script  # noqa: E402
 
 LOAD, SMALL, JOB = 0, 1, 2
 JOB_START_S = 5.0  # Run All to the job's first row, about: the job imports torch and accelerate

@@ -4,7 +4,7 @@
 
 A kernel runs `%%sagemaker_train` on the local backend with a script printing ROWS JSON rows
 (`{"step": i, "loss": ...}`, as custom training loops log them) over SECONDS seconds, with a
-`step i/ROWS` line every 500 steps (tests/jobscripts.py: rows_script, as bench/widget_browser.py
+`step i/ROWS` line every 500 steps (tests/helpers/jobscripts.py: rows_script, as bench/widget_browser.py
 and the browser test run it), and a cell
 that waits for it. Everything the kernel sends on iopub is counted, as a frontend receives it. Printed: the widgets'
 traffic (bytes per second on average while following, the largest single message), the kernel
@@ -26,7 +26,7 @@ from pathlib import Path
 from jupyter_client.manager import KernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from jobscripts import rows_script  # noqa: E402 - the job the browser test and bench run too
+from helpers.jobscripts import rows_script  # noqa: E402 - the job the browser test and bench run too
 
 WAIT = """
 import time

@@ -1,7 +1,7 @@
 """Screenshot of a running `%%sagemaker_train` cell in JupyterLab, for the docs.
 
 Starts JupyterLab in a throwaway directory (isolated registry, jobs dir and HOME; the same helpers
-the browser tests use, tests/e2e/lab.py), runs a demo notebook with a local job that reports
+the browser tests use, tests/helpers/lab.py), runs a demo notebook with a local job that reports
 metrics for ten epochs, waits until the live progress widget shows its bar past the middle with
 the table and the plot, and saves an element screenshot of that cell's output.
 
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import lab  # noqa: E402
+from helpers import lab  # noqa: E402
 
 DEMO_JOB = """\
 %%sagemaker_train --name quickstart-demo -o job -- --epochs 10 --lr 0.05

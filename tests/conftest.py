@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobscripts import end_jobs
+from helpers.jobscripts import end_jobs
 
 
 @pytest.fixture
@@ -32,8 +32,8 @@ def tmp_dir(sm_env, monkeypatch):
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """One moto server on 127.0.0.1 for the session (see tests/aws_moto.py)."""
-    from aws_moto import MotoAWS
+    """One moto server on 127.0.0.1 for the session (see tests/helpers/aws_moto.py)."""
+    from helpers.aws_moto import MotoAWS
 
     aws = MotoAWS()
     yield aws
@@ -43,7 +43,7 @@ def moto_server():
 @pytest.fixture
 def aws(moto_server, sm_env, monkeypatch):
     """A user whose environment points at moto, with an IAM role and a bucket there."""
-    from aws_moto import become_user
+    from helpers.aws_moto import become_user
 
     return become_user(moto_server, sm_env / "home", monkeypatch)  # no ~/.aws of the machine's user
 

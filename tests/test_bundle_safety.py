@@ -20,7 +20,7 @@ from sm_magic.export import ExportError, export_notebook, launch_bundle
 from sm_magic.credentials import credentials_in_text, find_credentials
 from sm_magic.smignore import IgnoreRules
 
-from gitrepos import git
+from helpers.gitrepos import git
 
 CELL = "import helper\nprint('cell ran', helper.WORD)\n"
 # Credential-shaped strings, made here so that this file itself holds none verbatim.

@@ -7,7 +7,7 @@ import sys
 import sm_magic
 from sm_magic.cli import main
 
-from jobscripts import EPOCHS_SCRIPT
+from helpers.jobscripts import EPOCHS_SCRIPT
 
 
 def test_jobs_logs_and_wait(sm_env, capsys):

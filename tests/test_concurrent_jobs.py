@@ -13,7 +13,7 @@ from sm_magic.backends.local import LocalBackend
 from sm_magic.monitor import Monitor
 from sm_magic.registry import Registry
 
-from jobscripts import script, wait_until
+from helpers.jobscripts import script, wait_until
 
 # Every line a job prints names the job (<tag>), so a line in the wrong log or the wrong
 # subscriber's snapshot is seen. Each epoch's metrics carry the job's own lr. The model file is

@@ -2,7 +2,7 @@
 SageMaker's training container.
 
 Each test launches a small PyTorch + Accelerate script through the public API against moto
-(tests/container.py keeps the CreateTrainingJob request exactly as sent), then plays the
+(tests/helpers/container.py keeps the CreateTrainingJob request exactly as sent), then plays the
 platform's part for each host of that request, on this machine:
 
 - emulated: the /opt/ml tree (input/config/hyperparameters.json, resourceconfig.json,
@@ -33,9 +33,9 @@ import pytest
 import torch
 
 import sm_magic
-from aws_moto import BUCKET, ROLE_NAME
-from container import _capturing_moto, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
-from jobscripts import script
+from helpers.aws_moto import BUCKET, ROLE_NAME
+from helpers.container import _capturing_moto, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
+from helpers.jobscripts import script
 from sm_magic.runtime import latest_checkpoint
 
 # Pinned image versions (the newest Hugging Face training image the SDK knows), so that only the

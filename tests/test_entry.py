@@ -14,7 +14,7 @@ from sm_magic.bundle import build_bundle
 from sm_magic.config import TrainConfig
 from sm_magic.sm_entry import launch_command, launch_env
 
-from jobscripts import script, wait_until
+from helpers.jobscripts import script, wait_until
 
 
 def run_entry(tmp_path, source, args=(), **config):

@@ -6,7 +6,7 @@ from sm_magic.eta import Tracker, clock
 from sm_magic.widgets.progress import summary_html
 from sm_magic.widgets.text import render_text
 
-from jobscripts import EPOCHS_SCRIPT, script
+from helpers.jobscripts import EPOCHS_SCRIPT, script
 
 
 def test_durations_read_as_clocks():

@@ -14,8 +14,8 @@ from sm_magic.config import TrainConfig
 from sm_magic.cli import main
 from sm_magic.registry import Registry
 
-from gitrepos import EXP_TRAIN, TRAIN as REPO_TRAIN, Repo
-from jobscripts import INCLUDE_HELPERS as HELPERS, script
+from helpers.gitrepos import EXP_TRAIN, TRAIN as REPO_TRAIN, Repo
+from helpers.jobscripts import INCLUDE_HELPERS as HELPERS, script
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "example_notebooks" / "quickstart.ipynb"

@@ -12,7 +12,7 @@ from sm_magic.cli import main
 from sm_magic.job import JobFailedError
 from sm_magic.widgets.text import render_text
 
-from jobscripts import script
+from helpers.jobscripts import script
 
 SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 

@@ -18,8 +18,8 @@ from sm_magic import api, git_source
 from sm_magic.api import LaunchError
 from sm_magic.registry import Registry
 
-from gitrepos import Repo
-from jobscripts import script
+from helpers.gitrepos import Repo
+from helpers.jobscripts import script
 
 @pytest.fixture
 def repo(sm_env, tmp_dir):

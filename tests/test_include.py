@@ -10,7 +10,7 @@ from IPython.core.error import UsageError
 from sm_magic import includes, names
 from sm_magic.registry import Registry
 
-from jobscripts import INCLUDE_HELPERS as HELPERS, script
+from helpers.jobscripts import INCLUDE_HELPERS as HELPERS, script
 
 
 TRAIN = script("""

@@ -14,7 +14,7 @@ from sm_magic.api import LaunchError
 from sm_magic.cli import main as cli
 from sm_magic.registry import JobRecord, Registry
 
-from jobscripts import EPOCHS_SCRIPT, wait_until
+from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
 
 
 def _registry_path(sm_env) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from jupyter_client.manager import start_new_kernel
 
-from jobscripts import script, wait_until
+from helpers.jobscripts import script, wait_until
 
 EPOCHS = 6
 GATE_EPOCH = 3  # the script waits before this epoch until the test has attached from the new kernel

@@ -17,7 +17,7 @@ from sm_magic.backends.local_state import live_session_members
 from sm_magic.job import JobFailedError
 from sm_magic.registry import Registry
 
-from jobscripts import EPOCHS_SCRIPT, script, wait_until
+from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 
 def test_completed_job_has_metrics_model_and_sagemaker_layout(sm_env):

@@ -7,7 +7,7 @@ from sm_magic.job import Job, JobFailedError
 from sm_magic.monitor import get_monitor
 from sm_magic.registry import Registry
 
-from jobscripts import EPOCHS_SCRIPT, script, wait_until
+from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 
 def _settle(job):

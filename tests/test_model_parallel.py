@@ -14,7 +14,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
 import sm_magic
-from aws_moto import ROLE_NAME
+from helpers.aws_moto import ROLE_NAME
 from sm_magic.backends import BackendError
 from sm_magic.bundle import build_bundle
 from sm_magic.config import TrainConfig

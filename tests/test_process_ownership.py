@@ -24,7 +24,7 @@ from sm_magic.backends.local_procs import alive, identity, new_token, proven_sig
 from sm_magic.backends.local_state import (JobFiles, enter, job_token, read_exit_record, read_runner, read_state,
                                            write_json, write_state)
 from sm_magic.registry import JobRecord, Registry
-from jobscripts import script, wait_until
+from helpers.jobscripts import script, wait_until
 
 # Each rank ignores SIGTERM, starts a daemon in a session of its own (which ignores SIGTERM too),
 # and records both pids in the checkpoint directory (one for every host).

@@ -15,7 +15,7 @@ from sm_magic import metric_regex, metrics
 from sm_magic.cli import main
 from sm_magic.metrics import MetricsError, MetricsParser, parse_metric_flag
 
-from jobscripts import script
+from helpers.jobscripts import script
 
 CATASTROPHIC = "x=(a+)+$"  # stdlib re: 10 s on 26 "a"s and a "!", doubling per "a"
 PATHOLOGICAL = ["x=" + "a" * n + "!" for n in range(26, 41)]

@@ -12,7 +12,7 @@ import sm_magic
 from sm_magic import requirements as reqs
 from sm_magic.api import LaunchError, dry_run
 
-from jobscripts import EPOCHS_SCRIPT
+from helpers.jobscripts import EPOCHS_SCRIPT
 
 
 def test_the_image_keeps_its_own_stack_and_everything_else_is_pinned():
@@ -65,7 +65,7 @@ def test_bad_requirements_files_are_refused_before_anything_is_written(ip, sm_en
 def test_sagemaker_checks_a_users_pins_against_the_image(aws, sm_env):
     """A pin whose Requires-Python the image cannot meet is refused before anything is uploaded,
     naming the package, the image and the fix."""
-    from aws_moto import ROLE_NAME
+    from helpers.aws_moto import ROLE_NAME
 
     mine = sm_env / "mine.txt"
     mine.write_text(f"accelerate=={md.version('accelerate')}\n")

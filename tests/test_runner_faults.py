@@ -24,7 +24,7 @@ from sm_magic.backends.local import JobMissingError, LocalBackend, max_local_hos
 from sm_magic.backends.local_procs import token_pids
 from sm_magic.backends.local_state import JobFiles, job_token, read_state
 from sm_magic.registry import Registry
-from jobscripts import EPOCHS_SCRIPT, script, wait_until
+from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 TESTS = Path(__file__).parent
 
@@ -40,7 +40,7 @@ SCENARIO = textwrap.dedent('''
     from sm_magic.backends.local_procs import token_pids
     from sm_magic.backends.local_state import JobFiles, job_token, read_state
     from sm_magic.job import JobFailedError
-    from jobscripts import end_jobs, script, wait_until
+    from helpers.jobscripts import end_jobs, script, wait_until
 
     jobs, mode, out, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
     os.environ["SM_MAGIC_JOBS_DIR"] = str(jobs)

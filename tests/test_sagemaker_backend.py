@@ -1,7 +1,7 @@
-"""The SageMaker backend after submission, against moto on 127.0.0.1 (tests/aws_moto.py): job
+"""The SageMaker backend after submission, against moto on 127.0.0.1 (tests/helpers/aws_moto.py): job
 lifecycles driven through moto's state while log events go into its CloudWatch Logs, watched
 through sm_magic's own Job, Monitor and ProgressWidget; stop; several hosts; a fault-injecting
-proxy (tests/faulty_proxy.py) in front of moto that throttles, fails and drops 20% of the calls;
+proxy (tests/helpers/faulty_proxy.py) in front of moto that throttles, fails and drops 20% of the calls;
 an endpoint that is down for a while; and the number of calls the backend makes, counted at the
 proxy. Time is compressed: the backend polls every 50 ms instead of 10 s."""
 
@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
-from aws_moto import LOG_GROUP
-from faulty_proxy import FaultyProxy, compress_retry_time
-from jobscripts import wait_until
+from helpers.aws_moto import LOG_GROUP
+from helpers.faulty_proxy import FaultyProxy, compress_retry_time
+from helpers.jobscripts import wait_until
 from sm_magic.backends import BackendError, get_backend
 from sm_magic.backends.sagemaker import SageMakerBackend
 from sm_magic.job import Job, JobFailedError
@@ -482,7 +482,7 @@ for epoch in range(args.epochs):
 
 def test_launch_on_sagemaker_then_watch_and_attach(sm):
     import sm_magic
-    from aws_moto import ROLE_NAME
+    from helpers.aws_moto import ROLE_NAME
     from sm_magic.api import dry_run
 
     options = dict(backend="sagemaker", iam_role_name=ROLE_NAME, instance_type="ml.p3.2xlarge")

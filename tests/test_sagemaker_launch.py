@@ -18,8 +18,8 @@ from sm_magic.bundle import BundleError
 from sm_magic.config import ConfigError
 from sm_magic.registry import Registry
 
-from aws_moto import ACCOUNT, BUCKET, ROLE_NAME
-from jobscripts import EPOCHS_SCRIPT
+from helpers.aws_moto import ACCOUNT, BUCKET, ROLE_NAME
+from helpers.jobscripts import EPOCHS_SCRIPT
 
 DEFAULT_BUCKET = f"sagemaker-us-east-1-{ACCOUNT}"
 SAGEMAKER = dict(backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME)

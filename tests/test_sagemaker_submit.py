@@ -16,8 +16,8 @@ import subprocess
 import textwrap
 
 import pytest
-from aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
-from jobscripts import wait_until
+from helpers.aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
+from helpers.jobscripts import wait_until
 
 from sm_magic.backends.base import BackendError
 from sm_magic.backends.sagemaker_args import accepted_additional_args

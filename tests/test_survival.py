@@ -15,7 +15,7 @@ import sm_magic
 from sm_magic.backends.local_procs import proven_signal
 from sm_magic.backends.local_runner import STOP_GRACE_SECONDS
 from sm_magic.backends.local_state import JobFiles, live_session_members, read_runner, read_state
-from jobscripts import script, wait_until
+from helpers.jobscripts import script, wait_until
 
 # Deterministic: fixed seeds, each step's batch drawn from a generator seeded by (epoch, step),
 # Accelerate's save_state/load_state for the model, optimizer and RNG states.

@@ -16,7 +16,7 @@ from sm_magic.monitor import Monitor
 from sm_magic.widgets.form import ConfigForm
 from sm_magic.widgets.progress import ProgressWidget, summary_html
 
-from jobscripts import script, wait_until
+from helpers.jobscripts import script, wait_until
 
 
 class _Job:

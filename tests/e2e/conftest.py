@@ -14,14 +14,11 @@ full-page screenshot in build/e2e/<test>.png.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import lab  # noqa: E402
+from helpers import lab
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "e2e"
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-import lab
+from helpers import lab
 
 CFG = "form.yaml"
 NOTEBOOK = "form.ipynb"

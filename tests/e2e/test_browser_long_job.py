@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-import lab
-from jobscripts import rows_script
+from helpers import lab
+from helpers.jobscripts import rows_script
 
 ROWS, SECONDS = 40_000, 20.0
 JOB_CELL = "%%sagemaker_train --name e2e-rows\n" + rows_script(ROWS, SECONDS)

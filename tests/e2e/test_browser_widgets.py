@@ -9,7 +9,7 @@ without --wait, so the jobs run while the form is being edited. Each test then l
 import pytest
 import yaml
 
-import lab
+from helpers import lab
 
 CFG = "cfg.yaml"
 CFG_TEXT = """\

@@ -1,7 +1,7 @@
 """The browser harness itself: a plain ipywidgets notebook renders in a real JupyterLab and
 Notebook 7."""
 
-import lab
+from helpers import lab
 
 
 def test_ipywidgets_progress_renders(lab_server, page):

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for the shared job helpers
-from jobscripts import end_jobs  # noqa: E402
+from .jobscripts import end_jobs
 
 CHROMIUM = os.environ.get("SM_MAGIC_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -5,7 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from jobscripts import script
+from .jobscripts import script
 
 TRAIN = script("""
     import json, os, sys

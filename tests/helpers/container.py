@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pytest
 
-from aws_moto import ACCOUNT, REGION, MotoAWS, become_user
-from jobscripts import wait_until
+from .aws_moto import ACCOUNT, REGION, MotoAWS, become_user
+from .jobscripts import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "build" / "container-images"
@@ -503,5 +503,5 @@ def sm_platform(sagemaker_wire, opt_ml_mount_point, tmp_path, pytestconfig):
         p.close()
 
 
-if __name__ == "__main__":  # build an image ahead of the tests: python tests/container.py 3.12 2.9.0
+if __name__ == "__main__":  # build an image ahead of the tests: python tests/helpers/container.py 3.12 2.9.0
     print(image_python(*sys.argv[1:3]))
