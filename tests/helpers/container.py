@@ -42,7 +42,7 @@ import pytest
 from .aws_moto import ACCOUNT, REGION, MotoAWS, become_user
 from .jobscripts import wait_until
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "build" / "container-images"
 MOUNT_POINT = Path("/opt/ml")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
