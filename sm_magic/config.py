@@ -1,53 +1,29 @@
-"""TrainConfig: the one launch configuration, read from and written to accelerate's YAML.
+"""TrainConfig: the one launch configuration, field names as in accelerate's SageMaker YAML.
 
-The YAML is the file `accelerate config` writes for Amazon SageMaker, so a config saved here
-still works with `accelerate launch`, and the Accelerate guide's example loads unchanged.
-Layers, later wins: built-in defaults, accelerate's default config file (only when it is a
-SageMaker config), `--config FILE`, then the magic's flags (`resolve_config`).
+The form is derived from its fields and the magic's flags override them, so each setting, its
+limits and the message for a bad value are written once, here. Reading and layering config files
+is config_resolve.py; where accelerate nests settings in its YAML is accelerate_yaml.py.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .accelerate_yaml import CREDENTIAL_KEYS, lift_sections, nest_sections, without_credentials
+from .config_files import atomic_write
 from .errors import UsageProblem
-from .safe_yaml import MAX_YAML_BYTES, YamlRefused, compose_yaml
-
-# What accelerate 1.x itself writes or reads in a config file (BaseConfig, ClusterConfig,
-# SageMakerConfig, plus the legacy keys it converts). Keys here that TrainConfig has no field
-# for are kept verbatim, so a round trip never drops what accelerate wrote.
-ACCELERATE_KEYS = frozenset(
-    """compute_environment distributed_type mixed_precision use_cpu debug num_processes
-    machine_rank num_machines gpu_ids main_process_ip main_process_port rdzv_backend same_network
-    main_training_function enable_cpu_affinity fp8_config deepspeed_config fsdp_config
-    parallelism_config megatron_lm_config mpirun_config downcast_bf16 tpu_name tpu_zone
-    tpu_use_cluster tpu_use_sudo command_file commands tpu_vm tpu_env dynamo_config
-    ec2_instance_type iam_role_name image_uri profile region base_job_name pytorch_version
-    transformers_version py_version sagemaker_inputs_file sagemaker_metrics_file additional_args
-    fp16 dynamo_backend""".split()
-)
-
-# Never stored: a config file is shared and committed; credentials come from the boto3 chain.
-CREDENTIAL_KEYS = frozenset(
-    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_secret_key", "password"}
-)
 
 LOCAL_INSTANCE_TYPES = ("local", "local_gpu", "local_container")
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$")  # ml.p6-b200.48xlarge too
 _JOB_NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 
-FLAGS_LABEL = "the magic's flags"
 MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # SageMaker's upper limit on a training job's runtime
 # The API sets no maximum on InstanceCount (account quotas do, far lower by default); this bound
 # only stops a typo (10000 for 10) from being sent or run.
@@ -59,8 +35,6 @@ MAX_INT = 2**63 - 1  # every integer setting fits a signed 64-bit integer, as th
 MAX_ARG_CHARS = 2500
 MAX_ARGS_TOTAL = 64 * 1024
 MAX_ARGS = 1000
-# Flag names users type, mapped to accelerate's key names.
-ALIASES = {"instance_type": "ec2_instance_type", "instance_count": "num_machines"}
 
 
 class ConfigError(UsageProblem, ValueError):
@@ -288,25 +262,7 @@ class TrainConfig(BaseModel):
         become the typed fields."""
         if not isinstance(data, dict):
             return data
-        data = dict(data)
-        extra = dict(data.get("extra_keys") or {})
-        for parent, fields in NESTED.items():
-            holder = data if parent in cls.model_fields else extra
-            nested = holder.get(parent)
-            if not isinstance(nested, dict):
-                continue
-            keys = {nested_key(parent, f): f for f in fields}
-            rest = {k: v for k, v in nested.items() if k not in keys}
-            if rest or holder is data:
-                holder[parent] = rest
-            else:
-                del holder[parent]
-            for key, field in keys.items():
-                if key in nested:
-                    data.setdefault(field, nested[key])
-        if "extra_keys" in data or extra:
-            data["extra_keys"] = extra
-        return data
+        return lift_sections(data, NESTED, cls.model_fields)
 
     @model_validator(mode="after")
     def _spot(self) -> "TrainConfig":
@@ -321,30 +277,18 @@ class TrainConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
         """Read one accelerate config file (defaults for the keys it lacks)."""
+        from .config_resolve import resolve_config  # it builds TrainConfig, so it imports this module
+
         return resolve_config(config_file=path, use_accelerate_default=False)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The config as accelerate YAML; written atomically to `path` when given. No credentials."""
         data = self.model_dump(mode="json")
         data.update(self.extra_keys)
-        data = _without_credentials(data)
-        # Back where accelerate keeps them: spot settings in additional_args (always present),
-        # FSDP / DeepSpeed settings in their section when that mode is chosen or they were changed.
-        for parent, fields in NESTED.items():
-            nested = _without_credentials(data.get(parent) or {})
-            for field in fields:
-                value = data.pop(field)
-                default = TrainConfig.model_fields[field].default
-                if parent == "additional_args" and value not in (None, False):
-                    nested[nested_key(parent, field)] = value
-                elif parent != "additional_args" and value is not None and (
-                        value != default or self.distributed_type == NESTED_MODE[parent]):
-                    nested[nested_key(parent, field)] = value
-            if nested or parent == "additional_args":
-                data[parent] = nested
+        data = nest_sections(without_credentials(data), NESTED, _NESTED_DEFAULTS, self.distributed_type)
         text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
         if path is not None:
-            _atomic_write(Path(path), text)
+            atomic_write(Path(path), text)
         return text
 
     @property
@@ -357,199 +301,21 @@ class TrainConfig(BaseModel):
         return "sagemaker"
 
 
-# Fields that the YAML nests under another key: {parent key: (field names)}.
-NESTED = {parent: tuple(name for name, f in TrainConfig.model_fields.items()
-                        if (f.json_schema_extra or {}).get("yaml") == parent)
+def field_extra(name: str) -> dict:
+    """A field's own metadata: its "group", "label", the "yaml" section it is nested under, ..."""
+    extra = TrainConfig.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+# Fields that the YAML nests under another key: {parent key: (field names)}, read from each
+# field's "yaml" metadata so the form and the YAML agree.
+NESTED = {parent: tuple(name for name in TrainConfig.model_fields if field_extra(name).get("yaml") == parent)
           for parent in ("additional_args", "fsdp_config", "deepspeed_config")}
 LIFTED_ARGS = NESTED["additional_args"]  # the training job's own arguments
-NESTED_MODE = {"fsdp_config": "FSDP", "deepspeed_config": "DEEPSPEED"}  # the mode a section belongs to
+_NESTED_DEFAULTS = {name: TrainConfig.model_fields[name].default for names in NESTED.values() for name in names}
 
 
-def nested_key(parent: str, field: str) -> str:
-    """accelerate's key inside the section: fsdp_* keep their prefix, deepspeed_* drop it."""
-    return field.removeprefix("deepspeed_") if parent == "deepspeed_config" else field
-
-
-def _without_credentials(data: dict) -> dict:
-    return {k: v for k, v in data.items() if str(k).lower() not in CREDENTIAL_KEYS}
-
-
-def _legacy_keys(values: dict) -> dict:
-    """Convert the keys old accelerate versions wrote, as accelerate's process_config does."""
-    values = dict(values)
-    if "fp16" in values:
-        fp16 = values.pop("fp16")
-        values.setdefault("mixed_precision", "fp16" if fp16 else "no")
-    if "dynamo_backend" in values:
-        backend = values.pop("dynamo_backend")
-        values.setdefault("dynamo_config", None if backend == "NO" else {"dynamo_backend": backend})
-    return values
-
-
-def accelerate_default_config_path() -> Path:
-    """Where `accelerate config` saves, computed as accelerate does (no accelerate import)."""
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(os.path.expanduser(home)) / "accelerate" / "default_config.yaml"
-
-
-def cache_home() -> Path:
-    """Where sm_magic keeps what it may fetch again (wheels, downloaded inputs): $SM_MAGIC_CACHE,
-    else ~/.cache/sm_magic."""
-    root = os.environ.get("SM_MAGIC_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache",
-                                                             "sm_magic")
-    return Path(os.path.expanduser(root))
-
-
-class _Layer:
-    """One source of keys: its label for messages, its values and the line of each key."""
-
-    def __init__(self, label: str, values: dict, lines: dict | None = None):
-        self.label, self.values, self.lines = label, values, lines or {}
-
-    def where(self, key: str) -> str:
-        line = self.lines.get(key)
-        return f"{self.label} line {line}" if line else self.label
-
-
-_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
-         b"\xfe\xff": "UTF-16"}
-
-
-def read_text_file(path: Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
-    """A small text file's text, UTF-8 only (a UTF-8 BOM is dropped); ConfigError naming the file
-    for a file that is missing, unreadable, too large or not UTF-8 text."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist: check the path, or run "
-                          "`%sagemaker_config` to see which config is in use") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a directory: give the file's path") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    if len(data) > limit:
-        raise ConfigError(f"{what} {path} is larger than {limit // 1024} KiB: a config file is a few hundred "
-                          "bytes; check that this is the file you meant")
-    encoding = next((name for bom, name in _BOMS.items() if data.startswith(bom)), None)
-    if encoding is None and b"\0" in data:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (it holds NUL bytes: a binary file, or UTF-16 or "
-                          "UTF-32 text): save it as UTF-8 and try again")
-    try:
-        if encoding is None:
-            return data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start + 1}, line {line}): save it as "
-                          "UTF-8 and try again") from None
-    raise ConfigError(f"{what} {path} is {encoding} text: save it as UTF-8 and try again")
-
-
-def _read_yaml_layer(path: Path) -> _Layer:
-    label = str(path)
-    text = read_text_file(path, "config file")
-    try:
-        values, node = compose_yaml(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        if isinstance(e, YamlRefused):
-            raise ConfigError(f"{label}{where}: {problem}; fix the file and run the cell again") from None
-        raise ConfigError(f"{label}{where}: not valid YAML ({problem}); fix the file and run the cell again") from None
-    if values is None:
-        return _Layer(label, {})
-    if not isinstance(values, dict):
-        raise ConfigError(f"{label}: expected a mapping of keys (like `ec2_instance_type: ml.p3.2xlarge`), "
-                          f"found a {type(values).__name__}")
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
-    for old, new in (("fp16", "mixed_precision"), ("dynamo_backend", "dynamo_config")):
-        if old in lines:
-            lines.setdefault(new, lines[old])
-    return _Layer(label, _legacy_keys(values), lines)
-
-
-def _check_keys(layer: _Layer) -> dict:
-    """Split a layer into field values and extra keys; refuse misspellings and credentials."""
-    fields = set(TrainConfig.model_fields) - {"extra_keys"}
-    known = fields | ACCELERATE_KEYS
-    values, extra = {}, {}
-    for key, value in layer.values.items():
-        key = str(key)
-        if key.lower() in CREDENTIAL_KEYS:
-            raise ConfigError(f"{layer.where(key)}: `{key}` is a credential and never goes in a config "
-                              "file; remove it and use `profile` or the AWS environment variables")
-        if key in fields:
-            values[key] = value
-        elif key in ACCELERATE_KEYS:
-            extra[key] = value
-        else:
-            close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
-            if close:
-                raise ConfigError(f"{layer.where(key)}: unknown key `{key}`; did you mean `{close[0]}`?")
-            warnings.warn(f"{layer.where(key)}: key `{key}` is not one sm_magic knows; kept as it is "
-                          "(a newer accelerate version may use it)", stacklevel=3)
-            extra[key] = value
-    return {"values": values, "extra": extra}
-
-
-def resolve_config(config_file: str | os.PathLike | None = None, overrides: dict | None = None,
-                   *, use_accelerate_default: bool = True, base: TrainConfig | None = None) -> TrainConfig:
-    """The effective config: defaults (or `base`), accelerate's SageMaker default config,
-    `config_file`, then `overrides` (flag values; None means "not given")."""
-    layers: list[_Layer] = []
-    if base is not None:
-        layers.append(_Layer("the given config", {**base.model_dump(), **base.extra_keys}))
-    elif use_accelerate_default:
-        default = accelerate_default_config_path()
-        if default.is_file():
-            layer = _read_yaml_layer(default)
-            if layer.values.get("compute_environment") == "AMAZON_SAGEMAKER":
-                layers.append(layer)
-    if config_file is not None:
-        layer = _read_yaml_layer(Path(config_file))
-        env = layer.values.get("compute_environment", "AMAZON_SAGEMAKER")
-        if env != "AMAZON_SAGEMAKER":
-            raise ConfigError(f"{layer.where('compute_environment')}: this is an accelerate config for "
-                              f"compute_environment {env}; sm_magic runs SageMaker configs (answer "
-                              "'AWS (Amazon SageMaker)' in `accelerate config`, or use `%sagemaker_config --edit`)")
-        layers.append(layer)
-    if overrides:
-        flags = {ALIASES.get(k, k): v for k, v in overrides.items() if v is not None}
-        layers.append(_Layer(FLAGS_LABEL, flags))
-
-    merged, extra, origin = {}, {}, {}
-    for layer in layers:
-        split = _check_keys(layer)
-        for key in split["values"]:
-            origin[key] = layer
-        merged.update(split["values"])
-        extra.update(split["extra"])
-    try:
-        return TrainConfig(**merged, extra_keys=extra)
-    except ValidationError as e:
-        raise ConfigError(_explain(e, merged, origin)) from None
-
-
-def _explain(error: ValidationError, values: dict, origin: dict) -> str:
-    problems = []
-    for item in error.errors():
-        if not item["loc"]:  # a rule across fields names them in its message
-            problems.append(item["msg"].removeprefix("Value error, "))
-            continue
-        key = str(item["loc"][0])
-        layer = origin.get(key) or (origin.get("additional_args") if key in LIFTED_ARGS else None)
-        msg = item["msg"].removeprefix("Value error, ")
-        shown = key in values and "got" not in msg and not isinstance(values[key], dict)  # dicts may hold secrets
-        got = f" (got {_shown(values[key])})" if shown else ""
-        where = f"{layer.where(key)}: {key}" if layer else key
-        if layer is not None and layer.label == FLAGS_LABEL:
-            where = "--" + next((a for a, k in ALIASES.items() if k == key), key).replace("_", "-")
-        problems.append(f"{where}: {msg}{got}")
-    return "invalid config: " + "; ".join(problems)
-
-
-def _shown(value, limit: int = 80) -> str:
+def short_repr(value, limit: int = 80) -> str:
     """A value as a message quotes it: its repr, cut short."""
     try:
         text = repr(value)
@@ -566,14 +332,14 @@ def check_script_args(args) -> list[str]:
     more than MAX_ARGS_TOTAL bytes in all."""
     if isinstance(args, (str, bytes)):
         raise ConfigError(f"script arguments: give a list of strings, e.g. ['--epochs', '3'], not one "
-                          f"{type(args).__name__} ({_shown(args, 40)}); shlex.split() splits a command line")
+                          f"{type(args).__name__} ({short_repr(args, 40)}); shlex.split() splits a command line")
     out = [a if isinstance(a, str) else str(a) for a in args]
     if len(out) > MAX_ARGS:
         raise ConfigError(f"{len(out)} script arguments: at most {MAX_ARGS}; put the settings in a file the script "
                           "reads (--include FILE) instead")
     total = 0
     for number, arg in enumerate(out, start=1):
-        where = f"script argument {number} ({_shown(arg, 40)})"
+        where = f"script argument {number} ({short_repr(arg, 40)})"
         if "\0" in arg:
             raise ConfigError(f"{where} holds a NUL byte, which no command line can carry: remove it")
         try:
@@ -590,15 +356,3 @@ def check_script_args(args) -> list[str]:
         raise ConfigError(f"the script arguments are {total} bytes in all: at most {MAX_ARGS_TOTAL} (a command line "
                           "has a limit); pass large values in a file the script reads (--include FILE)")
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

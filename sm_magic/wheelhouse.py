@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .errors import UsageProblem
-from .config import cache_home
+from .config_files import cache_home
 from .requirements import canonical, image_environment
 
 WHEELS_DIR = "sm_wheels"
@@ -97,8 +97,8 @@ def collect(lines: Iterable[str], python: tuple[int, int], platform: str, fixed:
             return Wheelhouse(files, cached=True)
     (root / "files").mkdir(parents=True, exist_ok=True)
     (root / "sets").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sm_magic-wheels-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="sm_magic-wheels-") as tmp_name:
+        tmp = Path(tmp_name)
         (tmp / "requirements.txt").write_text("\n".join(reqs) + "\n", encoding="utf-8")
         (tmp / "constraints.txt").write_text("".join(f"{k}=={v}\n" for k, v in fixed.items()), encoding="utf-8")
         target = ["--only-binary=:all:", "--python-version", f"{python[0]}.{python[1]}", "--implementation", "cp"]

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import cache_home
+from ..config_files import cache_home
 from .base import BackendError
 
 UPLOAD_PREFIX = "sm-magic-inputs"

@@ -26,7 +26,8 @@ import yaml
 from IPython.display import display, update_display
 from pydantic import ValidationError
 
-from ..config import LOCAL_INSTANCE_TYPES, NESTED_MODE, TrainConfig, nested_key
+from ..accelerate_yaml import NESTED_MODE, nested_key
+from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra
 from ..instance_types import INSTANCE_TYPES, describe
 from ..safe_yaml import safe_yaml
 
@@ -62,29 +63,25 @@ def _optional(annotation) -> bool:
     return type(None) in typing.get_args(annotation)
 
 
-def _extra(name: str) -> dict:
-    return TrainConfig.model_fields[name].json_schema_extra or {}
-
-
 def label(name: str) -> str:
     """The field's label: its own, or its name in words (fsdp_offload_params: FSDP offload parameters)."""
-    if "label" in _extra(name):
-        return _extra(name)["label"]
+    if "label" in field_extra(name):
+        return field_extra(name)["label"]
     text = " ".join(_WORDS.get(word, word) for word in name.split("_"))
     return text[0].upper() + text[1:]
 
 
 def yaml_key(name: str) -> str:
     """Where the field is in the YAML file: `num_machines`, `deepspeed_config.zero_stage`."""
-    parent = _extra(name).get("yaml")
+    parent = field_extra(name).get("yaml")
     return f"{parent}.{nested_key(parent, name)}" if parent else name
 
 
 def condition(name: str) -> dict:
     """{field: value} that must hold for the field to apply; {} when it always applies. FSDP and
     DeepSpeed settings apply in their mode (as to_yaml writes their section), others may say."""
-    mode = NESTED_MODE.get(_extra(name).get("yaml"))
-    return {"distributed_type": mode} if mode else dict(_extra(name).get("shown_if", {}))
+    mode = NESTED_MODE.get(str(field_extra(name).get("yaml")))
+    return {"distributed_type": mode} if mode else dict(field_extra(name).get("shown_if", {}))
 
 
 class _FormBox(w.VBox):
@@ -117,8 +114,9 @@ class ConfigForm:
         self.form_id = f"sm-magic-form-{uuid.uuid4().hex[:12]}"
         self.static_id = f"{self.form_id}-static"
         self.shown = False
-        self._saved, self._saved_at = config, None
-        self._static_sent = None
+        self._saved: TrainConfig = config
+        self._saved_at: Optional[str] = None
+        self._static_sent: Optional[dict] = None
         groups: dict[str, list] = {g: [] for g in GROUPS}
         for name, field in TrainConfig.model_fields.items():
             if field.exclude:
@@ -126,7 +124,7 @@ class ConfigForm:
             control = self._control(name, field, getattr(config, name))
             control.observe(self._changed, names="value")
             self.controls[name] = control
-            groups.setdefault(_extra(name).get("group", "Advanced"), []).append(self._row(name, field, control))
+            groups.setdefault(field_extra(name).get("group", "Advanced"), []).append(self._row(name, field, control))
         self.message = w.HTML("").add_class("sm-magic-form-message")
         self.save_button = w.Button(description="Save", button_style="primary", icon="save",
                                     tooltip=f"Write {self.path}" if self.path else "Save").add_class("sm-magic-save")
@@ -301,6 +299,8 @@ class ConfigForm:
         self._show_applicable()
         if config is None:
             self.message.value = self._problems_html("Not launched: fix")
+            return
+        if self.on_launch is None:
             return
         try:
             self.on_launch(config)
