@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import yaml
 
@@ -26,6 +26,9 @@ from .config import TrainConfig
 from .metrics import MetricDefinition
 from .runtime import DEFAULT_DIR as CHECKPOINT_DIR
 from .wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
+
+if TYPE_CHECKING:
+    from .backends.images import Image
 
 SCRIPT_NAME = "train.py"
 ENTRY_NAME = "sm_entry.py"
@@ -60,7 +63,7 @@ class Bundle:
     entry_command: tuple[str, ...] = ENTRY_COMMAND
     script: str = SCRIPT_NAME                        # the entry script, relative to the bundle
     origin: dict = field(default_factory=dict)       # where the code came from (git, notebook)
-    image: object = None                             # backends.images.Image it was checked against
+    image: Optional[Image] = None                    # the training image it was checked against
 
 
 def check_source(source: str) -> None:
@@ -202,7 +205,7 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
                  inputs: dict[str, str] | None = None, dest: Path | None = None,
                  tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None,
                  requirements: Sequence[str] | None = None, wheels: Wheelhouse | None = None,
-                 image: object = None) -> Bundle:
+                 image: Optional[Image] = None) -> Bundle:
     """Write the bundle to `dest` (a new temporary directory when None).
 
     `source` is the entry script's text, written to `script`. With `tree` (a directory of code,

@@ -84,6 +84,11 @@ class Job:
         """The backend's name: "local", "sagemaker", ..."""
         return self._backend.name
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two useful looks at this job (its backend's pace)."""
+        return self._backend.poll_interval
+
     def refresh(self) -> JobState:
         """Describe the job now."""
         with self._lock:
@@ -189,7 +194,7 @@ class Job:
              on_snapshot: Optional[Callable[[Snapshot], None]] = None) -> "Job":
         """Block until the job ends; returns the job, raises JobFailedError if it Failed
         and TimeoutError after `timeout` seconds (the job keeps running)."""
-        poll = poll if poll is not None else getattr(self._backend, "poll_interval", 2.0)
+        poll = poll if poll is not None else self.poll_interval
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             snap = self.snapshot()
@@ -201,8 +206,8 @@ class Job:
                 raise TimeoutError(f"training job {self.name} still {snap.state.status} after {timeout} s; "
                                    "it keeps running (job.stop() ends it)")
             time.sleep(poll)
-        if self._state.status == "Failed":
-            raise JobFailedError(self, self._state.failure_reason or "no reason given")
+        if snap.state.status == "Failed":
+            raise JobFailedError(self, snap.state.failure_reason or "no reason given")
         return self
 
     def stop(self) -> "Job":

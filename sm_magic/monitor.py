@@ -84,7 +84,7 @@ class Monitor:
             w.next_poll = now + min(MAX_BACKOFF_SECONDS, self.poll * 2 ** w.errors)
             return
         w.errors = 0
-        w.next_poll = now + getattr(w.job._backend, "poll_interval", self.poll)
+        w.next_poll = now + w.job.poll_interval
         key = (snap.state.status, snap.state.secondary_status, len(snap.state.transitions), len(snap.metrics),
                snap.state.extra.get("connection"))
         w.new_lines.extend(snap.new_lines)

@@ -429,7 +429,7 @@ def test_calls_stay_few_and_stop_once_the_job_is_over(sm, proxy):
     assert proxy.counts["Logs_20140328.GetLogEvents"] <= describes + 4
 
     # Read again until the ended job's logs are drained (an empty read a poll after the end).
-    wait_until(lambda: job.logs() is not None and job._cursor.get("drained"), 10, "the ended job's logs drained")
+    wait_until(lambda: job.logs() is not None and job._cursor.drained, 10, "the ended job's logs drained")
     proxy.reset()
     for _ in range(3):
         assert job.status == "Completed" and len(job.logs().splitlines()) == 2
@@ -487,7 +487,7 @@ def test_launch_on_sagemaker_then_watch_and_attach(sm):
 
     options = dict(backend="sagemaker", iam_role_name=ROLE_NAME, instance_type="ml.p3.2xlarge")
     text = dry_run(E2E_SCRIPT, args=["--epochs", "2"], name="smm-e2e-dry", **options)
-    assert "nothing submitted" in text and '"TrainingJobName": "smm-e2e-dry"' in text
+    assert "Dry run: nothing started. Job smm-e2e-dry on the sagemaker backend." in text and '"TrainingJobName": "smm-e2e-dry"' in text
 
     name = f"smm-e2e-{uuid.uuid4().hex[:8]}"
     job = sm_magic.launch(E2E_SCRIPT, args=["--epochs", "2"], name=name, **options)

@@ -22,7 +22,7 @@ def sdk():
 
 
 def test_the_trainer_builds_the_create_request_without_sending_it(sdk):
-    # sagemaker_submit: ModelTrainer._create_training_job_args() uploads the code channels and
+    # sagemaker_submit.submit: ModelTrainer._create_training_job_args() uploads the code channels and
     # returns CreateTrainingJob's arguments; the job is then created under sm_magic's own name.
     _, ModelTrainer = sdk
     build = getattr(ModelTrainer, "_create_training_job_args", None)
@@ -32,7 +32,7 @@ def test_the_trainer_builds_the_create_request_without_sending_it(sdk):
 
 
 def test_the_session_keeps_its_default_bucket_where_the_bundle_session_reads_it(sdk):
-    # sagemaker_submit.BundleSession: default_bucket() returns _default_bucket_name_override
+    # sdk_recorder.session_class's BundleSession: default_bucket() returns _default_bucket_name_override
     # (set from Session(default_bucket=...)); upload_data is overridden for dry runs.
     Session, _ = sdk
     assert "default_bucket" in inspect.signature(Session.__init__).parameters

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .base import Backend, BackendError, JobState, Transition, TERMINAL_STATUSES
+from .base import Backend, BackendError, JobState, SubmitOptions, Transition, TERMINAL_STATUSES
 
 BACKEND_NAMES = ("local", "sagemaker", "local-container")
 
@@ -44,5 +44,5 @@ def _sagemaker_backend(**options) -> Backend:
         return backend
 
 
-__all__ = ["Backend", "BackendError", "JobState", "Transition", "TERMINAL_STATUSES", "get_backend",
+__all__ = ["Backend", "BackendError", "JobState", "SubmitOptions", "Transition", "TERMINAL_STATUSES", "get_backend",
            "BACKEND_NAMES"]

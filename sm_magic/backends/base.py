@@ -73,12 +73,36 @@ class JobState:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What a launch asks of a backend besides the bundle and the config."""
+
+    # Simulated spot interruptions, seconds into each successive run of the hosts; only a
+    # backend with `simulates_interruptions` takes them (api.plan refuses them elsewhere).
+    interruptions: tuple[float, ...] = ()
+
+
 class Backend(Protocol):
-    """Where jobs run. Every method may raise BackendError with a message a user can act on."""
+    """Where jobs run: everything `api`, `Job` and the monitor ask of one. Every method may raise
+    BackendError with a message a user can act on."""
 
     name: str
+    poll_interval: float            # seconds between two polls of one job (describe, logs)
+    simulates_interruptions: bool   # takes SubmitOptions.interruptions
 
-    def submit(self, bundle: "Bundle", config: "TrainConfig") -> str:
+    def check_config(self, config: "TrainConfig") -> None:
+        """Refuse, before anything is written, a config this backend cannot run."""
+
+    def check_writable(self) -> None:
+        """Refuse, before the bundle is built, when the job's files could not be written."""
+
+    def job_location(self, name: str) -> str:
+        """Where job `name` lives, as the registry records it (a directory, or the job name)."""
+
+    def dry_run(self, bundle: "Bundle", config: "TrainConfig") -> str:
+        """What submit would do with the bundle, as text; nothing is started or sent."""
+
+    def submit(self, bundle: "Bundle", config: "TrainConfig", options: SubmitOptions = SubmitOptions()) -> str:
         """Start the bundle as job `bundle.name`; returns the job name once it is running."""
 
     def describe(self, name: str) -> JobState:

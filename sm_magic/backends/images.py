@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Optional
 
 from packaging.version import Version
@@ -103,7 +104,7 @@ def _py(tag: str) -> Optional[tuple[int, int]]:
 def _sdk_table(name: str) -> dict:
     """One of the SDK's image_uri_config tables (read as data: importing its module takes seconds)."""
     path = md.distribution("sagemaker-core").locate_file(f"sagemaker/core/image_uri_config/{name}.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(Path(str(path)).read_text(encoding="utf-8"))
 
 
 def _table(framework: str) -> dict:
@@ -203,15 +204,15 @@ def choose(config: TrainConfig, check: Callable[[Image], list[str]]) -> Image:
                          f"transformers_version {config.transformers_version} has no image for it: remove "
                          "transformers_version (the PyTorch CPU training image is then used; the bundle's "
                          "requirements.txt installs transformers), choose a GPU instance type, or set image_uri")
-    image, rejected = _newest(config.region, gpu, wanted, check)
+    newest, rejected = _newest(config.region, gpu, wanted, check)
     note = ""
-    if image is None and wanted == ACCELERATE_DEFAULTS:
+    if newest is None and wanted == ACCELERATE_DEFAULTS:
         why = rejected[0][1] if rejected else f"there is none for {instance}"
         note = (f"; the config's versions ({', '.join(ACCELERATE_DEFAULTS.values())}) are the ones `accelerate "
                 f"config` always writes, and that image does not fit ({why})")
         wanted, rejected = {}, []
-        image, rejected = _newest(config.region, gpu, wanted, check)
-    if image is None:
+        newest, rejected = _newest(config.region, gpu, wanted, check)
+    if newest is None:
         named = ", ".join(f"{k} {v}" for k, v in wanted.items())
         tried = _grouped(rejected)
         raise ImageError(
@@ -220,7 +221,7 @@ def choose(config: TrainConfig, check: Callable[[Image], list[str]]) -> Image:
             + ("Remove the version settings to let sm_magic choose, " if named else "")
             + "set image_uri to an image whose Python installs the requirements, or give your own requirements "
             "file (--requirements FILE) with versions that install there")
-    return _with_reason(image, instance, gpu, wanted, rejected, note)
+    return _with_reason(newest, instance, gpu, wanted, rejected, note)
 
 
 def _grouped(rejected: list[tuple[str, str]]) -> str:

@@ -29,12 +29,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..bundle import Bundle
 from ..config import TrainConfig
 from . import local_procs, s3_inputs
-from .base import BackendError, JobState, progress
+from .base import BackendError, JobState, SubmitOptions, progress
 from .local_recovery import failed_in_memory, recover
 from .local_state import JobFiles, enter, job_token, read_runner, read_state, write_json, write_state
 
@@ -87,6 +87,7 @@ class LocalBackend:
 
     name = "local"
     poll_interval = 0.2  # seconds; describing a local job is one small file read
+    simulates_interruptions = True
 
     def __init__(self, jobs_dir: str | os.PathLike | None = None):
         self.jobs_dir = Path(jobs_dir).absolute() if jobs_dir else default_jobs_dir()
@@ -94,6 +95,9 @@ class LocalBackend:
 
     def job_dir(self, name: str) -> Path:
         return self.jobs_dir / name
+
+    def job_location(self, name: str) -> str:
+        return str(self.job_dir(name))
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -129,13 +133,24 @@ class LocalBackend:
                 f"{os.cpu_count()} here, at least {MIN_LOCAL_HOSTS} and at most {MAX_LOCAL_HOSTS}). Use "
                 f"--instance-count {cap} or fewer, or run the job on SageMaker (--instance-type ml.*).")
 
-    def submit(self, bundle: Bundle, config: TrainConfig, *, interruptions: Sequence[float] = ()) -> str:
-        """Start the job; `interruptions` simulates spot capacity being reclaimed that many
+    def dry_run(self, bundle: Bundle, config: TrainConfig) -> str:
+        """The config, hyperparameters, bundle files, inputs and metric definitions the job would get."""
+        out = ["Config:", *("  " + l for l in config.to_yaml().splitlines()),
+               "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
+               "", "Bundle files: " + ", ".join(sorted(f.name for f in bundle.path.iterdir()))]
+        if bundle.inputs:
+            out += ["Inputs: " + ", ".join(f"{k}={v}" for k, v in bundle.inputs.items())]
+        if bundle.metric_definitions:
+            out += ["Metric definitions: " + ", ".join(f"{m.name}={m.regex}" for m in bundle.metric_definitions)]
+        return "\n".join(out)
+
+    def submit(self, bundle: Bundle, config: TrainConfig, options: SubmitOptions = SubmitOptions()) -> str:
+        """Start the job; `options.interruptions` simulates spot capacity being reclaimed that many
         seconds into each successive run of the hosts (each ends one run; the job restarts)."""
         self._check_hosts(config)  # before anything is written, whoever called check_config
         bundle = dataclasses.replace(bundle, inputs=self._local_inputs(bundle, config))
         return self._in_new_job_dir(
-            bundle.name, lambda files: self._start(bundle, config, files, list(interruptions)))
+            bundle.name, lambda files: self._start(bundle, config, files, list(options.interruptions)))
 
     def _local_inputs(self, bundle: Bundle, config: TrainConfig) -> dict[str, str]:
         """Every channel as a local path: s3:// data downloaded (once: cached), as SageMaker would."""

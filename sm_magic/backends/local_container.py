@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..bundle import Bundle
 from ..config import TrainConfig
-from .base import BackendError
+from .base import BackendError, SubmitOptions
 from .local import LocalBackend, gpu_count
 from .local_state import JobFiles, enter, finish, live_group_members, read_state, write_state
 
@@ -67,8 +67,11 @@ class LocalContainerBackend(LocalBackend):
 
     name = "local-container"
     poll_interval = 1.0
+    simulates_interruptions = False  # the SDK's local mode has no spot capacity to lose
 
-    def submit(self, bundle: Bundle, config: TrainConfig) -> str:
+    def submit(self, bundle: Bundle, config: TrainConfig, options: SubmitOptions = SubmitOptions()) -> str:
+        if options.interruptions:
+            raise BackendError("simulated interruptions run on the local backend only, not local-container")
         problem = _docker_problem()
         if problem is not None:
             raise BackendError(f"Docker is not running here ({problem}). The local-container backend runs the "
@@ -86,7 +89,7 @@ class LocalContainerBackend(LocalBackend):
     def _spec(self, bundle: Bundle, config: TrainConfig) -> dict:
         """What the runner needs, all checked here (the SDK import is paid by the runner)."""
         from .sagemaker_args import check_additional_args
-        from .sagemaker_submit import api_hyperparameters, entry_command, image_for, job_environment
+        from .sagemaker_request import api_hyperparameters, entry_command, image_for, job_environment
 
         options = check_additional_args(config)
         instance_type = "local_gpu" if not config.use_cpu and gpu_count() > 0 else "local"
@@ -194,7 +197,7 @@ class _Runner:
 
         import boto3
 
-        from .sagemaker_submit import REQUIREMENTS_FILE, SDK_CONFIG, _QuietHyperparameterWarning, import_sdk
+        from .sagemaker_request import REQUIREMENTS_FILE, SDK_CONFIG, _QuietHyperparameterWarning, import_sdk
 
         import_sdk()
         from sagemaker.core.helper.session_helper import Session

@@ -66,7 +66,7 @@ def identity(pid: int) -> dict | None:
 
 def _running(pid: int) -> bool:
     fields = proc_stat(pid)
-    return bool(fields) and fields[0] not in ("Z", "X")
+    return fields is not None and bool(fields) and fields[0] not in ("Z", "X")
 
 
 def _environ_has(pid: int, entry: bytes) -> bool:

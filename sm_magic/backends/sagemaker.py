@@ -5,10 +5,9 @@ logs and stop through boto3 with as few API calls as a live view allows.
   watched, one ListTrainingJobs per poll interval says which of them changed (status, secondary
   status, LastModifiedTime) and only those are described (each is still described at least every
   DESCRIBE_EVERY_POLLS polls). A job that ended is never described again by this backend.
-- logs: CloudWatch Logs `/aws/sagemaker/TrainingJobs`, streams `<job>/algo-N-<epoch>`, each read
-  forward with GetLogEvents(startFromHead=True, nextToken) from where the cursor left it: nothing
-  is read twice. Streams are listed (DescribeLogStreams) until every host has one, then rarely;
-  a quiet stream is read less often; after the job ended and its streams are drained, no call.
+- logs: CloudWatch Logs `/aws/sagemaker/TrainingJobs`, read by `cloudwatch_logs.LogReader` (each
+  stream forward from where the cursor left it; streams listed until every host has one, then
+  rarely; after the job ended and its streams are drained, no call).
 - every client uses botocore's adaptive retry mode (backoff with jitter, a client-side rate limit
   on throttling, 5xx and dropped connections retried). When a call still fails the backend keeps
   what it had: `describe` answers the last state with `extra["connection"]` saying it is
@@ -18,62 +17,29 @@ logs and stop through boto3 with as few API calls as a live view allows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-import re
 import threading
 import time
 from datetime import datetime
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from .base import BackendError, JobState, Transition
+from .aws_polling import SLACK, Link, Unreachable, short, transient
+from .base import BackendError, JobState, SubmitOptions, Transition
+from .cloudwatch_logs import LogCursor, LogReader
 
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+if TYPE_CHECKING:
+    from ..bundle import Bundle
+    from ..config import TrainConfig
+
 POLL_ENV = "SM_MAGIC_SAGEMAKER_POLL"
 DEFAULT_POLL_SECONDS = 10.0
 MAX_ATTEMPTS = 6            # per API call, the first try included (botocore adaptive mode)
 CONNECT_TIMEOUT = 5         # seconds
 READ_TIMEOUT = 30           # seconds
-SLACK = 0.8                 # "due" means due within 80% of the interval, so a poll never just misses
-LIST_EVERY_POLLS = 3        # look for log streams this often while a host has none
-RELIST_EVERY_POLLS = 30     # ... and this often once each host has one (a restarted host opens another)
-IDLE_MAX_POLLS = 3          # a stream that had nothing new is read again after 2, then 3 polls
 SWEEP_MIN_JOBS = 2          # ListTrainingJobs replaces per-job describes from this many watched jobs
 SWEEP_MAX_PAGES = 3
 DESCRIBE_EVERY_POLLS = 6    # an unchanged job in a sweep is still described this often
-FLUSH_GRACE_SECONDS = 10.0  # after the end, a stream counts as drained once empty this long after
-LOG_PAGE_EVENTS = 10_000    # GetLogEvents' own maximum
-LOG_PAGE_BYTES = 900_000    # a page this large (of 1 MB at most) may have more behind it
-THROTTLE_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "RequestThrottled", "SlowDown", "LimitExceededException", "PriorRequestNotComplete",
-    "RequestTimeout", "RequestTimeoutException", "InternalFailure", "ServiceUnavailable",
-    "InternalServerError",
-})
-STREAMS_START = frozenset({"Training", "Restarting"})  # secondary statuses that start containers
-STREAM_RE = re.compile(r"/(?P<host>algo-(?P<n>\d+))-(?P<epoch>\d+)$")
-
-
-class Unreachable(Exception):
-    """A call that failed after botocore's retries for a reason that may pass (throttling,
-    5xx, a dropped or refused connection); the backend keeps its last answer."""
-
-
-def _transient(exc: BaseException) -> bool:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
-
-    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
-        return True
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        return code in THROTTLE_CODES or status >= 500 or status == 429
-    return False
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _not_found(message: str) -> bool:
@@ -88,14 +54,6 @@ def _ts(value) -> Optional[float]:
     if isinstance(value, datetime):
         return value.timestamp()
     return float(value)
-
-
-def _host(stream: str) -> tuple[str, int, int]:
-    """('algo-2', 2, 1700000000) for '<job>/algo-2-1700000000'."""
-    m = STREAM_RE.search(stream)
-    if not m:
-        return stream.rsplit("/", 1)[-1], 1 << 30, 0
-    return m.group("host"), int(m.group("n")), int(m.group("epoch"))
 
 
 def state_from_description(d: dict) -> JobState:
@@ -138,27 +96,6 @@ def state_from_description(d: dict) -> JobState:
 
 
 @dataclasses.dataclass
-class _Link:
-    """One service endpoint's health as this backend has seen it."""
-
-    service: str
-    failures: int = 0
-    since: float = 0.0           # wall clock of the first failure in this run of failures
-    error: str = ""
-    retry_at: float = 0.0        # monotonic; until then calls fail fast instead of waiting again
-
-    def ok(self) -> None:
-        self.failures, self.error = 0, ""
-
-    def fail(self, exc: BaseException, retry_at: float) -> None:
-        if not self.failures:
-            self.since = time.time()
-        self.failures += 1
-        self.error = _short(exc)
-        self.retry_at = retry_at
-
-
-@dataclasses.dataclass
 class _Entry:
     """What this backend knows of one job."""
 
@@ -183,6 +120,7 @@ class SageMakerBackend:
     ~/.aws, instance role); a job submitted with a config uses the config's."""
 
     name = "sagemaker"
+    simulates_interruptions = False  # spot interruptions there are real
 
     def __init__(self, profile: Optional[str] = None, region: Optional[str] = None,
                  poll_interval: Optional[float] = None, max_attempts: int = MAX_ATTEMPTS):
@@ -201,7 +139,7 @@ class SageMakerBackend:
         self._lock = threading.RLock()
         self._keys: dict[tuple, tuple] = {}
         self._clients: dict[tuple, Any] = {}
-        self._links: dict[tuple, _Link] = {}
+        self._links: dict[tuple, Link] = {}
         self._entries: dict[str, _Entry] = {}
         self._sweeps: dict[tuple, _Sweep] = {}
 
@@ -247,33 +185,33 @@ class SageMakerBackend:
         with self._lock:
             return self._clients.setdefault((key, service), client)
 
-    def _link(self, key: tuple, service: str) -> _Link:
+    def _link(self, key: tuple, service: str) -> Link:
         with self._lock:
-            return self._links.setdefault((key, service), _Link(service))
+            return self._links.setdefault((key, service), Link(service))
 
     def _call(self, key: tuple, service: str, operation: str, fail_fast: bool = True, **params) -> dict:
         """One API call (botocore retries inside). Unreachable when it still failed for a
         passing reason, or (with fail_fast) when the endpoint failed less than a poll interval
         ago: while it is down, one call per interval finds out, not one per job."""
         link = self._link(key, service)
-        if fail_fast and link.failures and time.monotonic() < link.retry_at:
+        if fail_fast and link.backing_off(time.monotonic()):
             raise Unreachable(link.error)
         from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
         try:
             response = getattr(self.client(service, key), operation)(**params)
         except (NoCredentialsError, PartialCredentialsError) as e:
-            raise BackendError(f"no usable AWS credentials ({_short(e)}): set AWS_PROFILE or `profile` in "
+            raise BackendError(f"no usable AWS credentials ({short(e)}): set AWS_PROFILE or `profile` in "
                                "the config, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run "
                                "`aws sso login`") from None
         except Exception as e:
-            if _transient(e):
+            if transient(e):
                 link.fail(e, time.monotonic() + SLACK * self.poll_interval)
-                raise Unreachable(_short(e)) from e
+                raise Unreachable(short(e)) from e
             link.ok()  # the service answered
             if isinstance(e, ClientError):
                 raise
-            raise BackendError(f"{operation}: {_short(e)}") from e
+            raise BackendError(f"{operation}: {short(e)}") from e
         link.ok()
         return response
 
@@ -286,9 +224,25 @@ class SageMakerBackend:
                 entry = self._entries[name] = _Entry(key or self._key())
             return entry
 
-    def submit(self, bundle, config) -> str:
+    def check_config(self, config: TrainConfig) -> None:
+        """What SageMaker would refuse in the config alone (instance type, stopping times, spot,
+        region), before anything is built or any AWS call is made."""
+        from . import sagemaker_submit
+
+        sagemaker_submit.check_config(config)
+
+    def check_writable(self) -> None:
+        """Nothing is written on this machine: the bundle goes to S3."""
+
+    def job_location(self, name: str) -> str:
+        return name
+
+    def submit(self, bundle: Bundle, config: TrainConfig, options: SubmitOptions = SubmitOptions()) -> str:
         """CreateTrainingJob through the SDK (sagemaker_submit); returns the job name."""
         from . import sagemaker_submit
+
+        if options.interruptions:
+            raise BackendError("simulated interruptions run on the local backend only: on SageMaker they are real")
 
         key = self._key(getattr(config, "profile", None), getattr(config, "region", None))
         submission = sagemaker_submit.submit(bundle, config)
@@ -296,7 +250,7 @@ class SageMakerBackend:
             self._entries[submission.name] = _Entry(key)
         return submission.name
 
-    def dry_run(self, bundle, config) -> str:
+    def dry_run(self, bundle: Bundle, config: TrainConfig) -> str:
         """The CreateTrainingJob request that submit would send, as text; nothing is sent."""
         from . import sagemaker_submit
 
@@ -337,6 +291,7 @@ class SageMakerBackend:
     def _answer(self, entry: _Entry) -> JobState:
         """A copy of the job's last state, saying whether the endpoints answer."""
         s = entry.state
+        assert s is not None  # answered only once the job has been described
         state = dataclasses.replace(s, transitions=list(s.transitions), hyperparameters=dict(s.hyperparameters),
                                     extra=dict(s.extra))
         if not entry.final:
@@ -368,13 +323,13 @@ class SageMakerBackend:
             if len(active) < SWEEP_MIN_JOBS:
                 return None
             sweep = self._sweeps.get(entry.key)
-            oldest = min(e.state.creation_time for e in active)
+            oldest = min(e.state.creation_time for e in active if e.state is not None)
         if sweep is None or now - sweep.at >= SLACK * self.poll_interval:
             # Newest first: the watched jobs are on the first page unless the account starts
             # many jobs; paging stops once past the oldest watched one. (No CreationTimeAfter:
             # moto 5.2 compares it with naive datetimes and fails.)
             jobs: dict = {}
-            params = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 100}
+            params: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 100}
             try:
                 for _ in range(SWEEP_MAX_PAGES):
                     page = self._call(entry.key, "sagemaker", "list_training_jobs", **params)
@@ -407,114 +362,18 @@ class SageMakerBackend:
 
     # -- logs --------------------------------------------------------------------------------
 
-    def logs(self, name: str, cursor: Any = None) -> tuple[list[str], Any]:
-        """New lines of every host's CloudWatch stream since `cursor`; with several hosts each
-        line carries an `algo-N | ` prefix. The cursor holds each stream's nextForwardToken; a
-        stream whose read failed keeps its old token, so its lines come next time, once."""
+    def logs(self, name: str, cursor: Optional[LogCursor] = None) -> tuple[list[str], LogCursor]:
+        """New lines of every host's CloudWatch stream since `cursor` (cloudwatch_logs.LogReader);
+        with several hosts each line carries an `algo-N | ` prefix. A stream whose read failed
+        keeps its place in the cursor, so its lines come next time, once."""
         entry = self._entry(name)
         try:
-            return self._logs(entry, name, cursor)
+            reader = LogReader(name, functools.partial(self._call, entry.key, "logs"), self._link(entry.key, "logs"),
+                               lambda e, what: self._client_error(e, name, entry.key, what), self.poll_interval)
+            return reader.read(entry.state, cursor)
         finally:
             if entry.answer is not None and not entry.final:
                 self._mark_connection(entry, entry.answer)
-
-    def _logs(self, entry: _Entry, name: str, cursor: Any) -> tuple[list[str], Any]:
-        state = entry.state
-        done = bool(state is not None and state.done)
-        now = time.monotonic()
-        cursor = cursor or {}
-        if cursor.get("drained") or (not done and now < cursor.get("next_at", 0.0)):
-            return [], cursor
-        link = self._link(entry.key, "logs")
-        if link.failures and now < link.retry_at:
-            return [], cursor
-        cur = {k: v for k, v in cursor.items() if k != "streams"}
-        streams = {s: dict(v) for s, v in cursor.get("streams", {}).items()}
-        cur["streams"] = streams
-        interval = SLACK * self.poll_interval
-        secondary = state.secondary_status if state is not None else None
-        changed = secondary != cur.get("secondary")
-        cur["secondary"] = secondary
-        if done and "done_at" not in cur:
-            cur["done_at"] = now
-        expected = state.instance_count if state is not None else 1
-        hosts = {_host(s)[0] for s in streams}
-        # Hosts open their streams when their containers start: look when training (re)starts,
-        # every few polls while a host has none, rarely after that, and once after the end.
-        if ((changed and secondary in STREAMS_START) or now >= cur.get("list_at", 0.0)
-                or (done and not cur.get("listed_after_end"))):
-            try:
-                found = self._list_streams(entry.key, name)
-            except Unreachable:  # the old cursor: the listing (and a status change) is retried
-                return [], cursor
-            for s in found:
-                streams.setdefault(s, {"token": None, "idle": 0, "next_at": 0.0})
-            hosts = {_host(s)[0] for s in streams}
-            every = RELIST_EVERY_POLLS if streams and len(hosts) >= expected else LIST_EVERY_POLLS
-            cur["list_at"] = now + every * interval
-            cur["listed_after_end"] = done
-        prefix = expected > 1 or len(hosts) > 1
-        lines: list[str] = []
-        more = failed = False
-        empty = True
-        from botocore.exceptions import ClientError
-
-        for stream in sorted(streams, key=lambda s: _host(s)[1:]):
-            st = streams[stream]
-            if not (done or changed or now >= st["next_at"]):
-                continue
-            params = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True,
-                      "limit": LOG_PAGE_EVENTS}
-            if st["token"]:
-                params["nextToken"] = st["token"]
-            try:
-                page = self._call(entry.key, "logs", "get_log_events", **params)
-            except Unreachable:
-                failed = True
-                break
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    continue
-                raise self._client_error(e, name, entry.key, "read the logs of") from None
-            events = page.get("events", [])
-            st["token"] = page.get("nextForwardToken") or st["token"]
-            if events:
-                empty = False
-                st["idle"], st["next_at"] = 0, now + interval
-                text = [line for e in events for line in (e.get("message", "").rstrip("\n").split("\n"))]
-                if prefix:
-                    host = _host(stream)[0]
-                    text = [f"{host} | {line}" for line in text]
-                lines.extend(text)
-                if len(events) >= LOG_PAGE_EVENTS or sum(len(e.get("message", "")) + 26 for e in events) >= LOG_PAGE_BYTES:
-                    more = True
-                    st["next_at"] = 0.0
-            else:
-                st["idle"] += 1
-                st["next_at"] = now + min(1 + st["idle"], IDLE_MAX_POLLS) * interval
-        cur["next_at"] = now if more and not failed else now + interval
-        if done and empty and not failed and now - cur["done_at"] >= min(FLUSH_GRACE_SECONDS, self.poll_interval):
-            cur["drained"] = True
-        return lines, cur
-
-    def _list_streams(self, key: tuple, name: str) -> list[str]:
-        """The job's log stream names; [] while the log group or its streams do not exist yet."""
-        from botocore.exceptions import ClientError
-
-        names: list[str] = []
-        params = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{name}/"}
-        while True:
-            try:
-                page = self._call(key, "logs", "describe_log_streams", **params)
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    return names
-                raise self._client_error(e, name, key, "list the log streams of") from None
-            names += [s["logStreamName"] for s in page.get("logStreams", [])]
-            token = page.get("nextToken")
-            if not token or token == params.get("nextToken"):
-                return names
-            params["nextToken"] = token
 
     # -- stop --------------------------------------------------------------------------------
 
@@ -540,4 +399,4 @@ class SageMakerBackend:
         entry.force = True
 
 
-__all__ = ["SageMakerBackend", "state_from_description", "LOG_GROUP", "Unreachable"]
+__all__ = ["SageMakerBackend", "state_from_description"]
