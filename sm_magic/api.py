@@ -1,4 +1,8 @@
-"""`launch` and `attach`: the whole core path from plain Python, no IPython needed."""
+"""`launch` and `attach`: the whole core path from plain Python, no IPython needed.
+
+Every launch is a request.LaunchRequest checked by `plan`, the one planner: `launch` and
+`dry_run` make one from their keyword arguments, the magic and `sm-magic export` from the
+`%%sagemaker_train` line (train_line.parse), `sm-magic run` from an exported bundle's job.json."""
 
 from __future__ import annotations
 
@@ -7,23 +11,26 @@ import os
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from .errors import UsageProblem
-from .backends import BACKEND_NAMES, TERMINAL_STATUSES, BackendError, get_backend
+from .backends import BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, get_backend
 from .backends.base import progress
 from .backends.images import instance_gpus
 from .backends.local import gpu_count
 from .sm_entry import launch_command
 from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_channel, check_source, tree_clashes
 from . import git_source, includes, software
-from .config import TrainConfig, check_script_args, resolve_config
+from . import requirements as reqs
+from .config import TrainConfig, check_script_args
+from .config_resolve import resolve_config
 from .job import Job
 from .metrics import (MetricDefinition, check_definition, load_metrics_file, parse_metric_flag,
                       read_accelerate_tsv)
 from .registry import JobRecord, Registry, RegistryError
+from .request import CodeSource, LaunchRequest
 from .requirements import RequirementsError
 from .wheelhouse import WheelhouseError
 
@@ -103,7 +110,13 @@ def parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainCo
     """Metric definitions: the config's sagemaker_metrics_file, then NAME=REGEX flags (or
     MetricDefinitions), each checked."""
     defs = load_metrics_file(config.sagemaker_metrics_file) if config.sagemaker_metrics_file else []
-    defs += [check_definition(s) if isinstance(s, MetricDefinition) else parse_metric_flag(s) for s in specs]
+    for spec in [specs] if isinstance(specs, (str, MetricDefinition)) else specs:
+        if isinstance(spec, MetricDefinition):
+            defs.append(check_definition(spec))
+        elif isinstance(spec, str):
+            defs.append(parse_metric_flag(spec))
+        else:
+            raise LaunchError(f"metric {spec!r}: give a NAME=REGEX string or a MetricDefinition(name, regex)")
     return defs
 
 
@@ -114,53 +127,52 @@ def _backend_options(backend_name: str, config: TrainConfig) -> dict:
     return {}
 
 
-def resolve_launch_config(config: Union[TrainConfig, str, os.PathLike, None], overrides: dict) -> TrainConfig:
-    if isinstance(config, TrainConfig):
-        return resolve_config(base=config, overrides=overrides)
-    return resolve_config(config_file=config, overrides=overrides)
-
-
 @dataclass
 class Plan:
-    """A launch, checked: everything needed to build the bundle and submit it."""
+    """A launch request, checked: everything needed to build the bundle and submit it."""
 
-    source: Optional[str]  # None: the git checkout's entry script
+    request: LaunchRequest
+    source: Optional[str]  # the entry script's text; None: the git checkout's or the tree's own
     config: TrainConfig
-    backend_name: str
-    backend: object
-    args: list
-    name: str
-    metric_definitions: list
-    inputs: dict
-    registry: Registry
-    interruptions: list
+    backend: Backend
+    args: list[str]
+    name: Optional[str]    # None only in an export's plan of a cell without --name
+    metric_definitions: list[MetricDefinition]
+    inputs: dict[str, str]
+    registry: Optional[Registry]  # None in an export's plan: nothing is registered
+    interruptions: tuple[float, ...]
     checkout: Optional[git_source.Checkout] = None  # code from git, until close()
     entry: str = SCRIPT_NAME
-    tree: Optional[Path] = None                    # a code directory (an exported bundle's code)
-    tree_origin: dict = field(default_factory=dict)  # where that tree came from
     included: Optional[includes.Included] = None   # --include: helper cells and files
     requirements_file: Optional[Path] = None       # --requirements, or requirements.txt beside the notebook
     software: Optional[software.Software] = None   # set by build(): requirements, image, wheels
+    export: bool = False                           # planned for `sm-magic export` (see plan)
 
-    def build(self) -> Bundle:
-        """The bundle, in a temporary directory: the code (the git checkout or tree, with the
-        included cells and files staged beside it), its requirements (checked against the training
-        image, which is chosen here) and the launch files."""
-        tree = self.checkout.path if self.checkout is not None else self.tree
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def build(self, dest: Optional[Path] = None, name: Optional[str] = None) -> Bundle:
+        """The bundle, in a temporary directory (or `dest`, named `name`): the code (the git
+        checkout or tree, with the included cells and files staged beside it), its requirements
+        (checked against the training image, which is chosen here; an export's are those of the
+        default image, its image being chosen when it runs) and the launch files."""
+        tree = self.checkout.path if self.checkout is not None else self.request.code.tree
         with includes.staged(self.source, self.included, tree=tree, script=self.entry) as code:
             gpus = 0 if self.config.use_cpu else gpu_count()
             try:
-                self.software = software.resolve(self.backend_name, self.config, code, self.requirements_file,
-                                                 gpus=gpus, log=progress)
+                self.software = software.resolve(None if self.export else self.backend_name, self.config,
+                                                 code, self.requirements_file, gpus=gpus, log=progress)
             except (RequirementsError, WheelhouseError) as e:
                 raise LaunchError(str(e)) from None
-            return build_bundle(config=self.config, args=self.args, name=self.name, inputs=self.inputs,
-                                metric_definitions=self.metric_definitions, origin=self.origin(),
+            return build_bundle(config=self.config, args=self.args, name=name or self.name, inputs=self.inputs,
+                                metric_definitions=self.metric_definitions, origin=self.origin(), dest=dest,
                                 requirements=self.software.requirements, wheels=self.software.wheels,
                                 image=self.software.image, **code.kwargs())
 
     def origin(self) -> dict:
-        return self.checkout.origin() if self.checkout is not None else dict(self.tree_origin)
+        """Where the code came from (the git commit, the notebook or bundle), as recorded with the job."""
+        return {**(self.checkout.origin() if self.checkout is not None else {}), **self.request.code.origin}
 
     def close(self) -> None:
         """Remove the git checkout (once its files are in the bundle, or when not launching)."""
@@ -168,14 +180,13 @@ class Plan:
             self.checkout.cleanup()
 
 
-def fetch_code(source: Optional[str], git_repo: Optional[str], git_branch: Optional[str],
-               git_commit: Optional[str], entry: Optional[str]) -> Optional[git_source.Checkout]:
+def fetch_code(code: CodeSource, source: Optional[str]) -> Optional[git_source.Checkout]:
     """Fetch the repository (last of the checks, into a temporary directory) and check the
     entry script the job will run; a refusal leaves no checkout behind."""
-    if not git_repo:
+    if not code.git_repo:
         return None
     try:
-        checkout = git_source.fetch(git_repo, branch=git_branch, commit=git_commit)
+        checkout = git_source.fetch(code.git_repo, branch=code.git_branch, commit=code.git_commit)
     except git_source.GitSourceError as e:
         raise LaunchError(str(e)) from None
     try:
@@ -184,7 +195,7 @@ def fetch_code(source: Optional[str], git_repo: Optional[str], git_branch: Optio
             raise git_source.GitSourceError(f"{checkout.url} has its own top-level {', '.join(clashes)}, which "
                                             "sm_magic writes into every bundle: rename them in the repository")
         if source is None:
-            checkout.check_entry(entry or SCRIPT_NAME)
+            checkout.check_entry(code.entry or SCRIPT_NAME)
     except BaseException as e:
         checkout.cleanup()
         if isinstance(e, git_source.GitSourceError):
@@ -193,72 +204,119 @@ def fetch_code(source: Optional[str], git_repo: Optional[str], git_branch: Optio
     return checkout
 
 
-def plan(source: Optional[str], config=None, args: Sequence[str] = (), *, name: Optional[str] = None,
-         backend: Optional[str] = None, inputs: Iterable[str] = (),
-         metrics: Iterable[Union[str, MetricDefinition]] = (), jobs_dir: Optional[str] = None,
-         registry: Optional[Registry] = None, simulate_interruptions: Iterable[float] = (),
-         git_repo: Optional[str] = None, git_branch: Optional[str] = None, git_commit: Optional[str] = None,
-         entry: Optional[str] = None, tree: Optional[Path] = None, script: Optional[str] = None,
-         origin: Optional[dict] = None, include: Iterable[str] = (), include_cells=None, notebook_names=None,
-         requirements: Union[str, os.PathLike, None] = None, **overrides) -> Plan:
-    """Check a launch without writing anything: config, cell, names, backend, registry, and
-    last the git repository (fetched into a temporary checkout: call `close()` on the plan).
+def _here(path, directory: Optional[Path]) -> Optional[Path]:
+    """A path of the request, relative to the notebook's directory when it has one."""
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or directory is None else directory / path
 
-    `tree`: a code directory to bundle (e.g. an exported bundle's code), `script` its entry
-    script, `origin` recorded as where it came from. `include`: tags of `%%sagemaker_include`
-    cells (`include_cells`: tag -> cell sources) or .py files to bundle too. `notebook_names`:
-    the notebook's own names (a Mapping also says where each is defined); a cell that reads one
-    it never defines is refused (includes.check_names). `requirements`: a requirements file that
-    replaces the generated requirements.txt."""
-    cfg = resolve_launch_config(config, overrides)
-    args = check_script_args(args)
-    backend_name = backend or cfg.backend
+
+def _config(request: LaunchRequest) -> TrainConfig:
+    given, directory = request.config.given, request.notebook.directory
+    if isinstance(given, TrainConfig):
+        cfg = resolve_config(base=given, overrides=request.config.overrides)
+    else:
+        cfg = resolve_config(config_file=_here(given, directory) if given is not None else None,
+                             overrides=request.config.overrides,
+                             use_accelerate_default=request.config.accelerate_default)
+    if directory is not None:  # the config's own relative paths, like the line's, from the notebook's directory
+        files = {key: str(_here(getattr(cfg, key), directory))
+                 for key in ("sagemaker_inputs_file", "sagemaker_metrics_file") if getattr(cfg, key)}
+        cfg = cfg.model_copy(update=files) if files else cfg
+    return cfg
+
+
+def _requirements_file(path: Optional[Path]) -> Optional[Path]:
+    if path is None:
+        return None
+    if not path.is_file():
+        raise LaunchError(f"requirements file {path}: no such file")
+    try:
+        reqs.from_file(path)  # read and checked now, before anything is written
+    except RequirementsError as e:
+        raise LaunchError(str(e)) from None
+    return path.absolute()
+
+
+def _interruptions(given) -> tuple[float, ...]:
+    try:
+        seconds = tuple(float(x) for x in given or ())
+    except (TypeError, ValueError):
+        seconds = (0.0,)
+    if any(not x > 0 for x in seconds):  # NaN too
+        raise LaunchError("--simulate-interruption SECONDS: give the seconds of training after which to "
+                          "interrupt, a number above 0")
+    return seconds
+
+
+def plan(request: LaunchRequest, *, registry: Optional[Registry] = None, export: bool = False) -> Plan:
+    """Check a launch request without writing anything: the config, the cell, names, inputs,
+    metrics, the backend and what it can run, the registry, and last the git repository (fetched
+    into a temporary checkout: call `close()` on the plan). The one planner: the magic, the form's
+    Launch button, `launch`, `dry_run`, `sm-magic export` and `sm-magic run` all plan here.
+
+    `export`: checked for a bundle that runs later (`sm-magic run`): no job name is chosen (the
+    plan's name is the cell's --name, or None), the registry is not asked, and the requirements
+    are those of the default image (the job's image is chosen when it runs)."""
+    code, options, notebook = request.code, request.job, request.notebook
+    cfg = _config(request)
+    args = check_script_args(request.args)
+    backend_name = options.backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
         raise LaunchError(f"unknown backend {backend_name!r}: choose one of {', '.join(BACKEND_NAMES)}")
     if cfg.num_machines > 1 and cfg.distributed_type == "NO":
         raise LaunchError(f"num_machines {cfg.num_machines} with distributed_type NO would run the whole training "
                           f"once on each host ({cfg.num_machines} times the bill, each writing the same model): set "
                           "distributed_type DATA_PARALLEL to split the work across the hosts, or num_machines 1")
-    if requirements is not None and not Path(requirements).is_file():
-        raise LaunchError(f"requirements file {requirements}: no such file")
+    requirements = _requirements_file(_here(code.requirements, notebook.directory))
     try:
-        git_source.check_options(git_repo, git_branch, git_commit, entry)
+        git_source.check_options(code.git_repo, code.git_branch, code.git_commit, code.entry)
     except git_source.GitSourceError as e:
         raise LaunchError(str(e)) from None
-    if git_repo and source is not None and not source.strip():
+    source = code.cell
+    if code.git_repo and source is not None and not source.strip():
         source = None  # a blank cell under --git-repo: the repository's entry script
-    if source is None and not git_repo:
+    if source is None and not code.git_repo and code.tree is None:
         raise LaunchError("no script to run: give the script's text, or git_repo=URL (--git-repo) to run one "
                           "from a repository")
     if source is not None:
         check_source(source)
-    if tree is not None and git_repo:
+    if code.tree is not None and code.git_repo:
         raise LaunchError("give a code tree or a git repository, not both")
-    included = includes.resolve(include, include_cells)
+    included = includes.resolve(code.include, notebook.tagged_cells, base_dir=notebook.directory)
     if source is not None:
-        includes.check_names(source, included, notebook_names, include_cells)
-    metric_defs = parse_metrics(metrics, cfg)
-    channel_map = parse_inputs(inputs, cfg)
-    name = check_job_name(name) if name else job_name(cfg.base_job_name)
-    interruptions = [float(x) for x in simulate_interruptions or ()]
-    if interruptions and backend_name != "local":
+        includes.check_names(source, included, notebook.names, notebook.tagged_cells)
+    metric_defs = parse_metrics(options.metrics, cfg)
+    channel_map = parse_inputs(options.inputs, cfg, base=notebook.directory)
+    if notebook.directory is not None:  # the backend resolves a relative path from its own working directory
+        channel_map = {k: _absolute_local(v, notebook.directory) for k, v in channel_map.items()}
+    name = check_job_name(options.name) if options.name else None if export else job_name(cfg.base_job_name)
+    interruptions = _interruptions(options.simulate_interruptions)
+    backend_options = ({"jobs_dir": options.jobs_dir} if backend_name in LOCAL_BACKENDS and options.jobs_dir
+                       else _backend_options(backend_name, cfg))
+    be = get_backend(backend_name, **backend_options)
+    if interruptions and not be.simulates_interruptions:
         raise LaunchError(f"--simulate-interruption works on the local backend only, not {backend_name}: "
                           "there, spot interruptions are real")
-    if any(not x > 0 for x in interruptions):
-        raise LaunchError("--simulate-interruption SECONDS: give the seconds of training after which to "
-                          "interrupt, a number above 0")
-    options = {"jobs_dir": jobs_dir} if backend_name in LOCAL_BACKENDS and jobs_dir else _backend_options(backend_name, cfg)
-    be = get_backend(backend_name, **options)
-    if hasattr(be, "check_config"):
-        be.check_config(cfg)
-    registry = registry or Registry()
-    if registry.get(name) is not None:
-        raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
-    checkout = fetch_code(source, git_repo, git_branch, git_commit, entry)
-    return Plan(source, cfg, backend_name, be, [str(a) for a in args], name, metric_defs, channel_map, registry,
-                interruptions, checkout, git_source.check_entry_path(entry) if entry else script or SCRIPT_NAME,
-                tree=Path(tree) if tree is not None else None, tree_origin=dict(origin or {}), included=included,
-                requirements_file=Path(requirements).absolute() if requirements is not None else None)
+    be.check_config(cfg)
+    if not export:
+        registry = registry or Registry()
+        if registry.get(name) is not None:
+            raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
+    checkout = fetch_code(code, source)
+    entry = git_source.check_entry_path(code.entry) if code.entry else code.script or SCRIPT_NAME
+    return Plan(request, source, cfg, be, args, name, metric_defs, channel_map, None if export else registry,
+                interruptions, checkout, entry, included=included, requirements_file=requirements, export=export)
+
+
+def _absolute_local(uri: str, base: Path) -> str:
+    """A relative local input path made absolute from `base`; URIs with a scheme other than
+    file:// are left alone."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri
+    path = Path(uri.removeprefix("file://")).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
@@ -278,18 +336,22 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
     returns when the job ends and raises JobFailedError if it failed.
     Everything is checked before anything is written: a refused launch leaves nothing behind.
     """
-    p = plan(source, config, args, **overrides)
+    registry = overrides.pop("registry", None)
+    return launch_request(LaunchRequest.from_keywords(source, config, args, **overrides), wait=wait, registry=registry)
+
+
+def launch_request(request: LaunchRequest, wait: bool = False, registry: Optional[Registry] = None) -> Job:
+    """Plan the request, build its bundle, register the job and start it."""
+    p = plan(request, registry=registry)
     try:
-        if hasattr(p.backend, "check_writable"):
-            p.backend.check_writable()
+        p.backend.check_writable()
         bundle = p.build()
     finally:
         p.close()
     try:
         _register(p, bundle)
         try:
-            options = {"interruptions": p.interruptions} if p.interruptions else {}
-            name = p.backend.submit(bundle, p.config, **options)
+            name = p.backend.submit(bundle, p.config, SubmitOptions(interruptions=p.interruptions))
         except BaseException:
             _unregister(p)
             raise
@@ -301,10 +363,9 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
 
 def _register(p: Plan, bundle: Bundle) -> None:
     """Record the job before it starts: a launch either registers its job or starts none."""
-    location = str(p.backend.job_dir(p.name)) if hasattr(p.backend, "job_dir") else p.name
     record = JobRecord(name=p.name, backend=p.backend_name, created=time.time(),
                        instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
-                       location=location, hyperparameters=bundle.hyperparameters,
+                       location=p.backend.job_location(p.name), hyperparameters=bundle.hyperparameters,
                        extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
                               "backend_options": _backend_options(p.backend_name, p.config),
                               **({"image": bundle.image.to_record()} if bundle.image else {}),
@@ -325,7 +386,13 @@ def _unregister(p: Plan) -> None:
 
 def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **overrides) -> str:
     """What `launch` would run, as text; nothing is written or started."""
-    p = plan(source, config, args, **overrides)
+    return dry_run_request(LaunchRequest.from_keywords(source, config, args, **overrides))
+
+
+def dry_run_request(request: LaunchRequest) -> str:
+    """What `launch_request` would run, as text: what every backend shows (the job, the code, its
+    software, the entry command), then what this backend would do with the bundle."""
+    p = plan(request)
     try:
         bundle = p.build()
     finally:
@@ -333,19 +400,9 @@ def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **over
     code = ([f"Code: {p.checkout.describe()}; entry script {p.entry}"
              + (" (replaced by the given source)" if p.source is not None else "")] if p.checkout else [])
     try:
-        remote = hasattr(p.backend, "dry_run")  # a remote backend shows the request it would send
-        out = [f"Dry run: nothing {'submitted' if remote else 'launched'}. Job {p.name} on the {p.backend_name} "
-               "backend.", *code, *_software_text(p.software), *_command_text(p, bundle)]
-        if remote:
-            return "\n".join([*out, "", p.backend.dry_run(bundle, p.config)])
-        out += ["", "Config:", *("  " + l for l in p.config.to_yaml().splitlines()),
-                "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
-                "", "Bundle files: " + ", ".join(sorted(f.name for f in bundle.path.iterdir()))]
-        if p.inputs:
-            out += ["Inputs: " + ", ".join(f"{k}={v}" for k, v in p.inputs.items())]
-        if p.metric_definitions:
-            out += ["Metric definitions: " + ", ".join(f"{m.name}={m.regex}" for m in p.metric_definitions)]
-        return "\n".join(out)
+        return "\n".join([f"Dry run: nothing started. Job {p.name} on the {p.backend_name} backend.", *code,
+                          *_software_text(p.software), *_command_text(p, bundle),
+                          "", p.backend.dry_run(bundle, p.config)])
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
 

@@ -1,12 +1,15 @@
 """`sm-magic export` and `sm-magic run`: a notebook's `%%sagemaker_train` cells as bundle
 directories that run without Jupyter, and their launch from a shell.
 
-An exported bundle is the directory a job runs (train.py verbatim, requirements.txt,
+Both go through api.plan, as the magic does: export turns each cell into the launch request the
+magic would (train_line.parse), plans it (every check, before anything is written) and builds its
+bundle. An exported bundle is the directory a job runs (train.py verbatim, requirements.txt,
 sm_launch.json, sm_entry.py, ...) plus `config.yaml`, the TrainConfig the cell would have used
-(accelerate-compatible YAML), and `job.json`, the rest of the cell's line (backend, inputs,
-metric definitions, job name, includes) and where the cell came from. A `--git-repo` cell's
-bundle holds the repository's files at the commit the export resolved (fetched once, at export),
-so running it needs neither the network nor the repository.
+(accelerate-compatible YAML), and `job.json`, the launch request `sm-magic run` reads back
+(request.LaunchRequest.to_json: this code, that config, the rest of the line: backend, inputs,
+metric definitions, job name, script arguments) with where the cell came from. A `--git-repo`
+cell's bundle holds the repository's files at the commit the export resolved (fetched once, at
+export), so running it needs neither the network nor the repository.
 """
 
 from __future__ import annotations
@@ -20,17 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
-from .errors import UsageProblem
-from . import api, git_source, includes, safe_copy, software, train_line
-from . import requirements as reqs
-from .bundle import GENERATED, SCRIPT_NAME, build_bundle, check_source
-from .config import resolve_config
+from .errors import SmMagicError, UsageProblem
+from . import api, git_source, safe_copy, train_line
+from .bundle import GENERATED, SCRIPT_NAME
 from .job import Job
-from .metrics import MetricDefinition
+from .request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext
 
 CONFIG_FILE = "config.yaml"
 JOB_FILE = "job.json"
-FORMAT = 1
 TRAIN, INCLUDE = "sagemaker_train", "sagemaker_include"
 # Cell magics that run their body as Python in the kernel's namespace.
 _BODY_RUNS_HERE = frozenset({"time", "capture", INCLUDE})
@@ -130,9 +130,9 @@ def _notebook_names(cells: list[Cell], skip: Cell, notebook: str) -> dict[str, s
             bound = names.module_names(cell.body)
         elif cell.magic == TRAIN:
             try:
-                opts, _ = train_line.parse(expand_line(cell.line))
-                bound = {opts.out} if opts.out else set()
-            except (ExportError, train_line.LineError):
+                _, flags = train_line.parse(expand_line(cell.line))
+                bound = {flags.out} if flags.out else set()
+            except SmMagicError:  # its own plan says what is wrong with it
                 bound = set()
         else:
             bound = set()
@@ -151,126 +151,83 @@ def _tagged(cells: list[Cell]) -> dict[str, list[str]]:
     return tagged
 
 
-def _local_path(uri: str, base: Path) -> str:
-    """A relative local input path made absolute from the notebook's directory (the kernel's
-    working directory); URIs with a scheme other than file:// are left alone."""
-    if "://" in uri and not uri.startswith("file://"):
-        return uri
-    path = Path(uri.removeprefix("file://")).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
-
-
 @dataclass
-class _Planned:
+class _CellExport:
+    """One `%%sagemaker_train` cell, planned (api.plan), and the directory its bundle goes to."""
+
     cell: Cell
     dirname: str
-    source: Optional[str]  # None: the git checkout's entry script
-    args: list
-    config: object
-    job: dict
-    included: includes.Included
-    checkout: Optional[git_source.Checkout] = None  # a --git-repo cell's code, until close()
-    entry: str = SCRIPT_NAME
-    requirements: Optional[Path] = None  # --requirements, or requirements.txt beside the notebook
-
-    def origin(self) -> dict:
-        """What sm_launch.json records about where the code came from."""
-        git = self.checkout.origin() if self.checkout is not None else {}
-        return {**git, "notebook": self.job["source"]["notebook"], "cell": self.cell.number}
-
-    def close(self) -> None:
-        if self.checkout is not None:
-            self.checkout.cleanup()
+    plan: api.Plan
+    line: str  # the cell's line, credentials in a --git-repo URL removed
 
 
-def _plan_cell(cell: Cell, cells: list[Cell], notebook: Path) -> _Planned:
-    base = notebook.parent
-    opts, script_args = train_line.parse(expand_line(cell.line))
-    try:
-        git_source.check_options(opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
-    except git_source.GitSourceError as e:
-        raise ExportError(str(e)) from None
-    # As at launch: under --git-repo a blank cell (or the line form) runs the repository's entry
-    # script, and a cell body replaces it.
-    source = None if opts.git_repo and not cell.body.strip() else cell.body
-    config_file = opts.config
-    if config_file and not Path(config_file).expanduser().is_absolute():
-        config_file = base / config_file
-    cfg = resolve_config(config_file=config_file, overrides={"instance_type": opts.instance_type,
-                                                             "instance_count": opts.instance_count})
-    for key in ("sagemaker_inputs_file", "sagemaker_metrics_file"):
-        value = getattr(cfg, key)
-        if value and not Path(value).expanduser().is_absolute():
-            cfg = cfg.model_copy(update={key: str(base / value)})
-    metrics = api.parse_metrics(opts.metrics, cfg)
-    inputs = {k: _local_path(v, base) for k, v in api.parse_inputs(opts.inputs, cfg, base=base).items()}
-    # Their contents now live in job.json; config.yaml keeps no paths that only work here.
-    cfg = cfg.model_copy(update={"sagemaker_inputs_file": None, "sagemaker_metrics_file": None})
-    if opts.name:
-        api.check_job_name(opts.name)
-    if source is not None:
-        check_source(source)
-    tagged = _tagged(cells)
-    included = includes.resolve(opts.include, tagged, base_dir=base)
-    if source is not None:
-        includes.check_names(source, included, _notebook_names(cells, cell, notebook.name), tagged)
+def _plan_export(cell: Cell, cells: list[Cell], notebook: Path) -> _CellExport:
+    """The cell's request, as the magic would make it in a kernel started beside the notebook,
+    planned for export."""
+    context = NotebookContext(directory=notebook.parent, tagged_cells=_tagged(cells),
+                              names=_notebook_names(cells, cell, notebook.name))
+    request, _ = train_line.parse(expand_line(cell.line), cell.body, context)
+    request.code.origin = {"notebook": str(notebook), "cell": cell.number}
     line = f"%%{TRAIN} {cell.line}".rstrip()
-    if opts.git_repo:
-        line = git_source.redact(line, opts.git_repo)  # the line's URL may hold credentials
-    job = {"format": FORMAT, "name": opts.name, "backend": opts.backend, "inputs": inputs,
-           "metric_definitions": [m.to_api() for m in metrics],
-           "instance_type": opts.instance_type, "instance_count": opts.instance_count,
-           "simulate_interruptions": opts.simulate_interruptions, "include": opts.include,
-           "source": {"notebook": str(notebook), "cell": cell.number, "line": line}}
-    # Last, as at launch: fetch the repository (api.plan's own path: the checkout, its clash and
-    # entry checks). The bundle gets the files at the commit resolved now, recorded in full.
-    checkout = api.fetch_code(source, opts.git_repo, opts.git_branch, opts.git_commit, opts.entry)
-    if checkout is not None:
-        job["git"] = checkout.origin()["git"]
-    requirements = train_line.launch_kwargs(opts, script_args, base).get("requirements")
-    if requirements is not None:
-        try:
-            reqs.from_file(requirements)
-        except reqs.RequirementsError as e:
-            raise ExportError(str(e)) from None
-    return _Planned(cell, opts.name or f"{notebook.stem}-cell-{cell.number}", source, script_args, cfg, job,
-                    included, checkout, git_source.check_entry_path(opts.entry) if opts.entry else SCRIPT_NAME,
-                    requirements)
+    if request.code.git_repo:
+        line = git_source.redact(line, request.code.git_repo)  # the line's URL may hold credentials
+    p = api.plan(request, export=True)
+    return _CellExport(cell, request.job.name or f"{notebook.stem}-cell-{cell.number}", p, line)
+
+
+def _write(e: _CellExport, dest: Path) -> None:
+    """The cell's bundle in `dest`, with config.yaml (the config it resolved to) and job.json
+    (the request that `sm-magic run` launches: this code, that config, the rest of the line)."""
+    p = e.plan
+    bundle = p.build(dest=dest, name=e.dirname)
+    # The inputs and metrics files' contents are in job.json; config.yaml keeps no path that only works here.
+    p.config.model_copy(update={"sagemaker_inputs_file": None, "sagemaker_metrics_file": None}).to_yaml(
+        dest / CONFIG_FILE)
+    job = p.request.job
+    exported = LaunchRequest(
+        CodeSource(tree=dest, script=bundle.script, origin=p.origin()),
+        JobOptions(name=job.name, backend=job.backend, inputs=list(p.inputs.items()),
+                   metrics=list(p.metric_definitions), simulate_interruptions=p.interruptions),
+        ConfigSource(dest / CONFIG_FILE, accelerate_default=False), list(p.args))
+    data = {**exported.to_json(relative_to=dest),
+            "source": {"notebook": p.request.code.origin["notebook"], "cell": e.cell.number, "line": e.line}}
+    (dest / JOB_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def export_notebook(notebook: str | os.PathLike, out: str | os.PathLike | None = None,
                     force: bool = False) -> list[Path]:
     """Write one bundle directory per `%%sagemaker_train` cell under `out` (default
-    `<notebook stem>_export/` here) and return their paths. Every cell is checked first: any
-    problem (named by cell) refuses the whole export and nothing is written."""
+    `<notebook stem>_export/` here) and return their paths. Every cell is planned first, as the
+    magic plans it (api.plan): any problem (named by cell) refuses the whole export and nothing is
+    written."""
     notebook = Path(notebook).absolute()
     out = Path(out) if out is not None else Path(f"{notebook.stem}_export")
     cells = read_cells(notebook)
-    planned: list[_Planned] = []
+    planned: list[_CellExport] = []
     try:
         return _export(planned, cells, notebook, out, force)
     finally:
-        for p in planned:  # the git checkouts, whether the export was written or refused
-            p.close()
+        for e in planned:  # the git checkouts, whether the export was written or refused
+            e.plan.close()
 
 
-def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Path, force: bool) -> list[Path]:
+def _export(planned: list[_CellExport], cells: list[Cell], notebook: Path, out: Path, force: bool) -> list[Path]:
     problems = []
     for cell in (c for c in cells if c.magic == TRAIN):
         try:
-            planned.append(_plan_cell(cell, cells, notebook))
-        except UsageProblem as e:
+            planned.append(_plan_export(cell, cells, notebook))
+        except SmMagicError as e:
             problems.append(f"cell {cell.number}: {e}")
     if not planned and not problems:
         raise ExportError(f"{notebook.name} has no %%{TRAIN} cells to export")
     names: dict[str, int] = {}
-    for p in planned:
-        if p.dirname in names:
-            problems.append(f"cells {names[p.dirname]} and {p.cell.number} both export to {p.dirname}: "
+    for e in planned:
+        if e.dirname in names:
+            problems.append(f"cells {names[e.dirname]} and {e.cell.number} both export to {e.dirname}: "
                             "give one another --name")
-        names[p.dirname] = p.cell.number
-        if (out / p.dirname).exists() and not force:
-            problems.append(f"cell {p.cell.number}: {out / p.dirname} exists (--force replaces it)")
+        names[e.dirname] = e.cell.number
+        if (out / e.dirname).exists() and not force:
+            problems.append(f"cell {e.cell.number}: {out / e.dirname} exists (--force replaces it)")
     if problems:
         raise ExportError(f"cannot export {notebook.name}; nothing was written:\n" + "\n".join(problems))
 
@@ -283,41 +240,34 @@ def _export(planned: list[_Planned], cells: list[Cell], notebook: Path, out: Pat
             shutil.rmtree(out, ignore_errors=True)
         raise ExportError(f"cannot write the bundles to {out}: {e.strerror or e}; choose another --out") from None
     try:
-        for p in planned:
-            tree = p.checkout.path if p.checkout is not None else None
-            with includes.staged(p.source, p.included, tree=tree, script=p.entry) as code:
-                lines = software.resolve(None, p.config, code, p.requirements).requirements
-                build_bundle(code.source, p.config, p.args, name=p.dirname, dest=staging / p.dirname,
-                             requirements=lines,
-                             metric_definitions=[MetricDefinition(d["Name"], d["Regex"])
-                                                 for d in p.job["metric_definitions"]],
-                             inputs=p.job["inputs"], tree=code.tree, script=code.script, origin=p.origin())
-            p.config.to_yaml(staging / p.dirname / CONFIG_FILE)
-            (staging / p.dirname / JOB_FILE).write_text(json.dumps(p.job, indent=2) + "\n", encoding="utf-8")
-        for p in planned:
-            if (out / p.dirname).exists():
-                shutil.rmtree(out / p.dirname)
-            os.rename(staging / p.dirname, out / p.dirname)
+        for e in planned:
+            _write(e, staging / e.dirname)
+        for e in planned:
+            if (out / e.dirname).exists():
+                shutil.rmtree(out / e.dirname)
+            os.rename(staging / e.dirname, out / e.dirname)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    return [out / p.dirname for p in planned]
+    return [out / e.dirname for e in planned]
 
 
-MAX_JSON_BYTES = 1 << 20  # job.json and sm_launch.json are a few KiB
+MAX_JSON_BYTES = 1 << 20  # job.json is a few KiB
 
 
-def _read_json(path: Path) -> dict:
-    """A bundle's JSON file as an object; ExportError naming the file for anything else."""
+def read_request(bundle_dir: Path) -> LaunchRequest:
+    """The request an exported bundle's job.json holds; ExportError naming the file for anything
+    that is not one."""
+    path = bundle_dir / JOB_FILE
     again = "export the notebook again"
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
-        raise ExportError(f"{path.parent} is not an exported bundle: it has no {path.name} "
+        raise ExportError(f"{bundle_dir} is not an exported bundle: it has no {JOB_FILE} "
                           "(`sm-magic export NOTEBOOK.ipynb` writes them)") from None
     except OSError as e:
         raise ExportError(f"cannot read {path}: {e.strerror or e}") from None
@@ -331,89 +281,52 @@ def _read_json(path: Path) -> dict:
         raise ExportError(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
         raise ExportError(f"{path}: nested too deeply to be a file export wrote: {again}") from None
-    if not isinstance(value, dict):
-        raise ExportError(f"{path}: expected a JSON object, found {_json_kind(value)}: {again}")
-    return value
-
-
-def _json_kind(value) -> str:
-    return {list: "a list", str: "a string", bool: "true or false", type(None): "null",
-            dict: "an object"}.get(type(value), "a number")
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-# What `sm-magic run` reads from a bundle's files: key -> (check, what it should be).
-_JOB_KEYS = {
-    "name": (lambda v: v is None or isinstance(v, str), "a job name (a string) or null"),
-    "backend": (lambda v: v is None or isinstance(v, str), "a backend name (a string) or null"),
-    "inputs": (lambda v: isinstance(v, dict) and all(isinstance(u, str) for u in v.values()),
-               "an object of channel: URI strings"),
-    "metric_definitions": (lambda v: isinstance(v, list) and all(
-        isinstance(d, dict) and isinstance(d.get("Name"), str) and isinstance(d.get("Regex"), str) for d in v),
-        'a list of {"Name": ..., "Regex": ...} objects'),
-    "simulate_interruptions": (lambda v: v is None or isinstance(v, list) and all(_is_number(x) for x in v),
-                               "a list of numbers of seconds"),
-}
-_SPEC_KEYS = {
-    "script": (lambda v: isinstance(v, str), "the entry script's path (a string)"),
-    "args": (lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v), "a list of strings"),
-    "origin": (lambda v: isinstance(v, dict), "an object"),
-}
-
-
-def _check_keys(path: Path, data: dict, keys: dict) -> None:
-    for key, (ok, what) in keys.items():
-        if key in data and not ok(data[key]):
-            raise ExportError(f"{path}: `{key}` should be {what}, found {_json_kind(data[key])}: "
-                              "export the notebook again")
+    return LaunchRequest.from_json(value, path)
 
 
 def _bundle_script(path: Path, script: str) -> str:
-    """The entry script's path from sm_launch.json: a .py file inside the bundle, never outside it."""
+    """The entry script's path from job.json: a .py file inside the bundle, never outside it."""
     parts = PurePosixPath(script).parts
     if (not script or PurePosixPath(script).is_absolute() or "\\" in script or ".." in parts
             or not script.endswith(".py")):
-        raise ExportError(f"{path}: `script` {script!r} is not a .py path inside the bundle: export the notebook "
-                          "again")
+        raise ExportError(f"{path}: `code.script` {script!r} is not a .py path inside the bundle: export the "
+                          "notebook again")
     return script
 
 
 def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = None, name: Optional[str] = None,
                   args: Optional[Sequence[str]] = None) -> Job:
-    """Launch an exported bundle with the config and line it was exported with: its whole code
-    tree (train.py, included helpers) is what runs. `backend`, `name` and `args` (the script's
-    arguments) replace the exported ones when given."""
+    """Launch an exported bundle: the request its job.json holds, planned and launched as any
+    other (api.launch_request), its whole code tree (train.py, included helpers) what runs and
+    its config.yaml the config. `backend`, `name` and `args` (the script's arguments) replace the
+    exported ones when given."""
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise ExportError(f"no bundle directory {bundle_dir}")
-    job, spec = _read_json(bundle_dir / JOB_FILE), _read_json(bundle_dir / "sm_launch.json")
-    _check_keys(bundle_dir / JOB_FILE, job, _JOB_KEYS)
-    _check_keys(bundle_dir / "sm_launch.json", spec, _SPEC_KEYS)
-    script = _bundle_script(bundle_dir / "sm_launch.json", spec.get("script", SCRIPT_NAME))
-    if job.get("format") != FORMAT:
-        raise ExportError(f"{bundle_dir / JOB_FILE}: format {job.get('format')!r}, this sm_magic reads {FORMAT}; "
-                          "export the notebook again")
-    config = bundle_dir / CONFIG_FILE
-    if not config.is_file():
-        raise ExportError(f"{bundle_dir} has no {CONFIG_FILE}: export the notebook again")
+    request = read_request(bundle_dir)
+    where = bundle_dir / JOB_FILE
+    code = request.code
+    if code.tree is not None and code.tree.resolve() != bundle_dir.resolve() or code.git_repo or code.include:
+        raise ExportError(f"{where}: the code of an exported bundle is the bundle directory itself (`code.tree` "
+                          "\".\", no git repository, nothing more to include): export the notebook again")
+    script = _bundle_script(where, code.script or SCRIPT_NAME)
+    if request.config.given is None:
+        request.config = ConfigSource(bundle_dir / CONFIG_FILE, request.config.overrides, accelerate_default=False)
+    if not Path(request.config.given).is_file():
+        raise ExportError(f"{bundle_dir} has no {Path(request.config.given).name}: export the notebook again")
+    request.job.backend = backend or request.job.backend
+    request.job.name = name or request.job.name
+    request.args = request.args if args is None else list(args)
     with tempfile.TemporaryDirectory(prefix="sm_magic-run-") as tmp:
         tree = Path(tmp) / "code"
         safe_copy.copy_tree(bundle_dir, tree, label="the bundle directory", error=ExportError,
                             exclude_top=(*GENERATED, CONFIG_FILE, JOB_FILE), log=safe_copy.progress)
         try:
-            source = (tree / script).read_text(encoding="utf-8")
+            code.cell = (tree / script).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or str(e)
             raise ExportError(f"{bundle_dir}: cannot read the entry script {script} ({why}): export the notebook "
                               "again") from None
-        origin = {**spec.get("origin", {}), "bundle": str(bundle_dir.absolute())}
-        return api.launch(source, config=resolve_config(config_file=config, use_accelerate_default=False),
-                          args=list(spec.get("args", [])) if args is None else list(args),
-                          name=name or job.get("name"), backend=backend or job.get("backend"),
-                          inputs=list(job.get("inputs", {}).items()),
-                          metrics=[MetricDefinition(d["Name"], d["Regex"]) for d in job.get("metric_definitions", [])],
-                          simulate_interruptions=job.get("simulate_interruptions") or (),
-                          tree=tree, script=script, origin=origin)
+        code.tree, code.script = tree, script
+        code.origin = {**code.origin, "bundle": str(bundle_dir.absolute())}
+        return api.launch_request(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import queue
+from dataclasses import replace
 from pathlib import Path
 
 from IPython.core.error import UsageError
@@ -19,10 +20,13 @@ from IPython.utils.process import arg_split
 
 from . import api, includes, train_line
 from .bundle import check_source
-from .config import ConfigError, TrainConfig, accelerate_default_config_path, resolve_config
+from .config import ConfigError, TrainConfig
+from .config_files import accelerate_default_config_path
+from .config_resolve import resolve_config
 from .errors import SmMagicError
 from .job import Job, JobFailedError
 from .monitor import get_monitor
+from .request import ConfigSource, LaunchRequest, NotebookContext
 from .widgets.text import StreamPrinter, TerminalLines
 
 WIDGET_INTERVAL = 1.0  # seconds between a display's updates: at most one message per child per second
@@ -61,43 +65,42 @@ class SageMakerMagics(Magics):
     @line_cell_magic
     @_one_line_errors
     def sagemaker_train(self, line: str, cell: str = ""):
-        opts, script_args = train_line.parse(line)
-        kwargs = train_line.launch_kwargs(opts, script_args, Path.cwd())
-        kwargs.update(include_cells=self.included_cells.as_dict(), notebook_names=_notebook_names(self.shell))
         # With --git-repo a blank cell runs the repository's entry script; a cell replaces it.
         # (IPython refuses a %% cell with no body at all, so `%sagemaker_train --git-repo URL`,
         # the line form, is the way to write one with nothing under it.)
-        cell = None if opts.git_repo and not (cell or "").strip() else cell or ""
-        if opts.dry_run:
-            print(api.dry_run(cell, **kwargs))
+        notebook = NotebookContext(tagged_cells=self.included_cells.as_dict(), names=_notebook_names(self.shell))
+        request, flags = train_line.parse(line, cell or "", notebook)
+        if flags.dry_run:
+            print(api.dry_run_request(request))
             return None
-        if opts.edit:
-            if cell is not None:
-                check_source(cell)
-            self._edit_then_launch(cell, opts, kwargs)
+        if flags.edit:
+            if request.code.cell is not None and (request.code.cell.strip() or not request.code.git_repo):
+                check_source(request.code.cell)
+            self._edit_then_launch(request, flags)
             return None
-        job = api.launch(cell, **kwargs)
-        if opts.out:
-            self.shell.user_ns[opts.out] = job
-        if opts.wait:
+        job = api.launch_request(request)
+        if flags.out:
+            self.shell.user_ns[flags.out] = job
+        if flags.wait:
             return _shown(self.shell, _wait(self.shell, job))
         _follow(self.shell, job)
         return _shown(self.shell, job)
 
-    def _edit_then_launch(self, cell, opts, kwargs: dict) -> None:
-        """The form, with a Launch button that starts the cell's job with the edited config."""
+    def _edit_then_launch(self, request: LaunchRequest, flags: train_line.MagicFlags) -> None:
+        """The form, with a Launch button that launches the cell's request with the edited config
+        (which started from the line's --config and instance flags), through the same api.plan."""
         import ipywidgets as w
 
         from .widgets.form import ConfigForm
         from .widgets.progress import ProgressWidget, summary_html
 
-        path = Path(opts.config) if opts.config else accelerate_default_config_path()
-        launch_kwargs = {k: v for k, v in kwargs.items() if k not in ("config", "instance_type", "instance_count")}
+        given = request.config.given
+        path = Path(given) if given else accelerate_default_config_path()
 
         def launch(edited: TrainConfig) -> None:
-            job = api.launch(cell, config=edited, **launch_kwargs)
-            if opts.out:
-                self.shell.user_ns[opts.out] = job
+            job = api.launch_request(replace(request, config=ConfigSource(edited)))
+            if flags.out:
+                self.shell.user_ns[flags.out] = job
 
             def done(snap):
                 form.output.children = (w.HTML(summary_html(snap)),)
@@ -107,7 +110,7 @@ class SageMakerMagics(Magics):
             form.output.children = (progress.box,)
             get_monitor().watch(job, progress.update, min_interval=WIDGET_INTERVAL)
 
-        form = ConfigForm(_form_config(path, kwargs), path, on_launch=launch)
+        form = ConfigForm(_form_config(path, request.config.overrides), path, on_launch=launch)
         _display(form.box)
 
     @magic_arguments()
@@ -224,10 +227,9 @@ def _cell_id(shell):
         return None
 
 
-def _form_config(path: Path, kwargs: dict) -> TrainConfig:
+def _form_config(path: Path, overrides: dict) -> TrainConfig:
     """What the form starts from: the file when it exists (a new file starts from defaults),
     with the line's instance flags over it."""
-    overrides = {"instance_type": kwargs.get("instance_type"), "instance_count": kwargs.get("instance_count")}
     try:
         return resolve_config(config_file=path if path.is_file() else None, overrides=overrides,
                               use_accelerate_default=False)

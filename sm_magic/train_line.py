@@ -1,15 +1,19 @@
 """The `%%sagemaker_train` line: one grammar, used by the magic in a kernel and by
-`sm-magic export` on a saved notebook. Everything after the first bare `--` is the script's own
+`sm-magic export` on a saved notebook; `parse` makes the line and its cell a typed launch request
+(request.LaunchRequest) for api.plan. Everything after the first bare `--` is the script's own
 arguments, passed through untouched."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from .errors import UsageProblem
 from .backends import BACKEND_NAMES
+from .request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext
 
 PROG = "%%sagemaker_train"
 
@@ -63,31 +67,47 @@ def split_script_args(line: str) -> tuple[list[str], list[str]]:
     return tokens, []
 
 
-def parse(line: str) -> tuple[argparse.Namespace, list[str]]:
+@dataclass(frozen=True)
+class MagicFlags:
+    """The flags only the magic acts on (a launch request has no use for them)."""
+
+    wait: bool = False      # block until the job ends
+    edit: bool = False      # the config form first; its Launch button launches
+    dry_run: bool = False   # show what would run, launch nothing
+    out: Optional[str] = None  # the variable that gets the Job
+
+
+BESIDE_NOTEBOOK = "requirements.txt"
+
+
+def parse(line: str, cell: Optional[str] = "", notebook: Optional[NotebookContext] = None
+          ) -> tuple[LaunchRequest, MagicFlags]:
+    """The line (as the kernel expanded it) and the cell's text as a launch request, and the
+    magic's own flags. `notebook`: where relative paths are relative to and what the notebook
+    defines (request.NotebookContext); by default the working directory. Without --requirements,
+    a requirements.txt in that directory is the job's (except for --git-repo, where the
+    repository's own wins). Nothing is checked here but the line's grammar: api.plan checks the
+    request."""
     try:
         own, script_args = split_script_args(line)
     except ValueError as e:  # shlex: an unclosed quote
         raise LineError(f"{PROG}: {e}") from None
-    return parser().parse_args(own), script_args
-
-
-_OPTIONAL = ("git_repo", "git_branch", "git_commit", "entry", "include", "simulate_interruptions")
-BESIDE_NOTEBOOK = "requirements.txt"
-
-
-def launch_kwargs(opts: argparse.Namespace, script_args: list[str], notebook_dir: Path) -> dict:
-    """What `api.launch` / `api.dry_run` take for this line (besides the cell's source).
-    `notebook_dir`: where a relative --requirements path and a requirements.txt beside the notebook
-    are looked for (a repository's own requirements.txt wins for --git-repo)."""
-    kwargs = dict(config=opts.config, args=script_args, name=opts.name, backend=opts.backend,
-                  inputs=opts.inputs, metrics=opts.metrics, instance_type=opts.instance_type,
-                  instance_count=opts.instance_count)
-    kwargs.update({k: getattr(opts, k) for k in _OPTIONAL if getattr(opts, k)})
+    opts = parser().parse_args(own)
+    notebook = notebook or NotebookContext()
+    directory = notebook.directory or Path.cwd()
+    requirements = None
     if opts.requirements:
-        kwargs["requirements"] = notebook_dir / Path(opts.requirements).expanduser()
-    elif not opts.git_repo and (notebook_dir / BESIDE_NOTEBOOK).is_file():
-        kwargs["requirements"] = notebook_dir / BESIDE_NOTEBOOK
-    return kwargs
+        requirements = directory / Path(opts.requirements).expanduser()
+    elif not opts.git_repo and (directory / BESIDE_NOTEBOOK).is_file():
+        requirements = directory / BESIDE_NOTEBOOK
+    code = CodeSource(cell=cell, git_repo=opts.git_repo, git_branch=opts.git_branch, git_commit=opts.git_commit,
+                      entry=opts.entry, include=tuple(opts.include), requirements=requirements)
+    job = JobOptions(name=opts.name, backend=opts.backend, inputs=list(opts.inputs), metrics=list(opts.metrics),
+                     simulate_interruptions=tuple(opts.simulate_interruptions))
+    overrides = {k: v for k, v in (("instance_type", opts.instance_type), ("instance_count", opts.instance_count))
+                 if v is not None}
+    request = LaunchRequest(code, job, ConfigSource(opts.config, overrides), script_args, notebook)
+    return request, MagicFlags(wait=opts.wait, edit=opts.edit, dry_run=opts.dry_run, out=opts.out)
 
 
 def help_text() -> str:

@@ -88,6 +88,7 @@ JOBS_MODULES = {
                                   "test_a_recorded_identity_is_proof_and_a_number_alone_is_not"},
     "test_runner_faults.py": {"test_more_hosts_than_the_machine_can_run_are_refused_before_anything_is_written"},
     "test_survival.py": set(),
+    "test_wheel.py": set(),
 }
 
 # Tests in the other modules that run a real job (or a process or wait that takes seconds).
@@ -121,7 +122,8 @@ JOBS_TESTS = {
                       "test_line_expansion_and_script_args_reach_the_script_exactly",
                       "test_failed_job_with_wait_fails_the_cell_with_the_reason",
                       "test_jobs_logs_and_stop_magics",
-                      "test_simulated_interruption_through_the_magic_and_its_refusals"},
+                      "test_simulated_interruption_through_the_magic_and_its_refusals",
+                      "test_the_forms_launch_button_starts_the_cells_job_with_the_edited_config"},
     "test_readers.py": {"test_local_job_with_hostile_lines_keeps_its_metrics",
                         "test_disabled_definition_is_said_once_in_the_log"},
     "test_requirements.py": {"test_a_users_requirements_file_replaces_the_generated_one"},

@@ -85,10 +85,13 @@ def test_synthetic_notebook_exports_every_train_cell_with_its_config(synthetic, 
     spec = json.loads((a / "sm_launch.json").read_text())
     assert spec["script"] == "sm_main.py" and spec["args"] == ["--epochs", "2"]
     assert spec["origin"] == {"notebook": str(synthetic), "cell": 5}
-    job = json.loads((a / "job.json").read_text())
-    assert job["name"] == "exp-a" and job["include"] == ["helpers"]
-    assert job["metric_definitions"] == [{"Name": "best", "Regex": "best=([0-9.]+)"}]
-    assert job["source"]["cell"] == 5 and job["source"]["line"].startswith("%%sagemaker_train --name exp-a")
+    job = json.loads((a / "job.json").read_text())  # the request `sm-magic run` launches, everything resolved
+    assert job["format"] == 2 and job["args"] == ["--epochs", "2"]
+    assert job["code"] == {"tree": ".", "script": "sm_main.py", "origin": {"notebook": str(synthetic), "cell": 5}}
+    assert job["job"] == {"name": "exp-a", "metrics": [{"Name": "best", "Regex": "best=([0-9.]+)"}]}
+    assert job["config"] == {"file": "config.yaml", "accelerate_default": False}
+    assert job["source"]["cell"] == 5 and job["source"]["line"].startswith("%%sagemaker_train --name exp-a --include "
+                                                                          "helpers")
 
     b = out / "synth-cell-6"
     assert (b / "train.py").read_text() == TRAIN_B and (b / "extra.py").is_file()
@@ -96,7 +99,8 @@ def test_synthetic_notebook_exports_every_train_cell_with_its_config(synthetic, 
     config = TrainConfig.from_yaml(b / "config.yaml")  # the --config file, found beside the notebook
     assert config.base_job_name == "from-yaml" and config.backend == "local"
     job = json.loads((b / "job.json").read_text())
-    assert job["inputs"] == {"data": str(synthetic.parent / "data")}
+    assert job["job"]["inputs"] == {"data": str(synthetic.parent / "data")}
+    assert "name" not in job["job"]  # sm-magic run names it from base_job_name, as the magic would
     # {{ }} are unescaped as the kernel would; '$HOME' in single quotes is left alone, as IPython does
     assert json.loads((b / "sm_launch.json").read_text())["args"] == ["--flag", "{literal}", "$HOME"]
 
@@ -242,7 +246,8 @@ def test_git_cells_export_the_repository_at_a_pinned_commit_and_run_without_it(s
         spec = json.loads((bundle / "sm_launch.json").read_text())
         assert spec["origin"] == {"git": git, "notebook": str(path), "cell": cell}
         job = json.loads((bundle / "job.json").read_text())
-        assert job["git"] == git and job["source"]["cell"] == cell
+        assert job["code"]["origin"]["git"] == git and job["source"]["cell"] == cell
+        assert "git_repo" not in job["code"]  # the repository's files are the bundle's: run needs no fetch
         assert not (bundle / ".git").exists()
         assert (bundle / "requirements.txt").read_text().startswith("tqdm>=4\n")  # the repository's own
     # The whole tree at that commit; a cell body replaces the entry script where it lies.
@@ -308,6 +313,6 @@ def test_spot_resume_notebook_exports_with_its_helper_cell_and_interruption(sm_e
     assert main(["export", str(spot), "--out", str(sm_env / "out")]) == 0
     [bundle] = (sm_env / "out").iterdir()
     job = json.loads((bundle / "job.json").read_text())
-    assert job["simulate_interruptions"] == [8.0] and job["include"] == ["data"]
+    assert job["job"]["simulate_interruptions"] == [8.0] and "--include data" in job["source"]["line"]
     assert "def make_data(" in (bundle / "sm_included.py").read_text()
     assert "make_data()" in (bundle / "train.py").read_text()

@@ -319,23 +319,27 @@ def _edit(path: Path, change) -> None:
     path.write_text(json.dumps(change(data)))
 
 
+def _set(section, key, value):
+    return lambda d: {**d, section: {**d.get(section, {}), key: value}} if section else {**d, key: value}
+
+
 TAMPERED = {
     "job.json is a list": ("job.json", lambda d: [d], "job.json: expected a JSON object, found a list"),
-    "inputs is a list": ("job.json", lambda d: {**d, "inputs": ["train"]},
-                         "job.json: `inputs` should be an object of channel: URI strings, found a list"),
-    "name is a number": ("job.json", lambda d: {**d, "name": 5}, "`name` should be a job name (a string) or null"),
-    "metric without regex": ("job.json", lambda d: {**d, "metric_definitions": [{"Name": "loss"}]},
-                             '`metric_definitions` should be a list of {"Name": ..., "Regex": ...} objects'),
-    "metric regex invalid": ("job.json", lambda d: {**d, "metric_definitions": [{"Name": "loss", "Regex": "loss=("}]},
+    "inputs is a list": ("job.json", _set("job", "inputs", ["train"]),
+                         "job.json: `job.inputs` should be an object of channel: URI strings, found a list"),
+    "name is a number": ("job.json", _set("job", "name", 5), "`job.name` should be a job name (a string) or null"),
+    "metric without regex": ("job.json", _set("job", "metrics", [{"Name": "loss"}]),
+                             '`job.metrics` should be a list of {"Name": ..., "Regex": ...} objects'),
+    "metric regex invalid": ("job.json", _set("job", "metrics", [{"Name": "loss", "Regex": "loss=("}]),
                              "metric 'loss'"),
-    "interruptions not numbers": ("job.json", lambda d: {**d, "simulate_interruptions": ["soon"]},
-                                  "`simulate_interruptions` should be a list of numbers"),
-    "script escapes the bundle": ("sm_launch.json", lambda d: {**d, "script": "../../nb.ipynb.py"},
-                                  "`script` '../../nb.ipynb.py' is not a .py path inside the bundle"),
-    "script is absolute": ("sm_launch.json", lambda d: {**d, "script": "/etc/passwd.py"},
+    "interruptions not numbers": ("job.json", _set("job", "simulate_interruptions", ["soon"]),
+                                  "`job.simulate_interruptions` should be a list of numbers"),
+    "script escapes the bundle": ("job.json", _set("code", "script", "../../nb.ipynb.py"),
+                                  "`code.script` '../../nb.ipynb.py' is not a .py path inside the bundle"),
+    "script is absolute": ("job.json", _set("code", "script", "/etc/passwd.py"),
                            "is not a .py path inside the bundle"),
-    "args not strings": ("sm_launch.json", lambda d: {**d, "args": [1, 2]}, "`args` should be a list of strings"),
-    "sm_launch.json is a string": ("sm_launch.json", lambda d: "train.py", "expected a JSON object, found a string"),
+    "args not strings": ("job.json", _set(None, "args", [1, 2]), "`args` should be a list of strings"),
+    "code is a string": ("job.json", _set(None, "code", "train.py"), "`code` should be an object, found a string"),
 }
 
 
@@ -352,7 +356,7 @@ def test_run_refuses_unreadable_bundle_files_in_one_line(bundle, sm_env, capsys)
     assert "job.json is not UTF-8 text" in cli_fails(capsys, ["run", str(bundle)])
     (bundle / "job.json").write_text("[" * 100_000 + "]" * 100_000)
     assert "job.json: nested too deeply" in cli_fails(capsys, ["run", str(bundle)])
-    (bundle / "job.json").write_text(json.dumps({"format": 1}))
+    (bundle / "job.json").write_text(json.dumps({"format": 2}))
     (bundle / "train.py").write_bytes(b"print('caf\xe9')\n")
     assert "cannot read the entry script train.py (it is not UTF-8 text)" in cli_fails(capsys, ["run", str(bundle)])
     nothing_written(sm_env)

@@ -101,7 +101,7 @@ def test_dry_run_shows_the_plan_and_launches_nothing(ip, sm_env, capsys):
     ip.run_cell_magic("sagemaker_train", "--dry-run --instance-type ml.p3.2xlarge --backend local -- --fp16 --lr=5e-5",
                       "import yaml\nprint(1)\n")
     out = capsys.readouterr().out
-    assert "Dry run: nothing launched" in out
+    assert "Dry run: nothing started. Job sm-magic-" in out and " on the local backend." in out
     assert "ec2_instance_type: ml.p3.2xlarge" in out
     assert '"fp16": "True"' in out and "train.py --fp16 --lr=5e-5" in out
     assert "PyYAML==" in out  # the distribution's own spelling
@@ -164,3 +164,21 @@ def test_simulated_interruption_through_the_magic_and_its_refusals(ip, capsys):
         with pytest.raises(UsageError, match=message):
             ip.run_cell_magic("sagemaker_train", line, resumable)
     assert [r.name for r in Registry().list()] == [job.name]
+
+
+def test_the_forms_launch_button_starts_the_cells_job_with_the_edited_config(ip, sm_env, monkeypatch):
+    shown = []
+    monkeypatch.setattr("sm_magic.magic._display", shown.append)
+    ip.run_cell_magic("sagemaker_train", "--edit --name edited-1 -o edited -- --epochs 1 --lr 0.1", EPOCHS_SCRIPT)
+    assert Registry().list() == []  # the form alone starts nothing
+    [box] = shown
+    form = box._form
+    form.controls["mixed_precision"].value = "bf16"
+    form.launch()
+    assert "Not launched" not in form.message.value, form.message.value
+    job = ip.user_ns["edited"]
+    assert job.name == "edited-1" and job.wait(timeout=120).status == "Completed"
+    assert job.hyperparameters == {"epochs": "1", "lr": "0.1"}
+    launch = (sm_env / "sm_jobs" / "edited-1" / "bundle" / "sm_launch.json").read_text()
+    assert '"mixed_precision": "bf16"' in launch
+    _settle(job)
