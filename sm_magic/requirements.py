@@ -1,6 +1,6 @@
 """requirements.txt for a job bundle: what the training container installs before the script runs.
 
-The policy (README, "Requirements"):
+The policy (docs/backends.md, "Requirements"):
 - A requirements file of the user's wins: `--requirements FILE`, else the code tree's own
   requirements.txt (a git repository's), else a requirements.txt beside the notebook. It is used
   as written, with `accelerate` added when it does not name it (the entry command runs it).
@@ -24,7 +24,7 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from .errors import UsageProblem
 
@@ -51,7 +51,7 @@ def canonical(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _distributions() -> dict[str, list[str]]:
+def _distributions() -> Mapping[str, list[str]]:
     return md.packages_distributions()
 
 
@@ -199,10 +199,11 @@ def problems(lines: Iterable[str], python: Optional[tuple[int, int]],
         if installed_version(req.name) != pinned[0]:
             continue
         meta = md.metadata(req.name)
-        if python and meta.get("Requires-Python"):
+        requires_python = (meta.get_all("Requires-Python") or [""])[0]
+        if python and requires_python:
             try:
-                if not SpecifierSet(meta["Requires-Python"]).contains(f"{python[0]}.{python[1]}", prereleases=True):
-                    found.append(f"{req.name}=={pinned[0]} requires Python {meta['Requires-Python']} (the image "
+                if not SpecifierSet(requires_python).contains(f"{python[0]}.{python[1]}", prereleases=True):
+                    found.append(f"{req.name}=={pinned[0]} requires Python {requires_python} (the image "
                                  f"has Python {python[0]}.{python[1]})")
                     continue
             except InvalidSpecifier:

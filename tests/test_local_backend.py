@@ -197,7 +197,7 @@ def test_data_parallel_runs_one_gloo_group_on_this_host(sm_env):
         acc = Accelerator()
         total = acc.reduce(torch.tensor([float(acc.process_index + 1)]), reduction="sum")
         print(f"rank {acc.process_index} of {acc.num_processes} {acc.distributed_type} sum={total.item()}")
-        acc.end_training()  # without it gloo may abort at exit (a torch behaviour, README: limits)
+        acc.end_training()  # without it gloo may abort at exit (a torch behaviour, docs/limits.md)
     """)
     job = sm_magic.launch(dp, distributed_type="DATA_PARALLEL", mixed_precision="fp16", wait=True)
     log = job.logs()
