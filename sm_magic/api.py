@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from .errors import UsageProblem
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, get_backend
@@ -30,7 +30,7 @@ from .job import Job
 from .metrics import (MetricDefinition, check_definition, load_metrics_file, parse_metric_flag,
                       read_accelerate_tsv)
 from .registry import JobRecord, Registry, RegistryError
-from .request import CodeSource, LaunchRequest
+from .request import CodeSource, InputSpec, LaunchRequest
 from .requirements import RequirementsError
 from .wheelhouse import WheelhouseError
 
@@ -55,7 +55,8 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def parse_inputs(flags: Iterable[str], config: TrainConfig, *, base: Optional[Path] = None) -> dict[str, str]:
+def parse_inputs(flags: Union[str, Mapping[str, str], Iterable[InputSpec]], config: TrainConfig, *,
+                 base: Optional[Path] = None) -> dict[str, str]:
     """Input channels: the config's sagemaker_inputs_file, then NAME=URI flags over it (or
     (NAME, URI) pairs, or a {NAME: URI} mapping). Each is checked as every backend takes it: a
     channel name SageMaker accepts, a URI that is an s3:// prefix or a local path, and never a
@@ -91,11 +92,9 @@ def parse_inputs(flags: Iterable[str], config: TrainConfig, *, base: Optional[Pa
         rows = read_accelerate_tsv(config.sagemaker_inputs_file, "inputs", LaunchError)
         for number, channel, uri in rows:
             inputs[channel] = checked(channel, uri, f"{config.sagemaker_inputs_file}, line {number}: ")
-    if isinstance(flags, str):
-        flags = [flags]
-    elif isinstance(flags, dict):
-        flags = list(flags.items())
-    for flag in flags:
+    specs: Iterable[InputSpec] = ([flags] if isinstance(flags, str)
+                                  else list(flags.items()) if isinstance(flags, Mapping) else flags)
+    for flag in specs:
         if isinstance(flag, tuple) and len(flag) == 2:
             channel, uri = flag
         elif isinstance(flag, str) and "=" in flag:
@@ -152,6 +151,13 @@ class Plan:
     def backend_name(self) -> str:
         return self.backend.name
 
+    def job_key(self) -> tuple[str, Registry]:
+        """The job's name and the registry that records it: a launch's plan has both, an export's
+        neither (`sm-magic run` plans the exported request again)."""
+        if self.name is None or self.registry is None:
+            raise LaunchError("this plan was made for an export: plan the request again to launch it")
+        return self.name, self.registry
+
     def build(self, dest: Optional[Path] = None, name: Optional[str] = None) -> Bundle:
         """The bundle, in a temporary directory (or `dest`, named `name`): the code (the git
         checkout or tree, with the included cells and files staged beside it), its requirements
@@ -165,7 +171,7 @@ class Plan:
                                                  code, self.requirements_file, gpus=gpus, log=progress)
             except (RequirementsError, WheelhouseError) as e:
                 raise LaunchError(str(e)) from None
-            return build_bundle(config=self.config, args=self.args, name=name or self.name, inputs=self.inputs,
+            return build_bundle(config=self.config, args=self.args, name=name or self.job_key()[0], inputs=self.inputs,
                                 metric_definitions=self.metric_definitions, origin=self.origin(), dest=dest,
                                 requirements=self.software.requirements, wheels=self.software.wheels,
                                 image=self.software.image, **code.kwargs())
@@ -300,7 +306,7 @@ def plan(request: LaunchRequest, *, registry: Optional[Registry] = None, export:
         raise LaunchError(f"--simulate-interruption works on the local backend only, not {backend_name}: "
                           "there, spot interruptions are real")
     be.check_config(cfg)
-    if not export:
+    if name is not None and not export:
         registry = registry or Registry()
         if registry.get(name) is not None:
             raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
@@ -357,31 +363,33 @@ def launch_request(request: LaunchRequest, wait: bool = False, registry: Optiona
             raise
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)  # the backend moved or uploaded it
-    job = _job(name, p.backend, p.metric_definitions, p.registry)
+    job = _job(name, p.backend, p.metric_definitions, p.job_key()[1])
     return job.wait() if wait else job
 
 
 def _register(p: Plan, bundle: Bundle) -> None:
     """Record the job before it starts: a launch either registers its job or starts none."""
-    record = JobRecord(name=p.name, backend=p.backend_name, created=time.time(),
+    name, registry = p.job_key()
+    record = JobRecord(name=name, backend=p.backend_name, created=time.time(),
                        instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
-                       location=p.backend.job_location(p.name), hyperparameters=bundle.hyperparameters,
+                       location=p.backend.job_location(name), hyperparameters=bundle.hyperparameters,
                        extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
                               "backend_options": _backend_options(p.backend_name, p.config),
                               **({"image": bundle.image.to_record()} if bundle.image else {}),
                               **p.origin()})
     try:
-        p.registry.add(record, on_wait=progress)
+        registry.add(record, on_wait=progress)
     except RegistryError as e:
         raise LaunchError(f"{e}; nothing was started") from None
 
 
 def _unregister(p: Plan) -> None:
     """Forget a job whose start failed, so its name is free again."""
+    name, registry = p.job_key()
     try:
-        p.registry.remove(p.name)
+        registry.remove(name)
     except RegistryError as e:
-        progress(f"could not remove {p.name}, which did not start, from the job registry: {e}")
+        progress(f"could not remove {name}, which did not start, from the job registry: {e}")
 
 
 def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **overrides) -> str:
@@ -407,7 +415,9 @@ def dry_run_request(request: LaunchRequest) -> str:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
 
 
-def _software_text(sw: software.Software) -> list[str]:
+def _software_text(sw: Optional[software.Software]) -> list[str]:
+    if sw is None:  # nothing built
+        return []
     out = []
     if sw.image is not None:
         out += ["", f"Image: {sw.image.uri}", f"  chosen: {sw.image.reason}"]
@@ -421,6 +431,7 @@ def _software_text(sw: software.Software) -> list[str]:
 def _command_text(p: Plan, bundle: Bundle) -> list[str]:
     """What the entry command runs on the first host, when its GPU count is known."""
     hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
+    gpus: Optional[int]
     if p.config.use_cpu:
         gpus = 0
     else:

@@ -221,13 +221,13 @@ def _export(planned: list[_CellExport], cells: list[Cell], notebook: Path, out: 
     if not planned and not problems:
         raise ExportError(f"{notebook.name} has no %%{TRAIN} cells to export")
     names: dict[str, int] = {}
-    for e in planned:
-        if e.dirname in names:
-            problems.append(f"cells {names[e.dirname]} and {e.cell.number} both export to {e.dirname}: "
+    for each in planned:
+        if each.dirname in names:
+            problems.append(f"cells {names[each.dirname]} and {each.cell.number} both export to {each.dirname}: "
                             "give one another --name")
-        names[e.dirname] = e.cell.number
-        if (out / e.dirname).exists() and not force:
-            problems.append(f"cell {e.cell.number}: {out / e.dirname} exists (--force replaces it)")
+        names[each.dirname] = each.cell.number
+        if (out / each.dirname).exists() and not force:
+            problems.append(f"cell {each.cell.number}: {out / each.dirname} exists (--force replaces it)")
     if problems:
         raise ExportError(f"cannot export {notebook.name}; nothing was written:\n" + "\n".join(problems))
 
@@ -240,19 +240,19 @@ def _export(planned: list[_CellExport], cells: list[Cell], notebook: Path, out: 
             shutil.rmtree(out, ignore_errors=True)
         raise ExportError(f"cannot write the bundles to {out}: {e.strerror or e}; choose another --out") from None
     try:
-        for e in planned:
-            _write(e, staging / e.dirname)
-        for e in planned:
-            if (out / e.dirname).exists():
-                shutil.rmtree(out / e.dirname)
-            os.rename(staging / e.dirname, out / e.dirname)
+        for each in planned:
+            _write(each, staging / each.dirname)
+        for each in planned:
+            if (out / each.dirname).exists():
+                shutil.rmtree(out / each.dirname)
+            os.rename(staging / each.dirname, out / each.dirname)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    return [out / e.dirname for e in planned]
+    return [out / each.dirname for e in planned]
 
 
 MAX_JSON_BYTES = 1 << 20  # job.json is a few KiB
@@ -310,10 +310,13 @@ def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = Non
         raise ExportError(f"{where}: the code of an exported bundle is the bundle directory itself (`code.tree` "
                           "\".\", no git repository, nothing more to include): export the notebook again")
     script = _bundle_script(where, code.script or SCRIPT_NAME)
-    if request.config.given is None:
-        request.config = ConfigSource(bundle_dir / CONFIG_FILE, request.config.overrides, accelerate_default=False)
-    if not Path(request.config.given).is_file():
-        raise ExportError(f"{bundle_dir} has no {Path(request.config.given).name}: export the notebook again")
+    given = request.config.given
+    if given is None:
+        given = bundle_dir / CONFIG_FILE
+        request.config = ConfigSource(given, request.config.overrides, accelerate_default=False)
+    if not isinstance(given, (str, os.PathLike)) or not Path(given).is_file():
+        shown = Path(given).name if isinstance(given, (str, os.PathLike)) else CONFIG_FILE
+        raise ExportError(f"{bundle_dir} has no {shown}: export the notebook again")
     request.job.backend = backend or request.job.backend
     request.job.name = name or request.job.name
     request.args = request.args if args is None else list(args)

@@ -46,30 +46,33 @@ class _Traceback:
 def _parse(raw_lines: list[str]) -> "tuple[list[str], list[_Traceback]]":
     """The log's lines without their host and rank prefixes, and its tracebacks in log order.
     Each host's and rank's lines are read apart: ranks that print at once do not mix."""
-    lines, streams = [], {}
+    lines: list[str] = []
+    streams: dict[tuple[Optional[str], Optional[str]], list[int]] = {}
     for n, raw in enumerate(raw_lines):
-        m = _PREFIX.match(raw)
-        lines.append(raw[m.end():])
-        streams.setdefault(m.group(1, 2), []).append(n)
-    blocks = []
+        prefix = _PREFIX.match(raw)
+        assert prefix is not None  # every part of the pattern is optional: it matches every line
+        lines.append(raw[prefix.end():])
+        streams.setdefault((prefix.group(1), prefix.group(2)), []).append(n)
+    blocks: list[_Traceback] = []
     for (_, rank), nums in streams.items():
-        i, last = 0, None  # last: this stream's previous traceback and where its exception line is
+        i = 0
+        last: Optional[tuple[_Traceback, int]] = None  # this stream's previous traceback, and its exception line
         while i < len(nums):
             if lines[nums[i]].startswith("Traceback (most recent call last):"):
                 start, where = i, ""
                 i += 1
                 while i < len(nums) and (lines[nums[i]].startswith((" ", "\t")) or not lines[nums[i]].strip()):
-                    m = re.match(r'\s*File "([^"]+)", line (\d+)', lines[nums[i]])
-                    if m and not os.path.basename(m.group(1)).startswith(("accelerate", "launch")) \
-                            and "site-packages" not in m.group(1) and "/lib/python" not in m.group(1):
-                        where = f"{os.path.basename(m.group(1))}, line {m.group(2)}"
+                    frame = re.match(r'\s*File "([^"]+)", line (\d+)', lines[nums[i]])
+                    if frame and not os.path.basename(frame.group(1)).startswith(("accelerate", "launch")) \
+                            and "site-packages" not in frame.group(1) and "/lib/python" not in frame.group(1):
+                        where = f"{os.path.basename(frame.group(1))}, line {frame.group(2)}"
                     i += 1
                 if i < len(nums):
                     between = [lines[n].strip() for n in nums[last[1] + 1:start]] if last else []
-                    chained = [b for b in between if b] and all(b.startswith(_CHAINED) for b in between if b)
-                    block = _Traceback(nums[last[1] + 1 if chained else start:i + 1], lines[nums[i]].strip(),
-                                       where, rank)
-                    if chained:
+                    chained = last is not None and any(between) and all(b.startswith(_CHAINED) for b in between if b)
+                    block = _Traceback(nums[last[1] + 1 if last is not None and chained else start:i + 1],
+                                       lines[nums[i]].strip(), where, rank)
+                    if last is not None and chained:
                         last[0].then = block
                     blocks.append(block)
                     last = (block, i)
@@ -135,7 +138,7 @@ def _elastic_root_cause(lines: list[str]) -> str | None:
         start = max(i for i, l in enumerate(lines) if l.startswith("Root Cause (first observed failure)"))
     except ValueError:
         return None
-    fields = {}
+    fields: dict[str, str] = {}
     for line in lines[start + 1:start + 12]:
         key, _, value = line.strip().partition(":")
         if key.strip() in ("rank", "exitcode", "traceback") and value.strip():

@@ -7,10 +7,12 @@ SageMaker pricing page): accelerators per instance, their model, and their memor
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 
-class Accelerators(NamedTuple):
+@dataclass(frozen=True)
+class Accelerators:
     count: int          # 0: CPU only
     model: str = ""     # e.g. "A10G"
     memory_gib: int = 0  # all accelerators together

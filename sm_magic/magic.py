@@ -9,11 +9,13 @@ one-line display (JobFailedError). Everything after ` -- ` on the
 from __future__ import annotations
 
 import functools
+import os
 import queue
 from dataclasses import replace
 from pathlib import Path
 
 from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
@@ -62,13 +64,19 @@ class SageMakerMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.included_cells = includes.TaggedCells()  # what %%sagemaker_include cells recorded
 
+    @property
+    def _shell(self) -> InteractiveShell:
+        if self.shell is None:  # a Magics made by hand; load_ext always gives the shell
+            raise UsageError("sm_magic's magics run in an IPython shell: %load_ext sm_magic")
+        return self.shell
+
     @line_cell_magic
     @_one_line_errors
     def sagemaker_train(self, line: str, cell: str = ""):
         # With --git-repo a blank cell runs the repository's entry script; a cell replaces it.
         # (IPython refuses a %% cell with no body at all, so `%sagemaker_train --git-repo URL`,
         # the line form, is the way to write one with nothing under it.)
-        notebook = NotebookContext(tagged_cells=self.included_cells.as_dict(), names=_notebook_names(self.shell))
+        notebook = NotebookContext(tagged_cells=self.included_cells.as_dict(), names=_notebook_names(self._shell))
         request, flags = train_line.parse(line, cell or "", notebook)
         if flags.dry_run:
             print(api.dry_run_request(request))
@@ -80,11 +88,11 @@ class SageMakerMagics(Magics):
             return None
         job = api.launch_request(request)
         if flags.out:
-            self.shell.user_ns[flags.out] = job
+            self._shell.user_ns[flags.out] = job
         if flags.wait:
-            return _shown(self.shell, _wait(self.shell, job))
-        _follow(self.shell, job)
-        return _shown(self.shell, job)
+            return _shown(self._shell, _wait(self._shell, job))
+        _follow(self._shell, job)
+        return _shown(self._shell, job)
 
     def _edit_then_launch(self, request: LaunchRequest, flags: train_line.MagicFlags) -> None:
         """The form, with a Launch button that launches the cell's request with the edited config
@@ -95,12 +103,12 @@ class SageMakerMagics(Magics):
         from .widgets.progress import ProgressWidget, summary_html
 
         given = request.config.given
-        path = Path(given) if given else accelerate_default_config_path()
+        path = Path(given) if isinstance(given, (str, os.PathLike)) else accelerate_default_config_path()
 
         def launch(edited: TrainConfig) -> None:
             job = api.launch_request(replace(request, config=ConfigSource(edited)))
             if flags.out:
-                self.shell.user_ns[flags.out] = job
+                self._shell.user_ns[flags.out] = job
 
             def done(snap):
                 form.output.children = (w.HTML(summary_html(snap)),)
@@ -125,8 +133,8 @@ class SageMakerMagics(Magics):
         for tag in opts.tags:
             includes.check_tag(tag)
             includes.check_cell(tag, cell)
-        cell_id = _cell_id(self.shell)
-        result = self.shell.run_cell(cell, store_history=False)
+        cell_id = _cell_id(self._shell)
+        result = self._shell.run_cell(cell, store_history=False)
         if not result.success:
             raise UsageError(f"the `%%sagemaker_include {line.strip()}` cell failed (above) and was not recorded: "
                              "fix it and run it again")
@@ -205,9 +213,9 @@ class SageMakerMagics(Magics):
         opts = self.sagemaker_attach.parser.parse_args(arg_split(line, posix=True))
         job = _attach(opts.name)
         if opts.wait:
-            return _shown(self.shell, _wait(self.shell, job))
-        _follow(self.shell, job)
-        return _shown(self.shell, job)
+            return _shown(self._shell, _wait(self._shell, job))
+        _follow(self._shell, job)
+        return _shown(self._shell, job)
 
 
 def _attach(name: str) -> Job:

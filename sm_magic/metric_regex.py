@@ -49,10 +49,10 @@ def re2_first_group(compiled) -> Callable[[str], Optional[str]]:
     try:  # the binding's own Match: a third of the public wrapper's cost per line
         match, anchor = compiled._regexp.Match, re2._Anchor.UNANCHORED
     except AttributeError:  # pragma: no cover - another google-re2 layout: the public API
-        def first_group(line: str) -> Optional[str]:
+        def searched(line: str) -> Optional[str]:
             m = compiled.search(line)
             return m.group(1) if m else None
-        return first_group
+        return searched
 
     def first_group(line: str) -> Optional[str]:
         data = line.encode("utf-8", "surrogatepass")
@@ -133,7 +133,8 @@ class Worker:
         self._pid = 0
 
     def _ensure(self) -> tuple[subprocess.Popen, queue.Queue]:
-        if self._proc is not None and self._pid == os.getpid() and self._proc.poll() is None:
+        if self._proc is not None and self._replies is not None and self._pid == os.getpid() \
+                and self._proc.poll() is None:
             return self._proc, self._replies
         if self._pid == os.getpid():
             self._kill()
@@ -177,7 +178,8 @@ class Worker:
             except Exception:
                 pass
             try:
-                proc.stdin.close()  # stdout is the reader thread's to close, at its EOF
+                if proc.stdin is not None:
+                    proc.stdin.close()  # stdout is the reader thread's to close, at its EOF
             except Exception:
                 pass
 
@@ -201,6 +203,8 @@ class Worker:
                 deadline = _FALLBACK_CHUNK_SECONDS + len(chunk) * _FALLBACK_SECONDS_PER_LINE
                 try:
                     proc, replies = self._ensure()
+                    if proc.stdin is None:
+                        raise OSError("the worker's stdin is closed")
                     proc.stdin.write(json.dumps({"r": regex, "l": chunk}).encode("ascii") + b"\n")
                     proc.stdin.flush()
                     reply = replies.get(timeout=deadline)

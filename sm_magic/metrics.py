@@ -34,7 +34,7 @@ from .errors import UsageProblem
 from .metric_regex import Regex, compile_regex
 
 try:  # the stdlib's regex parser, used only to find a cheap substring pre-check
-    from re import _parser as _re_parser  # Python 3.11+
+    from re import _parser as _re_parser  # type: ignore[attr-defined]  # Python 3.11+, not in typeshed
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _re_parser
 
@@ -241,7 +241,7 @@ def _too_deep(text: str) -> bool:
 def _kv_pairs(line: str) -> dict:
     """``key=value`` pairs of a line, as ``dict(re.findall(r"(?<![\\w.\\-])([A-Za-z_][\\w.\\-/]*)=
     ([^\\s,;=]+)", line))`` gives them, in linear time (see _KV_RUN)."""
-    pairs = {}
+    pairs: dict[str, str] = {}
     pos = 0
     while True:
         m = _KV_RUN.search(line, pos)

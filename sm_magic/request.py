@@ -54,7 +54,8 @@ class JobOptions:
     inputs: list[InputSpec] = field(default_factory=list)     # input channels, over the config's inputs file
     metrics: list[MetricSpec] = field(default_factory=list)   # over the config's metrics file
     jobs_dir: Optional[str] = None      # where a local backend keeps its job directories
-    simulate_interruptions: tuple[float, ...] = ()  # seconds; a backend that simulates them only
+    # Seconds, as given (plan checks each is a number above 0); for a backend that simulates them.
+    simulate_interruptions: tuple[Union[float, str], ...] = ()
 
 
 @dataclass
@@ -87,7 +88,7 @@ class LaunchRequest:
     code: CodeSource
     job: JobOptions = field(default_factory=JobOptions)
     config: ConfigSource = field(default_factory=ConfigSource)
-    args: list[str] = field(default_factory=list)   # the script's own arguments, exactly as given
+    args: Sequence[str] = ()   # the script's own arguments, exactly as given (plan refuses a bare string)
     notebook: NotebookContext = field(default_factory=NotebookContext)
 
     # -- the keyword arguments of sm_magic.launch ---------------------------------------------------
@@ -117,8 +118,8 @@ class LaunchRequest:
                          simulate_interruptions=(interruptions,) if isinstance(interruptions, (int, float, str))
                          else tuple(interruptions))
         notebook = NotebookContext(tagged_cells=take("include_cells", None) or {}, names=take("notebook_names", None))
-        return cls(code, job, ConfigSource(config, overrides=keywords), list(args) if not isinstance(args, (str, bytes))
-                   else args, notebook)
+        return cls(code, job, ConfigSource(config, overrides=keywords),
+                   args if isinstance(args, (str, bytes)) else list(args), notebook)
 
     # -- JSON (an exported bundle's job.json) -------------------------------------------------------
 
@@ -218,11 +219,9 @@ def _inputs_object(inputs: Sequence[InputSpec]) -> dict:
     """Input channels as {NAME: URI}, a "NAME=URI" split at its first = as the flag's parser does."""
     out = {}
     for spec in inputs:
-        if isinstance(spec, str):
-            if "=" not in spec:
-                raise ValueError(f"input {spec!r} is not NAME=URI")
-            spec = spec.split("=", 1)
-        channel, uri = spec
+        if isinstance(spec, str) and "=" not in spec:
+            raise ValueError(f"input {spec!r} is not NAME=URI")
+        channel, uri = spec.split("=", 1) if isinstance(spec, str) else spec
         out[str(channel)] = os.fspath(uri) if isinstance(uri, os.PathLike) else uri
     return out
 

@@ -141,6 +141,7 @@ def plan_tree(tree: Path, *, label: str = "the code", skip_unsafe: bool = False,
                 continue
             lst = entry.stat(follow_symlinks=False)
             is_link = stat.S_ISLNK(lst.st_mode)
+            st: Optional[os.stat_result]
             try:
                 st = os.stat(entry.path) if is_link else lst
             except OSError:
@@ -172,6 +173,8 @@ def plan_tree(tree: Path, *, label: str = "the code", skip_unsafe: bool = False,
                     continue
                 plan.dirs.append(rel)
                 walk(real, rel, ancestors | {real})
+            elif st is None:  # a broken link: reported above
+                continue
             elif stat.S_ISREG(st.st_mode):
                 plan.files.append((rel, Path(source)))
             else:

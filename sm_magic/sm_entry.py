@@ -158,6 +158,8 @@ def supervise(cmd, env, cwd, out, on_failure):
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}
     previous[RECLAIMED] = signal.signal(RECLAIMED, lambda signum, frame: received.append(signum))
     tail = bytearray()
+    if child.stdout is None:  # started with stdout=PIPE: it has one
+        raise RuntimeError("the launcher's output pipe is missing")
     fd = child.stdout.fileno()
     drain_until = None
     try:

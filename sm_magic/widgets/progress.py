@@ -96,13 +96,13 @@ def metrics_html(rows: Sequence[dict], means: Optional[Means] = None) -> str:
     def title(text: str) -> str:
         return f'<tr class="sm-magic-section"><th colspan="{len(columns)}" style="text-align:left">{text}</th></tr>'
 
-    means = (f'<tbody class="sm-magic-means">{title(means_title(w))}{body(w.summaries)}</tbody>'
-             if w.summaries else "")
+    summary = (f'<tbody class="sm-magic-means">{title(means_title(w))}{body(w.summaries)}</tbody>'
+               if w.summaries else "")
     latest = title("latest") if w.summaries else ""
     note = (f'<tr class="sm-magic-hidden-rows"><td colspan="{len(columns)}" style="color:#666">'
             f"{_esc(hidden_note(w))}</td></tr>" if w.hidden else "")
     return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
-            f"{means}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
+            f"{summary}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
 
 
 def plot_png(rows: Sequence[dict], series: Optional[PlotSeries] = None) -> bytes:
@@ -311,7 +311,7 @@ def show_progress(job: Job) -> ProgressWidget:
     is replaced by the static summary (HTML, plus text for frontends without HTML)."""
     from IPython.display import display
 
-    handles = []
+    handles: list = []
 
     def finish(snap: Snapshot) -> None:
         handles[0].update({"text/html": summary_html(snap), "text/plain": render_text(snap)}, raw=True)

@@ -116,13 +116,16 @@ class Means:
     BLOCK = 256
 
     def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
         self.count = 0
         self.epochs: dict = {}           # epoch -> _Sums, in order of first appearance
         self.blocks: list[_Sums] = []    # rows [i * BLOCK, (i + 1) * BLOCK)
 
     def update(self, rows: Sequence[dict]) -> None:
         if len(rows) < self.count:  # not the rows it has summed: start again
-            self.__init__()
+            self._reset()
         for i in range(self.count, len(rows)):
             row = rows[i]
             if i % self.BLOCK == 0:
@@ -156,11 +159,12 @@ class _Thinned:
     def __init__(self, limit: int):
         self.limit, self.size = limit, 1
         self.buckets: list[list] = []   # [index of lowest, lowest, index of highest, highest, count]
-        self.first: tuple | None = None
-        self.latest: tuple | None = None
+        self.first: tuple[int, float] = (-1, 0.0)   # (-1, _): no point yet
+        self.latest: tuple[int, float] = (-1, 0.0)
 
     def add(self, i: int, y: float) -> None:
-        self.first = self.first or (i, y)
+        if self.first[0] < 0:
+            self.first = (i, y)
         self.latest = (i, y)
         if not self.buckets or self.buckets[-1][4] >= self.size:
             self.buckets.append([i, y, i, y, 0])
@@ -178,7 +182,8 @@ class _Thinned:
         """{row index: value} of the points kept."""
         kept = {i: y for b in self.buckets for i, y in ((b[0], b[1]), (b[2], b[3]))}
         for i, y in (self.first, self.latest):
-            kept[i] = y
+            if i >= 0:
+                kept[i] = y
         return kept
 
 
@@ -198,6 +203,9 @@ class PlotSeries:
 
     def __init__(self, limit: int = PLOT_POINTS):
         self.limit = limit
+        self._reset()
+
+    def _reset(self) -> None:
         self.count = 0                                    # rows thinned so far
         self.lines: dict[str, _Thinned] = {}              # in order of first appearance
         self.keyed = {key: True for key in _KEYS}         # whether every row so far has the key
@@ -215,7 +223,7 @@ class PlotSeries:
     def update(self, rows: Sequence[dict]) -> tuple[str | None, dict[str, tuple[list, list]]]:
         """(the x key: "epoch", "step" or None for the row number, {metric: (xs, ys)})."""
         if len(rows) < self.count:  # not the rows it has thinned: start again
-            self.__init__(self.limit)
+            self._reset()
         end = max(self.count, len(rows) - self.RECHECK)
         for i in range(self.count, end):
             self._add(self.lines, self.keyed, i, rows[i])

@@ -116,7 +116,7 @@ class TerminalLines:
             if row is not known and row != known:
                 print(f"[{s.name}] " + " ".join(f"{k}={fmt_value(v)}" for k, v in row.items()), file=out)
         self.count = start + len(rows)
-        self.printed = snap.metrics[max(0, self.count - self.RECHECK):self.count]
+        self.printed = list(snap.metrics[max(0, self.count - self.RECHECK):self.count])
         if s.done:
             if s.failure_reason:
                 print(f"[{s.name}] FailureReason: {s.failure_reason}", file=out)
