@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 
 from sm_magic.backends.sagemaker_args import accepted_additional_args
-from sm_magic.config import TrainConfig, field_extra
+from sm_magic.config import TrainConfig, field_extra, unwrap_optional
 from sm_magic.widgets.form import GROUPS, label, yaml_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,10 +106,7 @@ def _md(text: str) -> str:
 
 
 def _type(field) -> str:
-    annotation, optional = field.annotation, False
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
-        annotation, optional = args[0], True
+    annotation, optional = unwrap_optional(field.annotation)
     if typing.get_origin(annotation) is typing.Literal:
         choices = [f"`{c}`" for c in typing.get_args(annotation)]
         text = f"{choices[0]} only" if len(choices) == 1 else "one of " + ", ".join(choices)

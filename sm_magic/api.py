@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import UsageProblem
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, get_backend
@@ -41,7 +41,7 @@ class LaunchError(UsageProblem, ValueError):
     """A launch refused before anything ran; the message says what to change."""
 
 
-def job_name(base: str, now: Optional[float] = None) -> str:
+def job_name(base: str, now: float | None = None) -> str:
     """`base-YYYY-mm-dd-HH-MM-SS-mmm`, the SageMaker SDK's naming."""
     now = time.time() if now is None else now
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
@@ -55,8 +55,8 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def parse_inputs(flags: Union[str, Mapping[str, str], Iterable[InputSpec]], config: TrainConfig, *,
-                 base: Optional[Path] = None) -> dict[str, str]:
+def parse_inputs(flags: str | Mapping[str, str] | Iterable[InputSpec], config: TrainConfig, *,
+                 base: Path | None = None) -> dict[str, str]:
     """Input channels: the config's sagemaker_inputs_file, then NAME=URI flags over it (or
     (NAME, URI) pairs, or a {NAME: URI} mapping). Each is checked as every backend takes it: a
     channel name SageMaker accepts, a URI that is an s3:// prefix or a local path, and never a
@@ -105,7 +105,7 @@ def parse_inputs(flags: Union[str, Mapping[str, str], Iterable[InputSpec]], conf
     return inputs
 
 
-def parse_metrics(specs: Iterable[Union[str, MetricDefinition]], config: TrainConfig) -> list[MetricDefinition]:
+def parse_metrics(specs: Iterable[str | MetricDefinition], config: TrainConfig) -> list[MetricDefinition]:
     """Metric definitions: the config's sagemaker_metrics_file, then NAME=REGEX flags (or
     MetricDefinitions), each checked."""
     defs = load_metrics_file(config.sagemaker_metrics_file) if config.sagemaker_metrics_file else []
@@ -131,20 +131,20 @@ class Plan:
     """A launch request, checked: everything needed to build the bundle and submit it."""
 
     request: LaunchRequest
-    source: Optional[str]  # the entry script's text; None: the git checkout's or the tree's own
+    source: str | None  # the entry script's text; None: the git checkout's or the tree's own
     config: TrainConfig
     backend: Backend
     args: list[str]
-    name: Optional[str]    # None only in an export's plan of a cell without --name
+    name: str | None    # None only in an export's plan of a cell without --name
     metric_definitions: list[MetricDefinition]
     inputs: dict[str, str]
-    registry: Optional[Registry]  # None in an export's plan: nothing is registered
+    registry: Registry | None  # None in an export's plan: nothing is registered
     interruptions: tuple[float, ...]
-    checkout: Optional[git_source.Checkout] = None  # code from git, until close()
+    checkout: git_source.Checkout | None = None  # code from git, until close()
     entry: str = SCRIPT_NAME
-    included: Optional[includes.Included] = None   # --include: helper cells and files
-    requirements_file: Optional[Path] = None       # --requirements, or requirements.txt beside the notebook
-    software: Optional[software.Software] = None   # set by build(): requirements, image, wheels
+    included: includes.Included | None = None   # --include: helper cells and files
+    requirements_file: Path | None = None       # --requirements, or requirements.txt beside the notebook
+    software: software.Software | None = None   # set by build(): requirements, image, wheels
     export: bool = False                           # planned for `sm-magic export` (see plan)
 
     @property
@@ -158,7 +158,7 @@ class Plan:
             raise LaunchError("this plan was made for an export: plan the request again to launch it")
         return self.name, self.registry
 
-    def build(self, dest: Optional[Path] = None, name: Optional[str] = None) -> Bundle:
+    def build(self, dest: Path | None = None, name: str | None = None) -> Bundle:
         """The bundle, in a temporary directory (or `dest`, named `name`): the code (the git
         checkout or tree, with the included cells and files staged beside it), its requirements
         (checked against the training image, which is chosen here; an export's are those of the
@@ -186,7 +186,7 @@ class Plan:
             self.checkout.cleanup()
 
 
-def fetch_code(code: CodeSource, source: Optional[str]) -> Optional[git_source.Checkout]:
+def fetch_code(code: CodeSource, source: str | None) -> git_source.Checkout | None:
     """Fetch the repository (last of the checks, into a temporary directory) and check the
     entry script the job will run; a refusal leaves no checkout behind."""
     if not code.git_repo:
@@ -210,7 +210,7 @@ def fetch_code(code: CodeSource, source: Optional[str]) -> Optional[git_source.C
     return checkout
 
 
-def _here(path, directory: Optional[Path]) -> Optional[Path]:
+def _here(path, directory: Path | None) -> Path | None:
     """A path of the request, relative to the notebook's directory when it has one."""
     if path is None:
         return None
@@ -233,7 +233,7 @@ def _config(request: LaunchRequest) -> TrainConfig:
     return cfg
 
 
-def _requirements_file(path: Optional[Path]) -> Optional[Path]:
+def _requirements_file(path: Path | None) -> Path | None:
     if path is None:
         return None
     if not path.is_file():
@@ -256,7 +256,7 @@ def _interruptions(given) -> tuple[float, ...]:
     return seconds
 
 
-def plan(request: LaunchRequest, *, registry: Optional[Registry] = None, export: bool = False) -> Plan:
+def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bool = False) -> Plan:
     """Check a launch request without writing anything: the config, the cell, names, inputs,
     metrics, the backend and what it can run, the registry, and last the git repository (fetched
     into a temporary checkout: call `close()` on the plan). The one planner: the magic, the form's
@@ -325,7 +325,7 @@ def _absolute_local(uri: str, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, None] = None, args: Sequence[str] = (),
+def launch(source: str | None, config: TrainConfig | str | os.PathLike | None = None, args: Sequence[str] = (),
            wait: bool = False, **overrides) -> Job:
     """Run the script text `source` as a training job and return its `Job`.
 
@@ -346,7 +346,7 @@ def launch(source: Optional[str], config: Union[TrainConfig, str, os.PathLike, N
     return launch_request(LaunchRequest.from_keywords(source, config, args, **overrides), wait=wait, registry=registry)
 
 
-def launch_request(request: LaunchRequest, wait: bool = False, registry: Optional[Registry] = None) -> Job:
+def launch_request(request: LaunchRequest, wait: bool = False, registry: Registry | None = None) -> Job:
     """Plan the request, build its bundle, register the job and start it."""
     p = plan(request, registry=registry)
     try:
@@ -392,7 +392,7 @@ def _unregister(p: Plan) -> None:
         progress(f"could not remove {name}, which did not start, from the job registry: {e}")
 
 
-def dry_run(source: Optional[str], config=None, args: Sequence[str] = (), **overrides) -> str:
+def dry_run(source: str | None, config=None, args: Sequence[str] = (), **overrides) -> str:
     """What `launch` would run, as text; nothing is written or started."""
     return dry_run_request(LaunchRequest.from_keywords(source, config, args, **overrides))
 
@@ -415,7 +415,7 @@ def dry_run_request(request: LaunchRequest) -> str:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
 
 
-def _software_text(sw: Optional[software.Software]) -> list[str]:
+def _software_text(sw: software.Software | None) -> list[str]:
     if sw is None:  # nothing built
         return []
     out = []
@@ -431,7 +431,7 @@ def _software_text(sw: Optional[software.Software]) -> list[str]:
 def _command_text(p: Plan, bundle: Bundle) -> list[str]:
     """What the entry command runs on the first host, when its GPU count is known."""
     hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
-    gpus: Optional[int]
+    gpus: int | None
     if p.config.use_cpu:
         gpus = 0
     else:
@@ -457,7 +457,7 @@ def _job(name: str, backend, metric_defs, registry: Registry) -> Job:
     return Job(name, backend, metric_defs, on_status=record_status)
 
 
-def attach(name: str, registry: Optional[Registry] = None) -> Job:
+def attach(name: str, registry: Registry | None = None) -> Job:
     """A `Job` for a job launched earlier (by this or another kernel), found in the registry."""
     registry = registry or Registry()
     record = registry.get(name)
@@ -483,7 +483,7 @@ class JobRow:
     note: str = ""         # what is wrong with the job's record or files, when something is
 
 
-def list_jobs(limit: Optional[int] = None, registry: Optional[Registry] = None) -> list[JobRow]:
+def list_jobs(limit: int | None = None, registry: Registry | None = None) -> list[JobRow]:
     """Registry records, newest first, each with its current status (asked of the backend for
     jobs the registry last saw running). A job whose record or files cannot be read is listed
     as "Unknown" with a note saying why; it never hides the others."""

@@ -15,7 +15,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import yaml
 
@@ -63,7 +64,7 @@ class Bundle:
     entry_command: tuple[str, ...] = ENTRY_COMMAND
     script: str = SCRIPT_NAME                        # the entry script, relative to the bundle
     origin: dict = field(default_factory=dict)       # where the code came from (git, notebook)
-    image: Optional[Image] = None                    # the training image it was checked against
+    image: Image | None = None                    # the training image it was checked against
 
 
 def check_source(source: str) -> None:
@@ -205,7 +206,7 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
                  inputs: dict[str, str] | None = None, dest: Path | None = None,
                  tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None,
                  requirements: Sequence[str] | None = None, wheels: Wheelhouse | None = None,
-                 image: Optional[Image] = None) -> Bundle:
+                 image: Image | None = None) -> Bundle:
     """Write the bundle to `dest` (a new temporary directory when None).
 
     `source` is the entry script's text, written to `script`. With `tree` (a directory of code,

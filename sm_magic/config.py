@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -81,7 +83,7 @@ class TrainConfig(BaseModel):
         "TRANSFORMER_BASED_WRAP", description="FSDP: which submodules become FSDP units (transformer "
         "layers, modules over a size, or the whole model).",
         json_schema_extra={"group": "Distributed", "yaml": "fsdp_config"})
-    fsdp_transformer_layer_cls_to_wrap: Optional[str] = Field(
+    fsdp_transformer_layer_cls_to_wrap: str | None = Field(
         None, description="FSDP, TRANSFORMER_BASED_WRAP: layer class names, comma-separated "
         "(default: the model's own _no_split_modules).",
         json_schema_extra={"group": "Distributed", "yaml": "fsdp_config", "label": "FSDP transformer layer class"})
@@ -110,55 +112,55 @@ class TrainConfig(BaseModel):
     mixed_precision: Literal["no", "fp16", "bf16", "fp8"] = Field(
         "no", description="Mixed precision mode passed to accelerate (fp16 needs a GPU; on a "
         "CPU-only host the local backend runs fp32 and says so).", json_schema_extra=_group("Distributed"))
-    iam_role_name: Optional[str] = Field(None, description="IAM role name or ARN the job runs as.",
+    iam_role_name: str | None = Field(None, description="IAM role name or ARN the job runs as.",
                                          json_schema_extra=_group("Compute"))
-    profile: Optional[str] = Field(None, description="AWS profile for credentials (never stored here).",
+    profile: str | None = Field(None, description="AWS profile for credentials (never stored here).",
                                    json_schema_extra=_group("Compute", "AWS profile"))
     region: str = Field("us-east-1", description="AWS region.", json_schema_extra=_group("Compute", "AWS region"))
     base_job_name: str = Field(
         "sm-magic", max_length=39, description="Job names are this plus a timestamp.",
         json_schema_extra=_group("Compute"))
-    image_uri: Optional[str] = Field(
+    image_uri: str | None = Field(
         None, description="Training image; default: chosen for the instance type (the newest Hugging Face "
         "PyTorch training image that runs on its GPU and installs the job's requirements; a PyTorch CPU "
         "image without a GPU).", json_schema_extra=_group("Software versions"))
-    pytorch_version: Optional[str] = Field(
+    pytorch_version: str | None = Field(
         None, description="PyTorch version of the training image (default: the newest that fits).",
         json_schema_extra=_group("Software versions"))
-    transformers_version: Optional[str] = Field(
+    transformers_version: str | None = Field(
         None, description="Transformers version of the Hugging Face training image (default: the newest "
         "that fits).", json_schema_extra=_group("Software versions"))
-    py_version: Optional[str] = Field(
+    py_version: str | None = Field(
         None, description="Python version tag of the training image, e.g. py312 (default: the newest that fits).",
         json_schema_extra=_group("Software versions"))
-    sagemaker_inputs_file: Optional[str] = Field(
+    sagemaker_inputs_file: str | None = Field(
         None, description="TSV of input channels (header line, then name<TAB>uri).",
         json_schema_extra=_group("Advanced"))
-    sagemaker_metrics_file: Optional[str] = Field(
+    sagemaker_metrics_file: str | None = Field(
         None, description="TSV of metric definitions (header line, then name<TAB>regex).",
         json_schema_extra=_group("Advanced"))
     use_spot_instances: bool = Field(
         False, description="Run on spot capacity (cheaper, may be interrupted; resume from checkpoints).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
-    max_run: Optional[int] = Field(
+    max_run: int | None = Field(
         None, ge=1, description="Stop the job after this many seconds of training "
         "(MaxRuntimeExceeded; at most 28 days, the API's limit).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args", "label": "Maximum run time (s)"})
-    max_wait: Optional[int] = Field(
+    max_wait: int | None = Field(
         None, ge=1, description="Spot only: give up after this many seconds, waiting included "
         "(at least max_run).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args",
                                           "label": "Maximum wait time (s)", "shown_if": {"use_spot_instances": True}})
-    checkpoint_s3_uri: Optional[str] = Field(
+    checkpoint_s3_uri: str | None = Field(
         None, description="Where checkpoints are kept between interruptions (default: under the "
         "job's output path).", json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
-    checkpoint_local_path: Optional[str] = Field(
+    checkpoint_local_path: str | None = Field(
         None, description="Checkpoint directory inside the container (default /opt/ml/checkpoints).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
     additional_args: dict[str, Any] = Field(
         default_factory=dict, description="Extra training-job arguments (use_spot_instances, "
         "max_wait, max_run, enable_network_isolation, ...).", json_schema_extra=_group("Advanced"))
     debug: bool = Field(False, description="Accelerate's debug mode.", json_schema_extra=_group("Advanced"))
-    dynamo_config: Optional[dict[str, Any]] = Field(
+    dynamo_config: dict[str, Any] | None = Field(
         None, description="torch.compile settings, as accelerate writes them.",
         json_schema_extra=_group("Advanced", "torch.compile (dynamo) config"))
     enable_cpu_affinity: bool = Field(False, description="Pin processes to CPU cores.",
@@ -299,6 +301,14 @@ class TrainConfig(BaseModel):
         if self.ec2_instance_type == "local_container":
             return "local-container"
         return "sagemaker"
+
+
+def unwrap_optional(annotation) -> tuple[Any, bool]:
+    """(X, True) for a field annotated `X | None`, else (the annotation, False)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0], True
+    return annotation, False
 
 
 def field_extra(name: str) -> dict:

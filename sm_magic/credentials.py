@@ -9,7 +9,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Collection, Optional
+from collections.abc import Collection
 
 from .smignore import IGNORE_FILE
 
@@ -32,7 +32,7 @@ _CREDENTIALS = [
 ]
 
 
-def _placeholder(value: Optional[str]) -> bool:
+def _placeholder(value: str | None) -> bool:
     """`AKIAXXXXXXXXXXXXXXXX`, `ghp_000...`: a placeholder, not a credential."""
     return value is not None and len(set(value.lower())) < 6
 

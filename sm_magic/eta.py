@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re2
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 # RE2: linear in the text, so a whole chunk of log is searched at once.
 _TQDM = re2.compile(r"(\d+)/(\d+) \[(?:(\d+:)?(\d+):(\d+))<(?:(\d+:)?(\d+):(\d+)|\?)?")
@@ -32,15 +32,15 @@ class Estimate:
     total: float
     unit: str                     # "epoch" or "step"
     elapsed: float
-    remaining: Optional[float]
-    rate: Optional[float]         # units per second
+    remaining: float | None
+    rate: float | None         # units per second
 
     @property
     def fraction(self) -> float:
         return max(0.0, min(1.0, self.done / self.total)) if self.total else 0.0
 
 
-def clock(seconds: Optional[float]) -> str:
+def clock(seconds: float | None) -> str:
     """`1:02:03`, `2:03`, `0:05`: a duration as people read one."""
     if seconds is None:
         return "?"
@@ -59,18 +59,18 @@ def _last(pattern, text: str, total: int):
     return last
 
 
-def _seconds(h: Optional[str], m: str, s: str) -> float:
+def _seconds(h: str | None, m: str, s: str) -> float:
     return (int(h[:-1]) * 3600 if h else 0) + int(m) * 60 + int(s)
 
 
 class Tracker:
     """Fed the job's log lines as they come; `estimate(...)` says where the job stands."""
 
-    def __init__(self, hyperparameters: Optional[dict] = None):
-        self.steps: Optional[tuple[int, int]] = None           # (n, total) last seen
-        self.tqdm_times: Optional[tuple[float, Optional[float]]] = None  # tqdm's (elapsed, remaining)
-        self.epoch_total: Optional[int] = _epochs_argument(hyperparameters or {})
-        self.epoch_line: Optional[int] = None                  # N of the last `epoch N/M` line
+    def __init__(self, hyperparameters: dict | None = None):
+        self.steps: tuple[int, int] | None = None           # (n, total) last seen
+        self.tqdm_times: tuple[float, float | None] | None = None  # tqdm's (elapsed, remaining)
+        self.epoch_total: int | None = _epochs_argument(hyperparameters or {})
+        self.epoch_line: int | None = None                  # N of the last `epoch N/M` line
 
     def feed(self, lines: Iterable[str]) -> None:
         """Only the last progress line of each kind counts. The patterns run on RE2 over the
@@ -87,7 +87,7 @@ class Tracker:
         if epoch is not None:
             self.epoch_line, self.epoch_total = int(epoch.group(1)), int(epoch.group(2))
 
-    def estimate(self, rows: Sequence[dict], started: Optional[float], now: float) -> Optional[Estimate]:
+    def estimate(self, rows: Sequence[dict], started: float | None, now: float) -> Estimate | None:
         """Where the job stands (None without a known total). `started`: when training began."""
         elapsed = max(0.0, now - started) if started is not None else 0.0
         if self.steps is not None:
@@ -115,7 +115,7 @@ def _from_rate(done: float, total: float, unit: str, elapsed: float) -> Estimate
     return Estimate(done, total, unit, elapsed, remaining, rate)
 
 
-def _epochs_argument(hyperparameters: dict) -> Optional[int]:
+def _epochs_argument(hyperparameters: dict) -> int | None:
     for name in _EPOCH_ARGS:
         value = hyperparameters.get(name)
         try:

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .errors import SmMagicError, UsageProblem
 from . import api, git_source, safe_copy, train_line
@@ -46,7 +46,7 @@ class Cell:
     magic's name, line and body; for a plain cell the Python IPython turns it into."""
 
     number: int
-    magic: Optional[str]
+    magic: str | None
     line: str
     body: str
 
@@ -78,7 +78,7 @@ def read_cells(path: Path) -> list[Cell]:
     return cells
 
 
-def _cell_magic(code: str) -> Optional[tuple[str, str, str]]:
+def _cell_magic(code: str) -> tuple[str, str, str] | None:
     """('name', line, body) when IPython turned the cell into one run_cell_magic call (or the
     line form `%sagemaker_train ...` alone in its cell: no body)."""
     try:
@@ -252,7 +252,7 @@ def _export(planned: list[_CellExport], cells: list[Cell], notebook: Path, out: 
             shutil.rmtree(out, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    return [out / each.dirname for e in planned]
+    return [out / each.dirname for each in planned]
 
 
 MAX_JSON_BYTES = 1 << 20  # job.json is a few KiB
@@ -294,8 +294,8 @@ def _bundle_script(path: Path, script: str) -> str:
     return script
 
 
-def launch_bundle(bundle_dir: str | os.PathLike, *, backend: Optional[str] = None, name: Optional[str] = None,
-                  args: Optional[Sequence[str]] = None) -> Job:
+def launch_bundle(bundle_dir: str | os.PathLike, *, backend: str | None = None, name: str | None = None,
+                  args: Sequence[str] | None = None) -> Job:
     """Launch an exported bundle: the request its job.json holds, planned and launched as any
     other (api.launch_request), its whole code tree (train.py, included helpers) what runs and
     its config.yaml the config. `backend`, `name` and `args` (the script's arguments) replace the

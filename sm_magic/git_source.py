@@ -18,7 +18,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UsageProblem
@@ -62,8 +61,8 @@ def redact(text: str, url: str) -> str:
     return text
 
 
-def check_options(git_repo: Optional[str], git_branch: Optional[str] = None, git_commit: Optional[str] = None,
-                  entry: Optional[str] = None) -> None:
+def check_options(git_repo: str | None, git_branch: str | None = None, git_commit: str | None = None,
+                  entry: str | None = None) -> None:
     """The flags' combinations and forms, checked without touching the network or the disk."""
     if not git_repo:
         given = [flag for flag, value in (("--git-branch", git_branch), ("--git-commit", git_commit),
@@ -97,9 +96,9 @@ class Checkout:
     path: Path                       # the work tree (its .git is never bundled)
     url: str                         # credentials stripped
     commit: str                      # the full SHA
-    branch: Optional[str] = None     # the branch fetched (None for a commit pin or a tag)
-    tag: Optional[str] = None
-    _root: Optional[Path] = field(default=None, repr=False)
+    branch: str | None = None     # the branch fetched (None for a commit pin or a tag)
+    tag: str | None = None
+    _root: Path | None = field(default=None, repr=False)
 
     def origin(self) -> dict:
         """What sm_launch.json and the job registry record about where the code came from."""
@@ -153,7 +152,7 @@ class Checkout:
         self.cleanup()
 
 
-def fetch(url: str, *, branch: Optional[str] = None, commit: Optional[str] = None) -> Checkout:
+def fetch(url: str, *, branch: str | None = None, commit: str | None = None) -> Checkout:
     """Fetch `url` at `branch` (or tag), at `commit` (full or abbreviated SHA), or at its default
     branch, into a new temporary directory. On any error nothing is left behind."""
     check_options(url, branch, commit)
@@ -186,7 +185,7 @@ def fetch(url: str, *, branch: Optional[str] = None, commit: Optional[str] = Non
         raise
 
 
-def _ls_remote(git: str, url: str) -> tuple[dict, dict, Optional[str]]:
+def _ls_remote(git: str, url: str) -> tuple[dict, dict, str | None]:
     """The repository's branches and tags (name -> SHA) and its default branch; the first
     contact, so an unreadable repository is reported here."""
     out = _git(git, url, "ls-remote", "--symref", "--", url, what="read repository").stdout

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Container, Iterable, Iterator, Optional, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 
 from . import names as _names
 from . import safe_copy
@@ -87,8 +87,8 @@ def _is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or os.sep in spec
 
 
-def resolve(specs: Iterable[str], tagged: Optional[Mapping[str, Sequence[str]]] = None,
-            base_dir: Optional[Path] = None) -> Included:
+def resolve(specs: Iterable[str], tagged: Mapping[str, Sequence[str]] | None = None,
+            base_dir: Path | None = None) -> Included:
     """The --include values as code: each is a tag of `%%sagemaker_include` cells in `tagged`
     (tag -> cell sources, in order), else a .py file or package directory (relative to
     `base_dir`, default the current directory). Refused with a clear message: an unknown tag or
@@ -138,8 +138,8 @@ def check_cell(tag: str, source: str) -> None:
                            "its code goes into the job as sm_included.py, so it cannot use magics or ! commands") from None
 
 
-def check_names(source: str, included: Included, notebook_names: Optional[Container[str]] = None,
-                tagged: Optional[Mapping[str, Sequence[str]]] = None) -> None:
+def check_names(source: str, included: Included, notebook_names: Container[str] | None = None,
+                tagged: Mapping[str, Sequence[str]] | None = None) -> None:
     """Refuse a cell that reads a name it never defines (nor do its included cells) when the
     notebook defines that name elsewhere: in the job it would be a NameError. `notebook_names`
     holds the notebook's names (a Mapping gives, for each, where it is defined); names of
@@ -185,14 +185,14 @@ class Code:
     the texts whose imports the requirements come from and the module names the code carries;
     `cleanup()` removes the temporary tree `stage` made."""
 
-    source: Optional[str]
-    tree: Optional[Path]
+    source: str | None
+    tree: Path | None
     script: str
-    _tmp: Optional[Path] = None
+    _tmp: Path | None = None
     texts: list = field(default_factory=list)
     bundled: list = field(default_factory=list)
 
-    def own_requirements(self) -> Optional[Path]:
+    def own_requirements(self) -> Path | None:
         """The code tree's own requirements.txt (a git repository's), if it has one."""
         path = self.tree / "requirements.txt" if self.tree is not None else None
         return path if path is not None and path.is_file() else None
@@ -205,7 +205,7 @@ class Code:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 
-def stage(source: Optional[str], included: Optional[Included], tree: Optional[Path] = None,
+def stage(source: str | None, included: Included | None, tree: Path | None = None,
           script: str = SCRIPT_NAME) -> Code:
     """The code to bundle with the included cells and files added: a temporary tree (removed by
     `cleanup()`) holding `tree`'s files, the script, the files, and with tagged cells
@@ -226,7 +226,7 @@ def stage(source: Optional[str], included: Optional[Included], tree: Optional[Pa
 
 
 @contextmanager
-def staged(source: Optional[str], included: Optional[Included], tree: Optional[Path] = None,
+def staged(source: str | None, included: Included | None, tree: Path | None = None,
            script: str = SCRIPT_NAME) -> Iterator[Code]:
     """`stage` for a with-block: the temporary tree is removed when the block ends."""
     code = stage(source, included, tree, script)
@@ -236,7 +236,7 @@ def staged(source: Optional[str], included: Optional[Included], tree: Optional[P
         code.cleanup()
 
 
-def _stage(source: Optional[str], included: Included, tree: Optional[Path], script: str, tmp: Path) -> Code:
+def _stage(source: str | None, included: Included, tree: Path | None, script: str, tmp: Path) -> Code:
     root = tmp / "code"
     left_out: list[str] = []
     if tree is not None:
@@ -290,7 +290,7 @@ class TaggedCells:
     def __init__(self):
         self._cells: dict[str, dict[str, str]] = {}
 
-    def record(self, tags: Iterable[str], source: str, cell_id: Optional[str] = None) -> None:
+    def record(self, tags: Iterable[str], source: str, cell_id: str | None = None) -> None:
         tags = [check_tag(t) for t in tags]
         for tag in tags:
             self._cells.setdefault(tag, {})[cell_id or source] = source  # a re-run keeps its place
@@ -308,7 +308,7 @@ class NamespaceNames(Mapping):
     a name, where it was defined: the last input in `history` (IPython's `In`) binding it."""
 
     def __init__(self, namespace: Mapping, hidden: Container[str] = (), history: Sequence[str] = (),
-                 transform: Optional[Callable[[str], str]] = None):
+                 transform: Callable[[str], str] | None = None):
         self.namespace, self.hidden, self.history = namespace, hidden, history
         self.transform = transform or (lambda s: s)
 

@@ -8,7 +8,6 @@ SageMaker pricing page): accelerators per instance, their model, and their memor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ LOCAL_TYPES = {
 }
 
 
-def describe(name: str) -> Optional[str]:
+def describe(name: str) -> str | None:
     """One line on what the type offers ("4 x A10G, 96 GiB GPU memory"); None if not listed."""
     if name in LOCAL_TYPES:
         return LOCAL_TYPES[name]

@@ -13,7 +13,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Optional, Sequence
+from typing import ClassVar
+from collections.abc import Callable, Sequence
 
 from .errors import RuntimeProblem
 from .backends.base import Backend, JobState, Transition
@@ -50,7 +51,7 @@ class Snapshot:
     new_lines: list[str] = field(default_factory=list)
     backend: str = ""
     taken_at: float = field(default_factory=time.time)
-    estimate: Optional[Estimate] = None  # how far along and how long left, when a total is known
+    estimate: Estimate | None = None  # how far along and how long left, when a total is known
 
 
 class Job:
@@ -59,10 +60,10 @@ class Job:
     #: What a notebook shows for a Job (a cell's last value): the magics set it to follow the job
     #: with a progress view, which never goes stale in a saved notebook; it returns False where
     #: it cannot (a terminal), and the text repr is shown.
-    display_hook: ClassVar[Optional[Callable[["Job"], bool]]] = None
+    display_hook: ClassVar[Callable[["Job"], bool] | None] = None
 
     def __init__(self, name: str, backend: Backend, metric_definitions: Sequence[MetricDefinition] = (),
-                 on_status: Optional[Callable[[JobState], None]] = None):
+                 on_status: Callable[[JobState], None] | None = None):
         self.name = name
         self._backend = backend
         self._parser = MetricsParser(metric_definitions)
@@ -70,12 +71,12 @@ class Job:
         self._dropped = 0
         self._warned = 0  # parser warnings already added to the log
         self._cursor = None
-        self._state: Optional[JobState] = None
+        self._state: JobState | None = None
         self._state_at = 0.0
         self._on_status = on_status
         self._lock = threading.RLock()
-        self._tracker: Optional[Tracker] = None  # made at the first snapshot: it needs the arguments
-        self._shown_in: Optional[int] = None     # the cell whose progress view already shows this job
+        self._tracker: Tracker | None = None  # made at the first snapshot: it needs the arguments
+        self._shown_in: int | None = None     # the cell whose progress view already shows this job
 
     # -- state -------------------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class Job:
 
     # -- logs and metrics --------------------------------------------------------------------
 
-    def pull_logs(self, max_reads: Optional[int] = None) -> list[str]:
+    def pull_logs(self, max_reads: int | None = None) -> list[str]:
         """Fetch the lines logged since the last call (at most `max_reads` backend reads, so a
         flood cannot hold a caller forever), feed them to the metrics parser, return them."""
         with self._lock:
@@ -148,7 +149,7 @@ class Job:
                     self._tracker.feed(new)
             return new
 
-    def logs(self, tail: Optional[int] = None) -> str:
+    def logs(self, tail: int | None = None) -> str:
         """The job's log so far (the last `tail` lines when given)."""
         with self._lock:
             self.pull_logs()
@@ -190,8 +191,8 @@ class Job:
 
     # -- control -----------------------------------------------------------------------------
 
-    def wait(self, timeout: Optional[float] = None, poll: Optional[float] = None,
-             on_snapshot: Optional[Callable[[Snapshot], None]] = None) -> "Job":
+    def wait(self, timeout: float | None = None, poll: float | None = None,
+             on_snapshot: Callable[[Snapshot], None] | None = None) -> "Job":
         """Block until the job ends; returns the job, raises JobFailedError if it Failed
         and TimeoutError after `timeout` seconds (the job keeps running)."""
         poll = poll if poll is not None else self.poll_interval
@@ -217,7 +218,7 @@ class Job:
             self._state_at = 0.0
         return self
 
-    def shown_in(self, cell: Optional[int]) -> "Job":
+    def shown_in(self, cell: int | None) -> "Job":
         """Say that a progress view under cell number `cell` already shows this job, so that
         cell's value (this Job) shows nothing more: a `<Job ... InProgress>` line frozen at
         launch would stay in the saved notebook after the job ended."""

@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 import threading
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import re2
 
@@ -40,21 +40,21 @@ class Regex:
 
     __slots__ = ("pattern", "engine", "first_group")
 
-    def __init__(self, pattern: str, engine: str, first_group: Optional[Callable[[str], Optional[str]]]):
+    def __init__(self, pattern: str, engine: str, first_group: Callable[[str], str | None] | None):
         self.pattern, self.engine, self.first_group = pattern, engine, first_group
 
 
-def re2_first_group(compiled) -> Callable[[str], Optional[str]]:
+def re2_first_group(compiled) -> Callable[[str], str | None]:
     """``line -> group 1 of the first match (None if no match)`` for an RE2 pattern."""
     try:  # the binding's own Match: a third of the public wrapper's cost per line
         match, anchor = compiled._regexp.Match, re2._Anchor.UNANCHORED
     except AttributeError:  # pragma: no cover - another google-re2 layout: the public API
-        def searched(line: str) -> Optional[str]:
+        def searched(line: str) -> str | None:
             m = compiled.search(line)
             return m.group(1) if m else None
         return searched
 
-    def first_group(line: str) -> Optional[str]:
+    def first_group(line: str) -> str | None:
         data = line.encode("utf-8", "surrogatepass")
         start, end = match(anchor, data, 0, len(data))[1]  # spans in bytes; (-1, -1): no match
         return None if start < 0 else data[start:end].decode("utf-8", "replace")
@@ -128,8 +128,8 @@ class Worker:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._proc: Optional[subprocess.Popen] = None
-        self._replies: Optional[queue.Queue] = None
+        self._proc: subprocess.Popen | None = None
+        self._replies: queue.Queue | None = None
         self._pid = 0
 
     def _ensure(self) -> tuple[subprocess.Popen, queue.Queue]:
@@ -187,11 +187,11 @@ class Worker:
         with self._lock:
             self._kill()
 
-    def search(self, regex: str, lines: Sequence[str]) -> tuple[list[tuple[int, Optional[str]]], Optional[str]]:
+    def search(self, regex: str, lines: Sequence[str]) -> tuple[list[tuple[int, str | None]], str | None]:
         """(index, group 1) of the lines ``regex`` matches, and why the definition must be
         disabled (None while it is fine): a line over the budget, a chunk over its deadline,
         or a worker that cannot run. Matches found before the failure are kept."""
-        found: list[tuple[int, Optional[str]]] = []
+        found: list[tuple[int, str | None]] = []
         with self._lock:
             start = 0
             while start < len(lines):

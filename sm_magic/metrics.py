@@ -27,7 +27,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from . import metric_regex
 from .errors import UsageProblem
@@ -295,7 +296,7 @@ class _Definition:
 
     __slots__ = ("name", "regex", "literal", "disabled")
 
-    def __init__(self, name: str, regex: Regex, literal: Optional[str]):
+    def __init__(self, name: str, regex: Regex, literal: str | None):
         self.name, self.regex, self.literal, self.disabled = name, regex, literal, False
 
     def matcher(self, fallback: dict) -> tuple:

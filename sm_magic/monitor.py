@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .job import Job, Snapshot
 
@@ -28,7 +28,7 @@ class Watch:
     pending: bool = True         # something changed since the last delivery
     errors: int = 0
     next_poll: float = 0.0
-    last_state: Optional[tuple] = None
+    last_state: tuple | None = None
     new_lines: list = field(default_factory=list)
 
 
@@ -40,7 +40,7 @@ class Monitor:
         self._watches: list[Watch] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def watch(self, job: Job, callback: Callable[[Snapshot], None], min_interval: float = 0.5) -> Watch:
         """Deliver `job`'s snapshots to `callback` (from the monitor thread) until it ends."""
@@ -103,7 +103,7 @@ class Monitor:
             self.unwatch(w)
 
 
-_monitor: Optional[Monitor] = None
+_monitor: Monitor | None = None
 _monitor_lock = threading.Lock()
 
 

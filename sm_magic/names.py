@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-from typing import Optional
 
 # What every module has without defining it.
 MODULE_NAMES = frozenset({"__name__", "__file__", "__doc__", "__spec__", "__loader__", "__package__",
@@ -133,7 +132,7 @@ def _parse(source: str | ast.AST) -> ast.AST:
     return source if isinstance(source, ast.AST) else ast.parse(source)
 
 
-def free_names(*sources: str | ast.AST) -> Optional[set[str]]:
+def free_names(*sources: str | ast.AST) -> set[str] | None:
     """Names the code reads but binds nowhere and that are not builtins, the sources taken as one
     module (as the notebook's cells share one namespace). None when the code's names cannot be
     known statically (`from x import *`, `exec`, a bare `globals()`), so nothing can be said.

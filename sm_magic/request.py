@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Container, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Container, Mapping, Sequence
 
 from .errors import UsageProblem
 from .metrics import MetricDefinition
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 FORMAT = 2  # job.json's format; bump it when a reader of the old one would misread the new
 AGAIN = "export the notebook again"
 
-InputSpec = Union[str, tuple]                  # "NAME=URI", or (NAME, URI)
-MetricSpec = Union[str, MetricDefinition]      # "NAME=REGEX", or a definition
+InputSpec = str | tuple                          # "NAME=URI", or (NAME, URI)
+MetricSpec = str | MetricDefinition              # "NAME=REGEX", or a definition
 
 
 class RequestError(UsageProblem, ValueError):
@@ -33,29 +34,29 @@ class CodeSource:
     """What the job runs: the cell's text, a git repository's files, or a code tree (an exported
     bundle's), with included helpers and, optionally, a requirements file of its own."""
 
-    cell: Optional[str] = None          # the script's text; None: the repository's or tree's entry script
-    git_repo: Optional[str] = None      # URL
-    git_branch: Optional[str] = None
-    git_commit: Optional[str] = None    # full or abbreviated SHA
-    entry: Optional[str] = None         # the entry script's path in the repository (default train.py)
-    tree: Optional[Path] = None         # a code directory bundled whole
-    script: Optional[str] = None        # the tree's entry script (default train.py)
+    cell: str | None = None          # the script's text; None: the repository's or tree's entry script
+    git_repo: str | None = None      # URL
+    git_branch: str | None = None
+    git_commit: str | None = None    # full or abbreviated SHA
+    entry: str | None = None         # the entry script's path in the repository (default train.py)
+    tree: Path | None = None         # a code directory bundled whole
+    script: str | None = None        # the tree's entry script (default train.py)
     origin: dict = field(default_factory=dict)     # where the code came from, recorded with the job
     include: tuple[str, ...] = ()       # `%%sagemaker_include` tags, .py files, package directories
-    requirements: Optional[Path] = None  # replaces the requirements.txt generated from the imports
+    requirements: Path | None = None  # replaces the requirements.txt generated from the imports
 
 
 @dataclass
 class JobOptions:
     """How the job runs, besides its config."""
 
-    name: Optional[str] = None          # None: base_job_name plus a timestamp
-    backend: Optional[str] = None       # None: the config's (from ec2_instance_type)
+    name: str | None = None          # None: base_job_name plus a timestamp
+    backend: str | None = None       # None: the config's (from ec2_instance_type)
     inputs: list[InputSpec] = field(default_factory=list)     # input channels, over the config's inputs file
     metrics: list[MetricSpec] = field(default_factory=list)   # over the config's metrics file
-    jobs_dir: Optional[str] = None      # where a local backend keeps its job directories
+    jobs_dir: str | None = None      # where a local backend keeps its job directories
     # Seconds, as given (plan checks each is a number above 0); for a backend that simulates them.
-    simulate_interruptions: tuple[Union[float, str], ...] = ()
+    simulate_interruptions: tuple[float | str, ...] = ()
 
 
 @dataclass
@@ -64,7 +65,7 @@ class ConfigSource:
     SageMaker default config when there is one, else the defaults), with `overrides` (config
     fields, or the flags' names instance_type / instance_count) over it."""
 
-    given: Union["TrainConfig", str, os.PathLike, None] = None
+    given: "TrainConfig" | str | os.PathLike | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     accelerate_default: bool = True     # a file is read over accelerate's default config
 
@@ -76,9 +77,9 @@ class NotebookContext:
     names the notebook defines (a Mapping also says where), for the check that a cell reads none it
     does not define. Never written to JSON: a request read back has everything resolved."""
 
-    directory: Optional[Path] = None
+    directory: Path | None = None
     tagged_cells: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    names: Optional[Container[str]] = None
+    names: Container[str] | None = None
 
 
 @dataclass
@@ -94,7 +95,7 @@ class LaunchRequest:
     # -- the keyword arguments of sm_magic.launch ---------------------------------------------------
 
     @classmethod
-    def from_keywords(cls, source: Optional[str], config=None, args: Sequence[str] = (),
+    def from_keywords(cls, source: str | None, config=None, args: Sequence[str] = (),
                       **keywords) -> "LaunchRequest":
         """The request `sm_magic.launch(source, config, args, **keywords)` makes: its documented
         keywords, and every other one a config field (checked, with the closest valid name, when
@@ -123,7 +124,7 @@ class LaunchRequest:
 
     # -- JSON (an exported bundle's job.json) -------------------------------------------------------
 
-    def to_json(self, relative_to: Optional[Path] = None) -> dict:
+    def to_json(self, relative_to: Path | None = None) -> dict:
         """The request as a JSON object (empty parts left out). Paths inside `relative_to` are
         written relative to it, as `from_json` reads them back from a file there. The config must
         be a file (write a TrainConfig with `to_yaml` first); the notebook context is not written."""
@@ -177,7 +178,7 @@ class LaunchRequest:
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def _path(value) -> Optional[Path]:
+def _path(value) -> Path | None:
     return None if value is None else Path(value)
 
 
@@ -196,7 +197,7 @@ def _pruned(data: dict) -> dict:
     return out
 
 
-def _relative(path, base: Optional[Path]) -> Optional[str]:
+def _relative(path, base: Path | None) -> str | None:
     if path is None:
         return None
     path = Path(path)
@@ -208,7 +209,7 @@ def _relative(path, base: Optional[Path]) -> Optional[str]:
     return path.as_posix()
 
 
-def _resolved(text: Optional[str], base: Path) -> Optional[Path]:
+def _resolved(text: str | None, base: Path) -> Path | None:
     if text is None:
         return None
     path = Path(text).expanduser()

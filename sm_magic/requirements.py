@@ -24,7 +24,7 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
 
 from .errors import UsageProblem
 
@@ -55,7 +55,7 @@ def _distributions() -> Mapping[str, list[str]]:
     return md.packages_distributions()
 
 
-def installed_version(dist: str) -> Optional[str]:
+def installed_version(dist: str) -> str | None:
     try:
         return md.version(dist)
     except md.PackageNotFoundError:
@@ -129,7 +129,7 @@ def from_file(path: Path) -> list[str]:
     return lines
 
 
-def for_job(texts: Iterable[str], provided: frozenset[str], *, own_file: Optional[Path] = None,
+def for_job(texts: Iterable[str], provided: frozenset[str], *, own_file: Path | None = None,
             bundled: Iterable[str] = (), distributed_type: str = "NO") -> tuple[list[str], str]:
     """The bundle's requirements.txt lines and where they came from: `own_file` (the user's, or
     the code tree's) when given, else generated from the imports in `texts`. DeepSpeed jobs get
@@ -148,7 +148,7 @@ def _local_path(text: str) -> bool:
     return text.startswith((".", "/", "~", "file:"))
 
 
-def _name(line: str) -> Optional[str]:
+def _name(line: str) -> str | None:
     """The canonical project name a requirement line names (None: a comment or an option)."""
     text = line.split("#")[0].strip()
     if not text or text.startswith("-"):
@@ -177,8 +177,8 @@ def image_environment(python: tuple[int, int]) -> dict[str, str]:
             "platform_python_implementation": "CPython", "implementation_name": "cpython", "extra": ""}
 
 
-def problems(lines: Iterable[str], python: Optional[tuple[int, int]],
-             versions: Optional[dict[str, str]] = None) -> list[str]:
+def problems(lines: Iterable[str], python: tuple[int, int] | None,
+             versions: dict[str, str] | None = None) -> list[str]:
     """Why these requirements would not install in an image with this Python (and these fixed
     versions, e.g. {"torch": "2.9.0"}); [] when nothing is known to be wrong. Only pins of a
     version installed here can be checked offline (their metadata is on this machine)."""

@@ -27,7 +27,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Optional
+from collections.abc import Callable, Collection
 
 from .smignore import IGNORE_FILE, IgnoreRules
 
@@ -141,7 +141,7 @@ def plan_tree(tree: Path, *, label: str = "the code", skip_unsafe: bool = False,
                 continue
             lst = entry.stat(follow_symlinks=False)
             is_link = stat.S_ISLNK(lst.st_mode)
-            st: Optional[os.stat_result]
+            st: os.stat_result | None
             try:
                 st = os.stat(entry.path) if is_link else lst
             except OSError:
@@ -205,7 +205,7 @@ def copy_plan(plan: TreePlan, dest: Path) -> None:
         shutil.copy2(source, target)
 
 
-def copy_tree(tree: Path, dest: Path, *, log: Optional[Callable[[str], None]] = None, **options) -> TreePlan:
+def copy_tree(tree: Path, dest: Path, *, log: Callable[[str], None] | None = None, **options) -> TreePlan:
     """`plan_tree(tree, **options)` copied into `dest`. With `log`, the files left out (one line)
     and anything skipped (one line) are said there; else the caller says them from the plan."""
     plan = plan_tree(tree, **options)

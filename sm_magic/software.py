@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from . import requirements as reqs
 from .backends.images import Image, ImageError, choose
@@ -21,12 +21,12 @@ IMAGE_BACKENDS = ("sagemaker", "local-container")  # backends whose jobs run in 
 class Software:
     requirements: list[str]
     origin: str                          # where requirements.txt comes from, for --dry-run
-    image: Optional[Image] = None        # None: the job runs in this machine's environment
-    wheels: Optional[Wheelhouse] = None  # a network-isolated job's wheels
+    image: Image | None = None        # None: the job runs in this machine's environment
+    wheels: Wheelhouse | None = None  # a network-isolated job's wheels
 
 
-def resolve(backend_name: Optional[str], config: TrainConfig, code: Code, requirements_file: Optional[Path] = None,
-            gpus: int = 0, log: Optional[Callable[[str], None]] = None) -> Software:
+def resolve(backend_name: str | None, config: TrainConfig, code: Code, requirements_file: Path | None = None,
+            gpus: int = 0, log: Callable[[str], None] | None = None) -> Software:
     """The software for a job of `config` on `backend_name` running `code` (None: no backend yet,
     as for an export: the requirements as for the default image, nothing checked).
     `requirements_file` (--requirements) replaces the generated requirements.txt; so does the code

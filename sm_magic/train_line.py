@@ -9,7 +9,6 @@ import argparse
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from .errors import UsageProblem
 from .backends import BACKEND_NAMES
@@ -74,13 +73,13 @@ class MagicFlags:
     wait: bool = False      # block until the job ends
     edit: bool = False      # the config form first; its Launch button launches
     dry_run: bool = False   # show what would run, launch nothing
-    out: Optional[str] = None  # the variable that gets the Job
+    out: str | None = None  # the variable that gets the Job
 
 
 BESIDE_NOTEBOOK = "requirements.txt"
 
 
-def parse(line: str, cell: Optional[str] = "", notebook: Optional[NotebookContext] = None
+def parse(line: str, cell: str | None = "", notebook: NotebookContext | None = None
           ) -> tuple[LaunchRequest, MagicFlags]:
     """The line (as the kernel expanded it) and the cell's text as a launch request, and the
     magic's own flags. `notebook`: where relative paths are relative to and what the notebook

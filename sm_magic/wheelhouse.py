@@ -22,7 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .errors import UsageProblem
 from .config_files import cache_home
@@ -82,7 +82,7 @@ def _requirement_lines(lines: Iterable[str]) -> list[str]:
     return [l.split(" #")[0].strip() for l in lines if l.strip() and not l.strip().startswith("#")]
 
 
-def collect(lines: Iterable[str], python: tuple[int, int], platform: str, fixed: Optional[dict] = None,
+def collect(lines: Iterable[str], python: tuple[int, int], platform: str, fixed: dict | None = None,
             log=None) -> Wheelhouse:
     """The wheels `lines` need in an image with this Python, platform and fixed versions
     (e.g. {"torch": "2.9.0"}); downloaded unless the cache has them."""

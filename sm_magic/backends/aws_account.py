@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ..bundle import SDK_CHANNELS
 from .base import BackendError
@@ -182,7 +182,7 @@ def check_name_free(session, name: str, region: str) -> None:
     raise BackendError(f"a training job named {name} already exists in {region}: choose another --name")
 
 
-def remove_uploads(session, request: Optional[dict]) -> None:
+def remove_uploads(session, request: dict | None) -> None:
     """After a refused CreateTrainingJob, delete what this call uploaded (its SDK channels only)."""
     if not request:
         return

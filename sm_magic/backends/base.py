@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import RuntimeProblem
 
@@ -30,11 +30,11 @@ class Transition:
 
     status: str
     start: float
-    end: Optional[float] = None
+    end: float | None = None
     message: str = ""
 
     @property
-    def seconds(self) -> Optional[float]:
+    def seconds(self) -> float | None:
         return None if self.end is None else max(0.0, self.end - self.start)
 
 
@@ -46,13 +46,13 @@ class JobState:
     status: str = "InProgress"                 # TrainingJobStatus
     secondary_status: str = "Starting"         # SecondaryStatus
     transitions: list[Transition] = field(default_factory=list)
-    failure_reason: Optional[str] = None
-    model_artifacts: Optional[str] = None      # S3 URI or local path of model.tar.gz
+    failure_reason: str | None = None
+    model_artifacts: str | None = None      # S3 URI or local path of model.tar.gz
     creation_time: float = 0.0
-    training_start_time: Optional[float] = None
-    training_end_time: Optional[float] = None
-    training_seconds: Optional[int] = None
-    billable_seconds: Optional[int] = None
+    training_start_time: float | None = None
+    training_end_time: float | None = None
+    training_seconds: int | None = None
+    billable_seconds: int | None = None
     instance_type: str = ""
     instance_count: int = 1
     hyperparameters: dict[str, str] = field(default_factory=dict)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from .aws_polling import SLACK, Link, Unreachable
 
@@ -43,7 +44,7 @@ def stream_host(stream: str) -> tuple[str, int, int]:
 class StreamCursor:
     """Where the reading of one log stream stands."""
 
-    token: Optional[str] = None  # GetLogEvents' nextForwardToken: the next read starts there
+    token: str | None = None  # GetLogEvents' nextForwardToken: the next read starts there
     idle: int = 0                # reads in a row that found nothing new
     next_at: float = 0.0         # monotonic; not read again before then (unless the job ended or changed)
 
@@ -65,8 +66,8 @@ class LogCursor:
     """Where the reading of one job's logs stands (opaque to the callers of `logs`)."""
 
     streams: dict[str, StreamCursor] = dataclasses.field(default_factory=dict)
-    secondary: Optional[str] = None   # the job's secondary status at the last read
-    done_at: Optional[float] = None   # monotonic time the job was first seen ended
+    secondary: str | None = None   # the job's secondary status at the last read
+    done_at: float | None = None   # monotonic time the job was first seen ended
     list_at: float = 0.0              # monotonic; the streams are listed again from then
     listed_after_end: bool = False    # listed since the job was seen ended
     next_at: float = 0.0              # monotonic; no read before then (unless the job ended)
@@ -99,7 +100,7 @@ class LogReader:
         self.name, self.call, self.link, self.refused = name, call, link, refused
         self.poll_interval = poll_interval
 
-    def read(self, state: Optional[JobState], cursor: Optional[LogCursor]) -> tuple[list[str], LogCursor]:
+    def read(self, state: JobState | None, cursor: LogCursor | None) -> tuple[list[str], LogCursor]:
         """New lines of every host's stream since `cursor`, given the job's last known state; with
         several hosts each line carries an `algo-N | ` prefix. Returns the cursor to pass next time."""
         done = bool(state is not None and state.done)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from packaging.version import Version
 
@@ -63,11 +63,11 @@ class Image:
 
     framework: str                        # "huggingface", "pytorch" or "custom"
     uri: str
-    python: Optional[tuple[int, int]]     # None: not known (a custom image without a pyNNN tag)
-    pytorch: Optional[str] = None
-    transformers: Optional[str] = None
-    cuda: Optional[tuple[int, int]] = None
-    os: Optional[str] = None
+    python: tuple[int, int] | None     # None: not known (a custom image without a pyNNN tag)
+    pytorch: str | None = None
+    transformers: str | None = None
+    cuda: tuple[int, int] | None = None
+    os: str | None = None
     reason: str = ""
     provides: frozenset = field(default=frozenset(), compare=False)
 
@@ -95,7 +95,7 @@ class Image:
                 "python": f"{self.python[0]}.{self.python[1]}" if self.python else None}
 
 
-def _py(tag: str) -> Optional[tuple[int, int]]:
+def _py(tag: str) -> tuple[int, int] | None:
     m = re.fullmatch(r"py(\d)(\d+)", tag)
     return (int(m.group(1)), int(m.group(2))) if m else None
 
@@ -160,7 +160,7 @@ def pytorch_images(region: str, processor: str) -> list[Image]:
     return images
 
 
-def instance_gpu(instance_type: str) -> Optional[tuple[str, Optional[int]]]:
+def instance_gpu(instance_type: str) -> tuple[str, int | None] | None:
     """(GPU name, compute capability or None when unknown) of a GPU instance type; None for CPU."""
     family = instance_type.split(".")[1] if instance_type.count(".") >= 2 else instance_type
     if family in GPUS:
@@ -170,7 +170,7 @@ def instance_gpu(instance_type: str) -> Optional[tuple[str, Optional[int]]]:
     return None
 
 
-def _matches(value: Optional[str], wanted: Optional[str]) -> bool:
+def _matches(value: str | None, wanted: str | None) -> bool:
     """An image version matches a configured one exactly or as its prefix ("2.9" ~ "2.9.0")."""
     return not wanted or value == wanted or (value or "").startswith(wanted + ".")
 
@@ -236,7 +236,7 @@ def _grouped(rejected: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _newest(region: str, gpu, wanted: dict, check) -> tuple[Optional[Image], list[tuple[str, str]]]:
+def _newest(region: str, gpu, wanted: dict, check) -> tuple[Image | None, list[tuple[str, str]]]:
     """The newest image that matches `wanted`, runs on `gpu` and passes `check`; and why each newer
     one did not, as (image, reason)."""
     kinds = [hugging_face_images(region)] if gpu is not None else []
@@ -285,7 +285,7 @@ def _with_reason(image: Image, instance: str, gpu, wanted: dict, rejected: list[
                  reason + note, image.provides)
 
 
-def custom_image(uri: str, py_version: Optional[str] = None) -> Image:
+def custom_image(uri: str, py_version: str | None = None) -> Image:
     """An image_uri: its Python from its tag's pyNNN (else `py_version`); for a PyTorch image
     (its repository says so) the torch version from the tag."""
     repository, _, tag = uri.rsplit("/", 1)[-1].partition(":")
@@ -308,7 +308,7 @@ _GPUS_BY_SIZE = {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarg
 _GPUS_BY_FAMILY_SIZE = {("p3", "2xlarge"): 1, ("p3", "8xlarge"): 4, ("p3", "16xlarge"): 8, ("p5", "4xlarge"): 1}
 
 
-def instance_gpus(instance_type: str) -> Optional[int]:
+def instance_gpus(instance_type: str) -> int | None:
     """GPUs of an instance type: 0 without a GPU, else from the SDK's table or the family's sizes;
     None when not known."""
     if instance_gpu(instance_type) is None:

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager
-from typing import Callable
+from collections.abc import Callable
 
 from ..failure import log_summary, read_failure_file
 from .base import JobState

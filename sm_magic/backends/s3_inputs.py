@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..config_files import cache_home
 from .base import BackendError
@@ -46,7 +46,7 @@ def content_hash(path: Path) -> str:
 
 
 def upload(s3, channel: str, uri: str, bucket: str, *, dry_run: bool = False,
-           log: Optional[Callable[[str], None]] = None) -> str:
+           log: Callable[[str], None] | None = None) -> str:
     """The S3 URI of local data `uri` for channel `channel`, uploaded unless S3 has it already
     (or dry_run: only computed)."""
     path = local_path(uri)
@@ -85,7 +85,7 @@ def cache_root() -> Path:
     return cache_home() / "s3"
 
 
-def download(s3, channel: str, uri: str, *, log: Optional[Callable[[str], None]] = None) -> Path:
+def download(s3, channel: str, uri: str, *, log: Callable[[str], None] | None = None) -> Path:
     """A local copy of every object under `uri` (as SageMaker lays a channel out: each key's part
     after the prefix), kept in the cache; only objects new or changed since are downloaded."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")

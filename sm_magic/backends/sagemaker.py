@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from .aws_polling import SLACK, Link, Unreachable, short, transient
 from .base import BackendError, JobState, SubmitOptions, Transition
@@ -48,7 +48,7 @@ def _not_found(message: str) -> bool:
     return "not found" in message or "could not find" in message
 
 
-def _ts(value) -> Optional[float]:
+def _ts(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -100,13 +100,13 @@ class _Entry:
     """What this backend knows of one job."""
 
     key: tuple
-    state: Optional[JobState] = None
+    state: JobState | None = None
     final: bool = False
     summary: Any = None          # the sweep's view at the last DescribeTrainingJob
     cheap: int = 0               # answers from a sweep since the last DescribeTrainingJob
     force: bool = False          # describe for real next time (after stop)
     seen_at: float = 0.0         # monotonic time of the last describe() asked
-    answer: Optional[JobState] = None  # the state describe() answered last (running jobs)
+    answer: JobState | None = None  # the state describe() answered last (running jobs)
 
 
 @dataclasses.dataclass
@@ -122,8 +122,8 @@ class SageMakerBackend:
     name = "sagemaker"
     simulates_interruptions = False  # spot interruptions there are real
 
-    def __init__(self, profile: Optional[str] = None, region: Optional[str] = None,
-                 poll_interval: Optional[float] = None, max_attempts: int = MAX_ATTEMPTS):
+    def __init__(self, profile: str | None = None, region: str | None = None,
+                 poll_interval: float | None = None, max_attempts: int = MAX_ATTEMPTS):
         self.profile = profile
         self.region = region
         if poll_interval is None:
@@ -145,7 +145,7 @@ class SageMakerBackend:
 
     # -- clients -----------------------------------------------------------------------------
 
-    def _key(self, profile: Optional[str] = None, region: Optional[str] = None) -> tuple:
+    def _key(self, profile: str | None = None, region: str | None = None) -> tuple:
         """(profile, region) as boto3 resolves them; an unknown profile or no region is an error."""
         asked = (profile or self.profile, region or self.region)
         with self._lock:
@@ -168,7 +168,7 @@ class SageMakerBackend:
             self._keys.setdefault(key, key)
         return key
 
-    def client(self, service: str, key: Optional[tuple] = None):
+    def client(self, service: str, key: tuple | None = None):
         """The backend's one boto3 client for `service` ("sagemaker", "logs") and key."""
         key = key or self._key()
         with self._lock:
@@ -217,7 +217,7 @@ class SageMakerBackend:
 
     # -- submit ------------------------------------------------------------------------------
 
-    def _entry(self, name: str, key: Optional[tuple] = None) -> _Entry:
+    def _entry(self, name: str, key: tuple | None = None) -> _Entry:
         with self._lock:
             entry = self._entries.get(name)
             if entry is None:
@@ -362,7 +362,7 @@ class SageMakerBackend:
 
     # -- logs --------------------------------------------------------------------------------
 
-    def logs(self, name: str, cursor: Optional[LogCursor] = None) -> tuple[list[str], LogCursor]:
+    def logs(self, name: str, cursor: LogCursor | None = None) -> tuple[list[str], LogCursor]:
         """New lines of every host's CloudWatch stream since `cursor` (cloudwatch_logs.LogReader);
         with several hosts each line carries an `algo-N | ` prefix. A stream whose read failed
         keeps its place in the cursor, so its lines come next time, once."""

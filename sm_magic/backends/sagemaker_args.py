@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..config import MAX_RUNTIME_SECONDS, TrainConfig
 from ..runtime import DEFAULT_DIR as CHECKPOINT_LOCAL_PATH

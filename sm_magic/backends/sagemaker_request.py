@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import warnings
-from typing import Optional
 
 from .. import requirements as reqs
 from ..bundle import Bundle
@@ -33,7 +32,7 @@ HP_MAX_ENTRIES, HP_MAX_LENGTH = 100, 256
 _HP_WARNING = "Hyperparameters are set but are not passed"
 
 
-def job_environment(config: TrainConfig, extra: Optional[dict] = None) -> dict[str, str]:
+def job_environment(config: TrainConfig, extra: dict | None = None) -> dict[str, str]:
     """The job's environment: what accelerate's own SageMaker launcher sets
     (accelerate/utils/launch.py prepare_sagemager_args_inputs), then additional_args environment."""
     dynamo = {k if k.startswith("dynamo_") else f"dynamo_{k}": v for k, v in (config.dynamo_config or {}).items()}
@@ -76,7 +75,7 @@ def image_for(bundle: Bundle, config: TrainConfig) -> Image:
     return choose_image(config, lambda image: reqs.problems(bundle.requirements, image.python, image.versions))
 
 
-def stopping_seconds(config: TrainConfig) -> tuple[int, Optional[int]]:
+def stopping_seconds(config: TrainConfig) -> tuple[int, int | None]:
     """(MaxRuntimeInSeconds, MaxWaitTimeInSeconds) as the API accepts them: with spot, the
     default runtime never exceeds max_wait."""
     max_wait = config.max_wait if config.use_spot_instances else None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ..bundle import JOB_NAME_RE, Bundle, check_channel
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig
@@ -35,8 +34,8 @@ class Submission:
     """A submitted (or, with dry_run, only prepared) training job."""
 
     name: str                 # the job name, exactly bundle.name
-    arn: Optional[str]        # None for a dry run
-    request: Optional[dict]   # the CreateTrainingJob request, PascalCase, as passed to the boto3 client (None: none sent)
+    arn: str | None        # None for a dry run
+    request: dict | None   # the CreateTrainingJob request, PascalCase, as passed to the boto3 client (None: none sent)
     output_path: str          # OutputDataConfig.S3OutputPath: s3://bucket/<prefix>
     notes: list = field(default_factory=list)  # what a dry run could not look up
 

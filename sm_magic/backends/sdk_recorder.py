@@ -13,7 +13,6 @@ import copy
 import json
 import os
 from functools import lru_cache
-from typing import Optional
 
 from .base import BackendError
 
@@ -29,8 +28,8 @@ class Recorder:
 
     def __init__(self, dry_run: bool, secrets: list[str]):
         self.dry_run, self.secrets, self.armed = dry_run, secrets, True
-        self.request: Optional[dict] = None
-        self.response: Optional[dict] = None
+        self.request: dict | None = None
+        self.response: dict | None = None
 
     def register(self, boto_session) -> None:
         events = boto_session.events

@@ -19,7 +19,8 @@ import time
 import typing
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import ipywidgets as w
 import yaml
@@ -27,7 +28,7 @@ from IPython.display import display, update_display
 from pydantic import ValidationError
 
 from ..accelerate_yaml import NESTED_MODE, nested_key
-from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra
+from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
 from ..instance_types import INSTANCE_TYPES, describe
 from ..safe_yaml import safe_yaml
 
@@ -44,9 +45,7 @@ _WORDS = {"fsdp": "FSDP", "gpu": "GPU", "gpus": "GPUs", "ids": "IDs", "ec2": "EC
 
 def _kind(annotation) -> tuple[str, tuple]:
     """('choice', options) | ('bool',) | ('int',) | ('dict',) | ('str',); Optional unwrapped."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
-        annotation = args[0]
+    annotation, _ = unwrap_optional(annotation)
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return "choice", typing.get_args(annotation)
@@ -57,10 +56,6 @@ def _kind(annotation) -> tuple[str, tuple]:
     if annotation is dict or origin is dict:
         return "dict", ()
     return "str", ()
-
-
-def _optional(annotation) -> bool:
-    return type(None) in typing.get_args(annotation)
 
 
 def label(name: str) -> str:
@@ -99,8 +94,8 @@ class ConfigForm:
     """A form over a TrainConfig. `.box` is the widget; `save()` writes `path` when valid;
     `on_launch(config)` (when given) is called by the Launch button with the valid config."""
 
-    def __init__(self, config: TrainConfig, path: Optional[Path],
-                 on_launch: Optional[Callable[[TrainConfig], None]] = None):
+    def __init__(self, config: TrainConfig, path: Path | None,
+                 on_launch: Callable[[TrainConfig], None] | None = None):
         self.path = Path(path) if path else None
         self.extra_keys = dict(config.extra_keys)
         self.controls: dict[str, Any] = {}
@@ -108,15 +103,15 @@ class ConfigForm:
         self.rows: dict[str, Any] = {}
         self.problems: dict[str, str] = {}
         self.on_launch = on_launch
-        self.config: Optional[TrainConfig] = config
+        self.config: TrainConfig | None = config
         # This form's class, the static description's element id (also its display id), and
         # what that description last said.
         self.form_id = f"sm-magic-form-{uuid.uuid4().hex[:12]}"
         self.static_id = f"{self.form_id}-static"
         self.shown = False
         self._saved: TrainConfig = config
-        self._saved_at: Optional[str] = None
-        self._static_sent: Optional[dict] = None
+        self._saved_at: str | None = None
+        self._static_sent: dict | None = None
         groups: dict[str, list] = {g: [] for g in GROUPS}
         for name, field in TrainConfig.model_fields.items():
             if field.exclude:
@@ -225,15 +220,15 @@ class ConfigForm:
                 if parsed is not None and not isinstance(parsed, dict):
                     problems[name] = "expected key: value lines"
                     continue
-                value = parsed if parsed is not None else (None if _optional(field.annotation) else {})
+                value = parsed if parsed is not None else (None if unwrap_optional(field.annotation)[1] else {})
             elif kind in ("str", "int") and isinstance(value, str):
                 value = value.strip()
-                if value == "" and _optional(field.annotation):
+                if value == "" and unwrap_optional(field.annotation)[1]:
                     value = None
             values[name] = value
         return values, problems
 
-    def validate(self) -> Optional[TrainConfig]:
+    def validate(self) -> TrainConfig | None:
         """The config if every field is valid (else None); error labels updated either way."""
         values, problems = self._raw_values()
         config = None

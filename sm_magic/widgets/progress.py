@@ -14,7 +14,7 @@ import html
 import io
 import time
 from contextlib import ExitStack
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
@@ -35,7 +35,7 @@ def _esc(value) -> str:
     return html.escape(str(value))
 
 
-def _clock(t: Optional[float]) -> str:
+def _clock(t: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else ""
 
 
@@ -80,7 +80,7 @@ def timeline_html(snap: Snapshot) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def metrics_html(rows: Sequence[dict], means: Optional[Means] = None) -> str:
+def metrics_html(rows: Sequence[dict], means: Means | None = None) -> str:
     """The metrics table: every row while there are few, then a window (series.window): the
     means of a per-step job's epochs, its latest rows, and a line saying how many are not shown."""
     if not rows:
@@ -105,7 +105,7 @@ def metrics_html(rows: Sequence[dict], means: Optional[Means] = None) -> str:
             f"{summary}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
 
 
-def plot_png(rows: Sequence[dict], series: Optional[PlotSeries] = None) -> bytes:
+def plot_png(rows: Sequence[dict], series: PlotSeries | None = None) -> bytes:
     """One line per metric over epochs (or steps), as PNG bytes; b"" when there is nothing to
     plot. Each metric is drawn from at most a few hundred points (series.PlotSeries); a display
     that redraws keeps `series` across calls, so each call thins only the rows new since the last."""
@@ -208,7 +208,7 @@ class ProgressWidget:
     arrives, no more often than REDRAW_FACTOR times what the last drawing cost, so a job that
     logs thousands of rows a second costs the kernel a bounded share of a core."""
 
-    def __init__(self, job: Job, on_done: Optional[Callable[[Snapshot], None]] = None):
+    def __init__(self, job: Job, on_done: Callable[[Snapshot], None] | None = None):
         import ipywidgets as w
 
         self.job = job

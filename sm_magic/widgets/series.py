@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 TABLE_ROWS = 15     # rows a table shows once there are more: the latest, plus each metric's best
 STEP_ROWS = 10      # for per-step rows: the latest this many ...
@@ -41,7 +41,7 @@ class Window:
     summary_of: str = ""   # "epoch" or "steps": what one summary row stands for
 
 
-def window(rows: Sequence[dict], limit: int = TABLE_ROWS, means: Optional["Means"] = None) -> Window:
+def window(rows: Sequence[dict], limit: int = TABLE_ROWS, means: "Means" | None = None) -> Window:
     """All rows while there are at most `limit`. Then, for a job that logs per epoch, the latest
     `limit` rows plus for each metric the row with its best value; for one that logs per step
     (one noisy step's best means little), the latest rows and the mean of each epoch, or of each

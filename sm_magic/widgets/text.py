@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, Sequence, TextIO
+from typing import TextIO
+from collections.abc import Sequence
 
 from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
@@ -97,7 +98,7 @@ class TerminalLines:
 
     RECHECK = 8
 
-    def __init__(self, out: Optional[TextIO] = None):
+    def __init__(self, out: TextIO | None = None):
         self.out = out
         self.transitions = 0
         self.printed: list[dict] = []  # the latest rows as printed (rows are replaced, never changed)
@@ -128,7 +129,7 @@ class TerminalLines:
 class StreamPrinter:
     """Prints transitions and log lines as they arrive, then the SDK's closing lines."""
 
-    def __init__(self, out: Optional[TextIO] = None):
+    def __init__(self, out: TextIO | None = None):
         self.out = out
         self.printed = 0
 

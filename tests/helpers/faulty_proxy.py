@@ -23,7 +23,7 @@ import socket
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 FAULT_KINDS = ("throttle", "500", "drop", "drop-after")
@@ -46,7 +46,7 @@ class FaultyProxy:
     get a fault instead. Thread-safe counters; fault_rate may be changed while running."""
 
     def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 0,
-                 kinds: tuple[str, ...] = FAULT_KINDS, only: Optional[Callable[[str], bool]] = None):
+                 kinds: tuple[str, ...] = FAULT_KINDS, only: Callable[[str], bool] | None = None):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port)
         self.fault_rate = fault_rate
@@ -56,8 +56,8 @@ class FaultyProxy:
         self.counts: Counter = Counter()
         self.faults: Counter = Counter()
         self.lock = threading.Lock()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self.endpoint = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -98,7 +98,7 @@ class FaultyProxy:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _decide(self, op: str) -> Optional[str]:
+    def _decide(self, op: str) -> str | None:
         with self.lock:
             self.counts[op] += 1
             if self.fault_rate <= 0 or (self.only is not None and not self.only(op)):
@@ -154,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes,
-               length: Optional[str] = None) -> None:
+               length: str | None = None) -> None:
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 from .jobscripts import end_jobs
 
@@ -63,7 +63,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def isolated_env(root: Path, jobs_dir: Optional[Path] = None) -> dict:
+def isolated_env(root: Path, jobs_dir: Path | None = None) -> dict:
     """The server's (and so every kernel's) environment, with all user state under root/.home
     (jobs under jobs_dir when given)."""
     home = root / ".home"
@@ -183,7 +183,7 @@ def _kill_jobs(jobs_dir: Path) -> None:
         end_jobs(jobs_dir)
 
 
-def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Optional[Path] = None,
+def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Path | None = None,
               ui: str = "lab") -> LabServer:
     """`jupyter lab` (ui="lab") or Notebook 7's `jupyter notebook` (ui="notebook") on a free
     loopback port with no token, serving root; waits for /api/status."""
@@ -350,7 +350,7 @@ def now_ms(page) -> float:
     return page.evaluate("() => performance.now()")
 
 
-def long_tasks(page, since_ms: float = 0.0, until_ms: Optional[float] = None) -> list[tuple[float, float]]:
+def long_tasks(page, since_ms: float = 0.0, until_ms: float | None = None) -> list[tuple[float, float]]:
     """(start, duration) in ms of the long tasks that started in [since_ms, until_ms) of the page's
     clock (needs LONG_TASKS_INIT)."""
     tasks = page.evaluate("() => window.__smLongTasks")
