@@ -197,7 +197,7 @@ class _Runner:
 
         import boto3
 
-        from .sagemaker_request import REQUIREMENTS_FILE, SDK_CONFIG, _QuietHyperparameterWarning, import_sdk
+        from .sagemaker_request import REQUIREMENTS_FILE, SDK_CONFIG, QuietHyperparameterWarning, import_sdk
 
         import_sdk()
         from sagemaker.core.helper.session_helper import Session
@@ -211,7 +211,7 @@ class _Runner:
         # the user's usual boto3 credentials; nothing is uploaded in local mode.
         session = Session(boto_session=boto3.Session(profile_name=spec["profile"], region_name=spec["region"]),
                           sagemaker_config=SDK_CONFIG)
-        logging.getLogger("sagemaker.core.utils.utils").addFilter(_QuietHyperparameterWarning())
+        logging.getLogger("sagemaker.core.utils.utils").addFilter(QuietHyperparameterWarning())
         trainer = ModelTrainer(
             training_mode=Mode.LOCAL_CONTAINER, sagemaker_session=session, base_job_name=spec["base_job_name"],
             source_code=SourceCode(source_dir=str(bundle), command=spec["command"],

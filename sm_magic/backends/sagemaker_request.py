@@ -97,7 +97,7 @@ def entry_command(bundle: Bundle) -> str:
     return command
 
 
-class _QuietHyperparameterWarning(logging.Filter):
+class QuietHyperparameterWarning(logging.Filter):
     """The SDK warns that hyperparameters are not passed as arguments in command mode: that is
     intended here (the arguments travel in sm_launch.json)."""
 

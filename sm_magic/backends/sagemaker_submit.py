@@ -24,7 +24,7 @@ from .aws_account import (ACCOUNT_PLACEHOLDER, anonymous_session, boto_session, 
 from .base import BackendError, progress
 from .sagemaker_args import check_additional_args
 from .sagemaker_errors import aws_failure, create_failure
-from .sagemaker_request import (DEFAULT_MAX_RUN, SDK_CONFIG, _QuietHyperparameterWarning, build_trainer, entry_command,
+from .sagemaker_request import (DEFAULT_MAX_RUN, SDK_CONFIG, QuietHyperparameterWarning, build_trainer, entry_command,
                                 image_for, role_check_skipped, stopping_seconds)
 from .sdk_recorder import DryRunStop, Recorder, session_class
 
@@ -130,7 +130,7 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
     recorder = Recorder(dry_run, secrets)
     recorder.register(session)  # before the SDK creates its clients: they copy the session's handlers
     sdk_logger = logging.getLogger("sagemaker.core.utils.utils")
-    quiet = _QuietHyperparameterWarning()
+    quiet = QuietHyperparameterWarning()
     sdk_logger.addFilter(quiet)
     trainer = None
     try:
