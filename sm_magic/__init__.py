@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "launch": ("api", "launch"),
     "attach": ("api", "attach"),
-    "LaunchError": ("api", "LaunchError"),
+    "LaunchError": ("launch_checks", "LaunchError"),
     "Job": ("job", "Job"),
     "JobFailedError": ("job", "JobFailedError"),
     "TrainConfig": ("config", "TrainConfig"),

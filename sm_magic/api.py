@@ -6,117 +6,31 @@ Every launch is a request.LaunchRequest checked by `plan`, the one planner: `lau
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Mapping, Sequence
 
-from .errors import UsageProblem
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, get_backend
 from .backends.base import progress
-from .backends.images import instance_gpus
 from .backends.local import gpu_count
-from .sm_entry import launch_command
-from .bundle import JOB_NAME_RE, SCRIPT_NAME, Bundle, build_bundle, check_channel, check_source, tree_clashes
+from .bundle import SCRIPT_NAME, Bundle, build_bundle, check_source, tree_clashes
 from . import git_source, includes, software
 from . import requirements as reqs
 from .config import TrainConfig, check_script_args
 from .config_resolve import resolve_config
 from .job import Job
-from .metrics import (MetricDefinition, check_definition, load_metrics_file, parse_metric_flag,
-                      read_accelerate_tsv)
+from .launch_checks import LaunchError, absolute_local, check_job_name, job_name, parse_inputs, parse_metrics
+from .launch_text import command_lines, software_lines
+from .metrics import MetricDefinition
 from .registry import JobRecord, Registry, RegistryError
-from .request import CodeSource, InputSpec, LaunchRequest
+from .request import CodeSource, LaunchRequest
 from .requirements import RequirementsError
 from .wheelhouse import WheelhouseError
 
 LOCAL_BACKENDS = ("local", "local-container")  # their jobs live in a job directory on this machine
-
-
-class LaunchError(UsageProblem, ValueError):
-    """A launch refused before anything ran; the message says what to change."""
-
-
-def job_name(base: str, now: float | None = None) -> str:
-    """`base-YYYY-mm-dd-HH-MM-SS-mmm`, the SageMaker SDK's naming."""
-    now = time.time() if now is None else now
-    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
-    return f"{base}-{stamp}-{int(now * 1000) % 1000:03d}"
-
-
-def check_job_name(name: str) -> str:
-    if not isinstance(name, str) or not JOB_NAME_RE.fullmatch(name):
-        raise LaunchError(f"{name!r} is not a valid training job name: 1 to 63 letters, digits and "
-                          "hyphens, starting with a letter or digit, no other characters (e.g. my-job-1)")
-    return name
-
-
-def parse_inputs(flags: str | Mapping[str, str] | Iterable[InputSpec], config: TrainConfig, *,
-                 base: Path | None = None) -> dict[str, str]:
-    """Input channels: the config's sagemaker_inputs_file, then NAME=URI flags over it (or
-    (NAME, URI) pairs, or a {NAME: URI} mapping). Each is checked as every backend takes it: a
-    channel name SageMaker accepts, a URI that is an s3:// prefix or a local path, and never a
-    local file: a channel is an S3 prefix, which the container gets as a directory, so it is
-    given as a directory on every backend. `base`: what a relative local path is relative to
-    (default: the working directory)."""
-
-    def checked(channel, uri, where: str) -> str:
-        if not isinstance(channel, str):
-            raise LaunchError(f"{where}the channel name must be a string, not {type(channel).__name__}")
-        check_channel(channel, where)
-        uri = os.fspath(uri) if isinstance(uri, os.PathLike) else uri
-        example = f"e.g. {channel}=s3://bucket/{channel} or {channel}=./data/{channel}"
-        if not isinstance(uri, str) or not uri.strip():
-            raise LaunchError(f"{where}input channel {channel} has no URI: give an s3:// prefix or a local "
-                              f"directory, {example}")
-        if "\0" in uri:
-            raise LaunchError(f"{where}input channel {channel}: the URI holds a NUL byte; remove it")
-        if uri.startswith("s3://"):
-            if not uri.removeprefix("s3://").split("/", 1)[0]:
-                raise LaunchError(f"{where}input channel {channel}: {uri!r} names no bucket; {example}")
-            return uri
-        path = Path(uri.removeprefix("file://")).expanduser()
-        path = path if path.is_absolute() or base is None else Path(base) / path
-        if path.exists() and not path.is_dir():
-            raise LaunchError(f"{where}input channel {channel}: {uri} is a file, and a channel is a directory "
-                              f"(on SageMaker an S3 prefix; the script reads SM_CHANNEL_{channel.upper()}/<file>): "
-                              "give the directory that holds it")
-        return uri
-
-    inputs = {}
-    if config.sagemaker_inputs_file:
-        rows = read_accelerate_tsv(config.sagemaker_inputs_file, "inputs", LaunchError)
-        for number, channel, uri in rows:
-            inputs[channel] = checked(channel, uri, f"{config.sagemaker_inputs_file}, line {number}: ")
-    specs: Iterable[InputSpec] = ([flags] if isinstance(flags, str)
-                                  else list(flags.items()) if isinstance(flags, Mapping) else flags)
-    for flag in specs:
-        if isinstance(flag, tuple) and len(flag) == 2:
-            channel, uri = flag
-        elif isinstance(flag, str) and "=" in flag:
-            channel, uri = flag.split("=", 1)
-        else:
-            raise LaunchError(f"--input {flag!r}: expected NAME=URI, e.g. --input train=s3://bucket/train")
-        inputs[channel] = checked(channel, uri, f"--input {flag!r}: ")
-    return inputs
-
-
-def parse_metrics(specs: Iterable[str | MetricDefinition], config: TrainConfig) -> list[MetricDefinition]:
-    """Metric definitions: the config's sagemaker_metrics_file, then NAME=REGEX flags (or
-    MetricDefinitions), each checked."""
-    defs = load_metrics_file(config.sagemaker_metrics_file) if config.sagemaker_metrics_file else []
-    for spec in [specs] if isinstance(specs, (str, MetricDefinition)) else specs:
-        if isinstance(spec, MetricDefinition):
-            defs.append(check_definition(spec))
-        elif isinstance(spec, str):
-            defs.append(parse_metric_flag(spec))
-        else:
-            raise LaunchError(f"metric {spec!r}: give a NAME=REGEX string or a MetricDefinition(name, regex)")
-    return defs
 
 
 def _backend_options(backend_name: str, config: TrainConfig) -> dict:
@@ -296,7 +210,7 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
     metric_defs = parse_metrics(options.metrics, cfg)
     channel_map = parse_inputs(options.inputs, cfg, base=notebook.directory)
     if notebook.directory is not None:  # the backend resolves a relative path from its own working directory
-        channel_map = {k: _absolute_local(v, notebook.directory) for k, v in channel_map.items()}
+        channel_map = {k: absolute_local(v, notebook.directory) for k, v in channel_map.items()}
     name = check_job_name(options.name) if options.name else None if export else job_name(cfg.base_job_name)
     interruptions = _interruptions(options.simulate_interruptions)
     backend_options = ({"jobs_dir": options.jobs_dir} if backend_name in LOCAL_BACKENDS and options.jobs_dir
@@ -314,15 +228,6 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
     entry = git_source.check_entry_path(code.entry) if code.entry else code.script or SCRIPT_NAME
     return Plan(request, source, cfg, be, args, name, metric_defs, channel_map, None if export else registry,
                 interruptions, checkout, entry, included=included, requirements_file=requirements, export=export)
-
-
-def _absolute_local(uri: str, base: Path) -> str:
-    """A relative local input path made absolute from `base`; URIs with a scheme other than
-    file:// are left alone."""
-    if "://" in uri and not uri.startswith("file://"):
-        return uri
-    path = Path(uri.removeprefix("file://")).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def launch(source: str | None, config: TrainConfig | str | os.PathLike | None = None, args: Sequence[str] = (),
@@ -409,41 +314,10 @@ def dry_run_request(request: LaunchRequest) -> str:
              + (" (replaced by the given source)" if p.source is not None else "")] if p.checkout else [])
     try:
         return "\n".join([f"Dry run: nothing started. Job {p.name} on the {p.backend_name} backend.", *code,
-                          *_software_text(p.software), *_command_text(p, bundle),
+                          *software_lines(p.software), *command_lines(p.config, p.backend_name, bundle),
                           "", p.backend.dry_run(bundle, p.config)])
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
-
-
-def _software_text(sw: software.Software | None) -> list[str]:
-    if sw is None:  # nothing built
-        return []
-    out = []
-    if sw.image is not None:
-        out += ["", f"Image: {sw.image.uri}", f"  chosen: {sw.image.reason}"]
-    out += ["", f"requirements.txt ({sw.origin}):", *("  " + r for r in sw.requirements)]
-    if sw.wheels is not None:
-        out += [f"  installed offline (network isolation) from {len(sw.wheels.files)} wheels carried in the bundle, "
-                f"{sw.wheels.size / 1e6:.1f} MB" + (" (from the cache)" if sw.wheels.cached else "")]
-    return out
-
-
-def _command_text(p: Plan, bundle: Bundle) -> list[str]:
-    """What the entry command runs on the first host, when its GPU count is known."""
-    hosts = [f"algo-{i}" for i in range(1, p.config.num_machines + 1)]
-    gpus: int | None
-    if p.config.use_cpu:
-        gpus = 0
-    else:
-        gpus = gpu_count() if p.backend_name == "local" else instance_gpus(p.config.ec2_instance_type)
-    out = ["", f"Entry command: {' '.join(bundle.entry_command)}"]
-    if gpus is None:
-        return out + [f"  on {p.config.ec2_instance_type} it runs accelerate launch with one process per GPU"]
-    spec = json.loads((bundle.path / "sm_launch.json").read_text())
-    cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],
-                                       "SM_NUM_GPUS": str(gpus)}, bundle_dir=".")
-    return out + [f"  on {hosts[0]} ({gpus} GPU{'s' if gpus != 1 else ''}) it runs: "
-                  f"{shlex.join(['accelerate', 'launch', *cmd[3:]])}", *(f"  note: {n}" for n in notes)]
 
 
 def _job(name: str, backend, metric_defs, registry: Registry) -> Job:

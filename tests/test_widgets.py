@@ -402,7 +402,7 @@ def test_a_quiet_job_still_refreshes_its_display_about_once_a_second():
 
     class Quiet:
         name = "quiet"
-        _backend = type("Backend", (), {"poll_interval": 0.05})()
+        poll_interval = 0.05
 
         def snapshot(self):
             return _snap()
