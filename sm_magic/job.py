@@ -69,6 +69,7 @@ class Job:
         self._parser = MetricsParser(metric_definitions)
         self._lines: deque[str] = deque(maxlen=MAX_LOG_LINES)
         self._dropped = 0
+        self._reported = 0  # lines read when the last snapshot was taken (read + dropped)
         self._warned = 0  # parser warnings already added to the log
         self._cursor = None
         self._state: JobState | None = None
@@ -167,6 +168,13 @@ class Job:
             self.pull_logs()
             return self._parser.to_frame()
 
+    def metric_rows(self) -> Sequence[dict]:
+        """The metric rows so far as dicts (`{"epoch": 0, "accuracy": 0.75}`), after reading the
+        new log lines: a view, not a copy (metrics.Rows), for summaries and plots of long jobs."""
+        with self._lock:
+            self.pull_logs()
+            return self._parser.view()
+
     def snapshot(self, tail: int = 20) -> Snapshot:
         """State, metric rows, the last `tail` log lines and the lines new since the last snapshot."""
         with self._lock:
@@ -176,7 +184,15 @@ class Job:
                 self._tracker.feed(self._lines)  # what was read before the first snapshot
             # A running job's flood is read a bounded slice per snapshot, so the state shown stays
             # current; once the job has ended, everything is read.
-            new = self.pull_logs() if state.done else self.pull_logs(max_reads=SNAPSHOT_READS)
+            if state.done:
+                self.pull_logs()
+            else:
+                self.pull_logs(max_reads=SNAPSHOT_READS)
+            # New: every line read since the last snapshot, whoever read it (job.logs(), or the
+            # status hook that records an ended job's final metrics), so a stream misses none.
+            total = self._dropped + len(self._lines)
+            new = list(itertools.islice(reversed(self._lines), min(total - self._reported, len(self._lines))))[::-1]
+            self._reported = total
             # Only the tail is copied: the buffer may hold 200,000 lines. A failed job's tail is
             # the user's traceback, not the launcher's wrapper printed after it (failure.error_tail).
             failed = state.status == "Failed" and tail

@@ -269,6 +269,24 @@ class Registry:
             if cursor.rowcount == 0 and con.execute("SELECT 1 FROM jobs WHERE name = ?", (name,)).fetchone() is None:
                 raise RegistryError(f"no job named {name!r} in the registry {self.path}")
 
+    def merge_extra(self, name: str, values: dict) -> None:
+        """Set keys of job ``name``'s ``extra`` and keep the others: read and written in one
+        transaction, so a writer in another kernel loses nothing. An ``extra`` that cannot be
+        read is left as it is (its job is listed with a note); :class:`RegistryError` if there
+        is no such job."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between read and write
+            row = con.execute("SELECT extra FROM jobs WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise RegistryError(f"no job named {name!r} in the registry {self.path}")
+            try:
+                extra = json.loads(row[0])
+            except (TypeError, ValueError, RecursionError):
+                return
+            if isinstance(extra, dict):
+                extra.update(values)
+                con.execute("UPDATE jobs SET extra = ? WHERE name = ?", (_to_json(extra, "extra"), name))
+
     def _record(self, row) -> JobRecord:
         """A row as a JobRecord; a column that cannot be read is left empty and named in
         ``extra["unreadable"]``, so one damaged row never hides the others."""

@@ -12,17 +12,19 @@ import math
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 
+from ..metric_direction import direction
+
 TABLE_ROWS = 15     # rows a table shows once there are more: the latest, plus each metric's best
 STEP_ROWS = 10      # for per-step rows: the latest this many ...
 SUMMARY_ROWS = 10   # ... and at most this many per-epoch (or per step range) means
 PLOT_POINTS = 300   # points drawn per metric at most
-_LOWER_IS_BETTER = ("loss", "err", "perplex", "wer", "cer", "mse", "mae", "rmse", "time")
 _KEYS = ("epoch", "step")
 
 
 def lower_is_better(name: str) -> bool:
-    """Loss-like metrics are best when lowest; accuracy-like ones when highest."""
-    return any(word in name.lower() for word in _LOWER_IS_BETTER)
+    """Loss-like metrics are best when lowest; accuracy-like ones when highest. The one rule
+    (metric_direction), so the table's best row is the best sm_magic.compare shows."""
+    return direction(name) == "min"
 
 
 def _number(value) -> float | None:
