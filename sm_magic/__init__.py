@@ -9,12 +9,17 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "launch": ("api", "launch"),
-    "attach": ("api", "attach"),
+    "attach": ("sweeps", "attach"),   # a job's name gives its Job, a sweep's name its Sweep
+    "sweep": ("sweep_launch", "sweep"),
+    "Sweep": ("sweeps", "Sweep"),
     "LaunchError": ("launch_checks", "LaunchError"),
     "Job": ("job", "Job"),
     "JobFailedError": ("job", "JobFailedError"),
     "TrainConfig": ("config", "TrainConfig"),
     "ConfigError": ("config", "ConfigError"),
+    # The module itself, which is callable: `sm_magic.compare(jobs)` and `sm_magic.compare.plot(jobs,
+    # metric)`. (Importing sm_magic.compare binds the module to this name whatever __getattr__ says.)
+    "compare": ("compare", None),
 }
 
 
@@ -23,7 +28,8 @@ def __getattr__(name):
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        loaded = importlib.import_module(f"{__name__}.{module}")
+        return loaded if attr is None else getattr(loaded, attr)
     raise AttributeError(f"module 'sm_magic' has no attribute {name!r}")
 
 
@@ -34,4 +40,4 @@ def load_ipython_extension(ipython):
     load(ipython)
 
 
-__all__ = ["launch", "attach", "Job", "JobFailedError", "TrainConfig", "ConfigError", "LaunchError"]
+__all__ = ["launch", "attach", "sweep", "Sweep", "compare", "Job", "JobFailedError", "TrainConfig", "ConfigError", "LaunchError"]

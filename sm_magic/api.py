@@ -10,14 +10,14 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends import BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, get_backend
 from .backends.base import progress
 from .backends.local import gpu_count
 from .bundle import SCRIPT_NAME, Bundle, build_bundle, check_source, tree_clashes
-from . import git_source, includes, software
+from . import final_metrics, git_source, includes, software
 from . import requirements as reqs
 from .config import TrainConfig, check_script_args
 from .config_resolve import resolve_config
@@ -132,7 +132,8 @@ def _here(path, directory: Path | None) -> Path | None:
     return path if path.is_absolute() or directory is None else directory / path
 
 
-def _config(request: LaunchRequest) -> TrainConfig:
+def request_config(request: LaunchRequest) -> TrainConfig:
+    """The TrainConfig a request resolves to (its file or TrainConfig, overrides, notebook directory)."""
     given, directory = request.config.given, request.notebook.directory
     if isinstance(given, TrainConfig):
         cfg = resolve_config(base=given, overrides=request.config.overrides)
@@ -180,7 +181,7 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
     plan's name is the cell's --name, or None), the registry is not asked, and the requirements
     are those of the default image (the job's image is chosen when it runs)."""
     code, options, notebook = request.code, request.job, request.notebook
-    cfg = _config(request)
+    cfg = request_config(request)
     args = check_script_args(request.args)
     backend_name = options.backend or cfg.backend
     if backend_name not in BACKEND_NAMES:
@@ -251,8 +252,10 @@ def launch(source: str | None, config: TrainConfig | str | os.PathLike | None = 
     return launch_request(LaunchRequest.from_keywords(source, config, args, **overrides), wait=wait, registry=registry)
 
 
-def launch_request(request: LaunchRequest, wait: bool = False, registry: Registry | None = None) -> Job:
-    """Plan the request, build its bundle, register the job and start it."""
+def launch_request(request: LaunchRequest, wait: bool = False, registry: Registry | None = None,
+                   extra: dict | None = None) -> Job:
+    """Plan the request, build its bundle, register the job (with `extra` in its record's extra,
+    e.g. the sweep it belongs to) and start it."""
     p = plan(request, registry=registry)
     try:
         p.backend.check_writable()
@@ -260,7 +263,7 @@ def launch_request(request: LaunchRequest, wait: bool = False, registry: Registr
     finally:
         p.close()
     try:
-        _register(p, bundle)
+        _register(p, bundle, extra or {})
         try:
             name = p.backend.submit(bundle, p.config, SubmitOptions(interruptions=p.interruptions))
         except BaseException:
@@ -272,7 +275,7 @@ def launch_request(request: LaunchRequest, wait: bool = False, registry: Registr
     return job.wait() if wait else job
 
 
-def _register(p: Plan, bundle: Bundle) -> None:
+def _register(p: Plan, bundle: Bundle, extra: dict) -> None:
     """Record the job before it starts: a launch either registers its job or starts none."""
     name, registry = p.job_key()
     record = JobRecord(name=name, backend=p.backend_name, created=time.time(),
@@ -281,7 +284,7 @@ def _register(p: Plan, bundle: Bundle) -> None:
                        extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
                               "backend_options": _backend_options(p.backend_name, p.config),
                               **({"image": bundle.image.to_record()} if bundle.image else {}),
-                              **p.origin()})
+                              **p.origin(), **extra})
     try:
         registry.add(record, on_wait=progress)
     except RegistryError as e:
@@ -320,15 +323,20 @@ def dry_run_request(request: LaunchRequest) -> str:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
 
 
-def _job(name: str, backend, metric_defs, registry: Registry) -> Job:
+def _job(name: str, backend, metric_defs, registry: Registry, record_final: bool = True) -> Job:
+    """A Job whose status reaches the registry; with `record_final` (not for jobs the registry saw
+    end: each attach would read their log), its final metrics too, when it is seen ending."""
     def record_status(state):
         if state.extra.get("state_unwritten"):  # the job's own record may still change (disk full)
             return
         try:
             registry.update(name, status=state.status)
+            if record_final and state.done:
+                final_metrics.record(registry, name, state, job.metric_rows())
         except Exception:  # the registry is an index; a job must not fail because of it
             pass
-    return Job(name, backend, metric_defs, on_status=record_status)
+    job = Job(name, backend, metric_defs, on_status=record_status)  # the hook reads its rows
+    return job
 
 
 def attach(name: str, registry: Registry | None = None) -> Job:
@@ -345,7 +353,7 @@ def attach(name: str, registry: Registry | None = None) -> Job:
     except BackendError as e:
         raise LaunchError(str(e)) from None
     defs = [MetricDefinition(d["Name"], d["Regex"]) for d in record.extra.get("metric_definitions", [])]
-    return _job(name, be, defs, registry)
+    return _job(name, be, defs, registry, record_final=record.status not in TERMINAL_STATUSES)
 
 
 @dataclass
@@ -355,19 +363,27 @@ class JobRow:
     record: JobRecord
     status: str            # its current TrainingJobStatus, or "Unknown" when it cannot be read
     note: str = ""         # what is wrong with the job's record or files, when something is
+    metrics: dict[str, float] = field(default_factory=dict)  # an ended job's last metric values
+    duration: float | None = None  # seconds from creation to its end (or to now, while it runs)
 
 
 def list_jobs(limit: int | None = None, registry: Registry | None = None) -> list[JobRow]:
     """Registry records, newest first, each with its current status (asked of the backend for
-    jobs the registry last saw running). A job whose record or files cannot be read is listed
+    jobs the registry last saw running), duration and final metrics (an ended job's from its
+    record, never its log: final_metrics). A job whose record or files cannot be read is listed
     as "Unknown" with a note saying why; it never hides the others."""
     registry = registry or Registry()
     rows = []
     for record in registry.list(limit=limit):
-        row = JobRow(record, record.status, record.extra.get("unreadable", ""))
+        final = final_metrics.read(record.extra)
+        row = JobRow(record, record.status, record.extra.get("unreadable", ""), final.metrics, final.duration)
         if record.status not in TERMINAL_STATUSES:
             try:
-                row.status = attach(record.name, registry).status
+                job = attach(record.name, registry)
+                state = job.describe()
+                row.status, row.duration = state.status, final_metrics.duration(state)
+                if state.done:  # ended since the registry last looked: its status hook recorded it
+                    row.metrics = final_metrics.last_values(job.metric_rows())
             except Exception as e:  # noqa: BLE001 - whatever broke this job must not break the list
                 row.status, row.note = "Unknown", _one_line(e)
         rows.append(row)

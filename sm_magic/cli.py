@@ -14,7 +14,9 @@ import time
 from .api import attach, list_jobs
 from .backends import BACKEND_NAMES
 from .errors import RUNTIME_EXIT, USAGE_EXIT, SmMagicError, UsageProblem
+from .eta import clock
 from .export import export_notebook, launch_bundle
+from .final_metrics import compact
 from .job import JobFailedError
 from .widgets.text import StreamPrinter
 
@@ -48,17 +50,40 @@ def _at_least(low: int | float, kind=int):
 
 
 def _jobs(opts) -> int:
+    if opts.compare is not None:
+        return _compare(opts)
+    if opts.sort:
+        raise _UsageMistake("--sort goes with --compare NAME [NAME ...] (`sm-magic jobs --help` lists the options)")
     rows = list_jobs(limit=opts.limit)
     if not rows:
         print("no jobs yet")
         return 0
-    print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} INSTANCE")
+    print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} {'INSTANCE':22s} {'DURATION':9s} METRICS")
     for row in rows:
         r = row.record
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
-        print(f"{r.name:40s} {r.backend:10s} {row.status:11s} {created:19s} {r.instance_type} x{r.instance_count}")
+        instance = f"{r.instance_type} x{r.instance_count}"
+        duration = clock(row.duration) if row.duration is not None else "-"
+        print(f"{r.name:40s} {r.backend:10s} {row.status:11s} {created:19s} {instance:22s} {duration:9s} "
+              f"{compact(row.metrics)}".rstrip())
         if row.note:
             print(f"{'':40s} ^ {row.note}")
+    return 0
+
+
+def _compare(opts) -> int:
+    """`sm-magic jobs --compare NAME ...`: sm_magic.compare's table, as text."""
+    import pandas as pd
+
+    from .compare import compare
+
+    if not opts.compare:
+        raise _UsageMistake("--compare NAME [NAME ...]: name the jobs to compare (`sm-magic jobs` lists them)")
+    if opts.limit is not None:
+        raise _UsageMistake("--limit limits the listing; --compare takes the jobs' names")
+    frame = compare(opts.compare, sort_by=opts.sort)
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60):
+        print(frame.to_string(index=False))
     return 0
 
 
@@ -117,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("jobs", help="list known jobs, newest first")
     p.add_argument("--limit", type=_at_least(1), default=None, help="only the newest N jobs")
+    p.add_argument("--compare", nargs="*", metavar="NAME", help="compare these jobs instead: one row each with "
+                   "status, hyperparameters, billable and wall seconds, and the last and best value of each metric")
+    p.add_argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
+                   "(or by any column)")
     p.set_defaults(run=_jobs)
     p = sub.add_parser("logs", help="print a job's log")
     p.add_argument("name")

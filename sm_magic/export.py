@@ -166,7 +166,10 @@ def _plan_export(cell: Cell, cells: list[Cell], notebook: Path) -> _CellExport:
     planned for export."""
     context = NotebookContext(directory=notebook.parent, tagged_cells=_tagged(cells),
                               names=_notebook_names(cells, cell, notebook.name))
-    request, _ = train_line.parse(expand_line(cell.line), cell.body, context)
+    request, flags = train_line.parse(expand_line(cell.line), cell.body, context)
+    if flags.sweep:  # a bundle holds one job's request; exported, a sweep would silently run one job
+        raise ExportError("a --sweep cell cannot be exported yet (a bundle runs one job): export a cell per point, "
+                          "or run the sweep from the notebook")
     request.code.origin = {"notebook": str(notebook), "cell": cell.number}
     line = f"%%{TRAIN} {cell.line}".rstrip()
     if request.code.git_repo:

@@ -78,6 +78,10 @@ class SageMakerMagics(Magics):
         # the line form, is the way to write one with nothing under it.)
         notebook = NotebookContext(tagged_cells=self.included_cells.as_dict(), names=_notebook_names(self._shell))
         request, flags = train_line.parse(line, cell or "", notebook)
+        if flags.sweep:
+            from .magic_sweep import sweep_cell
+
+            return sweep_cell(self._shell, request, flags)
         if flags.dry_run:
             print(api.dry_run_request(request))
             return None
@@ -158,26 +162,68 @@ class SageMakerMagics(Magics):
         print(f"# backend: {cfg.backend}")
         print(cfg.to_yaml(), end="")
 
+    @magic_arguments()
+    @argument("limit", nargs="?", metavar="N", help="only the newest N jobs")
+    @argument("--compare", nargs="*", metavar="NAME",
+              help="compare these jobs instead: one row each (status, hyperparameters, billable and wall seconds, "
+                   "last and best value of each metric) and a plot overlaying one metric")
+    @argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
+              "(or by any column; default: the first metric)")
+    @argument("--metric", metavar="METRIC", help="with --compare: the metric the plot overlays (default: the sort metric)")
     @line_magic
     @_one_line_errors
     def sagemaker_jobs(self, line: str = ""):
-        """The known jobs, newest first, with their current status (a DataFrame)."""
+        """The known jobs, newest first, with their current status, duration and final metrics (a
+        DataFrame); with `--compare NAME ...`, those jobs side by side and a plot of one metric."""
         import pandas as pd
 
-        if line.strip() and not (line.strip().isdecimal() and int(line) > 0):
+        from .eta import clock
+        from .final_metrics import compact
+
+        opts = self.sagemaker_jobs.parser.parse_args(arg_split(line, posix=True))
+        if opts.compare is not None:
+            return self._compare_jobs(opts)
+        if opts.sort or opts.metric:
+            raise UsageError("%sagemaker_jobs: --sort and --metric go with --compare NAME [NAME ...]")
+        if opts.limit is not None and not (opts.limit.isdecimal() and int(opts.limit) > 0):
             raise UsageError(f"%sagemaker_jobs [N]: N is how many of the newest jobs to list, a whole number of 1 "
-                             f"or more; got {line.strip()!r}")
-        found = api.list_jobs(limit=int(line) if line.strip() else None)
+                             f"or more; got {opts.limit!r}")
+        found = api.list_jobs(limit=int(opts.limit) if opts.limit is not None else None)
         rows = [{"name": row.record.name, "backend": row.record.backend, "status": row.status,
                  "instance": f"{row.record.instance_type} x{row.record.instance_count}",
                  "created": pd.Timestamp(row.record.created, unit="s").floor("s"),
+                 "duration": clock(row.duration) if row.duration is not None else "",
+                 "metrics": compact(row.metrics),
                  "hyperparameters": " ".join(f"{k}={v}" for k, v in row.record.hyperparameters.items()),
                  "note": row.note}
                 for row in found]
-        columns = ["name", "backend", "status", "instance", "created", "hyperparameters"]
+        columns = ["name", "backend", "status", "instance", "created", "duration", "metrics", "hyperparameters"]
         if any(row.note for row in found):  # a column only when some job has something wrong
             columns.append("note")
         return pd.DataFrame(rows, columns=columns)
+
+    def _compare_jobs(self, opts):
+        """`%sagemaker_jobs --compare NAME ...`: the plot is shown (in a notebook), the table is
+        the cell's value (so `df = _` keeps it)."""
+        from .compare import comparison
+
+        if not opts.compare:
+            raise UsageError("%sagemaker_jobs --compare NAME [NAME ...]: name the jobs to compare "
+                             "(`%sagemaker_jobs` lists them)")
+        if opts.limit is not None:
+            raise UsageError(f"%sagemaker_jobs --compare takes job names only; {opts.limit!r} came before --compare "
+                             "(N limits the listing)")
+        result = comparison(opts.compare, sort_by=opts.sort)
+        metric = result.metric(opts.metric)
+        if metric is not None:
+            if _in_kernel(self._shell):
+                from IPython.display import Image
+
+                _display(Image(data=result.png(metric), format="png"))
+            else:
+                print(f"(The plot of {metric} across these jobs shows in a notebook; "
+                      f"sm_magic.compare.plot(names, {metric!r}) returns it as PNG bytes.)")
+        return result.frame
 
     @magic_arguments()
     @argument("name", help="job name")
@@ -209,8 +255,13 @@ class SageMakerMagics(Magics):
     @line_magic
     @_one_line_errors
     def sagemaker_attach(self, line: str):
-        """Show a job launched earlier (by this or another kernel) and follow it live."""
+        """Show a job launched earlier (by this or another kernel) and follow it live; NAME may be a sweep's."""
         opts = self.sagemaker_attach.parser.parse_args(arg_split(line, posix=True))
+        from .magic_sweep import attached_sweep
+
+        sweep = attached_sweep(self._shell, opts.name, opts.wait)
+        if sweep is not None:
+            return sweep
         job = _attach(opts.name)
         if opts.wait:
             return _shown(self._shell, _wait(self._shell, job))
@@ -315,5 +366,8 @@ SageMakerMagics.sagemaker_train.__doc__ = train_line.help_text()
 
 
 def load_ipython_extension(ipython) -> None:
+    from .magic_sweep import install
+
     ipython.register_magics(SageMakerMagics)
     Job.display_hook = _display_job
+    install()  # Sweep.display_hook

@@ -50,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
       help="bundle helper code too: the cells marked `%%%%sagemaker_include TAG`, or a file (repeatable)")
     a("--requirements", metavar="FILE", help="a requirements file for the job's container, used instead of the "
       "one generated from the cell's imports (default: requirements.txt beside the notebook, if any)")
+    a("--sweep", dest="sweep", action="append", default=[], metavar="NAME=V1,V2",
+      help="one job per combination of the values (repeatable: the grid); each job gets --NAME VALUE as script "
+      "arguments, before the ones after --")
+    a("--sweep-max-parallel", dest="sweep_max_parallel", type=int, metavar="K",
+      help="with --sweep: at most K jobs at once, the rest queued (default: local backends, one host per CPU; "
+      "SageMaker, all)")
+    a("--yes", action="store_true", help="with --sweep: launch it even when it makes more than 100 jobs")
     a("--wait", action="store_true", help="block until the job ends, streaming its log; fail the cell if the job fails")
     a("--edit", action="store_true", help="show the config form; its Launch button starts the job")
     a("--dry-run", dest="dry_run", action="store_true", help="show what would run; launch nothing")
@@ -74,6 +81,9 @@ class MagicFlags:
     edit: bool = False      # the config form first; its Launch button launches
     dry_run: bool = False   # show what would run, launch nothing
     out: str | None = None  # the variable that gets the Job
+    sweep: tuple[str, ...] = ()             # --sweep NAME=V1,V2 flags, as given (sweep_grid.parse_flags)
+    sweep_max_parallel: int | None = None   # --sweep-max-parallel K
+    yes: bool = False                       # --yes: a sweep of more than 100 jobs
 
 
 BESIDE_NOTEBOOK = "requirements.txt"
@@ -92,6 +102,11 @@ def parse(line: str, cell: str | None = "", notebook: NotebookContext | None = N
     except ValueError as e:  # shlex: an unclosed quote
         raise LineError(f"{PROG}: {e}") from None
     opts = parser().parse_args(own)
+    if not opts.sweep and (opts.sweep_max_parallel is not None or opts.yes):
+        given = " and ".join(f for f, v in (("--sweep-max-parallel", opts.sweep_max_parallel is not None),
+                                            ("--yes", opts.yes)) if v)
+        raise LineError(f"{PROG}: {given} go{'es' if ' and ' not in given else ''} with --sweep NAME=V1,V2: "
+                        "add the sweep, or remove it")
     notebook = notebook or NotebookContext()
     directory = notebook.directory or Path.cwd()
     requirements = None
@@ -106,7 +121,8 @@ def parse(line: str, cell: str | None = "", notebook: NotebookContext | None = N
     overrides = {k: v for k, v in (("instance_type", opts.instance_type), ("instance_count", opts.instance_count))
                  if v is not None}
     request = LaunchRequest(code, job, ConfigSource(opts.config, overrides), script_args, notebook)
-    return request, MagicFlags(wait=opts.wait, edit=opts.edit, dry_run=opts.dry_run, out=opts.out)
+    return request, MagicFlags(wait=opts.wait, edit=opts.edit, dry_run=opts.dry_run, out=opts.out,
+                               sweep=tuple(opts.sweep), sweep_max_parallel=opts.sweep_max_parallel, yes=opts.yes)
 
 
 def help_text() -> str:

@@ -1,0 +1,479 @@
+"""Sweep: one handle on the jobs of a grid of script arguments, and the queue that starts them.
+
+A sweep's points are started in order, at most `max_parallel` at once: the first before
+`sm_magic.sweep(...)` returns, the rest by one daemon thread per sweep, which starts the next
+queued point when a running job ends (looking every `job.poll_interval`), so the kernel stays
+free. The thread never dies silently: what goes wrong is recorded in `sweep.errors` and on the
+point it happened to, and shown by the displays.
+
+(The module is `sweeps`, not `sweep`: importing a submodule sets the package attribute of its
+name, which would replace the function `sm_magic.sweep`.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, overload
+
+from . import sweep_grid
+from .job import Job
+from .launch_checks import LaunchError
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+# A point's life before (or instead of) its job: the job's own status takes over once it starts.
+QUEUED = "Queued"              # waits for a free slot (or for the account quota)
+LAUNCHING = "Launching"        # being built and submitted
+STARTED = "Started"            # has a Job
+CANCELLED = "Cancelled"        # stop() came before it started
+LAUNCH_FAILED = "LaunchFailed"  # its launch was refused or failed; `error` says why
+NOT_STARTED = "NotStarted"     # attached from the registry with no job: never started by the kernel that queued it
+_PENDING = (QUEUED, LAUNCHING)
+
+QUOTA_RETRY_SECONDS = 60.0  # a launch the account quota refused is tried again this often (or when a job ends)
+IDLE_POLL_SECONDS = 1.0     # how often the queue looks when no job of its own is running (quota waits)
+MAX_ERRORS = 200            # errors kept on a sweep (a broken display must not grow it without end)
+
+
+@dataclass
+class Point:
+    """One combination of the grid and what became of it."""
+
+    index: int                  # 1-based, as in the job's name
+    name: str                   # the job's name, `<sweep>-<i>`
+    values: dict[str, str]
+    state: str = QUEUED
+    job: Job | None = None
+    error: str | None = None    # why it did not start (LAUNCH_FAILED), or why it waits (quota)
+
+    @property
+    def status(self) -> str:
+        """The job's TrainingJobStatus once it started, else the point's state (Queued, ...)."""
+        if self.job is None:
+            return self.state
+        try:
+            return self.job.status
+        except Exception:  # noqa: BLE001 - a job that cannot be described now is shown as such
+            return "Unknown"
+
+
+def quota_refused(error: BaseException) -> bool:
+    """Did SageMaker refuse the launch for the account's quota (ResourceLimitExceeded)? Then the
+    point waits and is tried again instead of failing."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        response = getattr(current, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code == "ResourceLimitExceeded" or "ResourceLimitExceeded" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _ended(job: Job) -> bool:
+    try:
+        return job.done
+    except Exception:  # noqa: BLE001 - unreadable for now: counted as running, looked at again
+        return False
+
+
+class Sweep(Sequence[Job]):
+    """The jobs of one sweep. It behaves as the list of the `Job`s started so far, in the grid's
+    order (iterate, `len`, index); `.points` are the grid's value dicts, `.entries` each point
+    with its job or what became of it.
+
+    `wait()` returns once every point has ended (queued ones included) and does not raise for a
+    failed job: look at `.status`, `.counts()` or `.failed`. `.errors` holds what went wrong
+    starting jobs (each also on its point)."""
+
+    #: What a notebook shows for a Sweep (a cell's last value): set by the magics to follow it
+    #: with the live table; it returns False where it cannot, and the text repr is shown.
+    display_hook: ClassVar[Callable[[Sweep], bool] | None] = None
+
+    def __init__(self, name: str, grid: dict[str, list[str]], entries: list[Point],
+                 launcher: Callable[[Point], Job] | None = None, max_parallel: int | None = None,
+                 backend: str = "", poll: float = IDLE_POLL_SECONDS, quota_retry: float = QUOTA_RETRY_SECONDS):
+        self.name = name
+        self.grid = grid
+        self.backend = backend
+        self.max_parallel = max_parallel or max(1, len(entries))
+        self.errors: list[str] = []
+        self._entries = entries
+        self._launcher = launcher
+        self._poll = poll
+        self._quota_retry = quota_retry
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._hold_until = 0.0      # after a quota refusal: no launch before then ...
+        self._running_at_hold = 0   # ... unless fewer jobs run than did then (one ended)
+        self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[Point], None]] = []
+        self._shown_in: int | None = None
+
+    # -- what it holds -----------------------------------------------------------------------
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The Jobs started so far, in the grid's order."""
+        with self._lock:
+            return [p.job for p in self._entries if p.job is not None]
+
+    @property
+    def points(self) -> list[dict[str, str]]:
+        """The grid's combinations, in order: each job's swept values."""
+        return [dict(p.values) for p in self._entries]
+
+    @property
+    def entries(self) -> list[Point]:
+        """Every point: its index, job name, values, state, Job (once started) and error."""
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @overload
+    def __getitem__(self, i: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Job]: ...
+
+    def __getitem__(self, i):
+        return self.jobs[i]
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """How many points are in each status: the jobs' (Completed, InProgress, ...) and the
+        points' without a job (Queued, Launching, Cancelled, LaunchFailed, NotStarted)."""
+        counts: dict[str, int] = {}
+        for p in self.entries:
+            counts[p.status] = counts.get(p.status, 0) + 1
+        return counts
+
+    @property
+    def status(self) -> str:
+        """One word for the whole sweep: InProgress while a point runs or waits to; once all
+        ended, Completed if every job completed, else Failed if a job failed or a launch
+        failed, else Stopped."""
+        counts = self.counts()
+        if set(counts) - {"Completed", "Failed", "Stopped", CANCELLED, LAUNCH_FAILED, NOT_STARTED}:
+            return "InProgress"
+        if set(counts) == {"Completed"}:
+            return "Completed"
+        return "Failed" if counts.get("Failed") or counts.get(LAUNCH_FAILED) else "Stopped"
+
+    @property
+    def failed(self) -> list[Point]:
+        """The points whose job failed or whose launch failed."""
+        return [p for p in self.entries if p.state == LAUNCH_FAILED or (p.job is not None and p.status == "Failed")]
+
+    @property
+    def done(self) -> bool:
+        """Every point has ended: none waits, none is launching, every job has ended."""
+        entries = self.entries
+        return not any(p.state in _PENDING for p in entries) and all(_ended(p.job) for p in entries if p.job)
+
+    def summary(self) -> str:
+        """`6 jobs: 2 Completed, 1 InProgress, 3 Queued`."""
+        counts = self.counts()
+        return f"{len(self._entries)} job{'s' if len(self._entries) != 1 else ''}: " + \
+            ", ".join(f"{n} {word}" for word, n in counts.items())
+
+    # -- control -----------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> Sweep:
+        """Block until every point has ended (queued ones included); returns the Sweep. A failed
+        job does not raise (see `.failed`); TimeoutError after `timeout` seconds (the sweep goes on)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"sweep {self.name} has not ended after {timeout} s ({self.summary()}); "
+                                   "it goes on (sweep.stop() ends it)")
+            with self._changed:
+                self._changed.wait(self._interval() if left is None else min(left, self._interval()))
+        return self
+
+    def stop(self) -> Sweep:
+        """Cancel the queued points and stop the running jobs (they end Stopped, keeping what
+        they saved). A point being launched now is stopped as soon as it has started. Returns at once."""
+        with self._lock:
+            self._stopping = True
+            for p in self._entries:
+                if p.state == QUEUED:
+                    p.state, p.error = CANCELLED, None
+            cancelled = [p for p in self._entries if p.state == CANCELLED]
+            jobs = [p.job for p in self._entries if p.job is not None]
+        self._wake.set()
+        for p in cancelled:
+            self._notify(p)
+        for job in jobs:
+            if not _ended(job):
+                try:
+                    job.stop()
+                except Exception as e:  # noqa: BLE001 - the others are stopped all the same
+                    self._error(f"{job.name}: could not stop it: {e}")
+        return self
+
+    def compare(self, sort_by: str | None = None, best: Any = None):
+        """The jobs side by side (sm_magic.compare): one row per job, its hyperparameters, status
+        and the last and best value of each metric."""
+        import importlib
+
+        compare = importlib.import_module(f"{__package__}.compare").compare
+        return compare(self.jobs, sort_by=sort_by, best=best)
+
+    def subscribe(self, listener: Callable[[Point], None]) -> None:
+        """Call `listener(point)` (from any thread) whenever a point starts, fails or is cancelled."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def start(self) -> Sweep:
+        """Start the first point here (an error common to every point, such as missing
+        credentials, is raised at once and nothing else starts), then the others from a daemon
+        thread, at most `max_parallel` at once."""
+        first = self._next_queued()
+        if first is not None and self._launcher is not None:
+            try:
+                self._launch(first, raise_errors=True)
+            except BaseException:
+                with self._lock:
+                    for p in self._entries:
+                        if p.state in _PENDING:
+                            p.state = CANCELLED
+                raise
+        if self._next_queued() is not None and self._launcher is not None:
+            self._thread = threading.Thread(target=self._run, name=f"sm_magic-sweep-{self.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._queue()
+        except BaseException as e:  # noqa: BLE001 - never silently: said on the sweep and on every point left
+            message = f"the sweep's queue stopped: {type(e).__name__}: {e}"
+            self._error(message)
+            with self._lock:
+                left = [p for p in self._entries if p.state in _PENDING]
+                for p in left:
+                    p.state, p.error = LAUNCH_FAILED, message
+            for p in left:
+                self._notify(p)
+        finally:
+            with self._changed:
+                self._changed.notify_all()
+
+    def _queue(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return  # stop() cancelled what was queued
+                started = [p.job for p in self._entries if p.job is not None]
+            running = sum(1 for job in started if not _ended(job))
+            nxt = self._next_queued()
+            if nxt is None:
+                return
+            held = time.monotonic() < self._hold_until and running >= self._running_at_hold
+            if running < self.max_parallel and not held:
+                self._launch(nxt)
+                continue  # another free slot is filled at once (or, after a refusal, the hold begins)
+            self._wake.wait(self._interval())
+            self._wake.clear()
+
+    def _interval(self) -> float:
+        """Seconds between two looks: the running jobs' poll interval (their backend's pace)."""
+        intervals = [job.poll_interval for job in self.jobs if not _ended(job)]
+        return min(intervals, default=self._poll)
+
+    def _next_queued(self) -> Point | None:
+        with self._lock:
+            return next((p for p in self._entries if p.state == QUEUED), None)
+
+    def _launch(self, point: Point, raise_errors: bool = False) -> str:
+        """Start one point: "started", "quota" (it stays queued, to be tried again) or "failed"."""
+        assert self._launcher is not None
+        with self._lock:
+            point.state = LAUNCHING
+        try:
+            job = self._launcher(point)
+        except Exception as e:
+            if quota_refused(e):
+                running = sum(1 for job in self.jobs if not _ended(job))
+                with self._lock:
+                    self._hold_until, self._running_at_hold = time.monotonic() + self._quota_retry, running
+                    point.state = QUEUED
+                    point.error = (f"waiting: the account's quota refused it (ResourceLimitExceeded); tried again "
+                                   f"when a job of the sweep ends, or in {self._quota_retry:g} s")
+                    self._note_once(f"{point.name}: {point.error}")
+                self._notify(point)
+                return "quota"
+            if raise_errors:
+                raise
+            with self._lock:
+                point.state, point.error = LAUNCH_FAILED, " ".join(str(e).split()) or type(e).__name__
+            self._error(f"{point.name} ({sweep_grid.values_text(point.values)}) did not start: {point.error}")
+            self._notify(point)
+            return "failed"
+        with self._lock:
+            point.state, point.job, point.error = STARTED, job, None
+            stopping = self._stopping
+            self._hold_until = 0.0  # the quota took this one: try the next at once
+        if stopping:  # stop() came while it was being launched
+            try:
+                job.stop()
+            except Exception as e:  # noqa: BLE001
+                self._error(f"{job.name}: could not stop it: {e}")
+        self._notify(point)
+        return "started"
+
+    def _note_once(self, message: str) -> None:
+        with self._lock:
+            if message not in self.errors:
+                self._error(message)
+
+    def _error(self, message: str) -> None:
+        with self._lock:
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(message)
+
+    def _notify(self, point: Point) -> None:
+        with self._changed:
+            self._changed.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(point)
+            except Exception as e:  # noqa: BLE001 - a broken display must not stop the queue
+                self._note_once(f"a display of the sweep failed: {type(e).__name__}: {e}")
+
+    # -- display -----------------------------------------------------------------------------
+
+    def shown_in(self, cell: int | None) -> Sweep:
+        """Say that a live view under cell `cell` already shows this sweep (as Job.shown_in)."""
+        self._shown_in = cell
+        return self
+
+    def _ipython_display_(self) -> None:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        shell = get_ipython()
+        if shell is not None and self._shown_in is not None and self._shown_in == shell.execution_count:
+            return
+        if Sweep.display_hook is None or not Sweep.display_hook(self):
+            display({"text/plain": repr(self)}, raw=True)
+
+    def __repr__(self) -> str:
+        errors = f", {len(self.errors)} error{'s' if len(self.errors) != 1 else ''} (sweep.errors)" if self.errors else ""
+        return f"<Sweep {self.name} {self.summary()}{errors}>"
+
+
+# -- finding a sweep again -----------------------------------------------------------------------
+
+_live: dict[tuple[str, str], Sweep] = {}  # (registry path, name) -> the sweeps this kernel started
+_live_lock = threading.Lock()
+
+
+def remember(sweep: Sweep, registry: Registry) -> None:
+    """Keep a started sweep, so that attaching to its name in this kernel returns it, queue and all."""
+    with _live_lock:
+        _live[(str(registry.path), sweep.name)] = sweep
+
+
+def is_live(name: str, registry: Registry) -> bool:
+    """Did this kernel start a sweep called `name` (with the same registry)? It may have no record
+    yet: its first job may be waiting for the account's quota."""
+    with _live_lock:
+        return (str(registry.path), name) in _live
+
+
+def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
+    """The sweep called `name`: this kernel's own (queue and all), else one made from the registry's
+    records of its jobs. Each record holds the whole grid, so points that never started are there
+    too, as NotStarted: queued in the kernel that started the sweep (still, if it runs), cancelled,
+    or lost with it (a queue lives in its kernel). None when no job of the registry is in a sweep
+    of that name, or when `name` is a job's."""
+    from .api import attach
+    from .registry import Registry
+
+    registry = registry or Registry()
+    with _live_lock:
+        live = _live.get((str(registry.path), name))
+    if live is not None:
+        return live
+    if registry.get(name) is not None:
+        return None
+    records = [r for r in registry.list() if _sweep_info(r.extra).get("name") == name]
+    if not records:
+        return None
+    records.sort(key=lambda r: _sweep_info(r.extra).get("index") or 0)
+    info = _sweep_info(records[-1].extra)
+    grid = _grid(info.get("grid"))
+    by_index = {_sweep_info(r.extra).get("index"): r for r in records}
+    if grid and sweep_grid.size(grid) == info.get("size"):
+        combos = sweep_grid.points(grid)
+        names = sweep_grid.job_names(name, len(combos))
+        entries = [Point(i, names[i - 1], combos[i - 1], NOT_STARTED) for i in range(1, len(combos) + 1)]
+    else:  # an old or damaged record: the jobs there are
+        entries = [Point(_sweep_info(r.extra).get("index") or i, r.name, dict(_sweep_info(r.extra).get("values") or {}),
+                         NOT_STARTED) for i, r in enumerate(records, start=1)]
+    for p in entries:
+        record = by_index.get(p.index)
+        if record is not None and record.name == p.name:
+            p.state, p.job = STARTED, attach(record.name, registry)
+    return Sweep(name, grid, entries, backend=records[0].backend)
+
+
+def grid_record(grid: dict[str, list[str]]) -> list:
+    """The grid as a registry record keeps it: [[name, [values]], ...], in order (the registry
+    writes a dict's keys sorted, and the order of the names is the order of the points)."""
+    return [[name, list(values)] for name, values in grid.items()]
+
+
+def _grid(recorded) -> dict[str, list[str]]:
+    try:
+        return {str(name): [str(v) for v in values] for name, values in recorded or ()}
+    except (TypeError, ValueError):  # a damaged record: its jobs are still found
+        return {}
+
+
+def _sweep_info(extra: dict) -> dict:
+    info = extra.get("sweep")
+    return info if isinstance(info, dict) else {}
+
+
+def attach(name: str, registry: Registry | None = None) -> Job | Sweep:
+    """`sm_magic.attach(name)`: the Job called `name`, or the Sweep of that name."""
+    from .api import attach as attach_job
+    from .registry import Registry
+
+    registry = registry or Registry()
+    if registry.get(name) is not None:
+        return attach_job(name, registry)
+    found = find_sweep(name, registry)
+    if found is None:
+        raise LaunchError(f"no job or sweep named {name} in the registry ({registry.path}); "
+                          "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs")
+    return found
+
+
+def sweep_records_named(name: str, registry: Registry) -> list[str]:
+    """The registry's jobs recorded as being in a sweep called `name`."""
+    return [r.name for r in registry.list() if _sweep_info(r.extra).get("name") == name]
+
+
+__all__ = ["Sweep", "Point", "attach", "find_sweep", "quota_refused"]

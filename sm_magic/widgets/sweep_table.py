@@ -1,0 +1,154 @@
+"""A sweep's live view: one table row per point (job, swept values, status, elapsed, latest
+metrics), as HTML in a kernel and as lines in a terminal.
+
+Deliberately small (a proper sweep widget, with a plot across jobs, is to replace it): the table
+is re-rendered from the monitor's snapshots of each started job and from the sweep's own events
+(a point started, failed or was cancelled), at most once per interval, always at an ending. The
+last rendering is plain HTML, so a saved notebook keeps the final table.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TextIO
+
+from ..eta import clock
+from ..job import Job, Snapshot
+from ..monitor import get_monitor
+from ..sweep_grid import values_text
+from ..sweeps import QUEUED, Point, Sweep
+from .progress import STATUS_COLORS
+from .text import fmt_value
+
+MAX_METRICS = 4  # latest metrics shown per row
+
+
+def _row(point: Point, snap: Snapshot | None) -> dict[str, str]:
+    """One point as the table shows it, from its job's last snapshot (no backend call)."""
+    status, elapsed, latest = point.state, "", ""
+    if snap is not None:
+        s = snap.state
+        status = s.status if s.secondary_status in ("", s.status) else f"{s.status} ({s.secondary_status})"
+        start = s.training_start_time or s.creation_time or None
+        end = s.training_end_time if s.done and s.training_end_time else snap.taken_at
+        elapsed = clock(end - start) if start else ""
+        if snap.metrics:
+            items = list(snap.metrics[-1].items())[:MAX_METRICS]
+            latest = " ".join(f"{k}={fmt_value(v)}" for k, v in items)
+    elif point.job is not None:
+        status = "InProgress"
+    return {"job": point.name, "values": values_text(point.values), "status": status, "elapsed": elapsed,
+            "latest": latest, "note": point.error or (snap.state.failure_reason or "" if snap else "")}
+
+
+def rows(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> list[dict[str, str]]:
+    return [_row(p, snaps.get(p.name)) for p in sweep.entries]
+
+
+def sweep_html(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> str:
+    table = rows(sweep, snaps)
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>"
+                   for h in ("job", "values", "status", "elapsed", "latest", ""))
+    body = []
+    for r in table:
+        word = r["status"].split(" ")[0]
+        color = STATUS_COLORS.get(word, "#c62828" if word == "LaunchFailed" else "inherit")
+        cells = [html.escape(r["job"]), html.escape(r["values"]),
+                 f"<span style='color:{color}'>{html.escape(r['status'])}</span>", r["elapsed"],
+                 html.escape(r["latest"]), html.escape(r["note"][:300])]
+        body.append("<tr>" + "".join(f"<td style='text-align:left;padding:2px 8px'>{c}</td>" for c in cells) + "</tr>")
+    errors = "".join(f"<div style='color:#c62828'>{html.escape(e)}</div>" for e in sweep.errors[-5:])
+    return (f"<div><b>Sweep {html.escape(sweep.name)}</b> on {html.escape(sweep.backend or '?')}, at most "
+            f"{sweep.max_parallel} at a time: {html.escape(_counts(table))}"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{errors}</div>")
+
+
+def sweep_text(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> str:
+    table = rows(sweep, snaps)
+    lines = [f"Sweep {sweep.name}: {_counts(table)}"]
+    lines += [f"  {r['job']}  {r['values']}  {r['status']}  {r['elapsed']}  {r['latest']}".rstrip() for r in table]
+    return "\n".join(lines + [f"  ! {e}" for e in sweep.errors[-5:]])
+
+
+def _counts(table: list[dict[str, str]]) -> str:
+    counts: dict[str, int] = {}
+    for r in table:
+        word = r["status"].split(" ")[0]
+        counts[word] = counts.get(word, 0) + 1
+    return ", ".join(f"{n} {w}" for w, n in counts.items())
+
+
+class SweepView:
+    """Follows a sweep for one display: `emit(sweep, snaps)` at most once per `interval` seconds
+    (always when a job ends or a point starts, fails or is cancelled), from whichever thread
+    saw the change."""
+
+    def __init__(self, sweep: Sweep, emit: Callable[[Sweep, Mapping[str, Snapshot]], None], interval: float = 1.0):
+        self.sweep, self.emit, self.interval = sweep, emit, interval
+        self.snaps: dict[str, Snapshot] = {}
+        self._watched: set[str] = set()
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def start(self) -> SweepView:
+        self.sweep.subscribe(self._on_point)
+        for point in self.sweep.entries:
+            if point.job is not None:
+                self._watch(point.job)
+        self.render(force=True)
+        return self
+
+    def _watch(self, job: Job) -> None:
+        with self._lock:
+            if job.name in self._watched:
+                return
+            self._watched.add(job.name)
+        get_monitor().watch(job, self._on_snap, min_interval=self.interval)
+
+    def _on_point(self, point: Point) -> None:
+        if point.job is not None:
+            self._watch(point.job)
+        self.render(force=True)
+
+    def _on_snap(self, snap: Snapshot) -> None:
+        with self._lock:
+            self.snaps[snap.state.name] = snap
+        self.render(force=snap.state.done)
+
+    def render(self, force: bool = False) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last < self.interval:
+                return  # the next snapshot (at least one a second while a job runs) renders it
+            self._last = now
+            self.emit(self.sweep, dict(self.snaps))
+
+
+def show_sweep(sweep: Sweep, interval: float = 1.0) -> SweepView:
+    """The table under the current cell (a kernel), replaced in place as the sweep goes on."""
+    from IPython.display import display
+
+    handle = display({"text/plain": f"Sweep {sweep.name}"}, raw=True, display_id=True)
+
+    def emit(s: Sweep, snaps: Mapping[str, Snapshot]) -> None:
+        handle.update({"text/html": sweep_html(s, snaps), "text/plain": sweep_text(s, snaps)}, raw=True)
+
+    return SweepView(sweep, emit, interval).start()
+
+
+def print_sweep(sweep: Sweep, out: TextIO | None = None, interval: float = 1.0) -> SweepView:
+    """In a terminal: one line each time a point's status changes."""
+    said: dict[str, str] = {}
+
+    def emit(s: Sweep, snaps: Mapping[str, Snapshot]) -> None:
+        for r in rows(s, snaps):
+            if said.get(r["job"], QUEUED) != r["status"]:  # a queued point is said when it starts
+                said[r["job"]] = r["status"]
+                note = f" ({r['note']})" if r["note"] else ""
+                print(f"[{r['job']}] {r['values']}: {r['status']}{note}", file=out or sys.stdout, flush=True)
+
+    return SweepView(sweep, emit, interval).start()
