@@ -79,7 +79,7 @@ BROWSER_FIXTURES = {"lab_server", "browser"}
 # Modules whose every test runs real jobs, but for the ones named (refusals that start nothing).
 JOBS_MODULES = {
     "test_concurrent_jobs.py": {"test_launch_checks_from_several_threads_at_once_do_not_collide"},
-    "test_container_contract.py": set(),
+    "test_container_contract.py": {"test_the_mount_point_is_removed_by_its_last_user_and_only_when_tests_made_it"},
     "test_failure_tail.py": set(),
     "test_kernel_restart.py": set(),
     "test_local_backend.py": {"test_unwritable_jobs_dir_is_refused_before_anything_is_written"},

@@ -34,7 +34,7 @@ import torch
 
 import sm_magic
 from helpers.aws_moto import BUCKET, ROLE_NAME
-from helpers.container import _capturing_moto, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
+from helpers.container import _capturing_moto, mount_point, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
 from helpers.jobscripts import script
 from sm_magic.runtime import latest_checkpoint
 
@@ -274,3 +274,25 @@ def test_network_isolation_installs_requirements_from_the_bundle(sagemaker_wire,
     [host] = p.run()
     assert_trained(host, args=[*ARGS, "--probe-network"])
     assert "network: none" in host.log()
+
+
+def test_the_mount_point_is_removed_by_its_last_user_and_only_when_tests_made_it(tmp_path):
+    """/opt/ml's life, on stand-ins: each user holds the lock on its own file description, as
+    another test session would; a directory the machine had, or one still holding files, stays."""
+    ml, lock, created = tmp_path / "ml", tmp_path / "lock", tmp_path / "created"
+    with mount_point(ml, lock, created):
+        assert ml.is_dir() and created.is_file()
+        with mount_point(ml, lock, created):
+            pass
+        assert ml.is_dir(), "removed while another user still had it"
+    assert not ml.exists() and not created.exists(), "the last user left the mount point behind"
+
+    ml.mkdir()  # the machine's own
+    with mount_point(ml, lock, created):
+        pass
+    assert ml.is_dir() and not created.exists()
+
+    ml.rmdir()
+    with mount_point(ml, lock, created):
+        (ml / "left.txt").write_text("x")
+    assert (ml / "left.txt").is_file() and created.is_file(), "a mount point with files in it was removed"

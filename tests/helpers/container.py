@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -195,23 +196,27 @@ def image_for(request: dict) -> Path:
 
 # -- the mount point ---------------------------------------------------------------------------
 
+# Machine-wide, as /opt/ml is: the test sessions of every checkout share one lock, and the record
+# that tests created /opt/ml does not go away with the checkout that wrote it (it did: /opt/ml stayed).
+MOUNT_LOCK = Path(tempfile.gettempdir()) / "sm-magic-opt-ml.lock"
+MOUNT_CREATED = Path(tempfile.gettempdir()) / "sm-magic-opt-ml.created-by-tests"
+
+
 @contextmanager
-def mount_point():
-    """/opt/ml exists (empty) while hosts run: each bind mounts its own tree there, inside its
-    own mount namespace. Created when missing; removed by the last user (each holds a shared
+def mount_point(path: Path = MOUNT_POINT, lock_path: Path = MOUNT_LOCK, created: Path = MOUNT_CREATED):
+    """`path` (/opt/ml) exists (empty) while hosts run: each bind mounts its own tree there, inside
+    its own mount namespace. Created when missing; removed by the last user (each holds a shared
     lock meanwhile: other test sessions, or this fixture imported into several modules), and
-    only when a test session created it and it is still empty."""
-    lock_path, created = REPO / "build" / "opt-ml.lock", REPO / "build" / "opt-ml.created-by-tests"
-    lock_path.parent.mkdir(exist_ok=True)
+    only when a test session created it and it is still empty, with nothing mounted on it."""
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)  # waits only for a last user's removal
         try:
-            MOUNT_POINT.mkdir()  # not parents: /opt is the machine's
-            created.write_text(f"{os.getpid()}\n")
+            path.mkdir()  # not parents: /opt is the machine's
+            created.write_text(f"{path}\n")
         except FileExistsError:
             pass
         try:
-            yield MOUNT_POINT
+            yield path
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             try:
@@ -219,9 +224,9 @@ def mount_point():
             except BlockingIOError:
                 pass  # still in use elsewhere: the last user removes it
             else:
-                if (created.exists() and MOUNT_POINT.is_dir() and not os.path.ismount(MOUNT_POINT)
-                        and not any(MOUNT_POINT.iterdir())):
-                    MOUNT_POINT.rmdir()
+                if (created.exists() and path.is_dir() and not os.path.ismount(path)
+                        and not any(path.iterdir())):
+                    path.rmdir()
                     created.unlink()
 
 
