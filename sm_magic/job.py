@@ -20,6 +20,7 @@ from .errors import RuntimeProblem
 from .backends.base import Backend, JobState, Transition
 from .eta import Estimate, Tracker
 from .failure import error_tail
+from .live_display import LiveDisplay
 from .metrics import MetricDefinition, MetricsParser
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
@@ -54,12 +55,10 @@ class Snapshot:
     estimate: Estimate | None = None  # how far along and how long left, when a total is known
 
 
-class Job:
+class Job(LiveDisplay):
     """A training job. Attributes read live state from the backend (cached for half a second)."""
 
-    #: What a notebook shows for a Job (a cell's last value): the magics set it to follow the job
-    #: with a progress view, which never goes stale in a saved notebook; it returns False where
-    #: it cannot (a terminal), and the text repr is shown.
+    #: A Job as a cell's value (LiveDisplay): the magics follow it with a progress view.
     display_hook: ClassVar[Callable[["Job"], bool] | None] = None
 
     def __init__(self, name: str, backend: Backend, metric_definitions: Sequence[MetricDefinition] = (),
@@ -77,7 +76,6 @@ class Job:
         self._on_status = on_status
         self._lock = threading.RLock()
         self._tracker: Tracker | None = None  # made at the first snapshot: it needs the arguments
-        self._shown_in: int | None = None     # the cell whose progress view already shows this job
 
     # -- state -------------------------------------------------------------------------------
 
@@ -233,23 +231,6 @@ class Job:
         with self._lock:
             self._state_at = 0.0
         return self
-
-    def shown_in(self, cell: int | None) -> "Job":
-        """Say that a progress view under cell number `cell` already shows this job, so that
-        cell's value (this Job) shows nothing more: a `<Job ... InProgress>` line frozen at
-        launch would stay in the saved notebook after the job ended."""
-        self._shown_in = cell
-        return self
-
-    def _ipython_display_(self) -> None:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        shell = get_ipython()
-        if shell is not None and self._shown_in is not None and self._shown_in == shell.execution_count:
-            return
-        if Job.display_hook is None or not Job.display_hook(self):
-            display({"text/plain": repr(self)}, raw=True)
 
     def __repr__(self) -> str:
         state = self.describe()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 from . import sweep_grid
 from .job import Job
 from .launch_checks import LaunchError
+from .live_display import LiveDisplay
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -83,7 +84,7 @@ def _ended(job: Job) -> bool:
         return False
 
 
-class Sweep(Sequence[Job]):
+class Sweep(LiveDisplay, Sequence[Job]):
     """The jobs of one sweep. It behaves as the list of the `Job`s started so far, in the grid's
     order (iterate, `len`, index); `.points` are the grid's value dicts, `.entries` each point
     with its job or what became of it.
@@ -92,8 +93,7 @@ class Sweep(Sequence[Job]):
     failed job: look at `.status`, `.counts()` or `.failed`. `.errors` holds what went wrong
     starting jobs (each also on its point)."""
 
-    #: What a notebook shows for a Sweep (a cell's last value): set by the magics to follow it
-    #: with the live table; it returns False where it cannot, and the text repr is shown.
+    #: A Sweep as a cell's value (LiveDisplay): the magics follow it with the live table.
     display_hook: ClassVar[Callable[[Sweep], bool] | None] = None
 
     def __init__(self, name: str, grid: dict[str, list[str]], entries: list[Point],
@@ -116,7 +116,6 @@ class Sweep(Sequence[Job]):
         self._running_at_hold = 0   # ... unless fewer jobs run than did then (one ended)
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[Point], None]] = []
-        self._shown_in: int | None = None
 
     # -- what it holds -----------------------------------------------------------------------
 
@@ -361,21 +360,6 @@ class Sweep(Sequence[Job]):
                 self._note_once(f"a display of the sweep failed: {type(e).__name__}: {e}")
 
     # -- display -----------------------------------------------------------------------------
-
-    def shown_in(self, cell: int | None) -> Sweep:
-        """Say that a live view under cell `cell` already shows this sweep (as Job.shown_in)."""
-        self._shown_in = cell
-        return self
-
-    def _ipython_display_(self) -> None:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        shell = get_ipython()
-        if shell is not None and self._shown_in is not None and self._shown_in == shell.execution_count:
-            return
-        if Sweep.display_hook is None or not Sweep.display_hook(self):
-            display({"text/plain": repr(self)}, raw=True)
 
     def __repr__(self) -> str:
         errors = f", {len(self.errors)} error{'s' if len(self.errors) != 1 else ''} (sweep.errors)" if self.errors else ""
