@@ -55,6 +55,7 @@ class Plan:
     registry: Registry | None  # None in an export's plan: nothing is registered
     interruptions: tuple[float, ...]
     checkout: git_source.Checkout | None = None  # code from git, until close()
+    owns_checkout: bool = True                   # close() removes it (a sweep's points share one)
     entry: str = SCRIPT_NAME
     included: includes.Included | None = None   # --include: helper cells and files
     requirements_file: Path | None = None       # --requirements, or requirements.txt beside the notebook
@@ -96,7 +97,7 @@ class Plan:
 
     def close(self) -> None:
         """Remove the git checkout (once its files are in the bundle, or when not launching)."""
-        if self.checkout is not None:
+        if self.checkout is not None and self.owns_checkout:
             self.checkout.cleanup()
 
 
@@ -171,7 +172,8 @@ def _interruptions(given) -> tuple[float, ...]:
     return seconds
 
 
-def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bool = False) -> Plan:
+def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bool = False,
+         checkout: git_source.Checkout | None = None) -> Plan:
     """Check a launch request without writing anything: the config, the cell, names, inputs,
     metrics, the backend and what it can run, the registry, and last the git repository (fetched
     into a temporary checkout: call `close()` on the plan). The one planner: the magic, the form's
@@ -179,7 +181,10 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
 
     `export`: checked for a bundle that runs later (`sm-magic run`): no job name is chosen (the
     plan's name is the cell's --name, or None), the registry is not asked, and the requirements
-    are those of the default image (the job's image is chosen when it runs)."""
+    are those of the default image (the job's image is chosen when it runs).
+
+    `checkout`: the request's repository, already fetched and checked by an earlier plan of the
+    same code (a sweep's first point); used as it is, not fetched again, and not removed by `close()`."""
     code, options, notebook = request.code, request.job, request.notebook
     cfg = request_config(request)
     args = check_script_args(request.args)
@@ -225,10 +230,12 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
         registry = registry or Registry()
         if registry.get(name) is not None:
             raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
-    checkout = fetch_code(code, source)
+    shared = checkout is not None and bool(code.git_repo)
+    checkout = checkout if shared else fetch_code(code, source)
     entry = git_source.check_entry_path(code.entry) if code.entry else code.script or SCRIPT_NAME
     return Plan(request, source, cfg, be, args, name, metric_defs, channel_map, None if export else registry,
-                interruptions, checkout, entry, included=included, requirements_file=requirements, export=export)
+                interruptions, checkout, not shared, entry, included=included, requirements_file=requirements,
+                export=export)
 
 
 def launch(source: str | None, config: TrainConfig | str | os.PathLike | None = None, args: Sequence[str] = (),
@@ -256,7 +263,11 @@ def launch_request(request: LaunchRequest, wait: bool = False, registry: Registr
                    extra: dict | None = None) -> Job:
     """Plan the request, build its bundle, register the job (with `extra` in its record's extra,
     e.g. the sweep it belongs to) and start it."""
-    p = plan(request, registry=registry)
+    return launch_plan(plan(request, registry=registry), wait=wait, extra=extra)
+
+
+def launch_plan(p: Plan, wait: bool = False, extra: dict | None = None) -> Job:
+    """Build a checked plan's bundle, register the job and start it; the plan is closed."""
     try:
         p.backend.check_writable()
         bundle = p.build()
@@ -308,7 +319,11 @@ def dry_run(source: str | None, config=None, args: Sequence[str] = (), **overrid
 def dry_run_request(request: LaunchRequest) -> str:
     """What `launch_request` would run, as text: what every backend shows (the job, the code, its
     software, the entry command), then what this backend would do with the bundle."""
-    p = plan(request)
+    return dry_run_plan(plan(request))
+
+
+def dry_run_plan(p: Plan) -> str:
+    """`dry_run_request` of a checked plan; the plan is closed."""
     try:
         bundle = p.build()
     finally:

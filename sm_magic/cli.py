@@ -93,12 +93,9 @@ def _logs(opts) -> int:
 
 
 def _stop(opts) -> int:
-    job = attach(opts.name)
-    if job.done:
-        print(f"{job.name} already ended: {job.status}")
-        return 0
-    job.stop()
-    print(f"Stopping {job.name}")
+    from .sweeps import stop_named
+
+    print(stop_named(opts.name))
     return 0
 
 
@@ -142,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("jobs", help="list known jobs, newest first")
     p.add_argument("--limit", type=_at_least(1), default=None, help="only the newest N jobs")
-    p.add_argument("--compare", nargs="*", metavar="NAME", help="compare these jobs instead: one row each with "
+    p.add_argument("--compare", nargs="*", metavar="NAME", help="compare these jobs (a sweep's name: its jobs) instead: one row each with "
                    "status, hyperparameters, billable and wall seconds, and the last and best value of each metric")
     p.add_argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
                    "(or by any column)")
@@ -151,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name")
     p.add_argument("--tail", type=_at_least(0), default=None, help="only the last N lines")
     p.set_defaults(run=_logs)
-    p = sub.add_parser("stop", help="stop a running job")
+    p = sub.add_parser("stop", help="stop a running job, or a sweep (its running jobs, and its queued ones cancelled)")
     p.add_argument("name")
     p.set_defaults(run=_stop)
     p = sub.add_parser("wait", help="follow a job until it ends (exit status 1 if it failed)")

@@ -1,7 +1,8 @@
 """Which run was best: several jobs side by side, one row each, and one metric overlaid in a plot.
 
 `sm_magic.compare(jobs_or_names, sort_by=None, best=None)` is a pandas DataFrame, one row per
-job (Job objects, or names found in the registry; a mix is fine), with the columns
+job (Job objects, or names found in the registry; a mix is fine; a sweep's name or a Sweep
+stands for its jobs, in the grid's order), with the columns
 
     name, status, <each hyperparameter>, billable_s, duration_s,
     <metric>_last, <metric>_best (for each metric), created[, note]
@@ -69,16 +70,26 @@ class _Run:
     note: str = ""
 
 
-def _items(jobs_or_names) -> list:
-    """The jobs asked for, in order, each once (a name, or a Job; one alone is fine too)."""
+def _items(jobs_or_names, registry: Registry) -> list:
+    """The jobs asked for, in order, each once (a name, or a Job; one alone is fine too); a
+    Sweep, or the name of a sweep in the registry (not of a job), is its jobs."""
     from .job import Job
+    from .sweeps import Sweep, sweep_records_named
 
-    if isinstance(jobs_or_names, (str, Job)):
+    if isinstance(jobs_or_names, (str, Job, Sweep)):
         jobs_or_names = [jobs_or_names]
-    items, seen = [], set()
+    flat: list = []
     for item in jobs_or_names:
+        if isinstance(item, Sweep):
+            flat.extend(item.jobs)
+        elif isinstance(item, str) and registry.get(item) is None:
+            flat.extend(sweep_records_named(item, registry) or [item])
+        else:
+            flat.append(item)
+    items, seen = [], set()
+    for item in flat:
         if not isinstance(item, (str, Job)):
-            raise CompareError(f"compare takes Jobs and job names, not {type(item).__name__}")
+            raise CompareError(f"compare takes Jobs, Sweeps and job or sweep names, not {type(item).__name__}")
         name = item if isinstance(item, str) else item.name
         if name not in seen:
             seen.add(name)
@@ -94,15 +105,13 @@ def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
     from .api import _one_line, attach
     from .registry import Registry
 
-    items = _items(jobs_or_names)
-    records: dict[str, Any] = {}
+    registry = registry or Registry()
+    items = _items(jobs_or_names, registry)
     names = [item for item in items if isinstance(item, str)]
-    if names:
-        registry = registry or Registry()
-        records = {name: registry.get(name) for name in names}
-        unknown = [name for name, record in records.items() if record is None]
-        if unknown:
-            raise CompareError(f"no job named {', '.join(unknown)} in the registry ({registry.path}); {LISTED_BY}")
+    records: dict[str, Any] = {name: registry.get(name) for name in names}
+    unknown = [name for name, record in records.items() if record is None]
+    if unknown:
+        raise CompareError(f"no job or sweep named {', '.join(unknown)} in the registry ({registry.path}); {LISTED_BY}")
     runs = []
     for item in items:
         record = records.get(item) if isinstance(item, str) else None

@@ -165,8 +165,8 @@ class SageMakerMagics(Magics):
     @magic_arguments()
     @argument("limit", nargs="?", metavar="N", help="only the newest N jobs")
     @argument("--compare", nargs="*", metavar="NAME",
-              help="compare these jobs instead: one row each (status, hyperparameters, billable and wall seconds, "
-                   "last and best value of each metric) and a plot overlaying one metric")
+              help="compare these jobs (a sweep's name: its jobs) instead: one row each (status, hyperparameters, "
+                   "billable and wall seconds, last and best value of each metric) and a plot overlaying one metric")
     @argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
               "(or by any column; default: the first metric)")
     @argument("--metric", metavar="METRIC", help="with --compare: the metric the plot overlays (default: the sort metric)")
@@ -236,18 +236,16 @@ class SageMakerMagics(Magics):
         print(_attach(opts.name).logs(tail=opts.tail))
 
     @magic_arguments()
-    @argument("name", help="job name")
+    @argument("name", help="job or sweep name")
     @line_magic
     @_one_line_errors
     def sagemaker_stop(self, line: str):
-        """Stop a running job; it ends Stopped, keeping its model and checkpoints."""
+        """Stop a running job (it ends Stopped, keeping its model and checkpoints), or a sweep: its
+        running jobs stopped, its queued ones cancelled."""
+        from .sweeps import stop_named
+
         opts = self.sagemaker_stop.parser.parse_args(arg_split(line, posix=True))
-        job = _attach(opts.name)
-        if job.done:
-            print(f"{job.name} already ended: {job.status}")
-            return
-        job.stop()
-        print(f"Stopping {job.name}")
+        print(stop_named(opts.name))
 
     @magic_arguments()
     @argument("name", help="job name")

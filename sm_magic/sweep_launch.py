@@ -26,15 +26,21 @@ from .sweeps import Point, Sweep, grid_record, is_live, remember, sweep_records_
 
 @dataclass
 class SweepPlan:
-    """A sweep, checked: its name, grid, one planned launch request per point, and how many run at once."""
+    """A sweep, checked: its name, grid, one checked launch plan per point, and how many run at once.
+    The points of a sweep from git share one checkout, fetched once; `close()` removes it."""
 
     name: str
     grid: dict[str, list[str]]
     entries: list[Point]
-    requests: list[LaunchRequest]   # entries[i]'s request
+    plans: list[api.Plan]           # entries[i]'s, launched as they are (nothing is planned twice)
     backend: str
     max_parallel: int
     registry: Registry
+    checkout: Checkout | None = None
+
+    def close(self) -> None:
+        if self.checkout is not None:
+            self.checkout.cleanup()
 
 
 def default_parallel(backend: str, config: TrainConfig) -> int | None:
@@ -79,14 +85,6 @@ def _check_name_free(name: str, registry: Registry) -> None:
         raise LaunchError(f"a sweep named {name} is already in the registry{jobs}: choose another --name")
 
 
-def _pinned(requests: list[LaunchRequest], checkout: Checkout) -> list[LaunchRequest]:
-    """Every point at the commit the first point's plan fetched: a branch that moves while the
-    sweep runs must not give its jobs different code. The branch stays in their records."""
-    return [replace(r, code=replace(r.code, git_branch=None, git_commit=checkout.commit,
-                                    origin={**checkout.origin(), **r.code.origin}))
-            for r in requests]
-
-
 def plan_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_parallel: int | None = None,
                yes: bool = False, registry: Registry | None = None) -> SweepPlan:
     """Check a sweep without starting or writing anything: the grid (names, values, duplicates),
@@ -108,27 +106,28 @@ def plan_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_para
     requests = [replace(request, args=sweep_grid.point_args(values, args), job=replace(request.job, name=job))
                 for values, job in zip(combos, names)]
     first = api.plan(requests[0], registry=registry)
+    # One checkout for every point: fetched once, so a branch that moves while the sweep runs
+    # cannot give its jobs different code.
+    checkout, first.owns_checkout = first.checkout, False
     try:
-        backend = first.backend_name
-        parallel = _parallel(max_parallel, backend, first.config, count)
-        if first.checkout is not None and not requests[0].code.git_commit:
-            requests = _pinned(requests, first.checkout)
-    finally:
-        first.close()
-    for request in requests[1:]:
-        api.plan(request, registry=registry).close()
+        parallel = _parallel(max_parallel, first.backend_name, first.config, count)
+        plans = [first] + [api.plan(r, registry=registry, checkout=checkout) for r in requests[1:]]
+    except BaseException:
+        if checkout is not None:
+            checkout.cleanup()
+        raise
     entries = [Point(i, job, values) for i, (job, values) in enumerate(zip(names, combos), start=1)]
-    return SweepPlan(name, checked, entries, requests, backend, parallel, registry)
+    return SweepPlan(name, checked, entries, plans, first.backend_name, parallel, registry, checkout)
 
 
 def _launcher(plan: SweepPlan) -> Callable[[Point], Job]:
-    requests = {point.index: request for point, request in zip(plan.entries, plan.requests)}
+    plans = {point.index: p for point, p in zip(plan.entries, plan.plans)}
 
     def launch(point: Point) -> Job:
         # The whole grid in every record: attaching by the sweep's name can tell what never ran.
         record = {"sweep": {"name": plan.name, "index": point.index, "size": len(plan.entries),
                             "values": point.values, "grid": grid_record(plan.grid)}}
-        return api.launch_request(requests[point.index], registry=plan.registry, extra=record)
+        return api.launch_plan(plans.pop(point.index), extra=record)
 
     return launch
 
@@ -138,7 +137,7 @@ def start_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_par
     """Plan the sweep, start its first point here and queue the rest (sweeps.Sweep.start)."""
     plan = plan_sweep(request, grid, max_parallel=max_parallel, yes=yes, registry=registry)
     sweep = Sweep(plan.name, plan.grid, plan.entries, launcher=_launcher(plan), max_parallel=plan.max_parallel,
-                  backend=plan.backend)
+                  backend=plan.backend, on_settled=plan.close, registry=plan.registry)
     sweep.start()
     remember(sweep, plan.registry)
     return sweep
@@ -167,9 +166,13 @@ def dry_run_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_p
     """What start_sweep would run, as text: each job's name and script arguments, then the first
     job's dry run. Every point is checked; nothing is started or written."""
     plan = plan_sweep(request, grid, max_parallel=max_parallel, yes=yes, registry=registry)
+    try:
+        first = api.dry_run_plan(plan.plans[0])
+    finally:
+        plan.close()
     count = len(plan.entries)
     lines = [f"Dry run: nothing started. Sweep {plan.name}: {count} job{'s' if count != 1 else ''} on the "
              f"{plan.backend} backend, at most {plan.max_parallel} at a time."]
     width = max(len(p.name) for p in plan.entries)
-    lines += [f"  {p.name.ljust(width)}  {shlex.join(r.args)}" for p, r in zip(plan.entries, plan.requests)]
-    return "\n".join([*lines, "", "The first job:", api.dry_run_request(plan.requests[0])])
+    lines += [f"  {p.name.ljust(width)}  {shlex.join(r.args)}" for p, r in zip(plan.entries, plan.plans)]
+    return "\n".join([*lines, "", "The first job:", first])

@@ -38,6 +38,7 @@ _PENDING = (QUEUED, LAUNCHING)
 QUOTA_RETRY_SECONDS = 60.0  # a launch the account quota refused is tried again this often (or when a job ends)
 IDLE_POLL_SECONDS = 1.0     # how often the queue looks when no job of its own is running (quota waits)
 MAX_ERRORS = 200            # errors kept on a sweep (a broken display must not grow it without end)
+STOP_KEY = "sweep_stopped"  # in the extra of a sweep's job records: when the sweep was stopped
 
 
 @dataclass
@@ -98,7 +99,8 @@ class Sweep(LiveDisplay, Sequence[Job]):
 
     def __init__(self, name: str, grid: dict[str, list[str]], entries: list[Point],
                  launcher: Callable[[Point], Job] | None = None, max_parallel: int | None = None,
-                 backend: str = "", poll: float = IDLE_POLL_SECONDS, quota_retry: float = QUOTA_RETRY_SECONDS):
+                 backend: str = "", poll: float = IDLE_POLL_SECONDS, quota_retry: float = QUOTA_RETRY_SECONDS,
+                 on_settled: Callable[[], None] | None = None, registry: Registry | None = None):
         self.name = name
         self.grid = grid
         self.backend = backend
@@ -116,6 +118,8 @@ class Sweep(LiveDisplay, Sequence[Job]):
         self._running_at_hold = 0   # ... unless fewer jobs run than did then (one ended)
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[Point], None]] = []
+        self._on_settled = on_settled  # called once nothing is left to launch (the shared checkout removed)
+        self.registry = registry       # where its jobs are recorded, and a stop asked from elsewhere is seen
 
     # -- what it holds -----------------------------------------------------------------------
 
@@ -207,7 +211,10 @@ class Sweep(LiveDisplay, Sequence[Job]):
 
     def stop(self) -> Sweep:
         """Cancel the queued points and stop the running jobs (they end Stopped, keeping what
-        they saved). A point being launched now is stopped as soon as it has started. Returns at once."""
+        they saved). A point being launched now is stopped as soon as it has started. Returns at once.
+        The stop is also recorded with the sweep's jobs: a kernel that attached to the sweep by
+        name stops it in the kernel that started it too, whose queue launches nothing more."""
+        self._record_stop()
         with self._lock:
             self._stopping = True
             for p in self._entries:
@@ -225,6 +232,24 @@ class Sweep(LiveDisplay, Sequence[Job]):
                 except Exception as e:  # noqa: BLE001 - the others are stopped all the same
                     self._error(f"{job.name}: could not stop it: {e}")
         return self
+
+    def _record_stop(self) -> None:
+        if self.registry is None:
+            return
+        for name in sweep_records_named(self.name, self.registry):
+            try:
+                self.registry.merge_extra(name, {STOP_KEY: time.time()})
+            except Exception as e:  # noqa: BLE001 - its jobs are stopped all the same
+                self._error(f"could not record the stop with {name}: {e}")
+
+    def _stop_recorded(self) -> bool:
+        """Was the sweep stopped from another kernel (or the command line)?"""
+        if self.registry is None:
+            return False
+        try:
+            return any(STOP_KEY in r.extra for r in self.registry.list() if _sweep_info(r.extra).get("name") == self.name)
+        except Exception:  # noqa: BLE001 - an unreadable registry stops nothing
+            return False
 
     def compare(self, sort_by: str | None = None, best: Any = None):
         """The jobs side by side (sm_magic.compare): one row per job, its hyperparameters, status
@@ -254,11 +279,23 @@ class Sweep(LiveDisplay, Sequence[Job]):
                     for p in self._entries:
                         if p.state in _PENDING:
                             p.state = CANCELLED
+                self._settled()
                 raise
         if self._next_queued() is not None and self._launcher is not None:
             self._thread = threading.Thread(target=self._run, name=f"sm_magic-sweep-{self.name}", daemon=True)
             self._thread.start()
+        else:
+            self._settled()
         return self
+
+    def _settled(self) -> None:
+        """Nothing is left to launch: what the launches shared can go."""
+        done, self._on_settled = self._on_settled, None
+        if done is not None:
+            try:
+                done()
+            except Exception as e:  # noqa: BLE001 - said, never raised from the queue
+                self._error(f"cleaning up after the last launch: {e}")
 
     def _run(self) -> None:
         try:
@@ -273,6 +310,7 @@ class Sweep(LiveDisplay, Sequence[Job]):
             for p in left:
                 self._notify(p)
         finally:
+            self._settled()
             with self._changed:
                 self._changed.notify_all()
 
@@ -288,6 +326,9 @@ class Sweep(LiveDisplay, Sequence[Job]):
                 return
             held = time.monotonic() < self._hold_until and running >= self._running_at_hold
             if running < self.max_parallel and not held:
+                if self._stop_recorded():
+                    self.stop()
+                    return
                 self._launch(nxt)
                 continue  # another free slot is filled at once (or, after a refusal, the hold begins)
             self._wake.wait(self._interval())
@@ -419,7 +460,7 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
         record = by_index.get(p.index)
         if record is not None and record.name == p.name:
             p.state, p.job = STARTED, attach(record.name, registry)
-    return Sweep(name, grid, entries, backend=records[0].backend)
+    return Sweep(name, grid, entries, backend=records[0].backend, registry=registry)
 
 
 def grid_record(grid: dict[str, list[str]]) -> list:
@@ -455,9 +496,34 @@ def attach(name: str, registry: Registry | None = None) -> Job | Sweep:
     return found
 
 
+def stop_named(name: str, registry: Registry | None = None) -> str:
+    """`%sagemaker_stop NAME` and `sm-magic stop NAME`: stop the job or the sweep called `name`;
+    what was done, as a line to print."""
+    found = attach(name, registry)
+    if isinstance(found, Job):
+        if found.done:
+            return f"{found.name} already ended: {found.status}"
+        found.stop()
+        return f"Stopping {found.name}"
+    if found.done:
+        return f"Sweep {name} already ended: {found.summary()}"
+    running = sum(1 for job in found.jobs if not _ended(job))
+    queued = sum(1 for p in found.entries if p.state == QUEUED)
+    live = found._launcher is not None
+    found.stop()
+    said = [f"Stopping sweep {name}: {running} running job{'s' if running != 1 else ''}"]
+    if live:
+        said.append(f"{queued} queued cancelled")
+    else:
+        said.append("the kernel that started it launches none of its queued jobs")
+    return ", ".join(said)
+
+
 def sweep_records_named(name: str, registry: Registry) -> list[str]:
-    """The registry's jobs recorded as being in a sweep called `name`."""
-    return [r.name for r in registry.list() if _sweep_info(r.extra).get("name") == name]
+    """The registry's jobs recorded as being in a sweep called `name`, in the grid's order."""
+    records = [r for r in registry.list() if _sweep_info(r.extra).get("name") == name]
+    records.sort(key=lambda r: _sweep_info(r.extra).get("index") or 0)
+    return [r.name for r in records]
 
 
-__all__ = ["Sweep", "Point", "attach", "find_sweep", "quota_refused"]
+__all__ = ["Sweep", "Point", "attach", "find_sweep", "quota_refused", "stop_named"]

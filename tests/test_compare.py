@@ -217,7 +217,7 @@ def test_jobs_and_names_mixed_and_a_broken_job_never_hides_the_others(sm_env):
 def test_an_unknown_name_or_no_job_is_a_clear_error_and_reads_no_log(sm_env):
     _recorded(sm_env, "known", _epochs([0.5]))
     fake = FakeBackend().add(_state("fake-1"), _epochs([0.1]))
-    with pytest.raises(CompareError, match=r"no job named nope, nada in the registry \(.*\); `%sagemaker_jobs` "
+    with pytest.raises(CompareError, match=r"no job or sweep named nope, nada in the registry \(.*\); `%sagemaker_jobs` "
                                            r"\(or `sm-magic jobs`\) lists the known jobs"):
         compare([Job("fake-1", fake), "known", "nope", "nada"])
     assert fake.reads == 0
@@ -282,9 +282,26 @@ def test_the_magic_compares_named_jobs(ip, three, capsys, monkeypatch):
     assert shown[0].data == plot(["lr-small", "lr-mid"], "loss")
 
 
+def test_a_sweeps_name_compares_its_jobs_in_the_grids_order(three, ip, capsys):
+    from sm_magic.sweeps import grid_record
+
+    grid = {"lr": ["0.01", "0.05", "0.5"]}
+    # Recorded as a sweep's launches record them, listed newest first by the registry.
+    for index, name in [(3, "lr-big"), (1, "lr-small"), (2, "lr-mid")]:
+        Registry().merge_extra(name, {"sweep": {"name": "lrs", "index": index, "size": 3,
+                                                "values": {"lr": grid["lr"][index - 1]}, "grid": grid_record(grid)}})
+    assert list(compare("lrs", sort_by="lr")["name"]) == ["lr-small", "lr-mid", "lr-big"]
+    assert list(compare(["lrs", "lr-mid"])["name"]) == ["lr-mid", "lr-small", "lr-big"]  # each job once
+    df = ip.run_line_magic("sagemaker_jobs", "--compare lrs --sort loss")
+    assert list(df["name"]) == ["lr-mid", "lr-small", "lr-big"]
+    capsys.readouterr()
+    assert cli(["jobs", "--compare", "lrs", "--sort", "lr"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["lr-small", "lr-mid", "lr-big"]
+
+
 @pytest.mark.parametrize("line, message", [
     ("--compare", r"--compare NAME \[NAME ...\]: name the jobs to compare \(`%sagemaker_jobs` lists them\)"),
-    ("--compare lr-mid nope", r"no job named nope in the registry .*`%sagemaker_jobs` \(or `sm-magic jobs`\) lists"),
+    ("--compare lr-mid nope", r"no job or sweep named nope in the registry .*`%sagemaker_jobs` \(or `sm-magic jobs`\) lists"),
     ("--compare lr-mid --sort acc", r"cannot sort by acc: .*these jobs' metrics: accuracy, loss"),
     ("--compare lr-mid --metric acc", r"no metric named acc to plot; these jobs' metrics: accuracy, loss"),
     ("--sort loss", r"--sort and --metric go with --compare"),
@@ -302,7 +319,7 @@ def test_the_command_compares_named_jobs_and_says_mistakes_in_one_line(three, ca
     assert out[0].split()[:4] == ["name", "status", "lr", "epochs"]
     assert out[1].split()[:3] == ["lr-small", "Completed", "0.01"] and out[2].split()[0] == "lr-mid"
     for argv, message in [(["jobs", "--compare"], "--compare NAME [NAME ...]: name the jobs to compare"),
-                          (["jobs", "--compare", "nope"], "no job named nope in the registry"),
+                          (["jobs", "--compare", "nope"], "no job or sweep named nope in the registry"),
                           (["jobs", "--compare", "lr-mid", "--sort", "acc"], "cannot sort by acc"),
                           (["jobs", "--sort", "acc"], "--sort goes with --compare")]:
         assert cli(argv) == 2

@@ -216,20 +216,26 @@ def test_export_refuses_a_sweep_cell(sm_env, capsys):
     assert "cell 1: a --sweep cell cannot be exported yet" in capsys.readouterr().err
 
 
-def test_a_sweep_from_a_branch_runs_one_commit_and_records_the_branch(sm_env, tmp_dir):
-    from sm_magic.request import LaunchRequest
-    from sm_magic.sweep_launch import plan_sweep
+def test_a_sweep_from_a_branch_fetches_once_and_every_job_runs_that_commit(sm_env, tmp_dir, monkeypatch):
+    from sm_magic import git_source
 
     from helpers.gitrepos import Repo
 
     repo = Repo(sm_env / "repos" / "proj")
-    request = LaunchRequest.from_keywords(None, git_repo=repo.url, git_branch="main", backend="local", name="g")
-    plan = plan_sweep(request, {"lr": [1, 2]})
-    assert [(r.code.git_commit, r.code.git_branch) for r in plan.requests] == [(repo.second, None)] * 2
-    assert all(r.code.origin["git"]["branch"] == "main" for r in plan.requests)
-    assert [r.args for r in plan.requests] == [["--lr", "1"], ["--lr", "2"]]
-    assert not any(tmp_dir.iterdir())  # every point's checkout removed
-    assert _nothing_written(sm_env)
+    fetches = []
+    real_fetch = git_source.fetch
+    monkeypatch.setattr(git_source, "fetch", lambda *a, **k: fetches.append(a) or real_fetch(*a, **k))
+    sweep = sm_magic.sweep(None, grid={"lr": [1, 2, 3]}, git_repo=repo.url, git_branch="main", backend="local",
+                           name="g", max_parallel=1)
+    repo.write("helper.py", 'VERSION = "moved"\n')  # the branch moves while the sweep runs
+    repo.commit("moved")
+    sweep.wait(timeout=240)
+    assert sweep.status == "Completed" and len(fetches) == 1
+    for i, job in enumerate(sweep, start=1):
+        assert f"entry=train.py helper=main-2 argv=['--lr', '{i}']" in job.logs()
+        origin = Registry().get(job.name).extra["git"]
+        assert (origin["commit"], origin["branch"]) == (repo.second, "main")
+    assert not any(tmp_dir.iterdir())  # the one checkout removed once the last point launched
 
 
 def test_the_function_sm_magic_sweep_outlives_the_import_of_its_modules():
@@ -569,6 +575,28 @@ def test_stop_cancels_the_queued_points_of_a_local_sweep(live_sweeps):
     again = sm_magic.attach("slow")
     assert [(p.name, p.status) for p in again.entries] == [("slow-1", "Stopped"), ("slow-2", NOT_STARTED),
                                                           ("slow-3", NOT_STARTED)]
+
+
+def test_sagemaker_stop_with_a_sweeps_name_stops_its_job_and_cancels_the_queue(ip, live_sweeps, capsys):
+    sweep = sm_magic.sweep(SLOW, grid={"lr": [1, 2, 3]}, name="slow", max_parallel=1, backend="local")
+    wait_until(lambda: "started" in sweep[0].logs(), 60, "the first job to start")
+    ip.run_line_magic("sagemaker_stop", "slow")
+    assert "Stopping sweep slow: 1 running job, 2 queued cancelled" in capsys.readouterr().out
+    assert sweep.wait(timeout=60).counts() == {"Stopped": 1, CANCELLED: 2}
+    ip.run_line_magic("sagemaker_stop", "slow")
+    assert "Sweep slow already ended: 3 jobs: 1 Stopped, 2 Cancelled" in capsys.readouterr().out
+
+
+def test_a_sweep_stopped_from_another_process_launches_none_of_its_queued_jobs(live_sweeps, capsys):
+    sweep = sm_magic.sweep(SLOW, grid={"lr": [1, 2, 3]}, name="slow", max_parallel=1, backend="local")
+    wait_until(lambda: "started" in sweep[0].logs(), 60, "the first job to start")
+    with sweeps._live_lock:  # `sm-magic stop` in a shell knows the sweep from the registry only
+        sweeps._live.clear()
+    assert main(["stop", "slow"]) == 0
+    assert ("Stopping sweep slow: 1 running job, the kernel that started it launches none of its queued jobs"
+            in capsys.readouterr().out)
+    assert sweep.wait(timeout=60).counts() == {"Stopped": 1, CANCELLED: 2}
+    assert [r.name for r in Registry().list()] == ["slow-1"]
 
 
 def test_the_magic_with_wait_prints_one_line_per_job_and_stores_the_sweep(ip, live_sweeps, capsys):
