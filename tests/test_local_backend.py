@@ -257,3 +257,50 @@ def test_stop_right_after_launch_ends_the_job_stopped(sm_env):
     job.stop()  # before the runner has even recorded its pid
     assert job.wait(timeout=60).status == "Stopped"
     assert "Stopping" in [t.status for t in job.transitions]
+
+
+def test_a_poll_of_quiet_jobs_opens_no_file_and_a_changed_job_only_its_log(sm_env, monkeypatch):
+    gated = script("""
+        import os, sys, time
+        print("waiting", flush=True)
+        while not os.path.exists(sys.argv[1]):
+            time.sleep(0.05)
+        print("more", flush=True)
+        while not os.path.exists(sys.argv[1] + ".end"):
+            time.sleep(0.05)
+    """)
+    gates = [sm_env / f"gate-{i}" for i in range(3)]
+    jobs = [sm_magic.launch(gated, args=[str(gate)], backend="local") for gate in gates]
+    for job in jobs:
+        wait_until(lambda job=job: job.status == "InProgress" and "waiting" in job.logs(), 60, "the job to start")
+    from sm_magic.backends.changed_files import RACY_SECONDS
+
+    def settled() -> bool:  # every job file older than the racy window, so none must be read again
+        newest = max(p.stat().st_mtime for p in (sm_env / "sm_jobs").rglob("*") if p.is_file())
+        return time.time() - newest >= RACY_SECONDS
+    wait_until(settled, 30, "the jobs' files to settle")
+    for job in jobs:
+        job.snapshot()  # each job's cursor at the end of its log
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).startswith(str(sm_env / "sm_jobs")):
+            opened.append(os.path.relpath(file, sm_env / "sm_jobs"))
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", counting_open)
+    for job in jobs:
+        snap = job.snapshot()
+        assert snap.state.status == "InProgress" and snap.new_lines == []
+    assert opened == []
+    gates[1].touch()
+    wait_until(lambda: "more" in (sm_env / "sm_jobs" / jobs[1].name / "logs" / "algo-1.log").read_text(), 60, "a line")
+    lines = {job.name: job.snapshot().new_lines for job in jobs}
+    assert lines == {jobs[0].name: [], jobs[1].name: ["more"], jobs[2].name: []}
+    assert opened == [f"{jobs[1].name}/logs/algo-1.log"]
+    monkeypatch.undo()
+    for gate in gates:
+        gate.touch()
+        gate.with_name(gate.name + ".end").touch()
+    for job in jobs:
+        assert job.wait(timeout=60).status == "Completed"

@@ -35,6 +35,7 @@ from ..bundle import Bundle
 from ..config import TrainConfig
 from . import local_procs, s3_inputs
 from .base import BackendError, JobState, SubmitOptions, progress
+from .changed_files import ChangedFiles, unchanged_since
 from .local_recovery import failed_in_memory, recover
 from .local_state import JobFiles, enter, job_token, read_runner, read_state, write_json, write_state
 
@@ -92,6 +93,10 @@ class LocalBackend:
     def __init__(self, jobs_dir: str | os.PathLike | None = None):
         self.jobs_dir = Path(jobs_dir).absolute() if jobs_dir else default_jobs_dir()
         self._runners: dict[str, subprocess.Popen] = {}
+        # Many jobs are polled every quarter second: what did not change is not read again.
+        self._states: ChangedFiles[JobState] = ChangedFiles()
+        self._runner_records: ChangedFiles[dict | None] = ChangedFiles()
+        self._log_lists: ChangedFiles[list[Path]] = ChangedFiles()
 
     def job_dir(self, name: str) -> Path:
         return self.jobs_dir / name
@@ -286,7 +291,7 @@ class LocalBackend:
 
     def _read_state(self, name: str, files: JobFiles) -> JobState:
         try:
-            return read_state(files.state)
+            return _copy(self._states.read(files.state, read_state))
         except FileNotFoundError:
             if not files.dir.is_dir():
                 raise JobMissingError(name, files.dir) from None
@@ -320,7 +325,9 @@ class LocalBackend:
         if proc is not None and proc.poll() is None:
             return True
         try:
-            identity = read_runner(files)
+            identity = self._runner_records.read(files.runner_record, lambda _: read_runner(files))
+        except FileNotFoundError:
+            identity = None
         except OSError as e:
             raise BackendError(f"the runner record of local job {name} cannot be read ({files.runner_record}: "
                                f"{e.strerror})") from None
@@ -333,11 +340,16 @@ class LocalBackend:
         Needs the job directory only (not its state file)."""
         files = self._files(name)
         cursor = dict(cursor or {})
-        paths = sorted(files.logs.glob("*.log"), key=_host_order)
+        try:
+            paths = self._log_lists.read(files.logs, lambda d: sorted(d.glob("*.log"), key=_host_order))
+        except FileNotFoundError:
+            paths = []
         lines: list[str] = []
         for path in paths:
             host = path.stem
             offset = cursor.get(host, 0)
+            if offset and unchanged_since(path, offset):
+                continue  # nothing appended: not opened
             try:
                 with open(path, "rb") as f:
                     f.seek(offset)
@@ -395,6 +407,12 @@ class LocalBackend:
                                                               ident=identity):
             return
         self.describe(name)  # not proven alive: recover the job now (a starting one reads its stop marker)
+
+
+def _copy(state: JobState) -> JobState:
+    """A state the caller may change without changing the one kept for the next poll."""
+    return dataclasses.replace(state, transitions=list(state.transitions), hyperparameters=dict(state.hyperparameters),
+                               extra=dict(state.extra))
 
 
 def _host_order(path: Path):
