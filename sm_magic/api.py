@@ -381,6 +381,13 @@ class JobRow:
     metrics: dict[str, float] = field(default_factory=dict)  # an ended job's last metric values
     duration: float | None = None  # seconds from creation to its end (or to now, while it runs)
 
+    @property
+    def sweep(self) -> str:
+        """The name of the sweep the job is a point of; "" for a job of its own."""
+        info = self.record.extra.get("sweep")
+        name = info.get("name") if isinstance(info, dict) else None
+        return name if isinstance(name, str) else ""
+
 
 def list_jobs(limit: int | None = None, registry: Registry | None = None) -> list[JobRow]:
     """Registry records, newest first, each with its current status (asked of the backend for

@@ -58,13 +58,16 @@ def _jobs(opts) -> int:
     if not rows:
         print("no jobs yet")
         return 0
-    print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} {'INSTANCE':22s} {'DURATION':9s} METRICS")
+    swept = any(row.sweep for row in rows)  # a SWEEP column only when some job is a sweep's
+    print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} {'INSTANCE':22s} {'DURATION':9s} "
+          + (f"{'SWEEP':24s} " if swept else "") + "METRICS")
     for row in rows:
         r = row.record
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         instance = f"{r.instance_type} x{r.instance_count}"
         duration = clock(row.duration) if row.duration is not None else "-"
-        print(f"{r.name:40s} {r.backend:10s} {row.status:11s} {created:19s} {instance:22s} {duration:9s} "
+        sweep = f"{row.sweep or '-':24s} " if swept else ""
+        print(f"{r.name:40s} {r.backend:10s} {row.status:11s} {created:19s} {instance:22s} {duration:9s} {sweep}"
               f"{compact(row.metrics)}".rstrip())
         if row.note:
             print(f"{'':40s} ^ {row.note}")

@@ -195,9 +195,11 @@ class SageMakerMagics(Magics):
                  "duration": clock(row.duration) if row.duration is not None else "",
                  "metrics": compact(row.metrics),
                  "hyperparameters": " ".join(f"{k}={v}" for k, v in row.record.hyperparameters.items()),
-                 "note": row.note}
+                 "sweep": row.sweep, "note": row.note}
                 for row in found]
         columns = ["name", "backend", "status", "instance", "created", "duration", "metrics", "hyperparameters"]
+        if any(row.sweep for row in found):  # a column only when some job is a sweep's
+            columns.append("sweep")
         if any(row.note for row in found):  # a column only when some job has something wrong
             columns.append("note")
         return pd.DataFrame(rows, columns=columns)

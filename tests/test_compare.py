@@ -297,6 +297,12 @@ def test_a_sweeps_name_compares_its_jobs_in_the_grids_order(three, ip, capsys):
     capsys.readouterr()
     assert cli(["jobs", "--compare", "lrs", "--sort", "lr"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["lr-small", "lr-mid", "lr-big"]
+    # The listings say which sweep each job is a point of.
+    assert cli(["jobs"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    column = header.index("SWEEP")
+    assert len(lines) == 3 and all(line[column:].split()[0] == "lrs" for line in lines), lines
+    assert set(ip.run_line_magic("sagemaker_jobs", "")["sweep"]) == {"lrs"}
 
 
 @pytest.mark.parametrize("line, message", [
