@@ -1,7 +1,7 @@
 """The magics' side of sweeps: `%%sagemaker_train --sweep ...` and `%sagemaker_attach SWEEP`.
 
 IPython glue only (magic.py calls in here, so that file keeps one line per sweep feature); the
-checks and the queue are sweep_launch.py's and sweeps.py's, the live table widgets/sweep_table.py's.
+checks and the queue are sweep_launch.py's and sweeps.py's, the live widget widgets/sweep_widget.py's.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ def _show(shell, sweep: Sweep, wait: bool) -> Sweep:
 
 
 def follow(shell, sweep: Sweep) -> None:
-    """The one place a sweep is displayed (to be replaced by the sweep widget): a table updated in
-    place in a kernel, a line per status change in a terminal."""
-    from .widgets.sweep_table import print_sweep, show_sweep
-
+    """The one place a sweep is displayed: the sweep widget in a kernel (replaced by its static
+    summary once every point has ended), a line per status change in a terminal."""
     if _in_kernel(shell):
-        show_sweep(sweep, interval=WIDGET_INTERVAL)
+        from .widgets.sweep_widget import show_sweep_widget
+
+        show_sweep_widget(sweep, interval=WIDGET_INTERVAL)
     else:
+        from .widgets.sweep_table import print_sweep
+
         print(f"Sweep {sweep.name}: {len(sweep.entries)} jobs on the {sweep.backend} backend, at most "
               f"{sweep.max_parallel} at a time (`%sagemaker_attach {sweep.name} --wait` blocks until it ends).")
         print_sweep(sweep, interval=WIDGET_INTERVAL)
@@ -75,7 +77,7 @@ def _wait(sweep: Sweep) -> None:
 
 
 def _display_sweep(sweep: Sweep) -> bool:
-    """Sweep.display_hook: a sweep as a cell's value in a kernel shows the live table."""
+    """Sweep.display_hook: a sweep as a cell's value in a kernel shows the sweep widget."""
     from IPython import get_ipython
 
     shell = get_ipython()

@@ -23,7 +23,7 @@ from sm_magic.registry import JobRecord, Registry
 from sm_magic.sweep_launch import _parallel, default_parallel
 from sm_magic.sweeps import CANCELLED, LAUNCH_FAILED, NOT_STARTED, QUEUED, Point, Sweep, quota_refused
 from sm_magic.train_line import LineError
-from sm_magic.widgets.sweep_table import print_sweep, show_sweep, sweep_html, sweep_text
+from sm_magic.widgets.sweep_table import print_sweep, sweep_text
 
 from helpers.jobscripts import script, wait_until
 
@@ -466,19 +466,14 @@ def test_a_sweep_is_found_again_from_its_records_with_the_points_that_never_star
         sm_magic.attach("nothing")
 
 
-# -- the live table ----------------------------------------------------------------------------------
+# -- the text of a sweep (the widget's tests: tests/test_sweep_widget.py) ----------------------
 
-def test_the_table_shows_each_point_with_its_values_status_and_latest_metrics():
+def test_the_text_shows_each_point_with_its_values_status_and_latest_metrics():
     launcher = FakeLauncher()
     sweep = _sweep(launcher, n=3, max_parallel=1).start()
     state = JobState(name="fake-1", status="InProgress", secondary_status="Training", creation_time=100.0,
                      training_start_time=100.0)
     snaps = {"fake-1": Snapshot(state=state, metrics=[{"epoch": 0, "loss": 0.123456}], log_tail=[], taken_at=165.0)}
-    html = sweep_html(sweep, snaps)
-    assert "<b>Sweep fake</b> on fake, at most 1 at a time" in html
-    assert "fake-1</td><td style='text-align:left;padding:2px 8px'>lr=0" in html
-    assert "InProgress (Training)" in html and "1:05" in html and "loss=0.1235" in html
-    assert html.count(">Queued<") == 2
     text = sweep_text(sweep, snaps)
     assert text.splitlines()[0] == "Sweep fake: 1 InProgress, 2 Queued"
     assert "  fake-1  lr=0  InProgress (Training)  1:05  epoch=0 loss=0.1235" in text
@@ -498,28 +493,6 @@ def test_in_a_terminal_each_status_change_is_one_line():
     lines = out.getvalue().splitlines()
     assert "[fake-1] lr=0: InProgress" in lines and "[fake-2] lr=1: LaunchFailed (refused)" in lines
     assert not any("Queued" in line for line in lines)
-
-
-def test_in_a_kernel_the_table_is_replaced_in_place_until_the_sweep_ends(monkeypatch):
-    import IPython.display
-
-    updates = []
-
-    class Handle:
-        def update(self, data, raw=False):
-            updates.append(data)
-
-    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: Handle())
-    launcher = FakeLauncher()
-    sweep = _sweep(launcher, n=2, max_parallel=2)
-    show_sweep(sweep, interval=0.0)
-    assert "Sweep fake: 2 Queued" in updates[-1]["text/plain"]
-    sweep.start()
-    wait_until(lambda: len(launcher.jobs) == 2, 10, "both jobs")
-    for job in launcher.jobs.values():
-        job.finish()
-    wait_until(lambda: "2 Completed" in updates[-1]["text/plain"], 10, "the final table")
-    assert ">Completed</span>" in updates[-1]["text/html"] and "fake-2" in updates[-1]["text/html"]
 
 
 # -- real local jobs (tests/conftest.py's JOBS_TESTS) ---------------------------------------------

@@ -1,15 +1,13 @@
-"""A sweep's live view: one table row per point (job, swept values, status, elapsed, latest
-metrics), as HTML in a kernel and as lines in a terminal.
+"""Following a sweep: `SweepView` (the monitor's snapshots of each started job and the sweep's
+own events: a point started, failed or was cancelled), each point as a row of text, and the
+terminal's display of it (`print_sweep`: one line per status change).
 
-Deliberately small (a proper sweep widget, with a plot across jobs, is to replace it): the table
-is re-rendered from the monitor's snapshots of each started job and from the sweep's own events
-(a point started, failed or was cancelled), at most once per interval, always at an ending. The
-last rendering is plain HTML, so a saved notebook keeps the final table.
+In a kernel the sweep widget (widgets/sweep_widget.py) follows a sweep through a SweepView too;
+`sweep_text` is its static summary's text/plain.
 """
 
 from __future__ import annotations
 
-import html
 import sys
 import threading
 import time
@@ -21,13 +19,12 @@ from ..job import Job, Snapshot
 from ..monitor import get_monitor
 from ..sweep_grid import values_text
 from ..sweeps import QUEUED, Point, Sweep
-from .progress import STATUS_COLORS
 from .text import fmt_value
 
 MAX_METRICS = 4  # latest metrics shown per row
 
 
-def _row(point: Point, snap: Snapshot | None) -> dict[str, str]:
+def point_row(point: Point, snap: Snapshot | None) -> dict[str, str]:
     """One point as the table shows it, from its job's last snapshot (no backend call)."""
     status, elapsed, latest = point.state, "", ""
     if snap is not None:
@@ -46,49 +43,44 @@ def _row(point: Point, snap: Snapshot | None) -> dict[str, str]:
 
 
 def rows(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> list[dict[str, str]]:
-    return [_row(p, snaps.get(p.name)) for p in sweep.entries]
+    return [point_row(p, snaps.get(p.name)) for p in sweep.entries]
 
 
-def sweep_html(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> str:
-    table = rows(sweep, snaps)
-    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>"
-                   for h in ("job", "values", "status", "elapsed", "latest", ""))
-    body = []
-    for r in table:
-        word = r["status"].split(" ")[0]
-        color = STATUS_COLORS.get(word, "#c62828" if word == "LaunchFailed" else "inherit")
-        cells = [html.escape(r["job"]), html.escape(r["values"]),
-                 f"<span style='color:{color}'>{html.escape(r['status'])}</span>", r["elapsed"],
-                 html.escape(r["latest"]), html.escape(r["note"][:300])]
-        body.append("<tr>" + "".join(f"<td style='text-align:left;padding:2px 8px'>{c}</td>" for c in cells) + "</tr>")
-    errors = "".join(f"<div style='color:#c62828'>{html.escape(e)}</div>" for e in sweep.errors[-5:])
-    return (f"<div><b>Sweep {html.escape(sweep.name)}</b> on {html.escape(sweep.backend or '?')}, at most "
-            f"{sweep.max_parallel} at a time: {html.escape(_counts(table))}"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{errors}</div>")
-
-
-def sweep_text(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> str:
+def sweep_text(sweep: Sweep, snaps: Mapping[str, Snapshot], limit: int | None = None) -> str:
+    """The sweep as lines of text: its counts, then one line per point (the first `limit`)."""
     table = rows(sweep, snaps)
     lines = [f"Sweep {sweep.name}: {_counts(table)}"]
-    lines += [f"  {r['job']}  {r['values']}  {r['status']}  {r['elapsed']}  {r['latest']}".rstrip() for r in table]
+    shown = table if limit is None else table[:limit]
+    lines += [f"  {r['job']}  {r['values']}  {r['status']}  {r['elapsed']}  {r['latest']}".rstrip() for r in shown]
+    if len(shown) < len(table):
+        lines.append(f"  ... {len(table) - len(shown)} more (sweep.entries has them all)")
     return "\n".join(lines + [f"  ! {e}" for e in sweep.errors[-5:]])
 
 
-def _counts(table: list[dict[str, str]]) -> str:
+def status_counts(table: list[dict[str, str]]) -> dict[str, int]:
+    """How many rows are in each status word (`InProgress (Training)` counts as InProgress), in
+    order of first appearance."""
     counts: dict[str, int] = {}
     for r in table:
         word = r["status"].split(" ")[0]
         counts[word] = counts.get(word, 0) + 1
-    return ", ".join(f"{n} {w}" for w, n in counts.items())
+    return counts
+
+
+def _counts(table: list[dict[str, str]]) -> str:
+    return ", ".join(f"{n} {w}" for w, n in status_counts(table).items())
 
 
 class SweepView:
     """Follows a sweep for one display: `emit(sweep, snaps)` at most once per `interval` seconds
     (always when a job ends or a point starts, fails or is cancelled), from whichever thread
-    saw the change."""
+    saw the change. Each started job's snapshots come from the kernel's monitor, at most one per
+    `watch_interval` seconds (default: `interval`)."""
 
-    def __init__(self, sweep: Sweep, emit: Callable[[Sweep, Mapping[str, Snapshot]], None], interval: float = 1.0):
+    def __init__(self, sweep: Sweep, emit: Callable[[Sweep, Mapping[str, Snapshot]], None], interval: float = 1.0,
+                 watch_interval: float | None = None):
         self.sweep, self.emit, self.interval = sweep, emit, interval
+        self.watch_interval = interval if watch_interval is None else watch_interval
         self.snaps: dict[str, Snapshot] = {}
         self._watched: set[str] = set()
         self._lock = threading.Lock()
@@ -107,7 +99,7 @@ class SweepView:
             if job.name in self._watched:
                 return
             self._watched.add(job.name)
-        get_monitor().watch(job, self._on_snap, min_interval=self.interval)
+        get_monitor().watch(job, self._on_snap, min_interval=self.watch_interval)
 
     def _on_point(self, point: Point) -> None:
         if point.job is not None:
@@ -126,18 +118,6 @@ class SweepView:
                 return  # the next snapshot (at least one a second while a job runs) renders it
             self._last = now
             self.emit(self.sweep, dict(self.snaps))
-
-
-def show_sweep(sweep: Sweep, interval: float = 1.0) -> SweepView:
-    """The table under the current cell (a kernel), replaced in place as the sweep goes on."""
-    from IPython.display import display
-
-    handle = display({"text/plain": f"Sweep {sweep.name}"}, raw=True, display_id=True)
-
-    def emit(s: Sweep, snaps: Mapping[str, Snapshot]) -> None:
-        handle.update({"text/html": sweep_html(s, snaps), "text/plain": sweep_text(s, snaps)}, raw=True)
-
-    return SweepView(sweep, emit, interval).start()
 
 
 def print_sweep(sweep: Sweep, out: TextIO | None = None, interval: float = 1.0) -> SweepView:
