@@ -1,7 +1,7 @@
 """API calls made while watching SageMaker training jobs: sm_magic's Monitor against the SDK's
 own `TrainingJob.wait(logs=True)`, counted at the server.
 
-    .venv/bin/python bench/api_calls.py [--scale 10] [--jobs 20]
+    .venv/bin/python bench/api_calls.py [--scale 10] [--jobs 1,20,100] [--sdk-max-jobs 20]
 
 A moto server on 127.0.0.1 plays SageMaker and CloudWatch Logs; a counting proxy in front of it
 (tests/helpers/faulty_proxy.py, no faults) counts every request by its X-Amz-Target. Each simulated job
@@ -19,6 +19,9 @@ way (fresh jobs each time):
   1 job,  SDK:      TrainingJob.get(name).wait(logs=True)
   N jobs, sm_magic: N Jobs sharing one backend, one Monitor
   N jobs, SDK:      N threads, each TrainingJob.get(name).wait(logs=True)
+
+for each N of --jobs. Past --sdk-max-jobs the SDK case is skipped (its N threads, each polling
+every 5 s, are more than a 2-core machine running moto keeps up with; the output says so).
 
 "polls/min" checks the compression held: a poller that falls behind polls less than its interval
 says (12/min for the SDK's 5 s, 6/min for sm_magic's 10 s).
@@ -244,10 +247,23 @@ def run_case(label: str, watcher, n: int, aws: MotoAWS, proxy: FaultyProxy, scal
     return row
 
 
+def counts_arg(text: str) -> list[int]:
+    try:
+        counts = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected job counts such as 1,20,100") from None
+    if not counts or counts[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected job counts of at least 1")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=10.0, help="time compression (default 10)")
-    parser.add_argument("--jobs", type=int, default=20, help="jobs watched at once in the second case")
+    parser.add_argument("--jobs", type=counts_arg, default=[1, 20],
+                        help="job counts watched at once, one case each (default 1,20)")
+    parser.add_argument("--sdk-max-jobs", type=int, default=20,
+                        help="skip the SDK's case for more jobs than this (default 20)")
     opts = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("sagemaker").setLevel(logging.WARNING)
@@ -261,27 +277,63 @@ def main() -> None:
     print(f"moto at {aws.endpoint}, counting proxy at {proxy.endpoint}; a 10-minute job runs "
           f"{JOB_SECONDS / opts.scale:.0f} s (scale {opts.scale:g}); sm_magic polls every {OUR_POLL:g} s, "
           f"the SDK every {SDK_POLL} s (job time)\n", flush=True)
+    cases = (("sm_magic Monitor", watch_ours), ("SDK wait(logs=True)", watch_sdk))
     rows = []
+    skipped = []
     try:
         with sdk_compressed(opts.scale):
-            for n in (1, opts.jobs):
-                rows.append(run_case("sm_magic Monitor", watch_ours, n, aws, proxy, opts.scale))
-                rows.append(run_case("SDK wait(logs=True)", watch_sdk, n, aws, proxy, opts.scale))
+            for n in opts.jobs:
+                for label, watcher in cases:
+                    if watcher is watch_sdk and n > opts.sdk_max_jobs:
+                        skipped.append(n)
+                        print(f"{label:<22} {n:>3} jobs  skipped (--sdk-max-jobs {opts.sdk_max_jobs}: {n} SDK threads "
+                              "are more than this machine keeps up with)", flush=True)
+                        continue
+                    rows.append(run_case(label, watcher, n, aws, proxy, opts.scale))
     finally:
         proxy.stop()
         aws.stop()
+    report(rows, opts.jobs, skipped)
 
+
+def report(rows: list[dict], counts: list[int], skipped: list[int]) -> None:
     by = {(r["case"], r["jobs"]): r for r in rows}
-    print("\nAPI calls per minute of job time (at the default poll intervals):")
-    print(f"| | 1 job | {opts.jobs} jobs | growth ({opts.jobs} jobs / 1 job) |")
-    print("|---|---|---|---|")
+    base = counts[0]
+    print(f"\nAPI calls per minute of job time (at the default poll intervals); growth vs {base} job(s):")
+    print("| | " + " | ".join(f"{n} job{'s' if n > 1 else ''}" for n in counts) + " |")
+    print("|---|" + "---|" * len(counts))
     for case in ("sm_magic Monitor", "SDK wait(logs=True)"):
-        one, many = by[(case, 1)], by[(case, opts.jobs)]
-        print(f"| {case} | {one['per_min']:.1f} | {many['per_min']:.1f} | {many['per_min'] / one['per_min']:.1f}x |")
-    ours, sdk = by[("sm_magic Monitor", 1)], by[("SDK wait(logs=True)", 1)]
-    print(f"\none job: sm_magic makes {ours['per_min'] / sdk['per_min']:.2f}x the SDK's calls "
-          f"(target < 1); {opts.jobs} jobs: sm_magic grows {by[('sm_magic Monitor', opts.jobs)]['per_min'] / ours['per_min']:.1f}x "
-          f"for {opts.jobs}x the jobs (target < {opts.jobs}x)")
+        first = by.get((case, base))
+        cells = []
+        for n in counts:
+            r = by.get((case, n))
+            if r is None:
+                cells.append("skipped")
+            elif first is None or n == base:
+                cells.append(f"{r['per_min']:.1f}")
+            else:
+                cells.append(f"{r['per_min']:.1f} ({r['per_min'] / first['per_min']:.1f}x)")
+        print(f"| {case} | " + " | ".join(cells) + " |")
+    print("\nWhere the calls go (calls per minute of job time, by operation):")
+    ops = sorted({op for r in rows for op in r["counts"]})
+    print("| case | jobs | " + " | ".join(op.split(".")[-1] for op in ops) + " |")
+    print("|---|---|" + "---|" * len(ops))
+    for r in rows:
+        minutes = JOB_SECONDS / 60
+        print(f"| {r['case']} | {r['jobs']} | " + " | ".join(f"{r['counts'].get(op, 0) / minutes:.1f}" for op in ops) + " |")
+    ours = by.get(("sm_magic Monitor", base))
+    sdk = by.get(("SDK wait(logs=True)", base))
+    if ours and sdk:
+        print(f"\n{base} job(s): sm_magic makes {ours['per_min'] / sdk['per_min']:.2f}x the SDK's calls (target < 1)")
+    if ours:
+        for n in counts[1:]:
+            r = by.get(("sm_magic Monitor", n))
+            target = {20: 2, 100: 4}.get(n)
+            if r:
+                print(f"{n} jobs: sm_magic makes {r['per_min'] / ours['per_min']:.1f}x the calls of {base} "
+                      f"for {n / base:g}x the jobs" + (f" (target <= {target}x)" if target and base == 1 else ""))
+    if skipped:
+        print(f"SDK case skipped for {', '.join(map(str, skipped))} jobs (--sdk-max-jobs)")
 
 
 if __name__ == "__main__":

@@ -426,7 +426,8 @@ def test_calls_stay_few_and_stop_once_the_job_is_over(sm, proxy):
     # time and a listing may come every second poll. The budget is time: one listing per two poll
     # intervals, plus one each at the start, when training starts and after the end.
     assert describes >= 20 and listings <= elapsed / (2 * POLL) + 3, (describes, listings, round(elapsed / POLL))
-    assert proxy.counts["Logs_20140328.GetLogEvents"] <= describes + 4
+    log_reads = proxy.counts["Logs_20140328.GetLogEvents"] + proxy.counts["Logs_20140328.FilterLogEvents"]
+    assert log_reads <= describes + 4
 
     # Read again until the ended job's logs are drained (an empty read a poll after the end).
     wait_until(lambda: job.logs() is not None and job._cursor.drained, 10, "the ended job's logs drained")

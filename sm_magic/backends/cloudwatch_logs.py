@@ -1,33 +1,35 @@
-"""Reading a SageMaker training job's logs from CloudWatch Logs, with as few calls as a live view allows.
+"""SageMaker training logs in CloudWatch Logs: where a reader stands in each stream, how new
+events are told from ones already delivered, and how streams are found.
 
 The log group is `/aws/sagemaker/TrainingJobs`, one stream per host and container start,
-`<job>/algo-N-<epoch>`. Each stream is read forward with GetLogEvents(startFromHead=True,
-nextToken) from where the cursor left it: nothing is read twice. Streams are listed
-(DescribeLogStreams) until every host has one, then rarely; a quiet stream is read less often;
-after the job ended and its streams are drained, no call. A read that fails keeps the stream's
-old token, so its lines come next time, once.
+`<job>/algo-N-<epoch>`. Events are read with FilterLogEvents (cloudwatch_fanout: one call
+for the streams of many jobs), which selects by event time, not by position. So a reader's place
+in a stream is the latest event time it delivered plus a count of the events it delivered in the
+last `lookback` milliseconds before that: a read from (latest - lookback) returns those again
+and they are counted off, while an event ingested late (time-stamped in that window but not yet
+searchable at the last read) is new and delivered. Nothing is repeated, nothing within the
+lookback is lost, and no event id is needed (identical lines at one millisecond are counted, so
+each is delivered once).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import time
-from typing import TYPE_CHECKING
+from collections import Counter
 from collections.abc import Callable, Iterable
-
-from .aws_polling import SLACK, Link, Unreachable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .base import BackendError, JobState
+    from .base import BackendError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-LIST_EVERY_POLLS = 3        # look for log streams this often while a host has none
-RELIST_EVERY_POLLS = 30     # ... and this often once each host has one (a restarted host opens another)
-IDLE_MAX_POLLS = 3          # a stream that had nothing new is read again after 2, then 3 polls
-FLUSH_GRACE_SECONDS = 10.0  # after the end, a stream counts as drained once empty this long after
-LOG_PAGE_EVENTS = 10_000    # GetLogEvents' own maximum
-LOG_PAGE_BYTES = 900_000    # a page this large (of 1 MB at most) may have more behind it
+LOG_PAGE_EVENTS = 10_000    # FilterLogEvents' own maximum
+LIST_PAGE_STREAMS = 50      # DescribeLogStreams' own maximum
+STREAMS_PER_CALL = 100      # FilterLogEvents takes at most 100 logStreamNames
+# Secondary statuses before any container runs: no stream can exist yet, so none is looked for.
+BEFORE_CONTAINERS = frozenset({"Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack",
+                               "Downloading", "DownloadingTrainingImage"})
 STREAMS_START = frozenset({"Training", "Restarting"})  # secondary statuses that start containers
 STREAM_RE = re.compile(r"/(?P<host>algo-(?P<n>\d+))-(?P<epoch>\d+)$")
 
@@ -40,155 +42,138 @@ def stream_host(stream: str) -> tuple[str, int, int]:
     return m.group("host"), int(m.group("n")), int(m.group("epoch"))
 
 
+def stream_job(stream: str) -> str:
+    return stream.rsplit("/", 1)[0]
+
+
+def host_order(streams: Iterable[str]) -> list[str]:
+    """By host number, then by start: a restarted host's new stream comes after its old one."""
+    return sorted(streams, key=lambda s: stream_host(s)[1:])
+
+
 @dataclasses.dataclass
-class StreamCursor:
-    """Where the reading of one log stream stands."""
+class StreamPos:
+    """Where a reader stands in one stream: the latest event time delivered (ms) and how many
+    events of each (time, text) it delivered from (latest - lookback) on."""
 
-    token: str | None = None  # GetLogEvents' nextForwardToken: the next read starts there
-    idle: int = 0                # reads in a row that found nothing new
-    next_at: float = 0.0         # monotonic; not read again before then (unless the job ended or changed)
+    last_ts: int | None = None
+    seen: dict = dataclasses.field(default_factory=dict)
 
-    def due(self, now: float) -> bool:
-        return now >= self.next_at
+    def need(self, floor: int, lookback: int) -> int:
+        """The event time a read must start from so that nothing is missed."""
+        return floor if self.last_ts is None else self.last_ts - lookback
 
-    def found_lines(self, now: float, interval: float, full_page: bool) -> None:
-        """A read found lines: read again next poll, or at once when the page may have more behind it."""
-        self.idle, self.next_at = 0, 0.0 if full_page else now + interval
-
-    def found_nothing(self, now: float, interval: float) -> None:
-        """A read found nothing new: read again after 2, then 3 polls."""
-        self.idle += 1
-        self.next_at = now + min(1 + self.idle, IDLE_MAX_POLLS) * interval
+    def advance(self, events: list[tuple[int, str]], lookback: int) -> tuple[StreamPos, list[str]]:
+        """The position after `events` (one stream's, as a read returned them: in time order) and
+        the messages among them not delivered before. Events older than the window were delivered
+        (the read that found them came before); in the window, the counts tell."""
+        if not events:
+            return self, []
+        old, seen = self.last_ts, dict(self.seen)
+        used: Counter = Counter()
+        fresh: list[str] = []
+        for ts, message in events:
+            if old is not None and ts < old - lookback:
+                continue
+            key = (ts, hash(message))
+            used[key] += 1
+            if used[key] > seen.get(key, 0):
+                seen[key] = used[key]
+                fresh.append(message)
+        last = max(ts for ts, _ in events) if old is None else max(old, max(ts for ts, _ in events))
+        seen = {k: n for k, n in seen.items() if k[0] >= last - lookback}
+        return StreamPos(last, seen), fresh
 
 
 @dataclasses.dataclass
 class LogCursor:
-    """Where the reading of one job's logs stands (opaque to the callers of `logs`)."""
+    """Where one reader of one job's logs stands (opaque to the callers of `logs`)."""
 
-    streams: dict[str, StreamCursor] = dataclasses.field(default_factory=dict)
-    secondary: str | None = None   # the job's secondary status at the last read
-    done_at: float | None = None   # monotonic time the job was first seen ended
-    list_at: float = 0.0              # monotonic; the streams are listed again from then
-    listed_after_end: bool = False    # listed since the job was seen ended
-    next_at: float = 0.0              # monotonic; no read before then (unless the job ended)
-    drained: bool = False             # ended and read to the end: no call any more
+    streams: dict[str, StreamPos] = dataclasses.field(default_factory=dict)
+    page: tuple | None = None      # (nextToken, startTime, streams) of a catch-up read to go on with
+    drained: bool = False          # the job ended and was read to the end: no call any more
 
-    def copy(self) -> LogCursor:
-        """A copy to advance: the caller's cursor stays as it was if a read fails on the way."""
-        return dataclasses.replace(self, streams={s: dataclasses.replace(c) for s, c in self.streams.items()})
-
-    def add_streams(self, names: Iterable[str]) -> None:
-        for name in names:
-            self.streams.setdefault(name, StreamCursor())
-
-    def hosts(self) -> set[str]:
-        return {stream_host(s)[0] for s in self.streams}
-
-    def in_host_order(self) -> list[str]:
-        """The streams by host number, then by start (a restarted host's new stream comes after its old)."""
-        return sorted(self.streams, key=lambda s: stream_host(s)[1:])
+    def pos(self, stream: str) -> StreamPos:
+        return self.streams.get(stream) or StreamPos()
 
 
-class LogReader:
-    """Reads job `name`'s log streams through `call(operation, **params)` (one CloudWatch Logs API
-    call; raises Unreachable for a failure that may pass, ClientError when refused), while `link`
-    (the endpoint's health) is not backing off. `refused(error, what)` turns a refusal into the
-    BackendError to raise."""
+def lines_of(stream: str, messages: list[str], prefix: bool) -> list[str]:
+    """An event may hold several lines; with several hosts each carries an `algo-N | ` prefix."""
+    text = [line for m in messages for line in m.rstrip("\n").split("\n")]
+    if prefix:
+        host = stream_host(stream)[0]
+        text = [f"{host} | {line}" for line in text]
+    return text
 
-    def __init__(self, name: str, call: Callable[..., dict], link: Link,
-                 refused: Callable[[Exception, str], BackendError], poll_interval: float):
-        self.name, self.call, self.link, self.refused = name, call, link, refused
-        self.poll_interval = poll_interval
 
-    def read(self, state: JobState | None, cursor: LogCursor | None) -> tuple[list[str], LogCursor]:
-        """New lines of every host's stream since `cursor`, given the job's last known state; with
-        several hosts each line carries an `algo-N | ` prefix. Returns the cursor to pass next time."""
-        done = bool(state is not None and state.done)
-        now = time.monotonic()
-        cursor = cursor or LogCursor()
-        if cursor.drained or (not done and now < cursor.next_at):
-            return [], cursor
-        if self.link.backing_off(now):
-            return [], cursor
-        cur = cursor.copy()
-        interval = SLACK * self.poll_interval
-        secondary = state.secondary_status if state is not None else None
-        changed = secondary != cur.secondary
-        cur.secondary = secondary
-        if done and cur.done_at is None:
-            cur.done_at = now
-        expected = state.instance_count if state is not None else 1
-        hosts = cur.hosts()
-        # Hosts open their streams when their containers start: look when training (re)starts,
-        # every few polls while a host has none, rarely after that, and once after the end.
-        if (changed and secondary in STREAMS_START) or now >= cur.list_at or (done and not cur.listed_after_end):
-            try:
-                found = self._stream_names()
-            except Unreachable:  # the old cursor: the listing (and a status change) is retried
-                return [], cursor
-            cur.add_streams(found)
-            hosts = cur.hosts()
-            every = RELIST_EVERY_POLLS if cur.streams and len(hosts) >= expected else LIST_EVERY_POLLS
-            cur.list_at = now + every * interval
-            cur.listed_after_end = done
-        prefix = expected > 1 or len(hosts) > 1
-        lines: list[str] = []
-        more = failed = False
-        empty = True
-        from botocore.exceptions import ClientError
+@dataclasses.dataclass
+class StreamInfo:
+    name: str
+    floor: int              # no event of the stream is older than this (ms), lookback aside
+    last_event: int | None  # lastEventTimestamp: updated by the service eventually, maybe late
 
-        for stream in cur.in_host_order():
-            st = cur.streams[stream]
-            if not (done or changed or st.due(now)):
-                continue
-            params = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True,
-                      "limit": LOG_PAGE_EVENTS}
-            if st.token:
-                params["nextToken"] = st.token
-            try:
-                page = self.call("get_log_events", **params)
-            except Unreachable:
-                failed = True
-                break
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    continue
-                raise self.refused(e, "read the logs of") from None
-            events = page.get("events", [])
-            st.token = page.get("nextForwardToken") or st.token
-            if events:
-                empty = False
-                text = [line for e in events for line in (e.get("message", "").rstrip("\n").split("\n"))]
-                if prefix:
-                    host = stream_host(stream)[0]
-                    text = [f"{host} | {line}" for line in text]
-                lines.extend(text)
-                full = (len(events) >= LOG_PAGE_EVENTS
-                        or sum(len(e.get("message", "")) + 26 for e in events) >= LOG_PAGE_BYTES)
-                more = more or full
-                st.found_lines(now, interval, full)
-            else:
-                st.found_nothing(now, interval)
-        cur.next_at = now if more and not failed else now + interval
-        if done and empty and not failed and cur.done_at is not None and now - cur.done_at >= min(FLUSH_GRACE_SECONDS, self.poll_interval):
-            cur.drained = True
-        return lines, cur
 
-    def _stream_names(self) -> list[str]:
-        """The job's log stream names; [] while the log group or its streams do not exist yet."""
-        from botocore.exceptions import ClientError
+def _info(s: dict) -> StreamInfo:
+    times = [t for t in (s.get("creationTime"), s.get("firstEventTimestamp")) if t is not None]
+    return StreamInfo(s["logStreamName"], min(times) if times else 0, s.get("lastEventTimestamp"))
 
-        names: list[str] = []
-        params = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{self.name}/"}
-        while True:
-            try:
-                page = self.call("describe_log_streams", **params)
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                    return names
-                raise self.refused(e, "list the log streams of") from None
-            names += [s["logStreamName"] for s in page.get("logStreams", [])]
-            token = page.get("nextToken")
-            if not token or token == params.get("nextToken"):
-                return names
+
+def list_streams(call: Callable[..., dict], refused: Callable[[Exception], BackendError],
+                 prefix: str | None = None, max_pages: int = 20,
+                 enough: Callable[[list[StreamInfo]], bool] = lambda found: False) -> list[StreamInfo]:
+    """DescribeLogStreams: the streams named `prefix...`, or (no prefix) the whole group's, most
+    recently written first, paged until `enough(found so far)` says stop. [] while the log group
+    does not exist yet. Raises Unreachable (the caller keeps what it had) or `refused(error)`."""
+    from botocore.exceptions import ClientError
+
+    params: dict = {"logGroupName": LOG_GROUP}
+    if prefix:
+        params["logStreamNamePrefix"] = prefix
+    else:  # the service refuses a prefix together with this order
+        params.update(orderBy="LastEventTime", descending=True, limit=LIST_PAGE_STREAMS)
+    found: list[StreamInfo] = []
+    for _ in range(max_pages):
+        try:
+            page = call("describe_log_streams", **params)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return found
+            raise refused(e) from None
+        found += [_info(s) for s in page.get("logStreams", [])]
+        token = page.get("nextToken")
+        if not token or token == params.get("nextToken") or enough(found):
+            break
+        params["nextToken"] = token
+    return found
+
+
+def filter_events(call: Callable[..., dict], refused: Callable[[Exception], BackendError], streams: list[str],
+                  start: int, token: str | None = None, max_pages: int = 20
+                  ) -> tuple[dict[str, list[tuple[int, str]]], str | None]:
+    """FilterLogEvents over `streams` (at most 100) from event time `start` (ms), following
+    nextToken (a page may be partly full, or empty, and still have more behind it) for up to
+    `max_pages` pages. Returns each stream's events (time, message) in the order read and the
+    token to go on from, or None once the search is complete."""
+    from botocore.exceptions import ClientError
+
+    assert len(streams) <= STREAMS_PER_CALL
+    events: dict[str, list[tuple[int, str]]] = {s: [] for s in streams}
+    params: dict = {"logGroupName": LOG_GROUP, "logStreamNames": list(streams), "startTime": max(0, start),
+                    "limit": LOG_PAGE_EVENTS}
+    for _ in range(max_pages):
+        if token:
             params["nextToken"] = token
+        try:
+            page = call("filter_log_events", **params)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return events, None
+            raise refused(e) from None
+        for ev in page.get("events", []):
+            events.setdefault(ev.get("logStreamName", ""), []).append((int(ev.get("timestamp") or 0),
+                                                                        ev.get("message", "")))
+        new = page.get("nextToken")
+        if not new or new == token:
+            return events, None
+        token = new
+    return events, token

@@ -1,17 +1,23 @@
 """The SageMaker backend: submission through the SDK v3 (`sagemaker_submit`), then describe,
 logs and stop through boto3 with as few API calls as a live view allows.
 
-- describe: DescribeTrainingJob mapped onto JobState. While two or more jobs of one backend are
-  watched, one ListTrainingJobs per poll interval says which of them changed (status, secondary
-  status, LastModifiedTime) and only those are described (each is still described at least every
-  DESCRIBE_EVERY_POLLS polls). A job that ended is never described again by this backend.
-- logs: CloudWatch Logs `/aws/sagemaker/TrainingJobs`, read by `cloudwatch_logs.LogReader` (each
-  stream forward from where the cursor left it; streams listed until every host has one, then
-  rarely; after the job ended and its streams are drained, no call).
+- describe: DescribeTrainingJob mapped onto JobState. While two or more jobs of one (profile,
+  region) are watched, one ListTrainingJobs per poll interval answers for all of them: a job is
+  described the first time, when its TrainingJobStatus changes (so its end brings FailureReason,
+  billable seconds, the model and the full timeline with messages) and when LastModifiedTime moved
+  with nothing visible changing (transitions in between, e.g. a spot restart); a change of the
+  secondary status alone is taken from the summary (the timeline gets a transition starting at
+  LastModifiedTime). So a 10-minute job costs about 2 describes however many are watched. A job
+  watched alone is described every poll (the timeline's messages as they come). A job that ended
+  is never described again by this backend; stop() forces a real describe.
+- logs: CloudWatch Logs `/aws/sagemaker/TrainingJobs`, read for all the watched jobs of one
+  (profile, region) together by `cloudwatch_fanout.LogFanout` (one FilterLogEvents per poll
+  interval for up to 100 streams; streams found only when a job may have a new one; after a job
+  ended and its streams are drained, no call).
 - every client uses botocore's adaptive retry mode (backoff with jitter, a client-side rate limit
   on throttling, 5xx and dropped connections retried). When a call still fails the backend keeps
   what it had: `describe` answers the last state with `extra["connection"]` saying it is
-  reconnecting, `logs` returns the lines it did read and keeps the cursor of the stream it did not.
+  reconnecting, `logs` returns no line and the cursor as it was (the lines come next time).
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ import functools
 import os
 import threading
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .aws_polling import SLACK, Link, Unreachable, short, transient
+from .aws_polling import SLACK, Link, Unreachable, _ts, list_summaries, short, transient, watched_window
 from .base import BackendError, JobState, SubmitOptions, Transition
-from .cloudwatch_logs import LogCursor, LogReader
+from .cloudwatch_fanout import LogFanout
+from .cloudwatch_logs import LogCursor
 
 if TYPE_CHECKING:
     from ..bundle import Bundle
@@ -39,7 +45,6 @@ CONNECT_TIMEOUT = 5         # seconds
 READ_TIMEOUT = 30           # seconds
 SWEEP_MIN_JOBS = 2          # ListTrainingJobs replaces per-job describes from this many watched jobs
 SWEEP_MAX_PAGES = 3
-DESCRIBE_EVERY_POLLS = 6    # an unchanged job in a sweep is still described this often
 
 
 def _not_found(message: str) -> bool:
@@ -48,12 +53,6 @@ def _not_found(message: str) -> bool:
     return "not found" in message or "could not find" in message
 
 
-def _ts(value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
 
 
 def state_from_description(d: dict) -> JobState:
@@ -102,9 +101,8 @@ class _Entry:
     key: tuple
     state: JobState | None = None
     final: bool = False
-    summary: Any = None          # the sweep's view at the last DescribeTrainingJob
-    cheap: int = 0               # answers from a sweep since the last DescribeTrainingJob
     force: bool = False          # describe for real next time (after stop)
+    ended_at: float | None = None   # monotonic time the end was observed (by a sweep or a describe)
     seen_at: float = 0.0         # monotonic time of the last describe() asked
     answer: JobState | None = None  # the state describe() answered last (running jobs)
 
@@ -142,6 +140,7 @@ class SageMakerBackend:
         self._links: dict[tuple, Link] = {}
         self._entries: dict[str, _Entry] = {}
         self._sweeps: dict[tuple, _Sweep] = {}
+        self._fanouts: dict[tuple, LogFanout] = {}
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -264,10 +263,9 @@ class SageMakerBackend:
             return self._answer(entry)
         now = time.monotonic()
         entry.seen_at = now
-        summary = self._sweep_summary(entry, name, now) if entry.state is not None else None
-        if (entry.state is not None and not entry.force and summary is not None
-                and summary == entry.summary and entry.cheap < DESCRIBE_EVERY_POLLS):
-            entry.cheap += 1
+        sweep = self._sweep(entry, now) if entry.state is not None and not entry.force else None
+        summary = sweep.jobs.get(name) if sweep is not None else None
+        if summary is not None and self._from_summary(entry, summary):
             return self._answer(entry)
         from botocore.exceptions import ClientError
 
@@ -284,9 +282,36 @@ class SageMakerBackend:
         state = state_from_description(d)
         state.extra["region"] = entry.key[1]
         with self._lock:
-            entry.state, entry.summary, entry.cheap, entry.force = state, summary, 0, False
+            entry.state, entry.force = state, False
             entry.final = state.done
+            if state.done:  # seen ended by the sweep that made this describe happen, if one did
+                entry.ended_at = sweep.at if summary is not None and sweep is not None else now
         return self._answer(entry)
+
+    def _from_summary(self, entry: _Entry, summary: tuple) -> bool:
+        """Whether the sweep's (status, secondary status, LastModifiedTime) answers for the job
+        without a DescribeTrainingJob: nothing changed, or the secondary status alone (then the
+        cached state takes it, and its timeline a transition from LastModifiedTime)."""
+        state = entry.state
+        assert state is not None
+        status, secondary, modified = summary
+        known = state.extra.get("last_modified")
+        if modified is not None and known is not None and modified < known:
+            return True  # a sweep older than the last describe
+        if status != state.status:
+            return False  # started, ended or stopping: the details come with a describe
+        if modified == known and secondary in (None, state.secondary_status):
+            return True
+        if secondary is None or secondary == state.secondary_status or modified is None:
+            return False  # modified with nothing visible changing: transitions came and went
+        transitions = list(state.transitions)
+        if transitions and transitions[-1].end is None:
+            transitions[-1] = dataclasses.replace(transitions[-1], end=modified)
+        transitions.append(Transition(status=secondary, start=modified, end=None, message=""))
+        with self._lock:
+            entry.state = dataclasses.replace(state, secondary_status=secondary, transitions=transitions,
+                                              extra={**state.extra, "last_modified": modified})
+        return True
 
     def _answer(self, entry: _Entry) -> JobState:
         """A copy of the job's last state, saying whether the endpoints answer."""
@@ -313,10 +338,10 @@ class SageMakerBackend:
                 state.extra["connection_since"] = link.since
                 return
 
-    def _sweep_summary(self, entry: _Entry, name: str, now: float):
-        """The job's (status, secondary status, LastModifiedTime) from this poll's
-        ListTrainingJobs, when enough jobs are watched for one list to replace their describes."""
-        window = 3 * self.poll_interval
+    def _sweep(self, entry: _Entry, now: float) -> _Sweep | None:
+        """This poll's ListTrainingJobs: each job's (status, secondary status, LastModifiedTime),
+        when enough jobs are watched for one list to replace their describes."""
+        window = watched_window(self.poll_interval)
         with self._lock:
             active = [e for e in self._entries.values()
                       if e.key == entry.key and not e.final and e.state is not None and now - e.seen_at < window]
@@ -324,29 +349,17 @@ class SageMakerBackend:
                 return None
             sweep = self._sweeps.get(entry.key)
             oldest = min(e.state.creation_time for e in active if e.state is not None)
+            watched = {e.state.name for e in active if e.state is not None}
         if sweep is None or now - sweep.at >= SLACK * self.poll_interval:
-            # Newest first: the watched jobs are on the first page unless the account starts
-            # many jobs; paging stops once past the oldest watched one. (No CreationTimeAfter:
-            # moto 5.2 compares it with naive datetimes and fails.)
-            jobs: dict = {}
-            params: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 100}
             try:
-                for _ in range(SWEEP_MAX_PAGES):
-                    page = self._call(entry.key, "sagemaker", "list_training_jobs", **params)
-                    summaries = page.get("TrainingJobSummaries", [])
-                    for s in summaries:
-                        jobs[s["TrainingJobName"]] = (s.get("TrainingJobStatus"), s.get("SecondaryStatus"),
-                                                      _ts(s.get("LastModifiedTime")))
-                    if (not page.get("NextToken")
-                            or (summaries and (_ts(summaries[-1].get("CreationTime")) or 0) < oldest - 1)):
-                        break
-                    params["NextToken"] = page["NextToken"]
+                jobs = list_summaries(functools.partial(self._call, entry.key, "sagemaker"), watched, oldest,
+                                      SWEEP_MAX_PAGES)
             except Exception:  # Unreachable or refused: describe each job instead
                 return None
             sweep = _Sweep(now, jobs)
             with self._lock:
                 self._sweeps[entry.key] = sweep
-        return sweep.jobs.get(name)
+        return sweep
 
     def _client_error(self, e, name: str, key: tuple, what: str) -> BackendError:
         code = e.response.get("Error", {}).get("Code", "")
@@ -363,17 +376,25 @@ class SageMakerBackend:
     # -- logs --------------------------------------------------------------------------------
 
     def logs(self, name: str, cursor: LogCursor | None = None) -> tuple[list[str], LogCursor]:
-        """New lines of every host's CloudWatch stream since `cursor` (cloudwatch_logs.LogReader);
-        with several hosts each line carries an `algo-N | ` prefix. A stream whose read failed
-        keeps its place in the cursor, so its lines come next time, once."""
+        """New lines of every host's CloudWatch stream since `cursor`, read for all watched jobs
+        of the job's (profile, region) together (cloudwatch_fanout.LogFanout); with several hosts
+        each line carries an `algo-N | ` prefix. A read that failed leaves the cursor as it was,
+        so its lines come next time, once."""
         entry = self._entry(name)
         try:
-            reader = LogReader(name, functools.partial(self._call, entry.key, "logs"), self._link(entry.key, "logs"),
-                               lambda e, what: self._client_error(e, name, entry.key, what), self.poll_interval)
-            return reader.read(entry.state, cursor)
+            return self._fanout(entry.key).read(name, entry.state, entry.ended_at, cursor)
         finally:
             if entry.answer is not None and not entry.final:
                 self._mark_connection(entry, entry.answer)
+
+    def _fanout(self, key: tuple) -> LogFanout:
+        with self._lock:
+            fanout = self._fanouts.get(key)
+            if fanout is None:
+                fanout = self._fanouts[key] = LogFanout(
+                    functools.partial(self._call, key, "logs"), self._link(key, "logs"),
+                    lambda e, name, what: self._client_error(e, name, key, what), self.poll_interval)
+            return fanout
 
     # -- stop --------------------------------------------------------------------------------
 

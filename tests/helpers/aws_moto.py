@@ -55,6 +55,7 @@ class MotoAWS:
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         _install_stop_training_job()
+        _install_list_training_jobs()
 
     def stop(self) -> None:
         self.server.stop()
@@ -165,3 +166,46 @@ def _install_stop_training_job() -> None:
 
     SageMakerResponse.stop_training_job = stop_training_job
     SageMakerResponse._sm_magic_stop = True
+
+
+def _install_list_training_jobs() -> None:
+    """moto 5.2's ListTrainingJobs ignores SortBy/SortOrder (it pages in creation order) and its
+    summaries lack SecondaryStatus; the service sorts and botocore's TrainingJobSummary has it.
+    Answer as the service does (the filters the backend never sends are left to moto)."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    if getattr(SageMakerResponse, "_sm_magic_list", False):
+        return
+    original = SageMakerResponse.list_training_jobs
+
+    def list_training_jobs(self):
+        params = json.loads(self.body or "{}")
+        if any(k in params for k in ("CreationTimeAfter", "CreationTimeBefore", "LastModifiedTimeAfter",
+                                     "LastModifiedTimeBefore")):
+            return original(self)
+        jobs = list(self.sagemaker_backend.training_jobs.values())
+        if params.get("NameContains"):
+            jobs = [j for j in jobs if params["NameContains"] in j.training_job_name]
+        if params.get("StatusEquals"):
+            jobs = [j for j in jobs if j.training_job_status == params["StatusEquals"]]
+        key = {"Name": lambda j: j.training_job_name, "Status": lambda j: j.training_job_status}.get(
+            params.get("SortBy", "CreationTime"), lambda j: _naive_utc(j.creation_time))
+        jobs.sort(key=key, reverse=params.get("SortOrder", "Ascending") == "Descending")
+        start = int(params.get("NextToken") or 0)
+        end = start + int(params.get("MaxResults") or 10)
+        summaries = [{"TrainingJobName": j.training_job_name, "TrainingJobArn": j.arn,
+                      "CreationTime": j.creation_time, "TrainingEndTime": j.training_end_time,
+                      "LastModifiedTime": j.last_modified_time, "TrainingJobStatus": j.training_job_status,
+                      "SecondaryStatus": j.secondary_status}
+                     for j in jobs[start:end]]
+        return ActionResult({"TrainingJobSummaries": summaries,
+                             "NextToken": str(end) if end < len(jobs) else None})
+
+    SageMakerResponse.list_training_jobs = list_training_jobs
+    SageMakerResponse._sm_magic_list = True
+
+
+def _naive_utc(t: datetime) -> datetime:
+    """moto keeps naive UTC times; MotoAWS.drive sets aware ones: comparable either way."""
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
