@@ -169,6 +169,10 @@ def sim():
     for name, state in list(backend.states.items()):
         if not state.done:
             backend.end(name, "Stopped")
+    # The widgets see the end and their threads finish (a plot drawn while the interpreter exits aborts it).
+    for thread in threading.enumerate():
+        if thread.name.startswith("sm_magic-sweep-widget-"):
+            thread.join(timeout=30)
 
 
 @pytest.fixture
@@ -271,9 +275,12 @@ def test_the_dropdown_offers_every_metric_defaults_to_a_loss_and_picking_one_red
     drawn = []
     original = sweep_widget.overlay_png
 
+    pngs = []
+
     def spy(runs, metric, series=None, best=None):
         drawn.append((metric, sorted(runs), best))
-        return original(runs, metric, series=series, best=best)
+        pngs.append(original(runs, metric, series=series, best=best))
+        return pngs[-1]
 
     monkeypatch.setattr(sweep_widget, "overlay_png", spy)
     sweep = _sweep(sim, max_parallel=3).start()
@@ -283,9 +290,11 @@ def test_the_dropdown_offers_every_metric_defaults_to_a_loss_and_picking_one_red
         sim.say(job.name, epoch(0, accuracy=0.5 + i / 10, train_loss=1.0 - i / 10, val_loss=1.1 - i / 10))
     wait_until(lambda: widget.metric.options == ("accuracy", "train_loss", "val_loss"), 20, "the metrics")
     assert widget.metric.value == "val_loss"   # a validation loss first
-    wait_until(lambda: bytes(widget.plot.value).startswith(b"\x89PNG"), 20, "the plot")
+    # One line per job, by its values (the jobs' rows may reach the widget in two renders).
+    wait_until(lambda: len(pngs) == len(drawn) > 0 and drawn[-1] == ("val_loss", ["lr=0.1", "lr=0.2", "lr=0.3"], "min")
+               and bytes(widget.plot.value) == pngs[-1], 20, "the plot")
+    assert pngs[-1].startswith(b"\x89PNG")
     assert widget.plot.layout.display is None
-    assert drawn[-1] == ("val_loss", ["lr=0.1", "lr=0.2", "lr=0.3"], "min")  # one line per job, by its values
     before = bytes(widget.plot.value)
     widget.metric.value = "accuracy"           # as a person picks it
     wait_until(lambda: bytes(widget.plot.value) != before, 20, "the plot of accuracy")

@@ -76,7 +76,7 @@ class Link:
         return bool(self.failures) and now < self.retry_at
 
 
-def _ts(value) -> float | None:
+def api_seconds(value) -> float | None:
     """An API time (datetime, or seconds) as seconds since the epoch."""
     if value is None:
         return None
@@ -98,9 +98,9 @@ def list_summaries(call: Callable[..., dict], watched: set[str], oldest: float, 
         summaries = page.get("TrainingJobSummaries", [])
         for s in summaries:
             jobs[s["TrainingJobName"]] = (s.get("TrainingJobStatus"), s.get("SecondaryStatus"),
-                                          _ts(s.get("LastModifiedTime")))
+                                          api_seconds(s.get("LastModifiedTime")))
         if (not page.get("NextToken") or watched <= jobs.keys()
-                or (summaries and (_ts(summaries[-1].get("CreationTime")) or 0) < oldest - 1)):
+                or (summaries and (api_seconds(summaries[-1].get("CreationTime")) or 0) < oldest - 1)):
             break
         params["NextToken"] = page["NextToken"]
     return jobs

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .aws_polling import SLACK, Link, Unreachable, _ts, list_summaries, short, transient, watched_window
+from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
 from .base import BackendError, JobState, SubmitOptions, Transition
 from .cloudwatch_fanout import LogFanout
 from .cloudwatch_logs import LogCursor
@@ -53,8 +53,6 @@ def _not_found(message: str) -> bool:
     return "not found" in message or "could not find" in message
 
 
-
-
 def state_from_description(d: dict) -> JobState:
     """DescribeTrainingJob's answer as a JobState (the model appears once the job has one)."""
     resource = d.get("ResourceConfig") or {}
@@ -62,8 +60,8 @@ def state_from_description(d: dict) -> JobState:
     instance_type = resource.get("InstanceType") or ",".join(g.get("InstanceType", "") for g in groups)
     instance_count = resource.get("InstanceCount") or sum(g.get("InstanceCount", 0) for g in groups) or 1
     status = d.get("TrainingJobStatus", "InProgress")
-    transitions = [Transition(status=t.get("Status", ""), start=_ts(t.get("StartTime")) or 0.0,
-                              end=_ts(t.get("EndTime")), message=t.get("StatusMessage") or "")
+    transitions = [Transition(status=t.get("Status", ""), start=api_seconds(t.get("StartTime")) or 0.0,
+                              end=api_seconds(t.get("EndTime")), message=t.get("StatusMessage") or "")
                    for t in d.get("SecondaryStatusTransitions") or []]
     model = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     # The service names the model's future location from the start; it exists once the job
@@ -72,7 +70,7 @@ def state_from_description(d: dict) -> JobState:
         model = None
     extra: dict[str, Any] = {"arn": d.get("TrainingJobArn")}
     if d.get("LastModifiedTime") is not None:
-        extra["last_modified"] = _ts(d["LastModifiedTime"])
+        extra["last_modified"] = api_seconds(d["LastModifiedTime"])
     if d.get("EnableManagedSpotTraining"):
         extra["spot"] = True
     return JobState(
@@ -82,9 +80,9 @@ def state_from_description(d: dict) -> JobState:
         transitions=transitions,
         failure_reason=d.get("FailureReason") or None,
         model_artifacts=model,
-        creation_time=_ts(d.get("CreationTime")) or 0.0,
-        training_start_time=_ts(d.get("TrainingStartTime")),
-        training_end_time=_ts(d.get("TrainingEndTime")),
+        creation_time=api_seconds(d.get("CreationTime")) or 0.0,
+        training_start_time=api_seconds(d.get("TrainingStartTime")),
+        training_end_time=api_seconds(d.get("TrainingEndTime")),
         training_seconds=d.get("TrainingTimeInSeconds"),
         billable_seconds=d.get("BillableTimeInSeconds"),
         instance_type=instance_type or "",
