@@ -103,7 +103,27 @@ def _stop(opts) -> int:
 
 
 def _wait(opts) -> int:
-    return _follow_to_end(attach(opts.name), opts.timeout)
+    from .sweeps import Sweep, attach as attach_any
+
+    found = attach_any(opts.name)
+    if isinstance(found, Sweep):
+        return _follow_sweep(found, opts.timeout)
+    return _follow_to_end(found, opts.timeout)
+
+
+def _follow_sweep(sweep, timeout) -> int:
+    """A line per status change of the sweep's jobs until every one has ended: exit status 1 if
+    a job or a launch failed."""
+    from .widgets.sweep_table import print_sweep
+
+    print_sweep(sweep)
+    sweep.wait(timeout=timeout)
+    print(f"Sweep {sweep.name}: {sweep.summary()}")
+    failed = sweep.failed
+    if failed:
+        return _fail(f"sweep {sweep.name}: {len(failed)} of its jobs failed: {', '.join(p.name for p in failed)}",
+                     RUNTIME_EXIT)
+    return 0
 
 
 def _follow_to_end(job, timeout) -> int:
@@ -154,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("stop", help="stop a running job, or a sweep (its running jobs, and its queued ones cancelled)")
     p.add_argument("name")
     p.set_defaults(run=_stop)
-    p = sub.add_parser("wait", help="follow a job until it ends (exit status 1 if it failed)")
+    p = sub.add_parser("wait", help="follow a job or a sweep until it ends (exit status 1 if it, or one of its jobs, "
+                       "failed)")
     p.add_argument("name")
     p.add_argument("--timeout", type=_at_least(0, float), default=None, help="stop waiting after this many seconds")
     p.set_defaults(run=_wait)

@@ -198,9 +198,11 @@ class Sweep(LiveDisplay, Sequence[Job]):
 
     def wait(self, timeout: float | None = None) -> Sweep:
         """Block until every point has ended (queued ones included); returns the Sweep. A failed
-        job does not raise (see `.failed`); TimeoutError after `timeout` seconds (the sweep goes on)."""
+        job does not raise (see `.failed`); TimeoutError after `timeout` seconds (the sweep goes on).
+        A sweep found from the registry (started by another kernel) also takes up the points
+        that kernel launches meanwhile, as their records appear."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.done:
+        while not (self._take_up_launched() or self.done):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"sweep {self.name} has not ended after {timeout} s ({self.summary()}); "
@@ -208,6 +210,25 @@ class Sweep(LiveDisplay, Sequence[Job]):
             with self._changed:
                 self._changed.wait(self._interval() if left is None else min(left, self._interval()))
         return self
+
+    def _take_up_launched(self) -> bool:
+        """For a sweep found from the registry: follow the points whose job has been registered
+        since (by the kernel that queued them). Always False (a step of `wait`'s loop)."""
+        waiting = [p for p in self.entries if p.state == NOT_STARTED]
+        if self._launcher is not None or self.registry is None or not waiting:
+            return False
+        from .api import attach as attach_job
+
+        for p in waiting:
+            try:
+                if self.registry.get(p.name) is not None:
+                    job = attach_job(p.name, self.registry)
+                    with self._lock:
+                        p.state, p.job = STARTED, job
+                    self._notify(p)
+            except Exception:  # noqa: BLE001 - unreadable now: looked at again next time
+                continue
+        return False
 
     def stop(self) -> Sweep:
         """Cancel the queued points and stop the running jobs (they end Stopped, keeping what

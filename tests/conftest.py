@@ -134,7 +134,8 @@ JOBS_TESTS = {
                       "test_the_magic_with_wait_prints_one_line_per_job_and_stores_the_sweep",
                       "test_a_sweep_from_a_branch_fetches_once_and_every_job_runs_that_commit",
                       "test_sagemaker_stop_with_a_sweeps_name_stops_its_job_and_cancels_the_queue",
-                      "test_a_sweep_stopped_from_another_process_launches_none_of_its_queued_jobs"},
+                      "test_a_sweep_stopped_from_another_process_launches_none_of_its_queued_jobs",
+                      "test_sm_magic_wait_follows_a_sweep_by_name_and_fails_when_a_job_failed"},
     "test_sweep_widget.py": {"test_a_busy_20_job_sweep_sends_no_more_messages_than_the_single_job_widget",  # 8 s
                              "test_a_local_sweep_is_followed_to_its_summary"},
     "test_widgets.py": {"test_stop_button_stops_a_real_job",

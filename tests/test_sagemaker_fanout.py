@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import threading
 
+import time
+
 import pytest
 
 from helpers.jobscripts import wait_until
@@ -172,6 +174,15 @@ def test_a_second_handle_and_a_late_attach_read_the_whole_log_from_the_start(sm,
 def test_calls_per_poll_do_not_grow_with_the_job_count_and_an_ended_job_costs_nothing(sm, proxy, monkeypatch):
     # Chunks of 5 streams per FilterLogEvents instead of 100, so that 12 jobs need 3 calls a round.
     monkeypatch.setattr(cloudwatch_fanout, "STREAMS_PER_CALL", 5)
+    rounds: list[tuple[int, int]] = []  # (streams read, FilterLogEvents calls) of each shared read
+    run_round = cloudwatch_fanout.LogFanout._run_round
+
+    def counted_round(fanout, now):
+        before = proxy.counts["Logs_20140328.FilterLogEvents"]
+        run_round(fanout, now)
+        rounds.append((len(fanout.round.start), proxy.counts["Logs_20140328.FilterLogEvents"] - before))
+    monkeypatch.setattr(cloudwatch_fanout.LogFanout, "_run_round", counted_round)
+    started = time.monotonic()
     backend = SageMakerBackend()
     names, room = start_jobs(sm, backend)
     expected: dict[str, list[str]] = {n: [] for n in names}
@@ -216,9 +227,13 @@ def test_calls_per_poll_do_not_grow_with_the_job_count_and_an_ended_job_costs_no
     assert lists >= 20, dict(c)
     # About two describes per job (the first look, and the end's details), whatever the polls.
     assert describes <= 2 * JOBS + 4, dict(c)
-    # One round per poll, of ceil(streams / 5) calls: 3 while all 12 jobs log, 2 with 6 (and a
-    # round at once when a job is seen ending, and until the ended jobs are drained).
-    assert filters <= 3 * (lists + 15), dict(c)
+    # Each shared read is ceil(streams / 5) calls: 3 while all 12 jobs log, 2 with 6; and there
+    # is one a poll interval at most (and one at once when a job is seen ending), however many
+    # jobs and however slow this machine is.
+    assert rounds and all(calls == -(-streams // 5) for streams, calls in rounds), rounds
+    interval = backend._fanout(backend._key()).interval
+    assert len(rounds) <= (time.monotonic() - started) / interval + JOBS + 5, (len(rounds), dict(c))
+    assert filters == sum(calls for _, calls in rounds), dict(c)
     assert c["Logs_20140328.GetLogEvents"] == 0
     # Streams looked for when training starts and until each job has one (and the spot job a new
     # one): one group-wide listing (of 1-2 pages) every third poll at most, whatever the job count.

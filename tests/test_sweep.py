@@ -572,6 +572,25 @@ def test_a_sweep_stopped_from_another_process_launches_none_of_its_queued_jobs(l
     assert [r.name for r in Registry().list()] == ["slow-1"]
 
 
+def test_sm_magic_wait_follows_a_sweep_by_name_and_fails_when_a_job_failed(live_sweeps, capsys):
+    fails_on_2 = script("""
+        import argparse, sys
+        p = argparse.ArgumentParser(); p.add_argument("--lr", type=int)
+        a = p.parse_args()
+        print(f"epoch 0: {{'loss': {a.lr}}}", flush=True)
+        if a.lr == 2:
+            sys.exit("lr 2 diverged")
+    """)
+    sm_magic.sweep(fails_on_2, grid={"lr": [1, 2]}, name="w", max_parallel=2, backend="local")
+    with sweeps._live_lock:  # a shell knows the sweep from the registry only
+        sweeps._live.clear()
+    assert main(["wait", "w", "--timeout", "120"]) == 1
+    out, err = capsys.readouterr()
+    assert "[w-1] lr=1: Completed" in out and "[w-2] lr=2: Failed (" in out
+    assert "Sweep w: 2 jobs: 1 Completed, 1 Failed" in out
+    assert err.strip() == "sm-magic: sweep w: 1 of its jobs failed: w-2"
+
+
 def test_the_magic_with_wait_prints_one_line_per_job_and_stores_the_sweep(ip, live_sweeps, capsys):
     result = ip.run_cell_magic("sagemaker_train", "--name cell --sweep lr=0.01,0.05 --sweep-max-parallel 2 --wait "
                                "-o swept -- --epochs 1", PRINT_ARGS)
