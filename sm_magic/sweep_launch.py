@@ -90,7 +90,8 @@ def plan_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_para
     """Check a sweep without starting or writing anything: the grid (names, values, duplicates),
     its size (more than 100 jobs need `yes`), no swept name also in the script's own arguments,
     `max_parallel`, the sweep's name (`request.job.name`, else base_job_name plus a timestamp)
-    and that no job or sweep has it, then every point's request through `api.plan`."""
+    and that no job or sweep has it, then every point's request through `api.plan`. A sweep from
+    git keeps the one checkout its points share until the plan's `close()`."""
     checked = sweep_grid.check_grid(grid)
     count = sweep_grid.check_size(checked, yes)
     _check_parallel(max_parallel)
