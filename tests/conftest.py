@@ -63,6 +63,36 @@ def ip(ip_shell, sm_env):
     return ip_shell
 
 
+@pytest.fixture
+def live_sweeps(sm_env):
+    """No sweep of a test goes on queueing jobs after it: its sweeps are stopped before sm_env ends their jobs."""
+    from sm_magic import sweeps
+
+    yield
+    for sweep in list(sweeps._live.values()):
+        sweep.stop()
+    sweeps._live.clear()
+
+
+@pytest.fixture
+def comm_messages(monkeypatch):
+    """Every widget state update sent to the frontend: (time sent, the widget's comm id)."""
+    import time
+
+    import comm
+
+    sent = []
+    original = comm.DummyComm.publish_msg
+
+    def publish(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        if msg_type == "comm_msg" and (data or {}).get("method") == "update":
+            sent.append((time.monotonic(), self.comm_id))
+        return original(self, msg_type, data=data, metadata=metadata, buffers=buffers, **keys)
+
+    monkeypatch.setattr(comm.DummyComm, "publish_msg", publish)
+    return sent
+
+
 # -- markers: `jobs` and `browser` (pyproject.toml), for `make test-fast` ------------------------
 #
 # `make test-fast` runs `-m "not jobs and not browser"`: everything that needs no real job, process

@@ -497,15 +497,6 @@ def test_in_a_terminal_each_status_change_is_one_line():
 
 # -- real local jobs (tests/conftest.py's JOBS_TESTS) ---------------------------------------------
 
-@pytest.fixture
-def live_sweeps(sm_env):
-    """No sweep of a test goes on queueing jobs after it: its sweeps are stopped before sm_env ends their jobs."""
-    yield
-    for sweep in list(sweeps._live.values()):
-        sweep.stop()
-    sweeps._live.clear()
-
-
 def _peak_overlap(jobs) -> int:
     """The most jobs that ran at one moment, from their recorded creation and end times."""
     spans = []

@@ -11,11 +11,10 @@ import threading
 import time
 from html.parser import HTMLParser
 
-import comm
 import pytest
 
 import sm_magic
-from sm_magic import sweep_grid, sweeps
+from sm_magic import sweep_grid
 from sm_magic.backends.base import JobState
 from sm_magic.job import Job
 from sm_magic.launch_checks import LaunchError
@@ -173,15 +172,6 @@ def sim():
     for thread in threading.enumerate():
         if thread.name.startswith("sm_magic-sweep-widget-"):
             thread.join(timeout=30)
-
-
-@pytest.fixture
-def live_sweeps(sm_env):
-    """No sweep of a test goes on queueing jobs after it (as tests/test_sweep.py)."""
-    yield
-    for sweep in list(sweeps._live.values()):
-        sweep.stop()
-    sweeps._live.clear()
 
 
 def _followed(sweep: Sweep, interval: float = 0.05) -> tuple[SweepWidget, list]:
@@ -446,21 +436,6 @@ def test_follow_shows_the_widget_in_a_kernel(sim, monkeypatch):
 
 
 # -- messages -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def comm_messages(monkeypatch):
-    """Every widget state update sent to the frontend: (time, the widget's comm id)."""
-    sent = []
-    original = comm.DummyComm.publish_msg
-
-    def publish(self, msg_type, data=None, metadata=None, buffers=None, **keys):
-        if msg_type == "comm_msg" and (data or {}).get("method") == "update":
-            sent.append((time.monotonic(), self.comm_id))
-        return original(self, msg_type, data=data, metadata=metadata, buffers=buffers, **keys)
-
-    monkeypatch.setattr(comm.DummyComm, "publish_msg", publish)
-    return sent
-
 
 def test_a_busy_20_job_sweep_sends_no_more_messages_than_the_single_job_widget(sim, comm_messages):
     grid = {"lr": [str(i) for i in range(20)]}
