@@ -70,20 +70,29 @@ class _Run:
     note: str = ""
 
 
-def _items(jobs_or_names, registry: Registry) -> list:
+def _items(jobs_or_names, registry: Registry) -> tuple[list, dict[str, Any]]:
     """The jobs asked for, in order, each once (a name, or a Job; one alone is fine too); a
-    Sweep, or the name of a sweep in the registry (not of a job), is its jobs."""
+    Sweep, or the name of a sweep in the registry (not of a job), is its jobs. With the registry's
+    record of each name (None: no such job)."""
     from .job import Job
-    from .sweeps import Sweep, sweep_records_named
+    from .sweeps import Sweep, sweep_records
 
     if isinstance(jobs_or_names, (str, Job, Sweep)):
         jobs_or_names = [jobs_or_names]
     flat: list = []
+    records: dict[str, Any] = {}
     for item in jobs_or_names:
         if isinstance(item, Sweep):
             flat.extend(item.jobs)
-        elif isinstance(item, str) and registry.get(item) is None:
-            flat.extend(sweep_records_named(item, registry) or [item])
+        elif isinstance(item, str):
+            record = registry.get(item)
+            swept = sweep_records(item, registry) if record is None else []
+            if swept:
+                records.update((r.name, r) for r in swept)
+                flat.extend(r.name for r in swept)
+            else:
+                records[item] = record
+                flat.append(item)
         else:
             flat.append(item)
     items, seen = [], set()
@@ -96,7 +105,7 @@ def _items(jobs_or_names, registry: Registry) -> list:
             items.append(item)
     if not items:
         raise CompareError(f"no jobs to compare: name at least one ({LISTED_BY})")
-    return items
+    return items, records
 
 
 def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
@@ -106,9 +115,7 @@ def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
     from .registry import Registry
 
     registry = registry or Registry()
-    items = _items(jobs_or_names, registry)
-    names = [item for item in items if isinstance(item, str)]
-    records: dict[str, Any] = {name: registry.get(name) for name in names}
+    items, records = _items(jobs_or_names, registry)
     unknown = [name for name, record in records.items() if record is None]
     if unknown:
         raise CompareError(f"no job or sweep named {', '.join(unknown)} in the registry ({registry.path}); {LISTED_BY}")

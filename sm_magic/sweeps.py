@@ -24,7 +24,7 @@ from .launch_checks import LaunchError
 from .live_display import LiveDisplay
 
 if TYPE_CHECKING:
-    from .registry import Registry
+    from .registry import JobRecord, Registry
 
 # A point's life before (or instead of) its job: the job's own status takes over once it starts.
 QUEUED = "Queued"              # waits for a free slot (or for the account quota)
@@ -268,7 +268,7 @@ class Sweep(LiveDisplay, Sequence[Job]):
         if self.registry is None:
             return False
         try:
-            return any(STOP_KEY in r.extra for r in self.registry.list() if _sweep_info(r.extra).get("name") == self.name)
+            return any(STOP_KEY in r.extra for r in sweep_records(self.name, self.registry))
         except Exception:  # noqa: BLE001 - an unreadable registry stops nothing
             return False
 
@@ -463,10 +463,9 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
         return live
     if registry.get(name) is not None:
         return None
-    records = [r for r in registry.list() if _sweep_info(r.extra).get("name") == name]
+    records = sweep_records(name, registry)
     if not records:
         return None
-    records.sort(key=lambda r: _sweep_info(r.extra).get("index") or 0)
     info = _sweep_info(records[-1].extra)
     grid = _grid(info.get("grid"))
     by_index = {_sweep_info(r.extra).get("index"): r for r in records}
@@ -540,11 +539,15 @@ def stop_named(name: str, registry: Registry | None = None) -> str:
     return ", ".join(said)
 
 
-def sweep_records_named(name: str, registry: Registry) -> list[str]:
-    """The registry's jobs recorded as being in a sweep called `name`, in the grid's order."""
+def sweep_records(name: str, registry: Registry) -> list[JobRecord]:
+    """The registry's records of the jobs of the sweep called `name`, in the grid's order."""
     records = [r for r in registry.list() if _sweep_info(r.extra).get("name") == name]
-    records.sort(key=lambda r: _sweep_info(r.extra).get("index") or 0)
-    return [r.name for r in records]
+    return sorted(records, key=lambda r: _sweep_info(r.extra).get("index") or 0)
+
+
+def sweep_records_named(name: str, registry: Registry) -> list[str]:
+    """The names of the jobs of the sweep called `name`, in the grid's order."""
+    return [r.name for r in sweep_records(name, registry)]
 
 
 __all__ = ["Sweep", "Point", "attach", "find_sweep", "quota_refused", "stop_named"]
