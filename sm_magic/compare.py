@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from . import final_metrics
 from .errors import UsageProblem
 from .metric_direction import check_overrides, direction
+from .metrics import ROW_KEYS
 
 if TYPE_CHECKING:  # pandas and the job machinery load when a comparison is made
     import pandas
@@ -49,7 +50,6 @@ if TYPE_CHECKING:  # pandas and the job machinery load when a comparison is made
 __all__ = ["compare", "plot", "comparison", "Comparison", "CompareError"]
 
 LISTED_BY = "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs"
-_ROW_KEYS = ("epoch", "step")
 
 
 class CompareError(UsageProblem, ValueError):
@@ -150,7 +150,7 @@ def _metric_names(runs: Sequence[_Run]) -> list[str]:
     for run in runs:
         for row in run.rows:
             for name, value in row.items():
-                if name not in _ROW_KEYS and name not in names and _is_number(value):
+                if name not in ROW_KEYS and name not in names and _is_number(value):
                     names[name] = None
     return list(names)
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .backends.base import JobState
+from .metrics import ROW_KEYS
 
 KEY = "final"       # the registry record's extra[KEY]
 MAX_METRICS = 50    # metrics kept per job: a record stays small whatever a script logs
-_ROW_KEYS = ("epoch", "step")
 
 
 @dataclass
@@ -37,7 +37,7 @@ def last_values(rows: Sequence[Mapping]) -> dict[str, float]:
     last: dict[str, float] = {}
     for row in rows:
         for name, value in row.items():
-            if name in _ROW_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if name in ROW_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             order.setdefault(name, None)
             last[name] = float(value)

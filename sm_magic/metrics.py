@@ -51,7 +51,7 @@ _REGEX_MAX = 500
 # Default formats are skipped on longer lines: nobody prints metrics that way, and
 # literal_eval/json on megabyte-long lines would stall the log tail.
 _MAX_LINE = 10_000
-_KEYS = ("epoch", "step")
+ROW_KEYS = ("epoch", "step")
 # JSON / dict lines nested deeper than this are skipped (json and literal_eval recurse, and a
 # RecursionError must not cost the metrics after the line); metric dicts nest 1-3 deep.
 _MAX_DEPTH = 32
@@ -349,7 +349,7 @@ class MetricsParser:
         self._value_defs: list[_Definition] = []
         for d in definitions:
             entry = _Definition(d.name, _compile(d.name, d.regex), _required_literal(d.regex))
-            (self._key_defs if d.name in _KEYS else self._value_defs).append(entry)
+            (self._key_defs if d.name in ROW_KEYS else self._value_defs).append(entry)
         self._rows: dict[tuple[str, int | float], dict[str, float]] = {}
         self._list: list[dict] = []  # the rows as shown, {kind: n, **metrics}; see _publish
         self._at: dict[tuple[str, int | float], int] = {}  # a row's place in _list
@@ -480,7 +480,7 @@ class MetricsParser:
     def _ingest(self, key, mapping: dict, touched: set) -> None:
         """Store a mapping's numeric values; ``key`` None means take it from the mapping."""
         if key is None:
-            for kind in _KEYS:  # epoch wins when both appear; step is then kept as a value
+            for kind in ROW_KEYS:  # epoch wins when both appear; step is then kept as a value
                 number = _key_number(mapping.get(kind)) if kind in mapping else None
                 if number is not None:
                     key = (kind, number)
@@ -542,5 +542,5 @@ class MetricsParser:
             index = pd.Index([n for _, n in keys], name=kind)
             return pd.DataFrame(values, index=index, columns=names, dtype=float)
         records = [{kind: n, **v} for (kind, n), v in zip(keys, values)]
-        columns = list(_KEYS) + [n for n in names if n not in _KEYS]
+        columns = list(ROW_KEYS) + [n for n in names if n not in ROW_KEYS]
         return pd.DataFrame(records, columns=columns, dtype=float)

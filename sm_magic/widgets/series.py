@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from collections.abc import Sequence
 
 from ..metric_direction import direction
+from ..metrics import ROW_KEYS
 
 TABLE_ROWS = 15     # rows a table shows once there are more: the latest, plus each metric's best
 STEP_ROWS = 10      # for per-step rows: the latest this many ...
 SUMMARY_ROWS = 10   # ... and at most this many per-epoch (or per step range) means
 PLOT_POINTS = 300   # points drawn per metric at most
-_KEYS = ("epoch", "step")
 
 
 def lower_is_better(name: str) -> bool:
@@ -58,7 +58,7 @@ def window(rows: Sequence[dict], limit: int = TABLE_ROWS, means: "Means" | None 
         by_epoch = any("epoch" in row for row in latest)
         return Window(latest, len(rows) - len(latest), means.summaries(by_epoch), "epoch" if by_epoch else "steps")
     keep = set(range(len(rows) - limit, len(rows)))
-    names = {k for row in rows[-limit:] for k in row if k not in _KEYS}
+    names = {k for row in rows[-limit:] for k in row if k not in ROW_KEYS}
     for name in sorted(names):
         sign = 1.0 if lower_is_better(name) else -1.0
         best, best_at = None, None
@@ -87,7 +87,7 @@ class _Sums:
             self.last = row["step"]
         for name, value in row.items():
             number = _number(value)
-            if name not in _KEYS and number is not None:
+            if name not in ROW_KEYS and number is not None:
                 total = self.sums.setdefault(name, [0.0, 0])
                 total[0] += number
                 total[1] += 1
@@ -210,14 +210,14 @@ class PlotSeries:
     def _reset(self) -> None:
         self.count = 0                                    # rows thinned so far
         self.lines: dict[str, _Thinned] = {}              # in order of first appearance
-        self.keyed = {key: True for key in _KEYS}         # whether every row so far has the key
+        self.keyed = {key: True for key in ROW_KEYS}         # whether every row so far has the key
 
     def _add(self, lines: dict, keyed: dict, i: int, row: dict) -> None:
-        for key in _KEYS:
+        for key in ROW_KEYS:
             keyed[key] = keyed[key] and key in row
         for name, value in row.items():
             number = _number(value)
-            if name not in _KEYS and number is not None:
+            if name not in ROW_KEYS and number is not None:
                 if name not in lines:
                     lines[name] = _Thinned(self.limit)
                 lines[name].add(i, number)

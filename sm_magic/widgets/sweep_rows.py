@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ..job import Snapshot
 from ..metric_direction import direction
+from ..metrics import ROW_KEYS
 from ..sweeps import CANCELLED, LAUNCH_FAILED, LAUNCHING, NOT_STARTED, QUEUED
 from .progress import STATUS_COLORS
 from .series import PlotSeries
@@ -19,7 +20,6 @@ from .text import fmt_value
 MAX_ROWS = 100        # points the table shows at most (running and failed ones first); a line says how many more
 MAX_TEXT = 40         # characters of a swept value (or a job's label in the plot) shown
 MAX_NOTE = 160        # characters of a point's note (why it waits, why it failed) shown
-KEYS = ("epoch", "step")
 ENDED = frozenset({"Completed", "Failed", "Stopped", CANCELLED, LAUNCH_FAILED, NOT_STARTED})
 _PENDING_COLORS = {QUEUED: "#757575", LAUNCHING: "#1565c0", CANCELLED: "#757575", NOT_STARTED: "#757575",
                    LAUNCH_FAILED: "#c62828"}
@@ -67,7 +67,7 @@ class Folded:
 
     def _add(self, latest: dict, best: dict, position: dict, row: dict) -> None:
         for name, value in row.items():
-            if name in KEYS:
+            if name in ROW_KEYS:
                 position[name] = value
                 continue
             number = _number(value)
@@ -114,7 +114,7 @@ def progress_html(snap: Snapshot | None, position: Mapping[str, object]) -> str:
     if snap is not None and snap.estimate is not None:
         e = snap.estimate
         return f'<progress value="{e.fraction:.3f}" title="{e.unit} {e.done:g}/{e.total:g}"></progress>{100 * e.fraction:.0f}%'
-    for key in KEYS:
+    for key in ROW_KEYS:
         if key in position:
             return f"{key} {esc(fmt_value(position[key]))}"
     return ""
