@@ -19,7 +19,7 @@ from ..job import Job, Snapshot
 from ..monitor import get_monitor
 from ..sweep_grid import values_text
 from ..sweeps import QUEUED, Point, Sweep
-from .text import fmt_value
+from .text import fmt_value, secondary_status
 
 MAX_METRICS = 4  # latest metrics shown per row
 
@@ -29,7 +29,7 @@ def point_row(point: Point, snap: Snapshot | None) -> dict[str, str]:
     status, elapsed, latest = point.state, "", ""
     if snap is not None:
         s = snap.state
-        status = s.status if s.secondary_status in ("", s.status) else f"{s.status} ({s.secondary_status})"
+        status = f"{s.status} ({secondary_status(s)})" if secondary_status(s) else s.status
         start = s.training_start_time or s.creation_time or None
         end = s.training_end_time if s.done and s.training_end_time else snap.taken_at
         elapsed = clock(end - start) if start else ""
