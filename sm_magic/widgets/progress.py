@@ -306,20 +306,32 @@ class ProgressWidget:
                 self.on_done(snap)
 
 
-def show_progress(job: Job) -> ProgressWidget:
-    """Display a ProgressWidget for `job` under the current cell; when the job ends the display
-    is replaced by the static summary (HTML, plus text for frontends without HTML)."""
-    from IPython.display import display
+class CellDisplay:
+    """A live widget displayed under the current cell, replaced in place by static output (HTML,
+    plus text for frontends without HTML) when its work ends, so a saved notebook keeps that."""
 
-    handles: list = []
+    def __init__(self) -> None:
+        self._handle = None
 
-    def finish(snap: Snapshot) -> None:
-        handles[0].update({"text/html": summary_html(snap), "text/plain": render_text(snap)}, raw=True)
+    def show(self, box) -> None:
+        from IPython.display import display
+
+        self._handle = display(box, display_id=True)
+
+    def replace(self, html_text: str, plain: str, widget) -> None:
+        """Put the static output in the widget's place and close the widget's comms."""
+        assert self._handle is not None
+        self._handle.update({"text/html": html_text, "text/plain": plain}, raw=True)
         widget.close()
 
-    widget = ProgressWidget(job, on_done=finish)
-    handles.append(display(widget.box, display_id=True))
+
+def show_progress(job: Job) -> ProgressWidget:
+    """Display a ProgressWidget for `job` under the current cell; when the job ends the display
+    is replaced by the static summary."""
+    cell = CellDisplay()
+    widget = ProgressWidget(job, on_done=lambda snap: cell.replace(summary_html(snap), render_text(snap), widget))
+    cell.show(widget.box)
     return widget
 
 
-__all__ = ["ProgressWidget", "show_progress", "summary_html", "plot_png"]
+__all__ = ["CellDisplay", "ProgressWidget", "show_progress", "summary_html", "plot_png"]

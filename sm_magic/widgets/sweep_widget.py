@@ -38,7 +38,7 @@ from ..metric_direction import direction
 from ..sweep_grid import values_text
 from ..sweeps import QUEUED, Point, Sweep
 from .overlay import overlay_png
-from .progress import MAX_REDRAW, MIN_REDRAW, REDRAW_FACTOR, STATUS_COLORS
+from .progress import MAX_REDRAW, MIN_REDRAW, REDRAW_FACTOR, STATUS_COLORS, CellDisplay
 from .series import PlotSeries
 from .sweep_rows import ENDED, MAX_ROWS, MAX_TEXT, Folded, default_metric, esc, short, status_color, table_html
 from .sweep_table import SweepView, point_row, status_counts, sweep_text
@@ -358,18 +358,11 @@ class SweepWidget:
 
 def show_sweep_widget(sweep: Sweep, interval: float = 1.0) -> SweepWidget:
     """Display a SweepWidget for `sweep` under the current cell; when every point has ended the
-    display is replaced by the static summary (HTML, plus text for frontends without HTML), as
-    progress.show_progress does for one job."""
-    from IPython.display import display
-
-    handles: list = []
-
-    def finish(widget: SweepWidget) -> None:
-        handles[0].update({"text/html": widget.summary_html(), "text/plain": widget.summary_text()}, raw=True)
-        widget.close()
-
-    widget = SweepWidget(sweep, on_done=finish, interval=interval)
-    handles.append(display(widget.box, display_id=True))
+    display is replaced by the static summary, as progress.show_progress does for one job."""
+    cell = CellDisplay()
+    widget = SweepWidget(sweep, on_done=lambda w: cell.replace(w.summary_html(), w.summary_text(), w),
+                         interval=interval)
+    cell.show(widget.box)
     return widget.start()
 
 
