@@ -202,33 +202,33 @@ class Sweep(LiveDisplay, Sequence[Job]):
         A sweep found from the registry (started by another kernel) also takes up the points
         that kernel launches meanwhile, as their records appear."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not (self._take_up_launched() or self.done):
+        while True:
+            self._take_up_launched()
+            if self.done:
+                return self
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError(f"sweep {self.name} has not ended after {timeout} s ({self.summary()}); "
                                    "it goes on (sweep.stop() ends it)")
             with self._changed:
                 self._changed.wait(self._interval() if left is None else min(left, self._interval()))
-        return self
 
-    def _take_up_launched(self) -> bool:
+    def _take_up_launched(self) -> None:
         """For a sweep found from the registry: follow the points whose job has been registered
-        since (by the kernel that queued them). Always False (a step of `wait`'s loop)."""
+        since (by the kernel that queued them)."""
         waiting = [p for p in self.entries if p.state == NOT_STARTED]
         if self._launcher is not None or self.registry is None or not waiting:
-            return False
+            return
         from .api import attach as attach_job
 
         for p in waiting:
             try:
-                if self.registry.get(p.name) is not None:
-                    job = attach_job(p.name, self.registry)
-                    with self._lock:
-                        p.state, p.job = STARTED, job
-                    self._notify(p)
-            except Exception:  # noqa: BLE001 - unreadable now: looked at again next time
+                job = attach_job(p.name, self.registry)
+            except Exception:  # noqa: BLE001 - not registered yet, or unreadable now: looked at again next time
                 continue
-        return False
+            with self._lock:
+                p.state, p.job = STARTED, job
+            self._notify(p)
 
     def stop(self) -> Sweep:
         """Cancel the queued points and stop the running jobs (they end Stopped, keeping what
