@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import RuntimeProblem
@@ -61,6 +61,12 @@ class JobState:
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    def copy(self) -> "JobState":
+        """A state the caller may change (its timeline, hyperparameters, extra) without changing
+        this one, which a backend keeps for its next answer."""
+        return replace(self, transitions=list(self.transitions), hyperparameters=dict(self.hyperparameters),
+                       extra=dict(self.extra))
 
     def to_dict(self) -> dict:
         return asdict(self)

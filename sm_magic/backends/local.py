@@ -291,7 +291,7 @@ class LocalBackend:
 
     def _read_state(self, name: str, files: JobFiles) -> JobState:
         try:
-            return _copy(self._states.read(files.state, read_state))
+            return self._states.read(files.state, read_state).copy()
         except FileNotFoundError:
             if not files.dir.is_dir():
                 raise JobMissingError(name, files.dir) from None
@@ -407,12 +407,6 @@ class LocalBackend:
                                                               ident=identity):
             return
         self.describe(name)  # not proven alive: recover the job now (a starting one reads its stop marker)
-
-
-def _copy(state: JobState) -> JobState:
-    """A state the caller may change without changing the one kept for the next poll."""
-    return dataclasses.replace(state, transitions=list(state.transitions), hyperparameters=dict(state.hyperparameters),
-                               extra=dict(state.extra))
 
 
 def _host_order(path: Path):

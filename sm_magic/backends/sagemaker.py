@@ -315,8 +315,7 @@ class SageMakerBackend:
         """A copy of the job's last state, saying whether the endpoints answer."""
         s = entry.state
         assert s is not None  # answered only once the job has been described
-        state = dataclasses.replace(s, transitions=list(s.transitions), hyperparameters=dict(s.hyperparameters),
-                                    extra=dict(s.extra))
+        state = s.copy()
         if not entry.final:
             self._mark_connection(entry, state)
             entry.answer = state
