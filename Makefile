@@ -3,18 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sm_magic-installed
+# Every package of the test environment at an exact version (`make lock` refreshes it).
+LOCK   := requirements/dev.lock
 
-.PHONY: setup browser demo test test-fast screenshot bench clean
+.PHONY: setup lock browser demo test test-fast test-latest screenshot bench clean
 
 setup: $(STAMP)
 
-# torch first and pinned: this machine has the CPU build on disk; any other request pulls a CUDA build.
-$(STAMP): pyproject.toml
+# From the lock alone: what the package index holds today changes nothing here. torch's pin is the
+# CPU build this machine has on disk; any other request pulls a CUDA build.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q "$$(grep '^pip==' $(LOCK))"
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Resolves pyproject.toml's dev extra and requirements/dev.in against the index as it is today.
+LOCK_VENV := build/lock-venv
+lock:
+	test -x $(LOCK_VENV)/bin/python || $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q pip==26.3 pip-tools==7.7.0
+	$(LOCK_VENV)/bin/pip-compile -q --upgrade --extra dev --strip-extras --allow-unsafe --no-emit-index-url \
+	  --no-emit-find-links -o $(LOCK) pyproject.toml requirements/dev.in
+	# the local label of the on-disk build: `torch==2.13.0` takes it here and a build of that release elsewhere
+	sed -i 's/^torch==\(.*\)+cpu$$/torch==\1/' $(LOCK)
 
 demo: setup
 	$(PY) scripts/run_demo.py
