@@ -268,6 +268,7 @@ def test_launch_command_ends_with_args_exactly_as_typed(out_dir):
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
 
 
+@pytest.mark.jobs
 def test_entry_runs_script_with_args_exactly_as_typed_and_no_shell(tmp_path, out_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bundle = build_bundle(ARGV_SCRIPT, TrainConfig(), TRICKY_ARGS, name="j", dest=out_dir / "b")

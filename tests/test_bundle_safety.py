@@ -148,6 +148,7 @@ def test_a_link_to_credentials_is_refused_and_their_content_goes_nowhere(sm_env,
     _nothing_holds(sm_env, AWS_SECRET.encode(), but=sm_env / "home")
 
 
+@pytest.mark.jobs
 def test_links_inside_the_code_are_copied_as_the_files_they_point_to(sm_env, tmp_dir):
     cell = ("import json, os, pkglink.util\nhere = os.path.dirname(os.path.abspath(__file__))\n"
             "print('config', json.load(open(os.path.join(here, 'config.json'))), pkglink.util.WORD)\n")

@@ -4,12 +4,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import sm_magic
 from sm_magic.cli import main
 
 from helpers.jobscripts import EPOCHS_SCRIPT
 
 
+@pytest.mark.jobs
 def test_jobs_logs_and_wait(sm_env, capsys):
     job = sm_magic.launch(EPOCHS_SCRIPT, name="cli-1")
     assert main(["wait", "cli-1"]) == 0

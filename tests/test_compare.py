@@ -407,6 +407,7 @@ def test_a_stream_misses_no_line_that_the_ending_hook_read_first():
 
 # -- real jobs --------------------------------------------------------------------------------------
 
+@pytest.mark.jobs
 def test_two_real_local_jobs_compared_after_they_end(sm_env, ip):
     short = sm_magic.launch(EPOCHS_SCRIPT, args=["--epochs", "2", "--lr", "0.1"], name="real-short")
     longer = sm_magic.launch(EPOCHS_SCRIPT, args=["--epochs", "3", "--lr", "0.05"], name="real-long")

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import defaultdict
 
+import pytest
 
 import sm_magic
 from sm_magic.backends.local import LocalBackend
@@ -44,6 +45,7 @@ def _moves_forward(seq: list[tuple]) -> bool:
     return all(a <= b for a, b in zip(seq, seq[1:]))
 
 
+@pytest.mark.jobs
 def test_five_jobs_at_once_under_one_monitor_stay_apart(sm_env):
     lrs = {f"conc-{i}": lr for i, lr in enumerate([0.01, 0.02, 0.03, 0.04, 0.05])}
     victim = "conc-2"
@@ -128,6 +130,7 @@ def test_five_jobs_at_once_under_one_monitor_stay_apart(sm_env):
         assert record.hyperparameters["lr"] == str(lrs[name]) and record.hyperparameters["tag"] == name
 
 
+@pytest.mark.jobs
 def test_concurrent_readers_never_see_a_torn_state_or_a_status_going_back(sm_env):
     """While jobs move through their statuses (each move replaces state.json), threads read it
     in tight loops: as JSON, through `sm_magic.attach(name).status`, and through the registry."""
@@ -240,6 +243,7 @@ def test_launch_checks_from_several_threads_at_once_do_not_collide(sm_env):
     assert sorted(p.name for p in (sm_env / "sm_jobs").iterdir()) == []  # no probe left behind
 
 
+@pytest.mark.jobs
 def test_a_new_registry_opened_by_several_threads_at_once(sm_env):
     """First use from several threads or kernels at once (e.g. five launches at the same moment)."""
     for round_ in range(200):  # about one round in ten fails today; the first failure ends the test

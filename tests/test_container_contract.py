@@ -183,6 +183,7 @@ def assert_trained(host, epochs=EPOCHS, weights=None, args=ARGS):
     assert "AWS_SECRET_ACCESS_KEY" not in log and "SM_MAGIC_" not in log  # nothing leaked in
 
 
+@pytest.mark.jobs
 def test_default_config_on_a_one_gpu_instance(sagemaker_wire, sm_platform):
     launch(instance_type="ml.g5.xlarge")
     request = sagemaker_wire.create_training_job_request()
@@ -192,6 +193,7 @@ def test_default_config_on_a_one_gpu_instance(sagemaker_wire, sm_platform):
     assert "rank 0 of 1 on algo-1" in host.log()
 
 
+@pytest.mark.jobs
 def test_data_parallel_on_a_one_gpu_instance(sagemaker_wire, sm_platform):
     launch(instance_type="ml.g5.xlarge", distributed_type="DATA_PARALLEL", **MODERN)
     [host] = sm_platform(gpus=1).run()
@@ -199,6 +201,7 @@ def test_data_parallel_on_a_one_gpu_instance(sagemaker_wire, sm_platform):
     assert "rank 0 of 1 on algo-1: all-reduced 1" in host.log()
 
 
+@pytest.mark.jobs
 def test_data_parallel_on_two_cpu_hosts(sagemaker_wire, sm_platform):
     launch(instance_type="ml.m5.xlarge", instance_count=2, distributed_type="DATA_PARALLEL",
            pytorch_version="2.9.0", py_version="py312")
@@ -217,6 +220,7 @@ def test_data_parallel_on_two_cpu_hosts(sagemaker_wire, sm_platform):
     assert_trained(hosts[0])  # the main process (algo-1) saved the trained weights
 
 
+@pytest.mark.jobs
 def test_a_failing_script_leaves_its_reason_in_the_failure_file(sagemaker_wire, sm_platform):
     launch(FAILING, instance_type="ml.g5.xlarge", **MODERN)
     [host] = sm_platform(gpus=1).run()
@@ -226,6 +230,7 @@ def test_a_failing_script_leaves_its_reason_in_the_failure_file(sagemaker_wire, 
     assert "ZeroDivisionError" in failure and re.search(rf'train\.py"?, line {FAILING_LINE}\b', failure), failure
 
 
+@pytest.mark.jobs
 def test_spot_interruption_resumes_from_the_last_checkpoint(sagemaker_wire, sm_platform):
     launch(SPOT, args=["--epochs", "4"], instance_type="ml.g5.xlarge", use_spot_instances=True, max_wait=3600,
            **MODERN)
@@ -245,6 +250,7 @@ def test_spot_interruption_resumes_from_the_last_checkpoint(sagemaker_wire, sm_p
     assert torch.allclose(saved, trained_weights(*synthetic(), 4), atol=1e-5)
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_an_input_channel_reaches_the_script(sagemaker_wire, sm_platform, sm_env, where):
     """From S3, or from a local path, which the launch uploads (the same cell runs locally)."""
@@ -264,6 +270,7 @@ def test_an_input_channel_reaches_the_script(sagemaker_wire, sm_platform, sm_env
     assert "read 8 rows from /opt/ml/input/data/train" in host.log()
 
 
+@pytest.mark.jobs
 def test_network_isolation_installs_requirements_from_the_bundle(sagemaker_wire, sm_platform):
     launch(args=[*ARGS, "--probe-network"], instance_type="ml.g5.xlarge",
            additional_args={"enable_network_isolation": True}, **MODERN)

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from sm_magic.bundle import build_bundle
 from sm_magic.config import TrainConfig
 from sm_magic.sm_entry import launch_command, launch_env
@@ -31,6 +33,7 @@ def run_entry(tmp_path, source, args=(), **config):
     return proc, tmp_path / "log.txt", out / "failure"
 
 
+@pytest.mark.jobs
 def test_a_failure_leaves_the_users_exception_and_line_in_the_failure_file(tmp_path):
     proc, log, failure = run_entry(tmp_path, script("""
         print("starting")
@@ -43,6 +46,7 @@ def test_a_failure_leaves_the_users_exception_and_line_in_the_failure_file(tmp_p
     assert "starting" in text and "Traceback" in text  # the output passed through unchanged
 
 
+@pytest.mark.jobs
 def test_a_script_that_writes_its_own_reason_keeps_it(tmp_path):
     proc, _, failure = run_entry(tmp_path, script("""
         import os, sys
@@ -54,6 +58,7 @@ def test_a_script_that_writes_its_own_reason_keeps_it(tmp_path):
     assert failure.read_text() == "out of data: the shard list is empty"
 
 
+@pytest.mark.jobs
 def test_sigterm_to_the_entry_command_alone_reaches_the_script_once(tmp_path):
     """A platform signals the container's command, not its children: the entry command passes it
     on to the launcher's group, so the script saves and leaves; a stop is not a failure."""

@@ -1,6 +1,8 @@
 """How far along a job is and how long it has left: from tqdm bars, `step N/M` lines and the
 script's --epochs, shown in the widget, the text output and the static summary."""
 
+import pytest
+
 import sm_magic
 from sm_magic.eta import Tracker, clock
 from sm_magic.widgets.progress import summary_html
@@ -52,6 +54,7 @@ def test_no_total_means_no_bar():
     assert tracker.estimate([{"epoch": 0, "acc": 0.5}], 0.0, 5.0) is None
 
 
+@pytest.mark.jobs
 def test_a_finished_job_shows_its_epochs_done_in_the_summary_and_the_text(sm_env):
     job = sm_magic.launch(EPOCHS_SCRIPT, args=["--epochs", "3"], wait=True)
     snap = job.snapshot()
@@ -64,6 +67,7 @@ def test_a_finished_job_shows_its_epochs_done_in_the_summary_and_the_text(sm_env
     assert status.count("Completed") == 1  # not "Completed · Completed"
 
 
+@pytest.mark.jobs
 def test_a_running_job_with_a_tqdm_bar_shows_how_far_it_is(sm_env):
     job = sm_magic.launch(script("""
         import sys

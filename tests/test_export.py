@@ -105,6 +105,7 @@ def test_synthetic_notebook_exports_every_train_cell_with_its_config(synthetic, 
     assert json.loads((b / "sm_launch.json").read_text())["args"] == ["--flag", "{literal}", "$HOME"]
 
 
+@pytest.mark.jobs
 def test_exported_bundles_run_from_the_command_line(synthetic, sm_env, capsys):
     assert main(["export", str(synthetic), "--out", "bundles"]) == 0
     out = sm_env / "bundles"
@@ -139,6 +140,7 @@ def test_exported_bundles_run_from_the_command_line(synthetic, sm_env, capsys):
     assert 'train.py", line 2, in <module>' in text and "ValueError: bad 2.0" in text
 
 
+@pytest.mark.jobs
 def test_quickstart_exports_and_runs_in_a_shell(sm_env):
     done = subprocess.run([str(SM_MAGIC), "export", str(QUICKSTART)], capture_output=True, text=True, cwd=sm_env)
     assert done.returncode == 0, done.stderr
@@ -222,6 +224,7 @@ def test_run_refuses_a_directory_that_is_not_an_exported_bundle(sm_env, capsys):
 GIT_BODY = 'import util\nprint(f"body util={util.WORD}")\n'
 
 
+@pytest.mark.jobs
 def test_git_cells_export_the_repository_at_a_pinned_commit_and_run_without_it(sm_env, tmp_dir, capsys):
     repo = Repo(sm_env / "repos" / "proj")
     nb = nbformat.v4.new_notebook()

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 import sm_magic
 from sm_magic.cli import main
@@ -13,6 +14,8 @@ from sm_magic.job import JobFailedError
 from sm_magic.widgets.text import render_text
 
 from helpers.jobscripts import script
+
+pytestmark = pytest.mark.jobs
 
 SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 

@@ -44,6 +44,7 @@ def _nothing_left(sm_env, tmp_dir) -> None:
     assert Registry().list() == []
 
 
+@pytest.mark.jobs
 def test_branch_head_runs_with_its_helper_module_and_requirements(sm_env, tmp_dir, repo):
     job = sm_magic.launch(None, git_repo=repo.url, git_branch="exp", args=["--epochs", "1"], wait=True)
 
@@ -60,6 +61,7 @@ def test_branch_head_runs_with_its_helper_module_and_requirements(sm_env, tmp_di
     assert list(tmp_dir.iterdir()) == []
 
 
+@pytest.mark.jobs
 def test_a_commit_older_than_the_branch_head_runs_its_own_code(sm_env, tmp_dir, repo):
     job = sm_magic.launch(None, git_repo=repo.url, git_commit=repo.first, wait=True)
 
@@ -80,6 +82,7 @@ def test_abbreviated_commit_tag_and_default_branch_resolve_to_full_shas(sm_env, 
     _nothing_left(sm_env, tmp_dir)  # a dry run writes nothing
 
 
+@pytest.mark.jobs
 def test_a_cell_body_replaces_the_entry_script_and_imports_the_repos_modules(sm_env, tmp_dir, repo):
     cell = script("""
         import helper
@@ -92,6 +95,7 @@ def test_a_cell_body_replaces_the_entry_script_and_imports_the_repos_modules(sm_
     assert _git_origin(sm_env, job)["commit"] == repo.second
 
 
+@pytest.mark.jobs
 def test_entry_in_a_subdirectory_imports_its_neighbours(sm_env, tmp_dir, repo):
     job = sm_magic.launch(None, git_repo=repo.url, git_commit=repo.second, entry="src/run.py", wait=True)
 
@@ -230,6 +234,7 @@ def http_repo(repo):
     server.server_close()
 
 
+@pytest.mark.jobs
 def test_credentials_in_the_url_are_used_but_never_recorded(sm_env, tmp_dir, repo, http_repo):
     where, handler = http_repo
     job = sm_magic.launch(None, git_repo=f"http://alice:s3cret-t0ken@{where}", git_branch="exp", wait=True)
@@ -255,6 +260,7 @@ def test_wrong_credentials_fail_at_once_without_a_prompt_or_the_secret(sm_env, t
 
 # --- through the magic ----------------------------------------------------------------------------
 
+@pytest.mark.jobs
 def test_magic_with_a_blank_cell_runs_the_repos_entry_at_a_commit(ip, sm_env, tmp_dir, repo, capsys):
     ip.user_ns["repo_url"] = repo.url
     job = ip.run_cell_magic("sagemaker_train", f"--wait -o j --git-repo {{repo_url}} --git-commit {repo.first[:10]} "

@@ -34,6 +34,7 @@ def _bundle(job) -> Path:
     return Path(Registry().get(job.name).location) / "bundle"
 
 
+@pytest.mark.jobs
 def test_helper_cell_is_bundled_with_include_and_the_job_completes(ip, sm_env, capsys):
     ip.run_cell_magic("sagemaker_include", "inc-helpers-1", HELPERS)
     assert ip.user_ns["loss_at"](1) == 1.0  # the cell also ran in the kernel, as a plain cell would
@@ -82,6 +83,7 @@ def test_a_name_from_a_plain_cell_is_refused_saying_where_it_was_defined(ip, sm_
     assert out is None
 
 
+@pytest.mark.jobs
 def test_a_file_include_is_importable_by_its_module_name(ip, sm_env, tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -111,6 +113,7 @@ def test_include_mistakes_are_clear_errors(ip, sm_env):
     _nothing_written(sm_env)
 
 
+@pytest.mark.jobs
 def test_a_traceback_in_the_bundled_cell_keeps_the_cells_line_numbers(ip, sm_env):
     ip.run_cell_magic("sagemaker_include", "inc-helpers-3", HELPERS)
     from sm_magic.job import JobFailedError

@@ -123,6 +123,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.jobs
 def test_a_yaml_alias_bomb_is_refused_at_load_on_every_surface(sm_env):
     """387 bytes that would expand to gigabytes: run under a 2 GB address-space cap and a
     timeout, so that a regression fails this test instead of taking the machine down."""

@@ -41,6 +41,7 @@ def _runner_processes(jobs_dir: Path) -> list[int]:
     return found
 
 
+@pytest.mark.jobs
 def test_a_registry_locked_past_the_wait_starts_nothing_and_keeps_the_name_free(sm_env, monkeypatch, capsys):
     monkeypatch.setattr(sm_magic.registry, "ADD_WAIT_S", 1.5)
     con = _lock(_registry_path(sm_env))
@@ -60,6 +61,7 @@ def test_a_registry_locked_past_the_wait_starts_nothing_and_keeps_the_name_free(
     assert [r.record.name for r in sm_magic.api.list_jobs()] == ["locked-out"]
 
 
+@pytest.mark.jobs
 def test_a_launch_waits_for_a_registry_that_is_released(sm_env, capsys):
     con = _lock(_registry_path(sm_env))
     released = threading.Event()
@@ -107,6 +109,7 @@ BROKEN_STATES = {
 }
 
 
+@pytest.mark.jobs
 def test_one_broken_state_file_never_breaks_the_listing(sm_env, capsys, ip):
     good = sm_magic.launch(EPOCHS_SCRIPT, name="good-job", backend="local", wait=True)
     for name, data in BROKEN_STATES.items():

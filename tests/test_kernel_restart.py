@@ -11,9 +11,12 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
 from jupyter_client.manager import start_new_kernel
 
 from helpers.jobscripts import script, wait_until
+
+pytestmark = pytest.mark.jobs
 
 EPOCHS = 6
 GATE_EPOCH = 3  # the script waits before this epoch until the test has attached from the new kernel

@@ -20,6 +20,7 @@ from sm_magic.registry import Registry
 from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 
+@pytest.mark.jobs
 def test_completed_job_has_metrics_model_and_sagemaker_layout(sm_env):
     job = sm_magic.launch(EPOCHS_SCRIPT, args=["--epochs", "3", "--lr", "0.05"], wait=True)
 
@@ -51,6 +52,7 @@ def test_completed_job_has_metrics_model_and_sagemaker_layout(sm_env):
     assert record.status == "Completed" and record.location == str(job_dir)
 
 
+@pytest.mark.jobs
 def test_launch_returns_at_once_and_attach_sees_the_same_job(sm_env):
     slow = script("""
         import time
@@ -66,6 +68,7 @@ def test_launch_returns_at_once_and_attach_sees_the_same_job(sm_env):
     assert again.metrics.loc[0, "loss"] == 1.5
 
 
+@pytest.mark.jobs
 def test_failing_script_fails_the_job_with_its_reason_and_keeps_the_log(sm_env):
     failing = script("""
         print("loading data")
@@ -85,6 +88,7 @@ def test_failing_script_fails_the_job_with_its_reason_and_keeps_the_log(sm_env):
     assert Registry().get(job.name).status == "Failed"
 
 
+@pytest.mark.jobs
 def test_failure_file_is_the_reason_when_the_script_writes_one(sm_env):
     failing = script("""
         import os, sys
@@ -97,6 +101,7 @@ def test_failure_file_is_the_reason_when_the_script_writes_one(sm_env):
     assert "dataset has no rows" in err.value.reason
 
 
+@pytest.mark.jobs
 def test_killed_script_is_reported_with_its_signal(sm_env):
     killed = script("""
         import os, signal
@@ -113,6 +118,7 @@ def _group_alive(pgid: int) -> bool:
     return bool(live_session_members(pgid))
 
 
+@pytest.mark.jobs
 def test_stop_ends_every_process_and_keeps_the_model(sm_env):
     sleeper = script("""
         import os, subprocess, sys, time
@@ -136,6 +142,7 @@ def test_stop_ends_every_process_and_keeps_the_model(sm_env):
     assert job.metrics.loc[0, "loss"] == 2.0
 
 
+@pytest.mark.jobs
 def test_job_outlives_the_process_that_launched_it(sm_env):
     code = textwrap.dedent(f"""
         import sm_magic
@@ -152,6 +159,7 @@ def test_job_outlives_the_process_that_launched_it(sm_env):
     assert job.status == "Completed" and job.metrics.loc[0, "accuracy"] == 0.9
 
 
+@pytest.mark.jobs
 def test_name_collision_is_refused_and_the_first_job_is_intact(sm_env):
     first = sm_magic.launch(EPOCHS_SCRIPT, name="my-job-1", wait=True)
     with pytest.raises(LaunchError, match="my-job-1 is already"):
@@ -168,6 +176,7 @@ def test_unwritable_jobs_dir_is_refused_before_anything_is_written(sm_env):
     assert Registry().list() == []
 
 
+@pytest.mark.jobs
 def test_input_channels_and_metric_definitions(sm_env, monkeypatch):
     data = sm_env / "data"
     data.mkdir()
@@ -190,6 +199,7 @@ def test_input_channels_and_metric_definitions(sm_env, monkeypatch):
     assert len(Registry().list()) == 1
 
 
+@pytest.mark.jobs
 def test_data_parallel_runs_one_gloo_group_on_this_host(sm_env):
     dp = script("""
         import torch
@@ -206,6 +216,7 @@ def test_data_parallel_runs_one_gloo_group_on_this_host(sm_env):
         assert f"rank {rank} of 2 DistributedType.MULTI_CPU sum=3.0" in log
 
 
+@pytest.mark.jobs
 def test_two_hosts_join_one_group_with_their_own_trees_and_logs(sm_env):
     dp = script("""
         import os, torch
@@ -227,6 +238,7 @@ def test_two_hosts_join_one_group_with_their_own_trees_and_logs(sm_env):
         assert tar.getnames() == ["algo-1"]  # the model comes from algo-1, as on SageMaker
 
 
+@pytest.mark.jobs
 def test_accelerate_inputs_and_metrics_files_from_the_config(sm_env):
     data = sm_env / "train-data"
     data.mkdir()
@@ -249,6 +261,7 @@ def test_accelerate_inputs_and_metrics_files_from_the_config(sm_env):
         sm_magic.launch(reader, config="cfg.yaml")
 
 
+@pytest.mark.jobs
 def test_stop_right_after_launch_ends_the_job_stopped(sm_env):
     job = sm_magic.launch(script("""
         import time
@@ -259,6 +272,7 @@ def test_stop_right_after_launch_ends_the_job_stopped(sm_env):
     assert "Stopping" in [t.status for t in job.transitions]
 
 
+@pytest.mark.jobs
 def test_a_poll_of_quiet_jobs_opens_no_file_and_a_changed_job_only_its_log(sm_env, monkeypatch):
     gated = script("""
         import os, sys, time

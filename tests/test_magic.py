@@ -15,6 +15,7 @@ def _settle(job):
     wait_until(lambda: job not in get_monitor().watched(), 30, f"the monitor's last snapshot of {job.name}")
 
 
+@pytest.mark.jobs
 def test_wait_streams_status_and_log_and_returns_the_job(ip, capsys):
     job = ip.run_cell_magic("sagemaker_train", "--wait -o trained -- --epochs 3 --lr 0.05", EPOCHS_SCRIPT)
     out = capsys.readouterr().out
@@ -30,6 +31,7 @@ def test_wait_streams_status_and_log_and_returns_the_job(ip, capsys):
     assert job.hyperparameters == {"epochs": "3", "lr": "0.05"}
 
 
+@pytest.mark.jobs
 def test_without_wait_the_cell_returns_at_once(ip, capsys):
     job = ip.run_cell_magic("sagemaker_train", "--name quick-1", script("""
         import time
@@ -45,6 +47,7 @@ def test_without_wait_the_cell_returns_at_once(ip, capsys):
     assert "[quick-1] model: " in out
 
 
+@pytest.mark.jobs
 def test_line_expansion_and_script_args_reach_the_script_exactly(ip):
     ip.user_ns["lr"] = 5e-5
     job = ip.run_cell_magic(
@@ -61,6 +64,7 @@ def test_line_expansion_and_script_args_reach_the_script_exactly(ip):
     assert job.hyperparameters == {"epochs": "1", "lr": "5e-05", "extra": "$(touch pwned)", "name": "a b"}
 
 
+@pytest.mark.jobs
 def test_failed_job_with_wait_fails_the_cell_with_the_reason(ip, capsys):
     result = ip.run_cell("%%sagemaker_train --wait --name broken-1\nraise ValueError('bad batch size')\n")
     assert isinstance(result.error_in_exec, JobFailedError)
@@ -108,6 +112,7 @@ def test_dry_run_shows_the_plan_and_launches_nothing(ip, sm_env, capsys):
     assert Registry().list() == [] and not (sm_env / "sm_jobs").exists() or not any((sm_env / "sm_jobs").iterdir())
 
 
+@pytest.mark.jobs
 def test_jobs_logs_and_stop_magics(ip, capsys):
     ip.run_cell_magic("sagemaker_train", "--wait --name done-1", EPOCHS_SCRIPT)
     running = ip.run_cell_magic("sagemaker_train", "--name long-1", script("""
@@ -141,6 +146,7 @@ def test_config_magic_prints_the_effective_config(ip, sm_env, capsys):
     assert "# backend: sagemaker" in out and "ec2_instance_type: ml.p3.16xlarge" in out
 
 
+@pytest.mark.jobs
 def test_simulated_interruption_through_the_magic_and_its_refusals(ip, capsys):
     resumable = script("""
         import time
@@ -166,6 +172,7 @@ def test_simulated_interruption_through_the_magic_and_its_refusals(ip, capsys):
     assert [r.name for r in Registry().list()] == [job.name]
 
 
+@pytest.mark.jobs
 def test_the_forms_launch_button_starts_the_cells_job_with_the_edited_config(ip, sm_env, monkeypatch):
     shown = []
     monkeypatch.setattr("sm_magic.magic._display", shown.append)

@@ -73,6 +73,7 @@ def test_local_backend_without_gpus_refuses_model_parallel_and_writes_nothing(sm
     assert not (sm_env / "sm_jobs").exists() or not any((sm_env / "sm_jobs").iterdir())
 
 
+@pytest.mark.jobs
 def test_fsdp_job_on_sagemaker_carries_the_fsdp_launch_config(aws, tmp_path):
     job = sm_magic.launch("print(1)\n", backend="sagemaker", instance_type="ml.p4d.24xlarge", instance_count=2,
                           iam_role_name=ROLE_NAME, pytorch_version="2.1.0", transformers_version="4.36.0",

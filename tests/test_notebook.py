@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from sm_magic.registry import Registry
+
+pytestmark = pytest.mark.jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -81,6 +81,7 @@ def wait_for_ranks(files: JobFiles, job) -> tuple[str, dict]:
     return token, records
 
 
+@pytest.mark.jobs
 def test_stop_ends_stubborn_ranks_and_their_daemons_before_stopped(sm_env, monkeypatch):
     job = launch_two_ranks(monkeypatch, STUBBORN_RANK)
     files = job_files(sm_env, job)
@@ -147,6 +148,7 @@ ATTEMPT_RANK = script("""
 """)
 
 
+@pytest.mark.jobs
 def test_an_interrupted_run_is_gone_before_the_restart_begins(sm_env, monkeypatch):
     job = launch_two_ranks(monkeypatch, ATTEMPT_RANK, simulate_interruptions=[4])
     files = job_files(sm_env, job)
@@ -171,6 +173,7 @@ def test_an_interrupted_run_is_gone_before_the_restart_begins(sm_env, monkeypatc
     assert not any(running(pid) for r in records for pid, _ in r["procs"])
 
 
+@pytest.mark.jobs
 def test_a_reader_ends_every_process_of_a_job_whose_runner_was_killed(sm_env, monkeypatch):
     job = launch_two_ranks(monkeypatch, STUBBORN_RANK)
     files = job_files(sm_env, job)
@@ -196,6 +199,7 @@ def test_a_reader_ends_every_process_of_a_job_whose_runner_was_killed(sm_env, mo
     assert job.refresh().status == "Failed"
 
 
+@pytest.mark.jobs
 def test_a_run_that_finished_before_its_runner_was_killed_is_completed_with_its_model(sm_env):
     go = sm_env / "go"
     job = sm_magic.launch(script(f"""
@@ -293,6 +297,7 @@ def test_a_recorded_identity_is_proof_and_a_number_alone_is_not(sm_env):
             victim.wait()
 
 
+@pytest.mark.jobs
 def test_the_runner_does_not_carry_its_jobs_token(sm_env):
     job = sm_magic.launch(script("""
         import time

@@ -249,6 +249,7 @@ HOSTILE_JOB = script("""
 """)
 
 
+@pytest.mark.jobs
 def test_local_job_with_hostile_lines_keeps_its_metrics(sm_env, capsys):
     job = sm_magic.launch(HOSTILE_JOB, name="hostile-1", backend="local", wait=True,
                           metrics=[f"x={CATASTROPHIC}", "y=y=(?=a)(a+)+$"])
@@ -265,6 +266,7 @@ def test_local_job_with_hostile_lines_keeps_its_metrics(sm_env, capsys):
     assert "epoch 1: {'accuracy': 0.75}" in out and "Traceback" not in out
 
 
+@pytest.mark.jobs
 def test_disabled_definition_is_said_once_in_the_log(sm_env, capsys):
     script_text = script("""
         print("x=" + "a" * 30 + "!")

@@ -29,6 +29,7 @@ def test_the_image_keeps_its_own_stack_and_everything_else_is_pinned():
     assert f"huggingface_hub=={md.version('huggingface_hub')}" in pt and "numpy" in pt
 
 
+@pytest.mark.jobs
 def test_a_users_requirements_file_replaces_the_generated_one(ip, sm_env, capsys):
     mine = sm_env / "mine.txt"
     mine.write_text("# my pins\nPyYAML==6.0.1\n")
@@ -62,6 +63,7 @@ def test_bad_requirements_files_are_refused_before_anything_is_written(ip, sm_en
     assert sm_magic.api.Registry().list() == [] and not any((sm_env / "sm_jobs").glob("*"))
 
 
+@pytest.mark.jobs
 def test_sagemaker_checks_a_users_pins_against_the_image(aws, sm_env):
     """A pin whose Requires-Python the image cannot meet is refused before anything is uploaded,
     naming the package, the image and the fix."""

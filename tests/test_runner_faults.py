@@ -172,6 +172,7 @@ def run_scenario(sm_env, mode: str) -> dict:
     return seen
 
 
+@pytest.mark.jobs
 def test_a_full_disk_ends_the_job_failed_and_a_freed_one_packs_the_successful_run(sm_env):
     seen = run_scenario(sm_env, "full")
     assert seen["fill_error"] == "No space left on device"
@@ -187,6 +188,7 @@ def test_a_full_disk_ends_the_job_failed_and_a_freed_one_packs_the_successful_ru
     assert seen["model"] == ["model.pt"]
 
 
+@pytest.mark.jobs
 def test_a_read_only_job_directory_that_recovers_in_time_completes_with_the_model(sm_env):
     seen = run_scenario(sm_env, "readonly-end")
     assert set(seen["refresh"]) == {"InProgress"} and set(seen["jobs_rc"]) == {0}
@@ -196,6 +198,7 @@ def test_a_read_only_job_directory_that_recovers_in_time_completes_with_the_mode
     assert seen["model"] == ["model.pt"]
 
 
+@pytest.mark.jobs
 def test_a_read_only_job_directory_ends_every_process_and_readers_say_why(sm_env):
     seen = run_scenario(sm_env, "readonly-stop")
     assert seen["holders_before"] >= 3  # entry command, launcher, script, its daemon
@@ -207,6 +210,7 @@ def test_a_read_only_job_directory_ends_every_process_and_readers_say_why(sm_env
     assert seen["after"] == "Failed"
 
 
+@pytest.mark.jobs
 def test_a_deleted_job_directory_is_missing_and_takes_its_processes_along(sm_env):
     done = sm_magic.launch(EPOCHS_SCRIPT, wait=True)
     shutil.rmtree(sm_env / "sm_jobs" / done.name)
@@ -236,6 +240,7 @@ def test_a_deleted_job_directory_is_missing_and_takes_its_processes_along(sm_env
         running.refresh()
 
 
+@pytest.mark.jobs
 def test_logs_are_read_without_the_state_file(sm_env, capsys):
     job = sm_magic.launch(EPOCHS_SCRIPT, wait=True)
     (sm_env / "sm_jobs" / job.name / "state.json").unlink()

@@ -23,6 +23,8 @@ from sm_magic.job import Job, JobFailedError
 from sm_magic.monitor import Monitor
 from sm_magic.widgets.progress import ProgressWidget
 
+pytestmark = pytest.mark.jobs
+
 POLL = 0.05
 LIFECYCLE = ["Starting", "Downloading", "Training", "Uploading", "Completed"]
 MESSAGES = {"Downloading": "Downloading input data",

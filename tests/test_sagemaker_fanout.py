@@ -22,6 +22,8 @@ from sm_magic.monitor import Monitor
 import test_sagemaker_backend as single
 from test_sagemaker_backend import LIFECYCLE, Service, epoch_line
 
+pytestmark = pytest.mark.jobs
+
 sm, proxy = single.sm, single.proxy  # the same fixtures: moto with a 50 ms poll, the counting proxy
 
 JOBS = 12

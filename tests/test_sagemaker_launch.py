@@ -41,6 +41,7 @@ def keys(aws, prefix):
         Bucket=DEFAULT_BUCKET, Prefix=prefix) for o in page.get("Contents", [])}
 
 
+@pytest.mark.jobs
 def test_a_local_input_is_uploaded_once_per_content(aws, sm_env):
     data = sm_env / "data"
     data.mkdir()
@@ -60,6 +61,7 @@ def test_a_local_input_is_uploaded_once_per_content(aws, sm_env):
     assert channels_of(aws, third.name)["train"] != uri
 
 
+@pytest.mark.jobs
 def test_an_s3_input_runs_on_the_local_backend_from_a_cache(aws, sm_env, monkeypatch):
     monkeypatch.setenv("SM_MAGIC_CACHE", str(sm_env / "cache"))
     s3 = aws.client("s3")
@@ -79,6 +81,7 @@ def test_an_s3_input_runs_on_the_local_backend_from_a_cache(aws, sm_env, monkeyp
     assert job.metrics.loc[0, "rows"] == 1
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("backend", ["local", "sagemaker"])
 def test_a_channel_name_the_container_cannot_export_is_refused_on_every_backend(aws, sm_env, backend):
     options = SAGEMAKER if backend == "sagemaker" else {"backend": "local"}
@@ -89,6 +92,7 @@ def test_a_channel_name_the_container_cannot_export_is_refused_on_every_backend(
     assert Registry().list() == []
 
 
+@pytest.mark.jobs
 @pytest.mark.parametrize("backend", ["local", "sagemaker"])
 def test_several_hosts_without_distribution_are_refused(aws, sm_env, backend):
     options = {**SAGEMAKER, "backend": backend} if backend == "sagemaker" else {"backend": backend}
@@ -98,6 +102,7 @@ def test_several_hosts_without_distribution_are_refused(aws, sm_env, backend):
     assert Registry().list() == []
 
 
+@pytest.mark.jobs
 def test_spot_stopping_conditions_are_ones_the_api_accepts(aws, sm_env):
     job = sm_magic.launch(EPOCHS_SCRIPT, use_spot_instances=True, max_wait=7200, name="spot-1", **SAGEMAKER)
     stopping = request_of(aws, job.name)["StoppingCondition"]
@@ -111,6 +116,7 @@ def test_spot_stopping_conditions_are_ones_the_api_accepts(aws, sm_env):
     assert [r.name for r in Registry().list()] == ["spot-1"]
 
 
+@pytest.mark.jobs
 def test_the_image_and_why_are_shown_and_recorded(aws, sm_env):
     text = dry_run(EPOCHS_SCRIPT, **SAGEMAKER)
     assert ("Image: 763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.9.0-transformers5.3.0"
@@ -172,6 +178,7 @@ def test_a_dry_run_needs_no_aws_account(sm_env, monkeypatch, capsys):
     assert Registry().list() == []
 
 
+@pytest.mark.jobs
 def test_network_isolation_carries_the_wheels(aws, sm_env, monkeypatch):
     """The bundle carries every wheel its requirements need for the image's Python and platform,
     and requirements.txt installs only from them; a second launch takes them from the cache."""
@@ -194,6 +201,7 @@ def test_network_isolation_carries_the_wheels(aws, sm_env, monkeypatch):
     assert "from the cache" in text
 
 
+@pytest.mark.jobs
 def test_network_isolation_with_a_package_that_has_no_wheel_is_refused(aws, sm_env, monkeypatch):
     monkeypatch.setenv("SM_MAGIC_CACHE", str(sm_env / "cache"))
     mine = sm_env / "requirements.txt"

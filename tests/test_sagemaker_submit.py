@@ -92,6 +92,7 @@ def job_exists(aws, name) -> bool:
         return False
 
 
+@pytest.mark.jobs
 def test_guide_example_submits_the_job_through_model_trainer(aws, tmp_path):
     config = guide_config(tmp_path)
     metrics = [MetricDefinition("accuracy", r"'accuracy': ([0-9.]+)")]
@@ -145,6 +146,7 @@ def test_guide_example_submits_the_job_through_model_trainer(aws, tmp_path):
     assert launch["args"] == list(ARGS)
 
 
+@pytest.mark.jobs
 def test_spot_with_checkpoints(aws, tmp_path):
     config = guide_config(tmp_path, "additional_args:\n  use_spot_instances: true\n  max_run: 3600\n"
                                     "  max_wait: 7200\n")
@@ -158,6 +160,7 @@ def test_spot_with_checkpoints(aws, tmp_path):
     assert job_exists(aws, "spot-job-1")
 
 
+@pytest.mark.jobs
 def test_spot_without_max_wait_is_refused_before_anything_is_sent(aws, tmp_path):
     config = guide_config(tmp_path, "additional_args:\n  use_spot_instances: true\n")
     before = s3_keys(aws)
@@ -166,6 +169,7 @@ def test_spot_without_max_wait_is_refused_before_anything_is_sent(aws, tmp_path)
     assert not job_exists(aws, "spot-job-2") and s3_keys(aws) == before
 
 
+@pytest.mark.jobs
 def test_additional_args_land_in_the_request(aws, tmp_path):
     config = guide_config(tmp_path, textwrap.dedent(f"""\
         additional_args:
@@ -192,6 +196,7 @@ def test_additional_args_land_in_the_request(aws, tmp_path):
     assert job_exists(aws, "args-job-1")
 
 
+@pytest.mark.jobs
 def test_unknown_additional_args_key_lists_the_accepted_ones(aws, tmp_path):
     config = guide_config(tmp_path, "additional_args:\n  volume_sise: 100\n")
     before = s3_keys(aws)
@@ -206,6 +211,7 @@ def test_unknown_additional_args_key_lists_the_accepted_ones(aws, tmp_path):
     assert not job_exists(aws, "args-job-2") and s3_keys(aws) == before
 
 
+@pytest.mark.jobs
 def test_dry_run_prints_the_request_and_sends_nothing(aws, tmp_path):
     config = guide_config(tmp_path)
     s3 = aws.client("s3")
@@ -232,6 +238,7 @@ def test_dry_run_prints_the_request_and_sends_nothing(aws, tmp_path):
     assert real.arn and job_exists(aws, "dry-job-1")
 
 
+@pytest.mark.jobs
 def test_missing_credentials(aws, tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.write_text("")
@@ -249,12 +256,14 @@ def test_missing_credentials(aws, tmp_path, monkeypatch):
     assert s3_keys(aws) == before and not job_exists(aws, "nocreds-job-1")
 
 
+@pytest.mark.jobs
 def test_missing_profile(aws, tmp_path):
     config = guide_config(tmp_path, "profile: nobody\n")
     with pytest.raises(BackendError, match=r"AWS profile 'nobody'.*aws configure --profile nobody"):
         submit(make_bundle(tmp_path, config, "noprofile-job-1"), config)
 
 
+@pytest.mark.jobs
 def test_missing_role(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"iam_role_name": "no-such-role"})
     before = s3_keys(aws)
@@ -263,6 +272,7 @@ def test_missing_role(aws, tmp_path):
     assert s3_keys(aws) == before and not job_exists(aws, "norole-job-1")
 
 
+@pytest.mark.jobs
 def test_no_role_configured(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"iam_role_name": None})
     with pytest.raises(BackendError, match="set iam_role_name"):
@@ -273,12 +283,14 @@ def test_no_role_configured(aws, tmp_path):
     assert "Note: the role is a placeholder: set iam_role_name in the config" in dry_run_text(dry)
 
 
+@pytest.mark.jobs
 def test_unknown_region(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"region": "us-esat-1"})
     with pytest.raises(BackendError, match=r"unknown AWS region 'us-esat-1' \(did you mean [^)]*us-east-1"):
         submit(make_bundle(tmp_path, config, "region-job-1"), config)
 
 
+@pytest.mark.jobs
 def test_instance_type_rejected_by_the_api(aws, tmp_path, monkeypatch):
     """moto accepts any instance type; here it answers as the service does for one it does not know."""
     from moto.sagemaker.exceptions import ValidationError
@@ -306,12 +318,14 @@ def test_instance_type_rejected_by_the_api(aws, tmp_path, monkeypatch):
     assert s3_keys(aws, DEFAULT_BUCKET, "accelerate-sagemaker-1/badtype-job-1/") == set()  # uploads removed
 
 
+@pytest.mark.jobs
 def test_local_instance_type_is_refused(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"ec2_instance_type": "local"})
     with pytest.raises(BackendError, match=r"runs on this machine.*--backend local"):
         submit(make_bundle(tmp_path, config, "local-type-1"), config, dry_run=True)
 
 
+@pytest.mark.jobs
 def test_unsupported_image_versions_name_them_and_suggest_image_uri(aws, tmp_path):
     config = guide_config(tmp_path).model_copy(update={"transformers_version": "4.99.0"})
     with pytest.raises(BackendError, match=r"no SageMaker training image with pytorch_version 1\.10\.2, "
@@ -324,6 +338,7 @@ def test_unsupported_image_versions_name_them_and_suggest_image_uri(aws, tmp_pat
     assert sub.request["AlgorithmSpecification"]["TrainingImage"] == custom.image_uri
 
 
+@pytest.mark.jobs
 def test_nothing_secret_in_the_request(aws, tmp_path, monkeypatch):
     secret = "SmMagicDummySecretKey0123456789abcdefXYZ"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # moto accepts any secret
@@ -346,6 +361,7 @@ def test_nothing_secret_in_the_request(aws, tmp_path, monkeypatch):
         submit(make_bundle(tmp_path, refused, "secret-job-3"), refused, dry_run=True)
 
 
+@pytest.mark.jobs
 def test_hyperparameters_the_container_driver_can_export(aws, tmp_path):
     """The SDK's driver writes `export SM_HP_<KEY>='<value>'`: quotes and dotted keys would end the
     job; the script still gets its arguments verbatim from sm_launch.json."""
@@ -358,6 +374,7 @@ def test_hyperparameters_the_container_driver_can_export(aws, tmp_path):
     assert json.loads((bundle.path / "sm_launch.json").read_text())["args"] == list(args)
 
 
+@pytest.mark.jobs
 def test_job_name_already_taken(aws, tmp_path):
     config = guide_config(tmp_path)
     submit(make_bundle(tmp_path, config, "taken-job-1"), config)
@@ -384,6 +401,7 @@ def test_local_container_backend_says_docker_is_not_running(sm_env):
         assert subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0
 
 
+@pytest.mark.jobs
 def test_local_container_job_ends_failed_with_the_reason_when_the_sdk_cannot_run_it(sm_env, monkeypatch):
     """Past the Docker checks, the job runs in its own runner; whatever stops the SDK becomes the
     job's FailureReason instead of a job that never ends."""

@@ -9,6 +9,7 @@ import signal
 import tarfile
 import time
 
+import pytest
 import torch
 
 import sm_magic
@@ -16,6 +17,8 @@ from sm_magic.backends.local_procs import proven_signal
 from sm_magic.backends.local_runner import STOP_GRACE_SECONDS
 from sm_magic.backends.local_state import JobFiles, live_session_members, read_runner, read_state
 from helpers.jobscripts import script, wait_until
+
+pytestmark = pytest.mark.jobs
 
 # Deterministic: fixed seeds, each step's batch drawn from a generator seeded by (epoch, step),
 # Accelerate's save_state/load_state for the model, optimizer and RNG states.

@@ -216,6 +216,7 @@ def test_export_refuses_a_sweep_cell(sm_env, capsys):
     assert "cell 1: a --sweep cell cannot be exported yet" in capsys.readouterr().err
 
 
+@pytest.mark.jobs
 def test_a_sweep_from_a_branch_fetches_once_and_every_job_runs_that_commit(sm_env, tmp_dir, monkeypatch):
     from sm_magic import git_source
 
@@ -507,6 +508,7 @@ def _peak_overlap(jobs) -> int:
     return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
 
 
+@pytest.mark.jobs
 def test_a_2x2_local_sweep_runs_every_point_with_its_values_at_most_2_at_once_and_attaches_by_name(live_sweeps):
     sweep = sm_magic.sweep(PRINT_ARGS, grid={"lr": [0.01, 0.05], "epochs": [1, 2]}, args=["--tag", "x"],
                            name="grid", max_parallel=2, backend="local")
@@ -529,6 +531,7 @@ def test_a_2x2_local_sweep_runs_every_point_with_its_values_at_most_2_at_once_an
     assert again.points == sweep.points and again.status == "Completed"
 
 
+@pytest.mark.jobs
 def test_stop_cancels_the_queued_points_of_a_local_sweep(live_sweeps):
     sweep = sm_magic.sweep(SLOW, grid={"lr": [1, 2, 3]}, name="slow", max_parallel=1, backend="local")
     wait_until(lambda: "started" in sweep[0].logs(), 60, "the first job to start")
@@ -541,6 +544,7 @@ def test_stop_cancels_the_queued_points_of_a_local_sweep(live_sweeps):
                                                           ("slow-3", NOT_STARTED)]
 
 
+@pytest.mark.jobs
 def test_sagemaker_stop_with_a_sweeps_name_stops_its_job_and_cancels_the_queue(ip, live_sweeps, capsys):
     sweep = sm_magic.sweep(SLOW, grid={"lr": [1, 2, 3]}, name="slow", max_parallel=1, backend="local")
     wait_until(lambda: "started" in sweep[0].logs(), 60, "the first job to start")
@@ -551,6 +555,7 @@ def test_sagemaker_stop_with_a_sweeps_name_stops_its_job_and_cancels_the_queue(i
     assert "Sweep slow already ended: 3 jobs: 1 Stopped, 2 Cancelled" in capsys.readouterr().out
 
 
+@pytest.mark.jobs
 def test_a_sweep_stopped_from_another_process_launches_none_of_its_queued_jobs(live_sweeps, capsys):
     sweep = sm_magic.sweep(SLOW, grid={"lr": [1, 2, 3]}, name="slow", max_parallel=1, backend="local")
     wait_until(lambda: "started" in sweep[0].logs(), 60, "the first job to start")
@@ -563,6 +568,7 @@ def test_a_sweep_stopped_from_another_process_launches_none_of_its_queued_jobs(l
     assert [r.name for r in Registry().list()] == ["slow-1"]
 
 
+@pytest.mark.jobs
 def test_sm_magic_wait_follows_a_sweep_by_name_and_fails_when_a_job_failed(live_sweeps, capsys):
     fails_on_2 = script("""
         import argparse, sys
@@ -582,6 +588,7 @@ def test_sm_magic_wait_follows_a_sweep_by_name_and_fails_when_a_job_failed(live_
     assert err.strip() == "sm-magic: sweep w: 1 of its jobs failed: w-2"
 
 
+@pytest.mark.jobs
 def test_the_magic_with_wait_prints_one_line_per_job_and_stores_the_sweep(ip, live_sweeps, capsys):
     result = ip.run_cell_magic("sagemaker_train", "--name cell --sweep lr=0.01,0.05 --sweep-max-parallel 2 --wait "
                                "-o swept -- --epochs 1", PRINT_ARGS)

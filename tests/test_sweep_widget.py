@@ -437,6 +437,7 @@ def test_follow_shows_the_widget_in_a_kernel(sim, monkeypatch):
 
 # -- messages -------------------------------------------------------------------------------------
 
+@pytest.mark.jobs
 def test_a_busy_20_job_sweep_sends_no_more_messages_than_the_single_job_widget(sim, comm_messages):
     grid = {"lr": [str(i) for i in range(20)]}
     sweep = _sweep(sim, grid=grid, max_parallel=20, epochs=400).start()
@@ -471,6 +472,7 @@ def test_a_busy_20_job_sweep_sends_no_more_messages_than_the_single_job_widget(s
 
 # -- a real local sweep -------------------------------------------------------------------------------
 
+@pytest.mark.jobs
 def test_a_local_sweep_is_followed_to_its_summary(live_sweeps):
     sweep = sm_magic.sweep(EPOCHS_SCRIPT, grid={"lr": [0.1, 0.2]}, args=["--epochs", "3"], name="w",
                            max_parallel=2, backend="local")

@@ -27,6 +27,8 @@ import pytest
 
 from helpers.jobscripts import script
 
+pytestmark = pytest.mark.jobs
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the tomli that pip carries

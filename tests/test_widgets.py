@@ -208,6 +208,7 @@ def test_summary_is_static_html_with_table_and_inline_plot():
     assert "/m/model.tar.gz" in html
 
 
+@pytest.mark.jobs
 def test_stop_button_stops_a_real_job(sm_env):
     job = sm_magic.launch(script("""
         import time
@@ -313,6 +314,7 @@ def test_launch_button_passes_the_edited_config(tmp_path):
 
 # -- message rate under a flood ------------------------------------------------------------------
 
+@pytest.mark.jobs
 def test_a_flood_of_log_lines_sends_a_bounded_number_of_messages(sm_env, comm_messages):
     flood = script("""
         import sys, time
@@ -346,6 +348,7 @@ def test_a_flood_of_log_lines_sends_a_bounded_number_of_messages(sm_env, comm_me
     assert "epoch" in widget.metrics.value and "99" in widget.metrics.value
 
 
+@pytest.mark.jobs
 def test_one_monitor_thread_follows_every_job(sm_env):
     from sm_magic.monitor import get_monitor
 
@@ -381,6 +384,7 @@ def test_a_backend_that_cannot_be_reached_shows_reconnecting():
     assert "sm-magic-connection" not in widget.overview.value
 
 
+@pytest.mark.jobs
 def test_a_quiet_job_still_refreshes_its_display_about_once_a_second():
     """The elapsed clock moves while the job prints nothing (it read 'elapsed 0 s' 3 s in)."""
 

@@ -14,6 +14,8 @@ import yaml
 
 from helpers import lab
 
+pytestmark = pytest.mark.browser
+
 CFG = "form.yaml"
 NOTEBOOK = "form.ipynb"
 CELLS = ["%load_ext sm_magic", f"%sagemaker_config --edit --config {CFG}"]

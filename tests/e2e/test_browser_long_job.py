@@ -18,6 +18,8 @@ import pytest
 from helpers import lab
 from helpers.jobscripts import rows_script
 
+pytestmark = pytest.mark.browser
+
 ROWS, SECONDS = 40_000, 20.0
 JOB_CELL = "%%sagemaker_train --name e2e-rows\n" + rows_script(ROWS, SECONDS)
 CELLS = ["%load_ext sm_magic", "21 * 2", JOB_CELL]

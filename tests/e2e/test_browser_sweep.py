@@ -13,6 +13,8 @@ import pytest
 
 from helpers import lab
 
+pytestmark = pytest.mark.browser
+
 SCRIPT = """\
 import argparse, os, time
 p = argparse.ArgumentParser()

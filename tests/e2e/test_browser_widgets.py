@@ -11,6 +11,8 @@ import yaml
 
 from helpers import lab
 
+pytestmark = pytest.mark.browser
+
 CFG = "cfg.yaml"
 CFG_TEXT = """\
 compute_environment: AMAZON_SAGEMAKER

@@ -1,7 +1,11 @@
 """The browser harness itself: a plain ipywidgets notebook renders in a real JupyterLab and
 Notebook 7."""
 
+import pytest
+
 from helpers import lab
+
+pytestmark = pytest.mark.browser
 
 
 def test_ipywidgets_progress_renders(lab_server, page):
