@@ -45,7 +45,8 @@ test: setup browser
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
-# The edit loop: everything but the tests marked `jobs` or `browser` (tests/conftest.py), in under a minute.
+# The edit loop: everything but the tests marked `jobs` or `browser` (on the tests; tests/helpers/lanes.py
+# fails an unmarked test that starts a job, kernel, moto or browser), in under a minute.
 test-fast: setup
 	$(VENV)/bin/ruff check sm_magic tests bench scripts
 	$(PY) -m mypy

@@ -6,6 +6,10 @@ import pytest
 
 from helpers.jobscripts import end_jobs
 
+# `jobs` and `browser` are given on the tests themselves; this plugin fails an unmarked test that starts
+# what only they may (a moto server, a real local job, a kernel, a Jupyter server, Chromium).
+pytest_plugins = ["helpers.lanes"]
+
 
 @pytest.fixture
 def sm_env(tmp_path, monkeypatch):

@@ -193,6 +193,7 @@ def test_broken_links_link_loops_and_fifos_are_refused_naming_each_without_hangi
     assert not (bundle.path / ".smignore").exists()
 
 
+@pytest.mark.jobs  # launches a real local job to read the bundle it was given
 def test_an_included_directory_skips_what_cannot_be_bundled_with_one_warning(sm_env, tmp_dir, capsys):
     home_aws = sm_env / "home" / ".aws"
     home_aws.mkdir(parents=True)
@@ -242,6 +243,7 @@ KEPT_FILES = {"id_mapping.py": "IDS = {}\n", "id_rsa.pub": "ssh-ed25519 AAAA use
               "environment.py": "ENV = 'prod'\n", "certs/README.md": "certificates\n"}
 
 
+@pytest.mark.jobs  # launches a real local job to read the bundle it was given
 @pytest.mark.parametrize("with_include", [False, True], ids=["repo", "repo-and-include-dir"])
 def test_files_that_may_hold_secrets_are_left_out_with_one_note(sm_env, tmp_dir, capsys, with_include):
     url = make_repo(sm_env / "repo", {**SECRET_FILES, **KEPT_FILES}, {"aws_link": ".aws/credentials"})

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 
 import boto3
 
+from .lanes import require
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 ROLE_NAME = "sm-magic-test-role"
@@ -49,6 +51,8 @@ class MotoAWS:
 
     def __init__(self):
         from moto.server import ThreadedMotoServer
+
+        require("jobs", "starts a moto server")
 
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()

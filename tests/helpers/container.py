@@ -42,6 +42,7 @@ import pytest
 
 from .aws_moto import ACCOUNT, REGION, MotoAWS, become_user
 from .jobscripts import wait_until
+from .lanes import require
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "build" / "container-images"
@@ -62,6 +63,7 @@ class CapturingMoto(MotoAWS):
         from moto.server import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
+        require("jobs", "starts a moto server")
         self.requests: list[dict] = []
         app = DomainDispatcherApplication(create_backend_app)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from collections.abc import Iterable
 
 from .jobscripts import end_jobs
+from .lanes import require
 
 CHROMIUM = os.environ.get("SM_MAGIC_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -189,6 +190,7 @@ def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Path | None = None,
     loopback port with no token, serving root; waits for /api/status."""
     if ui not in UIS:
         raise ValueError(f"ui must be one of {UIS}, not {ui!r}")
+    require("jobs", f"starts a Jupyter server ({ui})")
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = isolated_env(root, jobs_dir)
@@ -223,6 +225,7 @@ def start_lab(root: Path, timeout: float = 90.0, jobs_dir: Path | None = None,
 
 
 def launch_browser(playwright):
+    require("browser", "starts Chromium")
     return playwright.chromium.launch(executable_path=require_chromium(), headless=True,
                                       args=CHROMIUM_ARGS)
 
