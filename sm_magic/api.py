@@ -295,6 +295,8 @@ def _register(p: Plan, bundle: Bundle, extra: dict) -> None:
                        extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
                               "backend_options": _backend_options(p.backend_name, p.config),
                               **({"image": bundle.image.to_record()} if bundle.image else {}),
+                              **({"accelerate": p.software.launcher.to_record()}
+                                 if p.software is not None and p.software.launcher is not None else {}),
                               **p.origin(), **extra})
     try:
         registry.add(record, on_wait=progress)

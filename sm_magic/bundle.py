@@ -239,8 +239,8 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
     args = [str(a) for a in args]
     if requirements is None:
         own = Path(tree) / "requirements.txt" if tree is not None else None
-        requirements, _ = reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
-                                       own_file=own if own is not None and own.is_file() else None)
+        requirements = reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
+                                    own_file=own if own is not None and own.is_file() else None).lines
     requirements = list(requirements)
     launch_spec = {"script": script, "args": args, "distributed_type": config.distributed_type,
                    "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,

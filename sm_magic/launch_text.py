@@ -20,6 +20,8 @@ def software_lines(sw: software.Software | None) -> list[str]:
     out = []
     if sw.image is not None:
         out += ["", f"Image: {sw.image.uri}", f"  chosen: {sw.image.reason}"]
+        if sw.launcher is not None and sw.launcher.note:
+            out.append(f"  {sw.launcher.note}")
     out += ["", f"requirements.txt ({sw.origin}):", *("  " + r for r in sw.requirements)]
     if sw.wheels is not None:
         out += [f"  installed offline (network isolation) from {len(sw.wheels.files)} wheels carried in the bundle, "

@@ -5,26 +5,43 @@ The policy (docs/backends.md, "Requirements"):
   requirements.txt (a git repository's), else a requirements.txt beside the notebook. It is used
   as written, with `accelerate` added when it does not name it (the entry command runs it).
 - Otherwise the file is made from the code's imports:
-  - `accelerate`, the launcher, pinned to the notebook's version (the bundle's launch config and
-    flags are written for it, and the script ran locally with it);
+  - `accelerate`, the launcher (see below);
   - a package the training image provides (torch, transformers, numpy, ...) by name only, so the
     image's own build stays, and pip installs one only where the image lacks it;
   - any other installed package, pinned to the notebook's version;
   - a module that is not installed here is not listed (most likely a file beside the notebook).
-- Every pin of a package installed here at that version is checked against the image before
+- The accelerate sm_magic adds (to a generated file, or to a user's file that does not name it)
+  is the notebook's version where it installs in the image: the script ran locally with it. Where
+  it does not (its Requires-Python against the image's Python, or what it requires of torch
+  against the torch the image fixes), it is the newest release of the same major version, no
+  newer than the notebook's, that does (`job_launcher`), and `--dry-run`, the job's record and a
+  comment line in requirements.txt say so, e.g. "accelerate 1.15.0 in the job: the notebook's
+  1.16.0 needs Python >= 3.11, the image has 3.10". So the notebook's accelerate never decides the
+  image: an image is passed over only when no release of that major installs there, or when
+  another pin does not. The facts of older releases come with the package (accelerate_releases.json,
+  from PyPI's metadata), so this works offline; the notebook's own release is read from its
+  installed metadata, which may be newer than the table. The bundle's launch config
+  (accelerate_config.yaml) and the entry command's flags use only what accelerate 1.0 knows, so
+  every 1.x release reads them.
+- A pin of the user's is used as written: every pin of a package installed here at that version,
+  and every pin of an accelerate release in the table, is checked against the image before
   anything is uploaded (`problems`): its Requires-Python against the image's Python, and what it
-  requires of packages whose version the image fixes (torch, transformers) against those.
+  requires of packages whose version the image fixes (torch, transformers) against those. One
+  that does not install is refused, naming the pin, the image and the fix.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import json
 import re
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from .errors import UsageProblem
 
@@ -40,6 +57,7 @@ PYTORCH_IMAGE_PROVIDES = TORCH_STACK | SCIENTIFIC_STACK
 PROVIDED_NOTE = "# provided by the training image (its own version is kept): "
 NOT_LISTED_NOTE = "# imported but not installed here, so not listed: "
 LAUNCHER_NOTE = "# added by sm_magic: the entry command runs accelerate"
+RELEASES_FILE = Path(__file__).with_name("accelerate_releases.json")
 
 
 class RequirementsError(UsageProblem, ValueError):
@@ -63,7 +81,157 @@ def installed_version(dist: str) -> str | None:
 
 
 def launcher_pin() -> str:
-    return f"{LAUNCHER}=={installed_version(LAUNCHER)}"
+    """The notebook's accelerate, pinned."""
+    return job_launcher(None).pin
+
+
+# -- which accelerate a job installs --------------------------------------------------------------
+
+def _contains(specifier: str, version: str) -> bool:
+    """Whether `version` meets `specifier` ("" or one that cannot be read: nothing known against it)."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion
+
+    try:
+        return not specifier or SpecifierSet(specifier).contains(version, prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True
+
+
+def _spoken(what: str, specifier: str) -> str:
+    """`Python >= 3.11` for ">=3.11.0", `torch >= 2.6.0` for ">=2.6.0"."""
+    from packaging.specifiers import SpecifierSet
+
+    def version(v: str) -> str:
+        return v.removesuffix(".0") if what == "Python" and v.count(".") == 2 else v
+
+    return f"{what} " + ", ".join(f"{s.operator} {version(s.version)}" for s in sorted(SpecifierSet(specifier), key=str))
+
+
+@dataclass(frozen=True)
+class Release:
+    """One accelerate release and what it needs of the image (as in its PyPI metadata)."""
+
+    version: str
+    requires_python: str = ""  # its Requires-Python ("" when none)
+    requires_torch: str = ""   # what its Requires-Dist asks of torch ("" when nothing)
+
+    def misfits(self, python: tuple[int, int] | None, versions: Mapping[str, str]) -> list[tuple[str, str, str]]:
+        """(what, needs, has) for each thing an image fixes that this release does not install with."""
+        found = []
+        if python and not _contains(self.requires_python, f"{python[0]}.{python[1]}"):
+            found.append(("Python", self.requires_python, f"{python[0]}.{python[1]}"))
+        torch = versions.get("torch")
+        if torch and not _contains(self.requires_torch, torch):
+            found.append(("torch", self.requires_torch, torch))
+        return found
+
+
+def _needs(misfits: list[tuple[str, str, str]]) -> str:
+    """"needs Python >= 3.11, the image has 3.10" (both named when both miss)."""
+    if len(misfits) == 1:
+        what, needs, has = misfits[0]
+        return f"needs {_spoken(what, needs)}, the image has {has}"
+    return (f"needs {' and '.join(_spoken(w, n) for w, n, _ in misfits)}, the image has "
+            f"{' and '.join(f'{w} {h}' for w, _, h in misfits)}")
+
+
+def installed_release() -> Release | None:
+    """The notebook's accelerate, from its installed metadata (which may be newer than the table)."""
+    try:
+        meta = md.metadata(LAUNCHER)
+    except md.PackageNotFoundError:
+        return None
+    torch = [str(r.specifier) for r in map(_requirement, meta.get_all("Requires-Dist") or [])
+             if r is not None and canonical(r.name) == "torch" and (r.marker is None or r.marker.evaluate({"extra": ""}))]
+    return Release(meta["Version"], (meta.get_all("Requires-Python") or [""])[0], torch[0] if torch else "")
+
+
+@lru_cache(maxsize=1)
+def _table() -> tuple[Release, ...]:
+    rows = json.loads(RELEASES_FILE.read_text(encoding="utf-8"))["releases"]
+    return tuple(Release(r["version"], r.get("requires_python", ""), r.get("torch", "")) for r in rows)
+
+
+def launcher_releases() -> list[Release]:
+    """Every accelerate release known here, newest first: the table's, the installed one's own
+    metadata in place of its row (or added)."""
+    from packaging.version import Version
+
+    known = {Version(r.version): r for r in _table()}
+    mine = installed_release()
+    if mine is not None:
+        known[Version(mine.version)] = mine
+    return [known[v] for v in sorted(known, reverse=True)]
+
+
+def launcher_release(version: str) -> Release | None:
+    """The facts of one accelerate release (None: not known here)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        wanted = Version(version)
+    except InvalidVersion:
+        return None
+    return next((r for r in launcher_releases() if Version(r.version) == wanted), None)
+
+
+@dataclass(frozen=True)
+class JobLauncher:
+    """The accelerate a job installs: the notebook's, or the newest of its major version that
+    installs in the image (`needs` says why the notebook's does not). `problem`: no release of
+    that major installs there (`version` is then the notebook's, which cannot be used)."""
+
+    version: str
+    notebook: str
+    needs: str = ""    # what the notebook's needs and the image lacks, e.g. "needs Python >= 3.11, the image has 3.10"
+    problem: str = ""
+
+    @property
+    def pin(self) -> str:
+        return f"{LAUNCHER}=={self.version}" if self.version else LAUNCHER
+
+    @property
+    def kept(self) -> bool:
+        return self.version == self.notebook
+
+    @property
+    def note(self) -> str:
+        """A line for --dry-run and the job's record ("" when the notebook's version is kept)."""
+        return "" if self.kept or self.problem else (f"{LAUNCHER} {self.version} in the job: the notebook's "
+                                                     f"{self.notebook} {self.needs}")
+
+    def to_record(self) -> dict:
+        return {"version": self.version, "notebook": self.notebook, **({"note": self.note} if self.note else {})}
+
+
+def job_launcher(python: tuple[int, int] | None, versions: Mapping[str, str] | None = None) -> JobLauncher:
+    """The accelerate for a job in an image with this Python and these fixed versions (e.g.
+    {"torch": "2.5.1"}); what is not known (None, absent) is taken to fit."""
+    from packaging.version import Version
+
+    mine = installed_release()
+    if mine is None:
+        return JobLauncher("", "")
+    versions = versions or {}
+    misfits = mine.misfits(python, versions)
+    if not misfits:
+        return JobLauncher(mine.version, mine.version)
+    needs = _needs(misfits)
+    ours = Version(mine.version)
+    same_major = [r for r in launcher_releases() if Version(r.version).major == ours.major]
+    for release in same_major:
+        v = Version(release.version)
+        if v < ours and not v.is_prerelease and not release.misfits(python, versions):
+            return JobLauncher(release.version, mine.version, needs)
+    oldest = same_major[-1]
+    if oldest is mine:
+        problem = (f"{LAUNCHER} {mine.version} (the notebook's) {needs}, and sm_magic knows no older "
+                   f"{ours.major}.x release")
+    else:
+        problem = (f"no {LAUNCHER} {ours.major}.x installs there: even {oldest.version}, the oldest, "
+                   f"{_needs(oldest.misfits(python, versions))}")
+    return JobLauncher(mine.version, mine.version, needs, problem)
 
 
 def imported_modules(texts: Iterable[str]) -> set[str]:
@@ -78,10 +246,13 @@ def imported_modules(texts: Iterable[str]) -> set[str]:
     return tops - set(sys.stdlib_module_names) - {"__future__", "sm_magic"}
 
 
-def generate(texts: Iterable[str], provided: frozenset[str], bundled: Iterable[str] = ()) -> list[str]:
+def generate(texts: Iterable[str], provided: frozenset[str], bundled: Iterable[str] = (),
+             launcher: JobLauncher | None = None) -> list[str]:
     """requirements.txt lines for code that imports what `texts` import; `provided`: canonical
-    names of what the image carries; `bundled`: module names the bundle itself holds."""
-    pinned: dict[str, str] = {LAUNCHER: launcher_pin()}
+    names of what the image carries; `bundled`: module names the bundle itself holds; `launcher`:
+    the accelerate to pin (default: the notebook's)."""
+    launcher = launcher or job_launcher(None)
+    pinned: dict[str, str] = {LAUNCHER: launcher.pin}
     named, unknown = [], []
     for top in sorted(imported_modules(texts) - set(bundled)):
         dists = _distributions().get(top)
@@ -101,11 +272,13 @@ def generate(texts: Iterable[str], provided: frozenset[str], bundled: Iterable[s
         lines.append(PROVIDED_NOTE + ", ".join(named))
     if unknown:
         lines.append(NOT_LISTED_NOTE + ", ".join(unknown))
+    if launcher.note:
+        lines.append(f"# {launcher.note}")
     return lines
 
 
-def from_file(path: Path) -> list[str]:
-    """A user's requirements file, as written, plus accelerate when it does not name it."""
+def _read_file(path: Path) -> list[str]:
+    """A user's requirements file, checked for what the bundle cannot carry."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -124,24 +297,58 @@ def from_file(path: Path) -> list[str]:
             raise RequirementsError(f"{path}, line {number}: {line.strip()!r} installs from a path on this "
                                     "machine, which the training container does not have: name the package "
                                     "(and version) instead, or carry the code with --include")
-    if not any(_name(line) == LAUNCHER for line in lines):
-        lines += [LAUNCHER_NOTE, launcher_pin()]
     return lines
 
 
+def names_launcher(lines: Iterable[str]) -> bool:
+    return any(_name(line) == LAUNCHER for line in lines)
+
+
+def from_file(path: Path, launcher: JobLauncher | None = None) -> list[str]:
+    """A user's requirements file, as written, plus accelerate (`launcher`, default the
+    notebook's) when it does not name it."""
+    return _with_launcher(_read_file(path), launcher or job_launcher(None))
+
+
+def _with_launcher(lines: list[str], launcher: JobLauncher) -> list[str]:
+    if names_launcher(lines):
+        return lines
+    return lines + [LAUNCHER_NOTE, launcher.pin] + ([f"# {launcher.note}"] if launcher.note else [])
+
+
+class JobRequirements(NamedTuple):
+    lines: list[str]                # requirements.txt
+    origin: str                     # where they came from, for --dry-run
+    launcher: JobLauncher | None    # the accelerate sm_magic added (None: the user's file names its own)
+
+
 def for_job(texts: Iterable[str], provided: frozenset[str], *, own_file: Path | None = None,
-            bundled: Iterable[str] = (), distributed_type: str = "NO") -> tuple[list[str], str]:
-    """The bundle's requirements.txt lines and where they came from: `own_file` (the user's, or
-    the code tree's) when given, else generated from the imports in `texts`. DeepSpeed jobs get
-    deepspeed too."""
+            bundled: Iterable[str] = (), distributed_type: str = "NO",
+            launcher: JobLauncher | None = None) -> JobRequirements:
+    """The bundle's requirements.txt lines, where they came from and the accelerate added:
+    `own_file` (the user's, or the code tree's) when given, else generated from the imports in
+    `texts`; `launcher` (default: the notebook's accelerate, see `job_launcher`) where the lines
+    do not name accelerate already. DeepSpeed jobs get deepspeed too."""
+    launcher = launcher or job_launcher(None)
     if own_file is not None:
-        lines, origin = from_file(own_file), str(own_file)
+        own = _read_file(own_file)
+        added = None if names_launcher(own) else launcher
+        lines, origin = _with_launcher(own, launcher), str(own_file)
     else:
-        lines, origin = generate(texts, provided, bundled), "generated from the code's imports"
+        lines, origin, added = generate(texts, provided, bundled, launcher), "generated from the code's imports", launcher
     if distributed_type == "DEEPSPEED" and not any(_name(l) == "deepspeed" for l in lines):
         version = installed_version("deepspeed")
         lines.append(f"deepspeed=={version}" if version else "deepspeed")
-    return lines, origin
+    return JobRequirements(lines, origin, added)
+
+
+def image_problems(job: JobRequirements, python: tuple[int, int] | None,
+                   versions: dict[str, str] | None = None) -> list[str]:
+    """Why a job's requirements would not install in an image ([] when nothing is known to be
+    wrong): no accelerate release for it, or a pin that does not install there (`problems`)."""
+    if job.launcher is not None and job.launcher.problem:
+        return [job.launcher.problem]
+    return problems(job.lines, python, versions)
 
 
 def _local_path(text: str) -> bool:
@@ -181,7 +388,8 @@ def problems(lines: Iterable[str], python: tuple[int, int] | None,
              versions: dict[str, str] | None = None) -> list[str]:
     """Why these requirements would not install in an image with this Python (and these fixed
     versions, e.g. {"torch": "2.9.0"}); [] when nothing is known to be wrong. Only pins of a
-    version installed here can be checked offline (their metadata is on this machine)."""
+    version installed here (their metadata is on this machine) and of an accelerate release in the
+    table can be checked offline."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion, Version
 
@@ -196,10 +404,10 @@ def problems(lines: Iterable[str], python: tuple[int, int] | None,
         if not pinned:
             continue
         dist = canonical(req.name)
-        if installed_version(req.name) != pinned[0]:
+        facts = _pin_facts(req.name, pinned[0])
+        if facts is None:
             continue
-        meta = md.metadata(req.name)
-        requires_python = (meta.get_all("Requires-Python") or [""])[0]
+        requires_python, requires_dist = facts
         if python and requires_python:
             try:
                 if not SpecifierSet(requires_python).contains(f"{python[0]}.{python[1]}", prereleases=True):
@@ -208,7 +416,7 @@ def problems(lines: Iterable[str], python: tuple[int, int] | None,
                     continue
             except InvalidSpecifier:
                 pass
-        for text in meta.get_all("Requires-Dist") or []:
+        for text in requires_dist:
             need = _requirement(text)
             if need is None or canonical(need.name) not in fixed or canonical(need.name) == dist:
                 continue
@@ -222,3 +430,17 @@ def problems(lines: Iterable[str], python: tuple[int, int] | None,
             except InvalidVersion:
                 pass
     return found
+
+
+def _pin_facts(name: str, version: str) -> tuple[str, list[str]] | None:
+    """(Requires-Python, Requires-Dist) of a pinned release, where known offline: a package
+    installed here at that version, or an accelerate release of the table."""
+    if canonical(name) == LAUNCHER:
+        release = launcher_release(version)
+        if release is None:
+            return None
+        return release.requires_python, [f"torch{release.requires_torch}"] if release.requires_torch else []
+    if installed_version(name) != version:
+        return None
+    meta = md.metadata(name)
+    return (meta.get_all("Requires-Python") or [""])[0], meta.get_all("Requires-Dist") or []

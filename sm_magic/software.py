@@ -23,6 +23,7 @@ class Software:
     origin: str                          # where requirements.txt comes from, for --dry-run
     image: Image | None = None        # None: the job runs in this machine's environment
     wheels: Wheelhouse | None = None  # a network-isolated job's wheels
+    launcher: reqs.JobLauncher | None = None  # the accelerate added for the image (None: no image, or the user's file names one)
 
 
 def resolve(backend_name: str | None, config: TrainConfig, code: Code, requirements_file: Path | None = None,
@@ -34,23 +35,27 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
     Raises ImageError or reqs.RequirementsError / WheelhouseError naming what to change."""
     own = Path(requirements_file) if requirements_file else code.own_requirements()
 
-    def lines_for(provided: frozenset) -> tuple[list[str], str]:
-        return reqs.for_job(code.texts, provided, own_file=own, bundled=code.bundled,
-                            distributed_type=config.distributed_type)
+    def lines_for(image: Image | None) -> reqs.JobRequirements:
+        # The accelerate for the image: the notebook's where it installs there, else the newest
+        # of its major version that does (requirements.py).
+        return reqs.for_job(code.texts, image.provides if image else reqs.HF_IMAGE_PROVIDES, own_file=own,
+                            bundled=code.bundled, distributed_type=config.distributed_type,
+                            launcher=reqs.job_launcher(image.python, image.versions) if image else None)
 
     if backend_name not in IMAGE_BACKENDS:
-        lines, origin = lines_for(reqs.HF_IMAGE_PROVIDES)
-        return Software(lines, origin)
+        job = lines_for(None)
+        return Software(job.lines, job.origin)
     if backend_name == "local-container":  # the SDK's local mode: "local" is a CPU image, "local_gpu" a GPU one
         config = config.model_copy(update={"ec2_instance_type": "local_gpu" if gpus else "local"})
-    computed: dict[str, tuple[list[str], str]] = {}
+    computed: dict[str, reqs.JobRequirements] = {}
 
     def check(image: Image) -> list[str]:
-        computed[image.uri] = lines_for(image.provides)
-        return reqs.problems(computed[image.uri][0], image.python, image.versions)
+        computed[image.uri] = lines_for(image)
+        return reqs.image_problems(computed[image.uri], image.python, image.versions)
 
     image = choose(config, check)
-    lines, origin = computed.get(image.uri) or lines_for(image.provides)
+    job = computed.get(image.uri) or lines_for(image)
+    lines, origin = job.lines, job.origin
     wheels = None
     if backend_name == "sagemaker" and config.additional_args.get("enable_network_isolation"):
         if image.python is None:
@@ -58,4 +63,4 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
                              f"the bundle, built for the image's Python, and the Python of {image.uri} is not "
                              "known: set py_version (e.g. py312) to the image's")
         wheels = collect(lines, image.python, image.platform, image.versions, log=log)
-    return Software(lines, origin, image, wheels)
+    return Software(lines, origin, image, wheels, job.launcher)

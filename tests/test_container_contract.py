@@ -36,6 +36,7 @@ import sm_magic
 from helpers.aws_moto import BUCKET, ROLE_NAME
 from helpers.container import _capturing_moto, mount_point, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
 from helpers.jobscripts import script
+from helpers.releases import ACCELERATE_1_16, notebook_accelerate
 from sm_magic.runtime import latest_checkpoint
 
 # Pinned image versions (the newest Hugging Face training image the SDK knows), so that only the
@@ -281,6 +282,29 @@ def test_network_isolation_installs_requirements_from_the_bundle(sagemaker_wire,
     [host] = p.run()
     assert_trained(host, args=[*ARGS, "--probe-network"])
     assert "network: none" in host.log()
+
+
+# An image_uri whose tag says Python 3.10, older than accelerate 1.16 allows, and PyTorch 2.9.0 (so
+# its stand-in venv takes torch's CUDA wheels from pip's cache, as the other cases' py312 one did).
+PY310_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.9.0-gpu-py310-cu130-ubuntu22.04"
+
+
+@pytest.mark.jobs
+def test_an_image_older_than_the_notebooks_accelerate_allows_runs_the_newest_that_installs(
+        sagemaker_wire, sm_platform, monkeypatch):
+    """A notebook with accelerate 1.16 (Python >= 3.11) and an image with Python 3.10: the job
+    installs accelerate 1.15.0, the newest 1.x that installs there, and trains with it."""
+    notebook_accelerate(monkeypatch, ACCELERATE_1_16)
+    said = ("import accelerate, sys\n"
+            "print(f'accelerate {accelerate.__version__} on Python {sys.version_info[0]}.{sys.version_info[1]}', flush=True)\n")
+    launch(said + TRAIN, instance_type="ml.g5.xlarge", image_uri=PY310_IMAGE)
+    request = sagemaker_wire.create_training_job_request()
+    assert request["AlgorithmSpecification"]["TrainingImage"] == PY310_IMAGE
+    [host] = sm_platform(gpus=1).run()
+    assert_trained(host)
+    log = host.log()
+    assert "accelerate 1.15.0 on Python 3.10" in log, host.tail()
+    assert re.search(r"Successfully installed .*\baccelerate-1\.15\.0\b", log), host.tail()
 
 
 def test_the_mount_point_is_removed_by_its_last_user_and_only_when_tests_made_it(tmp_path):

@@ -15,6 +15,7 @@ from accelerate.commands.launch import _validate_launch_command, launch_command_
 
 import sm_magic
 from helpers.aws_moto import ROLE_NAME
+from sm_magic import requirements as reqs
 from sm_magic.backends import BackendError
 from sm_magic.bundle import build_bundle
 from sm_magic.config import TrainConfig
@@ -87,3 +88,46 @@ def test_fsdp_job_on_sagemaker_carries_the_fsdp_launch_config(aws, tmp_path):
     launch_cfg = yaml.safe_load(body)
     assert launch_cfg["distributed_type"] == "FSDP"
     assert launch_cfg["fsdp_config"]["fsdp_sharding_strategy"] == "SHARD_GRAD_OP"
+    # The image the config names (Python 3.10, PyTorch 2.1.0) is the one used, with the accelerate that installs there.
+    written = aws.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/requirements.txt")["Body"].read().decode()
+    assert reqs.job_launcher((3, 10), {"torch": "2.1.0"}).pin in written.splitlines()
+    assert request["AlgorithmSpecification"]["TrainingImage"].endswith("2.1.0-transformers4.36.0-gpu-py310-cu121-ubuntu20.04")
+
+
+# What accelerate 1.0.0 knows, the oldest release a job may get (requirements.job_launcher, for an image
+# with Python 3.8): the fields of its config file (ClusterConfig: a file with any other key is refused)
+# and its launcher's options, which the entry command passes and the fsdp_config and deepspeed_config
+# sections set (a key that names none is ignored). From accelerate 1.0.0's config_args.py and launch.py.
+ACCELERATE_1_0_CONFIG_KEYS = frozenset("""compute_environment distributed_type mixed_precision use_cpu debug
+    num_processes machine_rank num_machines gpu_ids main_process_ip main_process_port rdzv_backend same_network
+    main_training_function enable_cpu_affinity deepspeed_config fsdp_config megatron_lm_config ipex_config
+    mpirun_config tpu_name tpu_zone tpu_use_cluster tpu_use_sudo command_file commands tpu_vm tpu_env
+    dynamo_config downcast_bf16""".split())
+ACCELERATE_1_0_LAUNCH_OPTIONS = frozenset("""config_file cpu debug downcast_bf16 enable_cpu_affinity gpu_ids
+    machine_rank main_process_ip main_process_port main_training_function mixed_precision multi_gpu num_machines
+    num_processes rdzv_backend same_network use_deepspeed use_fsdp fsdp_activation_checkpointing
+    fsdp_auto_wrap_policy fsdp_backward_prefetch fsdp_cpu_ram_efficient_loading fsdp_forward_prefetch
+    fsdp_min_num_params fsdp_offload_params fsdp_sharding_strategy fsdp_state_dict_type fsdp_sync_module_states
+    fsdp_transformer_layer_cls_to_wrap fsdp_use_orig_params zero_stage offload_optimizer_device
+    offload_param_device gradient_accumulation_steps gradient_clipping zero3_init_flag zero3_save_16bit_model
+    deepspeed_config_file""".split())
+
+
+def test_every_accelerate_1x_reads_the_launch_config_and_flags(tmp_path):
+    """A job may get an older accelerate than the notebook's (down to 1.0 on a Python 3.8 image):
+    the bundle's accelerate_config.yaml and the entry command's flags use only what 1.0 knows."""
+    configs = [TrainConfig(), TrainConfig(distributed_type="DATA_PARALLEL", mixed_precision="bf16", gpu_ids="0,1",
+                                          enable_cpu_affinity=True, debug=True),
+               TrainConfig(**FSDP, fsdp_transformer_layer_cls_to_wrap="BertLayer"),
+               TrainConfig(distributed_type="DEEPSPEED", deepspeed_zero_stage=3, deepspeed_offload_param_device="cpu",
+                           deepspeed_offload_optimizer_device="cpu", deepspeed_gradient_accumulation_steps=4)]
+    for i, cfg in enumerate(configs):
+        bundle = build_bundle("print(1)\n", cfg, ["--epochs", "1"], name="j", dest=tmp_path / str(i))
+        written = yaml.safe_load((bundle.path / "accelerate_config.yaml").read_text())
+        assert set(written) <= ACCELERATE_1_0_CONFIG_KEYS, set(written) - ACCELERATE_1_0_CONFIG_KEYS
+        for section in ("fsdp_config", "deepspeed_config"):
+            assert set(written.get(section) or {}) <= ACCELERATE_1_0_LAUNCH_OPTIONS, written[section]
+        for gpus in (8, 0):
+            cmd, _ = accelerate_args(bundle, gpus=gpus)
+            flags = {arg[2:] for arg in cmd[3:cmd.index(str(bundle.path / "train.py"))] if arg.startswith("--")}
+            assert flags <= ACCELERATE_1_0_LAUNCH_OPTIONS, flags - ACCELERATE_1_0_LAUNCH_OPTIONS

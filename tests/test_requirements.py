@@ -11,8 +11,10 @@ from IPython.core.error import UsageError
 import sm_magic
 from sm_magic import requirements as reqs
 from sm_magic.api import LaunchError, dry_run
+from sm_magic.backends.images import ImageError
 
 from helpers.jobscripts import EPOCHS_SCRIPT
+from helpers.releases import ACCELERATE_1_16, notebook_accelerate
 
 
 def test_the_image_keeps_its_own_stack_and_everything_else_is_pinned():
@@ -74,5 +76,65 @@ def test_sagemaker_checks_a_users_pins_against_the_image(aws, sm_env):
     with pytest.raises(Exception) as e:
         dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
                 image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/team-image:3-py39", requirements=mine)
-    assert f"accelerate=={md.version('accelerate')} requires Python >=3.10" in str(e.value)
+    requires_python = md.metadata("accelerate")["Requires-Python"]  # the installed release's own
+    assert f"accelerate=={md.version('accelerate')} requires Python {requires_python}" in str(e.value)
     assert "team-image:3-py39" in str(e.value) and "(the image has Python 3.9)" in str(e.value)
+
+
+PY310_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.9.0-gpu-py310-cu130-ubuntu22.04"
+PY310_NOTE = "accelerate 1.15.0 in the job: the notebook's 1.16.0 needs Python >= 3.11, the image has 3.10"
+
+
+@pytest.mark.jobs
+def test_the_dry_run_the_bundle_and_the_record_say_which_accelerate_the_job_gets(aws, sm_env, monkeypatch):
+    """A notebook with accelerate 1.16 and an image with Python 3.10: the job runs in that image
+    with accelerate 1.15.0, and every place the user looks says so."""
+    from helpers.aws_moto import ROLE_NAME
+
+    notebook_accelerate(monkeypatch, ACCELERATE_1_16)
+    text = dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
+                   image_uri=PY310_IMAGE)
+    assert f"Image: {PY310_IMAGE}\n  chosen: image_uri from the config (Python 3.10, from its tag)\n  {PY310_NOTE}\n" in text
+    assert "\n  accelerate==1.15.0\n" in text and f"\n  # {PY310_NOTE}\n" in text and "accelerate==1.16.0" not in text
+
+    job = sm_magic.launch(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
+                          image_uri=PY310_IMAGE)
+    record = sm_magic.api.Registry().get(job.name)
+    assert record.extra["accelerate"] == {"version": "1.15.0", "notebook": "1.16.0", "note": PY310_NOTE}
+    request = aws.client("sagemaker").describe_training_job(TrainingJobName=job.name)
+    assert request["AlgorithmSpecification"]["TrainingImage"] == PY310_IMAGE
+    code = next(c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"] if c["ChannelName"] == "code")
+    bucket, _, prefix = code.removeprefix("s3://").partition("/")
+    written = aws.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/requirements.txt")["Body"].read().decode()
+    assert written.splitlines()[0] == "accelerate==1.15.0" and f"# {PY310_NOTE}" in written.splitlines()
+
+    # Where the notebook's accelerate installs, it is the job's, and nothing more is said.
+    text = dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME)
+    assert "\n  accelerate==1.16.0\n" in text and "in the job:" not in text
+
+
+@pytest.mark.jobs
+def test_a_users_own_accelerate_pin_is_used_as_written_or_refused(aws, sm_env, monkeypatch):
+    """A requirements file that pins accelerate gets no other release: one that does not install
+    in the image is refused, naming the pin and the image. A file that names no accelerate gets
+    the one sm_magic chooses for the image, as a generated file does."""
+    from helpers.aws_moto import ROLE_NAME
+
+    notebook_accelerate(monkeypatch, ACCELERATE_1_16)
+    mine = sm_env / "mine.txt"
+    mine.write_text("accelerate==1.16.0\n")
+    with pytest.raises(ImageError) as e:
+        dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
+                image_uri=PY310_IMAGE, requirements=mine)
+    assert str(e.value).startswith(f"the requirements cannot be installed in image_uri {PY310_IMAGE}: "
+                                   "accelerate==1.16.0 requires Python >=3.11.0 (the image has Python 3.10)")
+    with pytest.raises(ImageError, match=r"(?s)no SageMaker training image with pytorch_version 2\.5\.1 can run .*"
+                                          r"accelerate==1\.16\.0 requires torch>=2\.6\.0 \(the image has torch 2\.5\.1\)"):
+        dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
+                pytorch_version="2.5.1", requirements=mine)
+    assert sm_magic.api.Registry().list() == []
+
+    mine.write_text("PyYAML==6.0.1\n")
+    text = dry_run("import yaml\n" + EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge",
+                   iam_role_name=ROLE_NAME, image_uri=PY310_IMAGE, requirements=mine)
+    assert (f"  PyYAML==6.0.1\n  {reqs.LAUNCHER_NOTE}\n  accelerate==1.15.0\n  # {PY310_NOTE}\n") in text

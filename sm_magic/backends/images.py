@@ -6,6 +6,10 @@ the bundle's requirements. For a CPU instance (the Hugging Face images are GPU-o
 PyTorch CPU training image whose Python can. Versions in the config (`pytorch_version`,
 `transformers_version`, `py_version`) narrow the choice; `image_uri` replaces it. The chosen image
 says why it was chosen (`Image.reason`), which `--dry-run` prints and the job's record keeps.
+
+The notebook's accelerate does not decide the image: the job gets the newest accelerate of the same
+major version that installs in it (requirements.job_launcher), so an image is passed over only when
+no such release does, or another pin of the requirements does not install there.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from packaging.version import Version
 
 from ..config import TrainConfig
-from ..requirements import HF_IMAGE_PROVIDES, PYTORCH_IMAGE_PROVIDES
+from ..requirements import HF_IMAGE_PROVIDES, PYTORCH_IMAGE_PROVIDES, job_launcher
 from .base import BackendError
 
 HF_REPOSITORY = "huggingface-pytorch-training"
@@ -176,8 +180,19 @@ def _matches(value: str | None, wanted: str | None) -> bool:
 
 
 # The versions `accelerate config` writes into every SageMaker config (and the guide's example
-# shows): a preference, not a demand, since that image cannot install today's accelerate.
+# shows): a preference, not a demand, held only where the notebook's own accelerate installs (that
+# py38 image would otherwise run a job of today's notebook with an accelerate years older).
 ACCELERATE_DEFAULTS = {"pytorch_version": "1.10.2", "transformers_version": "4.17.0", "py_version": "py38"}
+
+
+def _as_it_is(check: Callable[[Image], list[str]]) -> Callable[[Image], list[str]]:
+    """`check`, and the notebook's accelerate installs in the image as it is."""
+    def strict(image: Image) -> list[str]:
+        found = check(image)
+        launcher = job_launcher(image.python, image.versions)
+        return found or ([] if launcher.kept and not launcher.problem
+                         else [f"the notebook's accelerate {launcher.notebook} {launcher.needs}"])
+    return strict
 
 
 def choose(config: TrainConfig, check: Callable[[Image], list[str]]) -> Image:
@@ -204,7 +219,7 @@ def choose(config: TrainConfig, check: Callable[[Image], list[str]]) -> Image:
                          f"transformers_version {config.transformers_version} has no image for it: remove "
                          "transformers_version (the PyTorch CPU training image is then used; the bundle's "
                          "requirements.txt installs transformers), choose a GPU instance type, or set image_uri")
-    newest, rejected = _newest(config.region, gpu, wanted, check)
+    newest, rejected = _newest(config.region, gpu, wanted, _as_it_is(check) if wanted == ACCELERATE_DEFAULTS else check)
     note = ""
     if newest is None and wanted == ACCELERATE_DEFAULTS:
         why = rejected[0][1] if rejected else f"there is none for {instance}"
