@@ -52,6 +52,18 @@ test-fast: setup
 	$(PY) -m mypy
 	$(PY) -m pytest -q -m "not jobs and not browser"
 
+# The fast lane in a new venv with the newest release of every dependency, not the lock: what a user
+# installing sm_magic today gets. torch alone stays pinned (a newer one is a multi-GB CUDA build).
+LATEST := build/venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q torch==2.13.0
+	$(LATEST)/bin/python -m pip install -q -e '.[dev]'
+	$(LATEST)/bin/python scripts/lock_diff.py
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m "not jobs and not browser"
+
 # Not part of `test`: refreshes docs/images/progress.png from a real JupyterLab.
 screenshot: setup browser
 	$(PY) scripts/screenshot.py

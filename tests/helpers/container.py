@@ -4,8 +4,8 @@ Three parts:
 
 - `sagemaker_wire` (fixture): moto's service on 127.0.0.1, wrapped so that the body of every
   CreateTrainingJob request is kept as sent on the wire, and a user environment pointing at it.
-- `image_python(python, torch)`: a virtualenv under build/container-images/ standing for the
-  training image's Python (that interpreter version and that torch build, nothing else).
+- `image_python(python, torch)`: a virtualenv in the machine's cache standing for the training
+  image's Python (that interpreter version and that torch build, nothing else).
 - `Platform(aws, request, workdir, image, gpus, network)` (fixture `sm_platform`): SageMaker's
   part for the hosts of one request, run as the platform runs them: an /opt/ml tree per host laid
   out from the request (configs, every input channel downloaded from moto's S3, checkpoints
@@ -45,7 +45,11 @@ from .jobscripts import wait_until
 from .lanes import require
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "build" / "container-images"
+# Outside the checkout: an image venv is several GB of CUDA torch (PyPI has no CPU build of torch for
+# x86_64 Linux), built once per machine rather than once per clone. SM_MAGIC_TEST_IMAGES moves it.
+IMAGES = Path(os.environ.get("SM_MAGIC_TEST_IMAGES")
+              or Path(os.environ.get("XDG_CACHE_HOME") or Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache")
+              / "sm_magic-tests" / "container-images")
 MOUNT_POINT = Path("/opt/ml")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the platform calls a homogeneous cluster's one group (resourceconfig.json).
