@@ -6,9 +6,9 @@ sm_magic/failure.py. It reads sm_launch.json and the SageMaker container environ
 SM_CURRENT_HOST, SM_NUM_GPUS, ...), works out this host's rank, the process count and the main
 address, and runs `accelerate launch ... <script> <args>` as its child: arguments go through as a
 list, never a shell string. The child's output passes through unchanged; SIGTERM (a stop, a spot
-reclaim, max_run) is passed on to it; its exit status is kept; and when it fails, the reason (the
-user's exception and line) goes to /opt/ml/output/failure, where SageMaker takes FailureReason
-from.
+reclaim, max_run) is passed on so that the script gets it exactly once; its exit status is kept;
+and when it fails, the reason (the user's exception and line) goes to /opt/ml/output/failure,
+where SageMaker takes FailureReason from.
 """
 
 import json
@@ -134,26 +134,91 @@ def _group_running(pgid):
     return False
 
 
+def _ignores(pid, signum):
+    """Whether process `pid` ignores `signum`, read from /proc (False when /proc cannot tell)."""
+    try:
+        with open("/proc/%d/status" % pid, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def _peek(child):
+    """The child's exit status as Popen gives it (negative: the signal that killed it), or None
+    while it runs, leaving it unreaped: a zombie keeps its pid, which is also its process group's
+    id, from being reused while this command may still signal that group. Raises
+    ChildProcessError once it has been reaped. Without os.waitid, Popen.poll (which reaps)."""
+    if not hasattr(os, "waitid"):
+        return child.poll()
+    info = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
 def supervise(cmd, env, cwd, out, on_failure):
     """Run `cmd` as a child in a process group of its own, copy its output to `out` as it comes,
-    pass SIGTERM/SIGINT/SIGHUP on to its whole group (the launcher and the script it started: a
-    signal sent to this process alone, as a platform sends it, reaches them exactly once), and
-    return its exit status (negative: killed by a signal) once it and every process of its group
-    have ended (a daemon in a session of its own that holds the output open does not keep this
-    host running). `on_failure(tail_text, status)` is called when it failed on its own (not
-    after a signal was passed on)."""
+    pass SIGTERM/SIGINT/SIGHUP on (a platform signals this process alone) so that the launcher
+    and each process it started get it exactly once, and return its exit status (negative: killed
+    by a signal) once it and every process of its group have ended (a daemon in a session of its
+    own that holds the output open does not keep this host running). `on_failure(tail_text,
+    status)` is called when it failed on its own (not after a signal was passed on).
+
+    A signal goes to the launcher alone: launchers that handle it pass it on themselves
+    (accelerate's terminates its child's process tree, torch's elastic agent signals each rank's
+    session), so a copy to their group as well would reach the script twice and re-enter a
+    checkpoint-on-stop handler. A launcher that dies of it (one with no handler, as older
+    accelerate versions' plain launcher) passed it on to nobody, and one that ignores it passes
+    nothing on either: then this command sends it to the launcher's group. A repeated signal is
+    not passed on again: the script already has it."""
     child = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, preexec_fn=os.setpgrp)
     received = []
+    passed = set()
+    # Sent to the launcher alone and not known to be handled yet: if it dies of one (it had no
+    # handler, or Python's default for SIGINT), it passed it on to nobody, and its group gets it.
+    unhandled = set()
 
-    def forward(signum, frame):
-        received.append(signum)
-        if child.returncode is not None:
-            return  # reaped: its group id may belong to someone else by now
+    def to_group(signum):
         try:
             os.killpg(child.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def forward(signum, frame):
+        received.append(signum)
+        if signum in passed or child.returncode is not None:
+            return
+        passed.add(signum)
+        try:
+            ended = _peek(child) is not None
+        except ChildProcessError:
+            return  # reaped: its group id may belong to someone else by now
+        if ended or _ignores(child.pid, signum):
+            to_group(signum)
+            return
+        try:
+            os.kill(child.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return
+        unhandled.add(signum)
+
+    def settle_unhandled():
+        if not unhandled:
+            return
+        try:
+            status = _peek(child)
+        except ChildProcessError:
+            return
+        if status is None:
+            return
+        for signum in list(unhandled):
+            unhandled.discard(signum)
+            if status == -signum:
+                to_group(signum)
 
     previous = {s: signal.signal(s, forward) for s in _FORWARDED}
     previous[RECLAIMED] = signal.signal(RECLAIMED, lambda signum, frame: received.append(signum))
@@ -164,11 +229,12 @@ def supervise(cmd, env, cwd, out, on_failure):
     drain_until = None
     try:
         while True:
+            settle_unhandled()
             wait = 0.1 if drain_until is None else min(0.05, max(0.0, drain_until - time.monotonic()))
             if not select.select([fd], [], [], wait)[0]:
                 if drain_until is not None:
                     break
-                if child.poll() is not None and not _group_running(child.pid):
+                if _peek(child) is not None and not _group_running(child.pid):
                     # The launcher and every process of its group ended: what they wrote is
                     # still read, but a process in a session of its own holding the pipe open
                     # (a daemon) does not keep this host running.
@@ -186,6 +252,7 @@ def supervise(cmd, env, cwd, out, on_failure):
             del tail[:-65536]
             if drain_until is not None and time.monotonic() >= drain_until:
                 break
+        settle_unhandled()  # the output may end before the processes that held it
         status = child.wait()
     finally:
         for s, handler in previous.items():
