@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.sm_magic-installed
 # Every package of the test environment at an exact version (`make lock` refreshes it).
 LOCK   := requirements/dev.lock
 
-.PHONY: setup lock browser demo test test-fast test-latest screenshot bench clean
+.PHONY: setup lock browser demo test typecheck test-suite test-fast test-latest screenshot bench clean
 
 setup: $(STAMP)
 
@@ -40,10 +40,21 @@ browser:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing: apt-get install -y chromium"; exit 1; }
 
-test: setup browser
+# Workers for the whole suite: its tests mostly wait on jobs, kernels and browsers, so more workers than
+# CPUs finish sooner; the browser tests keep to one worker and the container tests to another.
+TEST_WORKERS ?= 4
+
+# apt and pip at once, then mypy beside the tests (neither waits on the other).
+test:
+	$(MAKE) -j2 setup browser
 	$(VENV)/bin/ruff check sm_magic tests bench scripts
+	$(MAKE) -j2 typecheck test-suite
+
+typecheck: setup
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+
+test-suite: setup browser
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit loop: everything but the tests marked `jobs` or `browser` (on the tests; tests/helpers/lanes.py
 # fails an unmarked test that starts a job, kernel, moto or browser), in under a minute.

@@ -39,6 +39,10 @@ from helpers.jobscripts import script
 from helpers.releases import ACCELERATE_1_16, notebook_accelerate
 from sm_magic.runtime import latest_checkpoint
 
+# Under `pytest -n` (make test) these run one after another on one worker: they share /opt/ml (one
+# host tree mounted at a time) and each runs several hosts.
+pytestmark = pytest.mark.xdist_group("container")
+
 # Pinned image versions (the newest Hugging Face training image the SDK knows), so that only the
 # default-config test follows the product's choice of image.
 MODERN = dict(pytorch_version="2.9.0", transformers_version="5.3.0", py_version="py312")

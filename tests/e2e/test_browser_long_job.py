@@ -18,7 +18,7 @@ import pytest
 from helpers import lab
 from helpers.jobscripts import rows_script
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker: one server per UI
 
 ROWS, SECONDS = 40_000, 20.0
 JOB_CELL = "%%sagemaker_train --name e2e-rows\n" + rows_script(ROWS, SECONDS)

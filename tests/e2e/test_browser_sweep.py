@@ -13,7 +13,7 @@ import pytest
 
 from helpers import lab
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker: one server per UI
 
 SCRIPT = """\
 import argparse, os, time

@@ -11,7 +11,7 @@ import yaml
 
 from helpers import lab
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker: one server per UI
 
 CFG = "cfg.yaml"
 CFG_TEXT = """\

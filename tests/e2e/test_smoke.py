@@ -5,7 +5,7 @@ import pytest
 
 from helpers import lab
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker: one server per UI
 
 
 def test_ipywidgets_progress_renders(lab_server, page):
