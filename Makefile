@@ -54,7 +54,7 @@ typecheck: setup
 	$(PY) -m mypy
 
 test-suite: setup browser
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The edit loop: everything but the tests marked `jobs` or `browser` (on the tests; tests/helpers/lanes.py
 # fails an unmarked test that starts a job, kernel, moto or browser), in under a minute.
