@@ -78,15 +78,6 @@ def launch_command(spec, env, bundle_dir=HERE):
     return cmd, notes
 
 
-def plain_launch(spec, cmd):
-    """Whether `cmd` (launch_command's) runs the script through accelerate's plain single-process
-    launcher (simple_launcher), not torch's elastic agent: a launch with no distributed flag and
-    either --cpu or an accelerate_config.yaml that names no distribution (one saying MULTI_GPU, a
-    data parallel job cut to one GPU, takes accelerate to the elastic agent even for one rank)."""
-    options = cmd[:len(cmd) - len(spec.get("args", [])) - 1]  # not the script's own arguments
-    return "--cpu" in options or spec.get("distributed_type") not in ("DATA_PARALLEL", "FSDP", "DEEPSPEED")
-
-
 def launch_env(spec, env):
     """Environment changes for the launched processes (a variable the job's environment already
     sets is left as it is, but for the two accelerate must see as written here)."""
@@ -143,27 +134,6 @@ def _group_running(pgid):
     return False
 
 
-def _children_in_group(pid):
-    """The running children of process `pid` in its process group (whose id is `pid`), read from
-    /proc: a pid reused by now belongs to another group, so it is not signalled. Empty when /proc
-    cannot tell."""
-    found = []  # type: list[int]
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if len(fields) > 2 and fields[0] != "Z" and fields[1] == fields[2] == str(pid):
-                found.append(int(name))
-    return found
-
-
 def _ignores(pid, signum):
     """Whether process `pid` ignores `signum`, read from /proc (False when /proc cannot tell)."""
     try:
@@ -189,7 +159,7 @@ def _peek(child):
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
-def supervise(cmd, env, cwd, out, on_failure, to_script=False):
+def supervise(cmd, env, cwd, out, on_failure):
     """Run `cmd` as a child in a process group of its own, copy its output to `out` as it comes,
     pass SIGTERM/SIGINT/SIGHUP on (a platform signals this process alone) so that the launcher
     and each process it started get it exactly once, and return its exit status (negative: killed
@@ -203,13 +173,7 @@ def supervise(cmd, env, cwd, out, on_failure, to_script=False):
     checkpoint-on-stop handler. A launcher that dies of it (one with no handler, as older
     accelerate versions' plain launcher) passed it on to nobody, and one that ignores it passes
     nothing on either: then this command sends it to the launcher's group. A repeated signal is
-    not passed on again: the script already has it.
-
-    `to_script`: the launcher is accelerate's plain single-process one (plain_launch), which on
-    SIGTERM terminates the script and kills it 5 s later, cutting off a checkpoint-on-stop save
-    that SageMaker would give 120 s. Then the signal goes to the launcher's children (the script)
-    instead, once, and the launcher just waits for the script to end, as older accelerate's did;
-    a launcher with no child yet gets it as above."""
+    not passed on again: the script already has it."""
     child = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, preexec_fn=os.setpgrp)
     received = []
@@ -235,15 +199,6 @@ def supervise(cmd, env, cwd, out, on_failure, to_script=False):
             return  # reaped: its group id may belong to someone else by now
         if ended or _ignores(child.pid, signum):
             to_group(signum)
-            return
-        # Not the launcher: accelerate's plain one would KILL the script 5 s after passing it on.
-        scripts = _children_in_group(child.pid) if to_script else []
-        if scripts:
-            for pid in scripts:
-                try:
-                    os.kill(pid, signum)
-                except (ProcessLookupError, PermissionError):
-                    pass
             return
         try:
             os.kill(child.pid, signum)
@@ -342,7 +297,7 @@ def main():
         # the job's FailureReason, which every display shows once.
         write_failure_file(failure_path(os.environ), error_summary(tail))
 
-    status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure, to_script=plain_launch(spec, cmd))
+    status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure)
     record_exit(status)
     if status < 0:
         # Die of the same signal, so whatever waits for this process sees what happened.
