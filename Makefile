@@ -58,10 +58,11 @@ test-suite: setup browser
 
 # The edit loop: everything but the tests marked `jobs` or `browser` (on the tests; tests/helpers/lanes.py
 # fails an unmarked test that starts a job, kernel, moto or browser), in under a minute.
+FAST_LANE := -q -n 2 -m "not jobs and not browser"
 test-fast: setup
 	$(VENV)/bin/ruff check sm_magic tests bench scripts
 	$(PY) -m mypy
-	$(PY) -m pytest -q -m "not jobs and not browser"
+	$(PY) -m pytest $(FAST_LANE)
 
 # The fast lane in a new venv with the newest release of every dependency, not the lock: what a user
 # installing sm_magic today gets. torch alone stays pinned (a newer one is a multi-GB CUDA build).
@@ -73,7 +74,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install -q torch==2.13.0
 	$(LATEST)/bin/python -m pip install -q -e '.[dev]'
 	$(LATEST)/bin/python scripts/lock_diff.py
-	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m "not jobs and not browser"
+	$(LATEST)/bin/python -m pytest -p no:cacheprovider $(FAST_LANE)
 
 # Not part of `test`: refreshes docs/images/progress.png from a real JupyterLab.
 screenshot: setup browser
