@@ -77,6 +77,14 @@ def wait_for_no_process(token: str) -> None:
     wait_until(lambda: not token_pids(token), END_SECONDS, "every process of the job to end")
 
 
+
+def _end(proc: subprocess.Popen, token: str) -> None:
+    """Whatever a failed test left: the entry command, then every process of the job's token."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    end_token_processes(token, timeout=10)
+
 @pytest.mark.jobs
 @pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_to_the_entry_command_alone_reaches_each_rank_once(tmp_path, processes):
@@ -105,10 +113,7 @@ def test_sigterm_to_the_entry_command_alone_reaches_each_rank_once(tmp_path, pro
         assert status != 0 and not (out / "failure").exists(), log_path.read_text()  # a stop is no failure
         wait_for_no_process(token)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        end_token_processes(token, timeout=10)
+        _end(proc, token)
 
 
 @pytest.mark.jobs
@@ -196,7 +201,4 @@ def test_a_repeated_sigterm_reaches_the_script_once_whatever_its_launcher_does(t
         assert_each_rank_saved_once(where, 1)
         wait_for_no_process(token)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        end_token_processes(token, timeout=10)
+        _end(proc, token)
