@@ -507,6 +507,23 @@ class MetricsParser:
             self._metric_names[name] = None
             touched.add(key)
 
+    def add_row(self, kind: str, n: int | float, values: dict) -> int:
+        """Values read from somewhere other than the log (TensorBoard event files) into the row
+        `kind` ("epoch" or "step") `n`; returns how many rows were added or changed (0 or 1)."""
+        if kind not in ROW_KEYS:
+            raise ValueError(f"a row is keyed by one of {ROW_KEYS}, not {kind!r}")
+        key = _key_number(n)
+        if key is None:
+            return 0
+        touched: set = set()
+        with self._lock:
+            for name, raw in values.items():
+                value = _number(raw)
+                if value is not None and isinstance(name, str) and name not in ROW_KEYS:
+                    self._set((kind, key), name, value, touched)
+            self._publish(touched)
+        return len(touched)
+
     @property
     def rows(self) -> list[dict]:
         """One new dict per epoch/step in order of first appearance, e.g.
