@@ -31,7 +31,7 @@ def epoch_rows(n):
 
 def test_a_few_rows_are_all_shown():
     rows = step_rows(10)
-    assert series.window(rows) == series.Window(rows)
+    assert series.window(rows) == series.Window(rows, total=10)
     assert "not shown" not in metrics_html(rows)
 
 

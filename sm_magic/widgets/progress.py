@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
+from .row_kinds import is_timing
 from .series import Means, PlotSeries, spans_decades, window
-from .text import fmt_value, hidden_note, means_title, metric_columns, render_text, secondary_status
+from .text import LATEST, best_note, hidden_note, means_title, metric_columns, render_text, secondary_status, table_cell
 
 LOG_TAIL = 12
 # While a job runs, the table and the plot are redrawn when rows arrive, no sooner than
@@ -81,41 +82,57 @@ def timeline_html(snap: Snapshot) -> str:
 
 
 def metrics_html(rows: Sequence[dict], means: Means | None = None) -> str:
-    """The metrics table: every row while there are few, then a window (series.window): the
-    means of a per-step job's epochs, its latest rows, and a line saying how many are not shown."""
+    """The metrics table (series.window): every row while there are few; one row per epoch when
+    steps' rows belong to epochs, with the running epoch's latest steps; a per-step job's step
+    range means and latest steps. The best row is marked, and a line says what is not shown."""
     if not rows:
         return "<i>no metrics yet</i>"
     w = window(rows, means=means)
     columns = metric_columns(w.summaries + w.rows)
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+
+    def cell(r: dict, c: str, first: bool) -> str:
+        # The best row: its epoch marked, it and its best value in bold (class sm-magic-best).
+        if r is w.best and (first or c == w.best_metric):
+            return f'<td class="sm-magic-best" style="font-weight:bold">{_esc(table_cell(w, r, c, first))}</td>'
+        return f"<td>{_esc(table_cell(w, r, c, first))}</td>"
 
     def body(rows: list[dict]) -> str:
-        return "".join("<tr>" + "".join(f"<td>{_esc(fmt_value(r.get(c, '')))}</td>" for c in columns) + "</tr>"
-                       for r in rows)
+        return "".join("<tr>" + "".join(cell(r, c, i == 0) for i, c in enumerate(columns)) + "</tr>" for r in rows)
 
     def title(text: str) -> str:
-        return f'<tr class="sm-magic-section"><th colspan="{len(columns)}" style="text-align:left">{text}</th></tr>'
+        return f'<tr class="sm-magic-section"><th colspan="{len(columns)}" style="text-align:left">{_esc(text)}</th></tr>'
 
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
     summary = (f'<tbody class="sm-magic-means">{title(means_title(w))}{body(w.summaries)}</tbody>'
                if w.summaries else "")
-    latest = title("latest") if w.summaries else ""
-    note = (f'<tr class="sm-magic-hidden-rows"><td colspan="{len(columns)}" style="color:#666">'
-            f"{_esc(hidden_note(w))}</td></tr>" if w.hidden else "")
+    latest = title(LATEST) if w.summaries and w.rows else ""
+    notes = " &middot; ".join(_esc(n) for n in (best_note(w), hidden_note(w)) if n)
+    note = (f'<tr class="sm-magic-hidden-rows"><td colspan="{len(columns)}" style="color:#666">{notes}</td></tr>'
+            if notes else "")
     return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
             f"{summary}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
 
 
+def plot_lines(rows: Sequence[dict], series: PlotSeries | None = None) -> tuple[str | None, dict]:
+    """(the x axis, "epoch" or "step"; {metric: (xs, ys)}) as the plot draws them: each metric
+    thinned (series.PlotSeries), timing and throughput metrics left out where others remain
+    (eval_runtime and eval_samples_per_second are on another scale, with no curve to read)."""
+    key, lines = (series if series is not None else PlotSeries()).update(rows)
+    kept = {name: line for name, line in lines.items() if not is_timing(name)}
+    return key, kept or lines
+
+
 def plot_png(rows: Sequence[dict], series: PlotSeries | None = None) -> bytes:
-    """One line per metric over epochs (or steps), as PNG bytes; b"" when there is nothing to
-    plot. Each metric is drawn from at most a few hundred points (series.PlotSeries); a display
-    that redraws keeps `series` across calls, so each call thins only the rows new since the last."""
+    """One line per metric over epochs or steps (plot_lines), as PNG bytes; b"" when there is
+    nothing to plot. A display that redraws keeps `series` across calls, so each call thins only
+    the rows new since the last."""
     if not rows:
         return b""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-    key, lines = (series if series is not None else PlotSeries()).update(rows)
+    key, lines = plot_lines(rows, series)
     fig = Figure(figsize=(5.5, 2.6), dpi=80)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -129,10 +146,11 @@ def plot_png(rows: Sequence[dict], series: PlotSeries | None = None) -> bytes:
         # Plain tick labels: matplotlib's 10^x ones go through mathtext, a third of the drawing.
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(key or "row")
-    # Epochs and steps are whole numbers. A few points get a tick each (MaxNLocator falls back
-    # to fractions when fewer than two whole numbers are in view, as with one point).
-    if len(distinct) <= 10:
+    ax.set_xlabel(key or "step")
+    # Epochs and steps are whole numbers. A few whole points get a tick each (MaxNLocator falls
+    # back to fractions when fewer than two whole numbers are in view, as with one point);
+    # Trainer's fractions of an epoch get whole-epoch ticks.
+    if len(distinct) <= 10 and all(float(x).is_integer() for x in distinct):
         ax.set_xticks(sorted(distinct))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -154,7 +172,9 @@ def log_html(lines: list[str]) -> str:
 def summary_html(snap: Snapshot) -> str:
     """The finished job as static HTML: status, timeline, metrics table and plot, reason, model."""
     s = snap.state
-    png = plot_png(snap.metrics)
+    series = PlotSeries()   # kept for the axis's name: the second look reads only the latest rows
+    png = plot_png(snap.metrics, series)
+    axis = plot_lines(snap.metrics, series)[0] if png else None
     parts = [f'<div class="sm-magic-summary" style="border-left:3px solid '
              f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">', overview_html(snap),
              f'<details class="sm-magic-timeline"><summary>{_esc(timeline_title(snap))}</summary>'
@@ -162,7 +182,7 @@ def summary_html(snap: Snapshot) -> str:
     if snap.metrics:
         parts.append(metrics_html(snap.metrics))
     if png:
-        parts.append(f'<img class="sm-magic-plot" alt="metrics per epoch" '
+        parts.append(f'<img class="sm-magic-plot" alt="metrics per {axis}" '
                      f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
     if snap.log_tail:
         parts.append(f"<details><summary>log tail</summary>{log_html(snap.log_tail)}</details>")
@@ -334,4 +354,4 @@ def show_progress(job: Job) -> ProgressWidget:
     return widget
 
 
-__all__ = ["CellDisplay", "ProgressWidget", "show_progress", "summary_html", "plot_png"]
+__all__ = ["CellDisplay", "ProgressWidget", "show_progress", "summary_html", "plot_lines", "plot_png"]

@@ -1,24 +1,40 @@
 """What a display shows of a job's metric rows, at a cost that does not grow with the job.
 
 A job that logs one row per step can have tens of thousands of rows; `job.metrics` keeps them
-all, but a table under a cell shows a window of them (`window`, with `Means` summed as rows
-arrive) and a plot draws each metric from at most a few hundred points that keep the curve's
-shape (`PlotSeries`, thinned as rows arrive).
+all, but a table under a cell shows a window of them (`window`, from running sums kept in
+`Means` as rows arrive) and a plot draws each metric from at most a few hundred points that keep
+the curve's shape (plot_series.PlotSeries, thinned as rows arrive).
+
+The table has one of three shapes (row_kinds says which rows are steps' and which epochs'):
+
+- **per epoch**, rows as logged: every row is an epoch's own row. All of them while there are at
+  most TABLE_ROWS, then the latest TABLE_ROWS plus each metric's best;
+- **an epoch table** when steps' rows belong to epochs (a step line per step and an epoch line
+  per epoch; Hugging Face's Trainer): one row per epoch, with the epoch's own metrics as logged
+  (validation) and each step metric's mean over the epoch's steps; the latest SUMMARY_ROWS epochs
+  and the best; while an epoch runs, its latest steps under it;
+- **per step**, no epochs: every row while there are at most TABLE_ROWS, then the mean of each
+  of SUMMARY_ROWS step ranges and the latest STEP_ROWS steps.
+
+The best epoch (by row_kinds.key_metric, the first validation metric, judged by
+metric_direction's rule) is marked. A column is shown only where a shown row has a value.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from ..metric_direction import direction
 from ..metrics import ROW_KEYS
+from .plot_series import PLOT_POINTS, PlotSeries, spans_decades
+from .row_kinds import epoch_of, is_epoch_row, key_metric, number
 
 TABLE_ROWS = 15     # rows a table shows once there are more: the latest, plus each metric's best
 STEP_ROWS = 10      # for per-step rows: the latest this many ...
-SUMMARY_ROWS = 10   # ... and at most this many per-epoch (or per step range) means
-PLOT_POINTS = 300   # points drawn per metric at most
+SUMMARY_ROWS = 10   # ... and at most this many per-epoch (or per step range) rows
+
+_number = number
 
 
 def lower_is_better(name: str) -> bool:
@@ -27,61 +43,93 @@ def lower_is_better(name: str) -> bool:
     return direction(name) == "min"
 
 
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) else None
-
-
 @dataclass
 class Window:
-    """What a table shows of a job's rows: `rows` in job order, how many are `hidden`, and for a
-    job logging per step, `summaries`: each epoch's (or each step range's) mean, oldest first."""
+    """What a table shows of a job's rows: `summaries` (one row per epoch, or each step range's
+    mean, oldest first) then `rows` (the latest rows, in job order); how many are `hidden` (rows,
+    or epochs for an epoch table: `hidden_of`), and `best`, the row marked best by `best_metric`."""
 
     rows: list[dict]
     hidden: int = 0
     summaries: list[dict] = field(default_factory=list)
     summary_of: str = ""   # "epoch" or "steps": what one summary row stands for
+    means: list[str] = field(default_factory=list)   # metrics an epoch row shows the mean of
+    best: dict | None = None     # one of `summaries` or `rows` (the same object)
+    best_metric: str = ""
+    hidden_of: str = "rows"
+    total: int = 0               # the job's rows
 
 
 def window(rows: Sequence[dict], limit: int = TABLE_ROWS, means: "Means" | None = None) -> Window:
-    """All rows while there are at most `limit`. Then, for a job that logs per epoch, the latest
-    `limit` rows plus for each metric the row with its best value; for one that logs per step
-    (one noisy step's best means little), the latest rows and the mean of each epoch, or of each
-    step range when the rows carry no epoch. A display that redraws the table keeps `means`
-    across calls, so each call sums only the rows new since the last."""
+    """What a table shows of `rows` (see the module's shapes). A display that redraws the table
+    keeps `means` across calls, so each call reads only the rows new since the last (and the few
+    rows shown)."""
+    means = means if means is not None else Means()
+    means.update(rows)
+    if not rows:
+        return Window([])
+    if not means.steps:
+        return _per_epoch(rows, limit, means)
+    if means.epochs and (means.epoch_rows or len(rows) > limit):
+        return _epoch_table(rows, means)
     if len(rows) <= limit:
-        return Window(list(rows))
-    if any("step" in row for row in rows[-limit:]):
-        latest = list(rows[-STEP_ROWS:])
-        means = means if means is not None else Means()
-        means.update(rows)
-        by_epoch = any("epoch" in row for row in latest)
-        return Window(latest, len(rows) - len(latest), means.summaries(by_epoch), "epoch" if by_epoch else "steps")
+        return Window(list(rows), total=len(rows))
+    latest = list(rows[-STEP_ROWS:])
+    return Window(latest, len(rows) - len(latest), means.ranges(), "steps", total=len(rows))
+
+
+def _per_epoch(rows: Sequence[dict], limit: int, means: "Means") -> Window:
+    """Every row an epoch's own: all of them, or the latest `limit` and each metric's best."""
+    best = means.best(rows)
+    metric = key_metric(means.names)
+    marked = rows[means.own_row(best[metric][1])] if metric in best and means.epoch_rows > 1 else None
+    if len(rows) <= limit:
+        return Window(list(rows), best=marked, best_metric=metric or "", total=len(rows))
     keep = set(range(len(rows) - limit, len(rows)))
     names = {k for row in rows[-limit:] for k in row if k not in ROW_KEYS}
-    for name in sorted(names):
-        sign = 1.0 if lower_is_better(name) else -1.0
-        best, best_at = None, None
-        for i, row in enumerate(rows):
-            value = _number(row.get(name))
-            if value is not None and (best is None or sign * value < sign * best):
-                best, best_at = value, i
-        if best_at is not None:
-            keep.add(best_at)
+    keep.update(means.own_row(best[name][1]) for name in names if name in best)
     shown = [rows[i] for i in sorted(keep)]
-    return Window(shown, len(rows) - len(shown))
+    return Window(shown, len(rows) - len(shown), best=marked, best_metric=metric or "", total=len(rows))
+
+
+def _epoch_table(rows: Sequence[dict], means: "Means") -> Window:
+    """One row per epoch (the latest SUMMARY_ROWS and the best), and the running epoch's latest steps."""
+    keys = list(means.epochs)
+    running = keys[-1] if means.epochs[keys[-1]].at is None else None
+    if means.pending.count:   # steps since the last epoch's own row: the next epoch's
+        running = means.next_epoch()
+        keys.append(running)
+    own = means.epoch_names(rows)
+    metric = key_metric(own)
+    best = means.best(rows).get(metric) if metric and means.epoch_rows > 1 else None
+    shown = keys[-SUMMARY_ROWS:]
+    if best is not None and best[1] not in shown:
+        shown.insert(0, best[1])
+    summaries = [means.epoch_row(rows, key) for key in shown]
+    marked = summaries[shown.index(best[1])] if best is not None else None
+    latest: list[dict] = []
+    if running is not None:   # the epoch still running: its latest steps
+        for row in reversed(rows[-STEP_ROWS:]):
+            if is_epoch_row(row) or epoch_of(row) not in (None, running):
+                break
+            latest.insert(0, row)
+    averaged = [name for name in means.step_names if any(name in row for row in summaries)]
+    return Window(latest, len(keys) - len(shown), summaries, "epoch", averaged, marked, metric or "", "epochs",
+                  len(rows))
 
 
 class _Sums:
     """Each metric's sum and count over some rows, and the first and last step among them."""
 
-    __slots__ = ("first", "last", "sums")
+    __slots__ = ("first", "last", "sums", "count")
 
     def __init__(self):
         self.first = self.last = None
         self.sums: dict[str, list] = {}
+        self.count = 0
 
     def add(self, row: dict) -> None:
+        self.count += 1
         if "step" in row:
             self.first = row["step"] if self.first is None else self.first
             self.last = row["step"]
@@ -95,35 +143,64 @@ class _Sums:
     def merge(self, other: "_Sums") -> "_Sums":
         self.first = other.first if self.first is None else self.first
         self.last = other.last if other.last is not None else self.last
+        self.count += other.count
         for name, (total, count) in other.sums.items():
             mine = self.sums.setdefault(name, [0.0, 0])
             mine[0] += total
             mine[1] += count
         return self
 
+    def steps(self):
+        """Its steps as shown: `first–last`, one step, or None without steps."""
+        if self.first is None:
+            return None
+        return f"{self.first}\u2013{self.last}" if self.last != self.first else self.first
+
     def mean(self, head: dict) -> dict:
         """A summary row with the rows' own keys: `head` (its epoch), its steps as a range."""
         summary = dict(head)
         if self.first is not None:
-            summary["step"] = f"{self.first}\u2013{self.last}" if self.last != self.first else self.first
+            summary["step"] = self.steps()
         summary.update((name, total / count) for name, (total, count) in self.sums.items())
         return summary
 
 
+class _Epoch:
+    """One epoch: the sums of its steps' rows, and where its own row is (None while it runs)."""
+
+    __slots__ = ("sums", "at")
+
+    def __init__(self):
+        self.sums = _Sums()
+        self.at: int | None = None
+
+
 class Means:
-    """Running sums of a per-step job's metrics, per epoch and per block of BLOCK rows: a table
-    of means then costs the new rows only. A row replaced after it was summed (rare for step
-    rows) keeps its first values in the sums."""
+    """Running sums of a job's rows as they arrive, so a table of means costs the new rows only:
+    per block of BLOCK rows (step ranges), per epoch (its steps' sums and its own row's place),
+    and each metric's best epoch over the epochs' own rows older than RECHECK rows (a newer one
+    may still change: a validation metric joining its epoch's row). A step's row replaced after
+    it was summed (rare) keeps its first values in the sums."""
 
     BLOCK = 256
+    RECHECK = 8
 
     def __init__(self):
         self._reset()
 
     def _reset(self) -> None:
         self.count = 0
-        self.epochs: dict = {}           # epoch -> _Sums, in order of first appearance
-        self.blocks: list[_Sums] = []    # rows [i * BLOCK, (i + 1) * BLOCK)
+        self.blocks: list[_Sums] = []     # rows [i * BLOCK, (i + 1) * BLOCK)
+        self.epochs: dict[int, _Epoch] = {}   # in order of first appearance
+        self.pending = _Sums()            # steps' rows without an epoch, since the last epoch's own row
+        self.names: dict[str, None] = {}       # every metric, in order of first appearance
+        self.step_names: dict[str, None] = {}  # metrics on steps' rows: an epoch shows their mean
+        self.steps = 0                    # steps' rows
+        self.epoch_rows = 0               # epochs' own rows
+        self._settled = 0                 # epochs' own rows before this index are final
+        self._unsettled: list[int] = []   # epochs whose own row is newer
+        self._best: dict[str, tuple[float, int]] = {}   # over settled rows: metric -> (value, epoch)
+        self._own: dict[str, None] = {}   # metrics on settled epochs' own rows
 
     def update(self, rows: Sequence[dict]) -> None:
         if len(rows) < self.count:  # not the rows it has summed: start again
@@ -133,15 +210,92 @@ class Means:
             if i % self.BLOCK == 0:
                 self.blocks.append(_Sums())
             self.blocks[-1].add(row)
-            if "epoch" in row:
-                self.epochs.setdefault(row["epoch"], _Sums()).add(row)
+            self.names.update((k, None) for k in row if k not in ROW_KEYS)
+            key = epoch_of(row)
+            if is_epoch_row(row):
+                assert key is not None
+                self.epoch_rows += 1
+                epoch = self.epochs.setdefault(key, _Epoch())
+                epoch.at = i
+                epoch.sums.merge(self.pending)
+                self.pending = _Sums()
+                self._unsettled.append(key)
+                continue
+            self.steps += 1
+            self.step_names.update((k, None) for k in row if k not in ROW_KEYS and _number(row[k]) is not None)
+            (self.pending if key is None else self.epochs.setdefault(key, _Epoch()).sums).add(row)
         self.count = len(rows)
+        self._settle(rows, len(rows) - self.RECHECK)
 
-    def summaries(self, by_epoch: bool) -> list[dict]:
-        """The mean of each metric per epoch (the latest SUMMARY_ROWS epochs), or per step range
-        (at most SUMMARY_ROWS ranges of whole blocks, over every row)."""
-        if by_epoch:
-            return [s.mean({"epoch": e}) for e, s in list(self.epochs.items())[-SUMMARY_ROWS:]]
+    def own_row(self, key: int) -> int:
+        """Where epoch `key`'s own row is (an epoch that has one)."""
+        at = self.epochs[key].at
+        if at is None:
+            raise KeyError(f"epoch {key} has no row of its own yet")
+        return at
+
+    def _settle(self, rows: Sequence[dict], end: int) -> None:
+        while self._unsettled and self.own_row(self._unsettled[0]) < end:
+            key = self._unsettled.pop(0)
+            self._judge(self._best, self._own, rows[self.own_row(key)], key)
+
+    @staticmethod
+    def _judge(best: dict, own: dict, row: dict, key: int) -> None:
+        for name, value in row.items():
+            y = _number(value)
+            if name in ROW_KEYS or y is None:
+                continue
+            own[name] = None
+            sign = 1.0 if lower_is_better(name) else -1.0
+            if name not in best or sign * y < sign * best[name][0]:
+                best[name] = (y, key)
+
+    def best(self, rows: Sequence[dict]) -> dict[str, tuple[float, int]]:
+        """Each metric's best value over the epochs' own rows, and its epoch (the first on a tie)."""
+        best, own = dict(self._best), dict(self._own)
+        for key in self._unsettled:
+            self._judge(best, own, rows[self.own_row(key)], key)
+        return best
+
+    def epoch_names(self, rows: Sequence[dict]) -> list[str]:
+        """Metrics of the epochs' own rows that no step's row has (validation), in order."""
+        own = dict(self._own)
+        for key in self._unsettled:
+            own.update((k, None) for k in rows[self.own_row(key)] if k not in ROW_KEYS)
+        return [name for name in self.names if name in own and name not in self.step_names] + \
+            [name for name in own if name not in self.names and name not in self.step_names]
+
+    def next_epoch(self) -> int:
+        """The epoch the steps since the last epoch's own row belong to: the next to come, one
+        interval after the last two (an epoch's row every 5 epochs: 5 after the last)."""
+        keys = list(self.epochs)
+        if not keys:
+            return 0
+        return keys[-1] + (keys[-1] - keys[-2] if len(keys) > 1 and keys[-1] > keys[-2] else 1)
+
+    def epoch_row(self, rows: Sequence[dict], key: int) -> dict:
+        """Epoch `key` as a table row: its own row's metrics as logged, each step metric's mean
+        over its steps (its own row's value of one counted as a step's), its steps' range."""
+        epoch = self.epochs.get(key)
+        sums = epoch.sums if epoch is not None else self.pending
+        own = rows[epoch.at] if epoch is not None and epoch.at is not None else {}
+        shown: dict = {"epoch": key}
+        if sums.first is not None:
+            shown["step"] = sums.steps()
+        for name in [*self.names, *(k for k in own if k not in self.names)]:
+            value = _number(own.get(name))
+            if name in self.step_names:
+                total, count = sums.sums.get(name, (0.0, 0))
+                if value is not None:
+                    total, count = total + value, count + 1
+                if count:
+                    shown[name] = total / count
+            elif value is not None:
+                shown[name] = own[name]
+        return shown
+
+    def ranges(self) -> list[dict]:
+        """The mean of each metric per step range: at most SUMMARY_ROWS ranges of whole blocks."""
         per = -(-len(self.blocks) // SUMMARY_ROWS)
         ranges = []
         for start in range(0, len(self.blocks), per):
@@ -152,100 +306,5 @@ class Means:
         return ranges
 
 
-class _Thinned:
-    """One metric's points as they arrive, at most `limit` kept, keeping the curve's shape: the
-    points go into buckets of `size`, each keeping its lowest and its highest (a spike or a dip
-    is never lost); when there are too many buckets, neighbours merge and `size` doubles. The
-    first and the latest points are always kept. Each point costs O(1), however long the job."""
-
-    def __init__(self, limit: int):
-        self.limit, self.size = limit, 1
-        self.buckets: list[list] = []   # [index of lowest, lowest, index of highest, highest, count]
-        self.first: tuple[int, float] = (-1, 0.0)   # (-1, _): no point yet
-        self.latest: tuple[int, float] = (-1, 0.0)
-
-    def add(self, i: int, y: float) -> None:
-        if self.first[0] < 0:
-            self.first = (i, y)
-        self.latest = (i, y)
-        if not self.buckets or self.buckets[-1][4] >= self.size:
-            self.buckets.append([i, y, i, y, 0])
-        b = self.buckets[-1]
-        if y < b[1]:
-            b[0], b[1] = i, y
-        if y > b[3]:
-            b[2], b[3] = i, y
-        b[4] += 1
-        if 2 * len(self.buckets) + 2 > self.limit:
-            self.size *= 2
-            self.buckets = [_merge(self.buckets[k:k + 2]) for k in range(0, len(self.buckets), 2)]
-
-    def points(self) -> dict[int, float]:
-        """{row index: value} of the points kept."""
-        kept = {i: y for b in self.buckets for i, y in ((b[0], b[1]), (b[2], b[3]))}
-        for i, y in (self.first, self.latest):
-            if i >= 0:
-                kept[i] = y
-        return kept
-
-
-def _merge(pair: list[list]) -> list:
-    lo = min(pair, key=lambda b: b[1])
-    hi = max(pair, key=lambda b: b[3])
-    return [lo[0], lo[1], hi[2], hi[3], sum(b[4] for b in pair)]
-
-
-class PlotSeries:
-    """What a plot draws of a job's rows: each metric thinned to at most `limit` points as the
-    rows arrive, so a redraw costs the new rows only. The latest RECHECK rows are read afresh at
-    each draw (a validation metric may still join its epoch's row); a row replaced before that
-    keeps its first values here."""
-
-    RECHECK = 8
-
-    def __init__(self, limit: int = PLOT_POINTS):
-        self.limit = limit
-        self._reset()
-
-    def _reset(self) -> None:
-        self.count = 0                                    # rows thinned so far
-        self.lines: dict[str, _Thinned] = {}              # in order of first appearance
-        self.keyed = {key: True for key in ROW_KEYS}         # whether every row so far has the key
-
-    def _add(self, lines: dict, keyed: dict, i: int, row: dict) -> None:
-        for key in ROW_KEYS:
-            keyed[key] = keyed[key] and key in row
-        for name, value in row.items():
-            number = _number(value)
-            if name not in ROW_KEYS and number is not None:
-                if name not in lines:
-                    lines[name] = _Thinned(self.limit)
-                lines[name].add(i, number)
-
-    def update(self, rows: Sequence[dict]) -> tuple[str | None, dict[str, tuple[list, list]]]:
-        """(the x key: "epoch", "step" or None for the row number, {metric: (xs, ys)})."""
-        if len(rows) < self.count:  # not the rows it has thinned: start again
-            self._reset()
-        end = max(self.count, len(rows) - self.RECHECK)
-        for i in range(self.count, end):
-            self._add(self.lines, self.keyed, i, rows[i])
-        self.count = end
-        points = {name: line.points() for name, line in self.lines.items()}
-        keyed = dict(self.keyed)
-        fresh: dict[str, _Thinned] = {}
-        for i in range(end, len(rows)):
-            self._add(fresh, keyed, i, rows[i])
-        for name, line in fresh.items():
-            points.setdefault(name, {}).update(line.points())
-        key = "epoch" if keyed["epoch"] else "step" if keyed["step"] else None
-        drawn = {}
-        for name, kept in points.items():
-            order = sorted(kept)
-            drawn[name] = ([rows[i][key] if key else i for i in order], [kept[i] for i in order])
-        return key, drawn
-
-
-def spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
-    """Whether positive values span more than `decades` powers of ten (a log scale reads better)."""
-    positive = [v for v in values if v > 0]
-    return len(positive) == len(values) > 1 and max(positive) / min(positive) > 10 ** decades
+__all__ = ["Means", "PLOT_POINTS", "PlotSeries", "STEP_ROWS", "SUMMARY_ROWS", "TABLE_ROWS", "Window",
+           "lower_is_better", "spans_decades", "window"]

@@ -14,9 +14,13 @@ from collections.abc import Sequence
 
 from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
-from .series import Window, window
+from ..metrics import ROW_KEYS
+from .row_kinds import is_timing
+from .series import Window, lower_is_better, window
 
 TAIL_LINES = 10
+BEST_MARK = "\u2605"   # ★ after the best row's epoch
+LATEST = "latest steps"   # the title over a running epoch's (or a per-step job's) latest rows
 
 
 def fmt_value(value) -> str:
@@ -25,11 +29,20 @@ def fmt_value(value) -> str:
 
 
 def metric_columns(rows: Sequence[dict]) -> list[str]:
-    """Every key of the rows, in order of first appearance."""
-    columns: list[str] = []
+    """The keys of the rows that hold a value in some row: epoch and step first, then the metrics
+    in order of first appearance, timing and throughput last (Trainer's eval_runtime, ...)."""
+    seen: dict[str, None] = {}
     for row in rows:
-        columns += [k for k in row if k not in columns]
-    return columns
+        seen.update((k, None) for k, v in row.items() if v is not None and v != "" and k not in seen)
+    keys = [k for k in ROW_KEYS if k in seen]
+    metrics = [k for k in seen if k not in ROW_KEYS]
+    return keys + [k for k in metrics if not is_timing(k)] + [k for k in metrics if is_timing(k)]
+
+
+def table_cell(w: Window, row: dict, column: str, first: bool) -> str:
+    """A row's cell as shown; the first cell of the best row carries the best mark."""
+    text = fmt_value(row.get(column, ""))
+    return f"{text} {BEST_MARK}" if first and row is w.best else text
 
 
 def secondary_status(s) -> str:
@@ -38,13 +51,32 @@ def secondary_status(s) -> str:
 
 
 def hidden_note(w: Window) -> str:
-    shown = "the latest are, and the mean of each " + ("epoch" if w.summary_of == "epoch" else "step range") \
-        if w.summaries else "the latest and each metric's best are"
+    """What the table leaves out ("" when nothing)."""
+    if not w.hidden:
+        return ""
+    if w.hidden_of == "epochs":
+        return (f"... {w.hidden:,} more epoch{'s' if w.hidden != 1 else ''} not shown (the latest and the best "
+                f"are; job.metrics has all {w.total:,} rows)")
+    shown = "the latest are, and the mean of each step range" if w.summaries else "the latest and each metric's best are"
     return f"... {w.hidden:,} more row{'s' if w.hidden != 1 else ''} not shown ({shown}; job.metrics has them all)"
 
 
+def best_note(w: Window) -> str:
+    """`★ best eval_loss (lowest)`: what the mark means ("" without one)."""
+    if w.best is None:
+        return ""
+    return f"{BEST_MARK} best {w.best_metric} ({'lowest' if lower_is_better(w.best_metric) else 'highest'})"
+
+
 def means_title(w: Window) -> str:
-    return "mean per epoch" if w.summary_of == "epoch" else "mean per step range"
+    """The title over the summary rows: what one stands for, and which values are means."""
+    if w.summary_of != "epoch":
+        return "mean per step range"
+    logged = any(k not in ROW_KEYS and k not in w.means for row in w.summaries for k in row)
+    if not logged:
+        return "mean per epoch"
+    shown = ", ".join(w.means[:4]) + (", ..." if len(w.means) > 4 else "")
+    return f"per epoch ({shown}: the mean of its steps)" if w.means else "per epoch"
 
 
 def metrics_table(rows: Sequence[dict]) -> list[str]:
@@ -52,14 +84,16 @@ def metrics_table(rows: Sequence[dict]) -> list[str]:
     if not rows:
         return []
     w = window(rows)
-    columns = metric_columns(w.summaries + w.rows)
-    cells = [columns] + [[fmt_value(r.get(c, "")) for c in columns] for r in w.summaries + w.rows]
+    shown = w.summaries + w.rows
+    columns = metric_columns(shown)
+    cells = [columns] + [[table_cell(w, r, c, i == 0) for i, c in enumerate(columns)] for r in shown]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     table = ["  ".join(v.rjust(width) for v, width in zip(row, widths)) for row in cells]
-    if w.summaries:  # the means first, under a title, then the latest rows
+    if w.summaries:  # the summaries first, under a title, then the latest rows under theirs
         table[1:1] = [f"{means_title(w)}:"]
-        table.insert(2 + len(w.summaries), "latest:")
-    return table + ([hidden_note(w)] if w.hidden else [])
+        if w.rows:
+            table.insert(2 + len(w.summaries), f"{LATEST}:")
+    return table + [note for note in (best_note(w), hidden_note(w)) if note]
 
 
 def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
