@@ -2,7 +2,8 @@
 
 Status words are SageMaker's (`TrainingJobStatus`, `SecondaryStatus`). The handle reads the log
 incrementally (never from the start twice) and feeds every line to the metrics parser, so
-`job.metrics` and `job.logs()` cost only the new lines. Safe to use from the monitor thread and
+`job.metrics` and `job.logs()` cost only the new lines; the TensorBoard scalars a backend reads
+(backends.base.ScalarSource) join the parser's rows by step the same way. Safe to use from the monitor thread and
 the notebook at once.
 """
 
@@ -17,11 +18,12 @@ from typing import ClassVar
 from collections.abc import Callable, Sequence
 
 from .errors import RuntimeProblem
-from .backends.base import Backend, JobState, Transition
+from .backends.base import Backend, BackendError, JobState, Transition, scalars_of
 from .eta import Estimate, Tracker
 from .failure import error_tail
 from .live_display import LiveDisplay
 from .metrics import MetricDefinition, MetricsParser
+from .tensorboard_events import TensorBoardMissing
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
 STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
@@ -71,6 +73,8 @@ class Job(LiveDisplay):
         self._reported = 0  # lines read when the last snapshot was taken (read + dropped)
         self._warned = 0  # parser warnings already added to the log
         self._cursor = None
+        self._scalar_cursor = None  # the backend's TensorBoard reader (backends.base.ScalarSource)
+        self._scalars_off = False  # said once why TensorBoard scalars cannot be read: not tried again
         self._state: JobState | None = None
         self._state_at = 0.0
         self._on_status = on_status
@@ -132,8 +136,10 @@ class Job(LiveDisplay):
                 if not lines:
                     break
                 new.extend(lines)
-            if new:
+            scalar_notes = self._pull_scalars()
+            if new or scalar_notes:
                 self._parser.feed(new)
+                new.extend(scalar_notes)
                 # What the parser gave up on (a metric regex over its time budget) is said once,
                 # as a log line: the log tail, job.logs() and `sm-magic logs/wait` all show it.
                 notes = self._parser.warnings[self._warned:]
@@ -147,6 +153,25 @@ class Job(LiveDisplay):
                 if self._tracker is not None:
                     self._tracker.feed(new)
             return new
+
+    def _pull_scalars(self) -> list[str]:
+        """Give the parser, as step rows, the TensorBoard scalars the job wrote since the last call
+        (backends that read event files); returns a note for the log when they cannot be read,
+        said once, after which they are not tried again."""
+        read = scalars_of(self._backend)
+        if read is None or self._scalars_off:
+            return []
+        try:
+            rows, self._scalar_cursor = read(self.name, self._scalar_cursor)
+        except TensorBoardMissing as e:
+            self._scalars_off = True
+            return [f"[sm_magic] {e}"]
+        except BackendError as e:
+            self._scalars_off = True
+            return [f"[sm_magic] the job's TensorBoard scalars are not read: {e}"]
+        for step, values in rows:
+            self._parser.add_row("step", step, values)
+        return []
 
     def logs(self, tail: int | None = None) -> str:
         """The job's log so far (the last `tail` lines when given)."""

@@ -119,3 +119,22 @@ class Backend(Protocol):
 
     def stop(self, name: str) -> None:
         """Ask the job to stop; it ends Stopped with what it saved kept."""
+
+
+# One metric row from outside the log: (step, {name: value}).
+ScalarRow = tuple[int, dict[str, float]]
+
+
+class ScalarSource(Protocol):
+    """What a backend may also offer (optional: `scalars_of` finds it): the scalars a job writes
+    as TensorBoard event files under $SM_OUTPUT_DIR/tensorboard, read incrementally."""
+
+    def scalars(self, name: str, cursor: Any = None) -> tuple[list[ScalarRow], Any]:
+        """Rows new since `cursor` (None: from the start) and the cursor to pass next time.
+        Raises tensorboard_events.TensorBoardMissing when event files exist and the tensorboard
+        package is not installed, BackendError when they cannot be read."""
+
+
+def scalars_of(backend: Backend):
+    """The backend's `scalars` method, or None when it has none."""
+    return getattr(backend, "scalars", None)

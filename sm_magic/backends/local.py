@@ -33,6 +33,7 @@ from typing import Any
 
 from ..bundle import Bundle
 from ..config import TrainConfig
+from ..tensorboard_events import ScalarReader
 from . import local_procs, s3_inputs
 from .base import BackendError, JobState, SubmitOptions, progress
 from .changed_files import ChangedFiles, unchanged_since
@@ -367,6 +368,18 @@ class LocalBackend:
             lines.extend(text if len(paths) == 1 else [f"{host} | {line}" for line in text])
             cursor[host] = offset + end
         return lines, cursor
+
+    def scalars(self, name: str, cursor: ScalarReader | None = None) -> tuple[list, ScalarReader]:
+        """TensorBoard scalars written under algo-1's $SM_OUTPUT_DIR/tensorboard since `cursor`,
+        as (step, {name: value}) rows (tensorboard_events.ScalarReader: only what was appended
+        is read). Other hosts' files are not read: frameworks log from rank 0, on algo-1."""
+        files = self._files(name)
+        reader = cursor or ScalarReader(files.opt_ml("algo-1", ["algo-1"]) / "output" / "tensorboard")
+        try:
+            return reader.read(), reader
+        except OSError as e:
+            raise BackendError(f"the TensorBoard files of local job {name} cannot be read ({e.filename}: "
+                               f"{e.strerror})") from None
 
     @staticmethod
     def _finished(files: JobFiles) -> bool:

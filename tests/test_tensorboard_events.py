@@ -1,0 +1,170 @@
+"""TensorBoard event files as metric rows (sm_magic/tensorboard_events.py), written by the real
+writers scripts use: torch's SummaryWriter, Lightning's TensorBoardLogger, accelerate's tracker.
+Read incrementally: only what was appended, a record cut anywhere is read once it is whole, and a
+file read while another thread writes it gives every scalar exactly once."""
+
+from __future__ import annotations
+
+import builtins
+import math
+import shutil
+import threading
+
+import pytest
+
+from sm_magic.tensorboard_events import Columns, ScalarReader, TensorBoardMissing, run_label
+
+SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
+
+
+def event_file(directory):
+    (path,) = [p for p in directory.rglob("*") if "tfevents" in p.name]
+    return path
+
+
+def test_a_poll_reads_only_what_was_appended(tmp_path):
+    writer = SummaryWriter(tmp_path)
+    reader = ScalarReader(tmp_path)
+    assert reader.read() == []  # the file holds only its version record
+    writer.add_scalar("train/loss", 0.5, 1)
+    writer.add_scalar("train/loss", 0.25, 2)
+    writer.add_scalar("val/accuracy", 0.75, 2)
+    writer.flush()
+    assert reader.read() == [(1, {"train/loss": 0.5}), (2, {"train/loss": 0.25, "val/accuracy": 0.75})]
+    assert reader.read() == []
+    writer.add_scalar("train/loss", 0.125, 3)
+    writer.flush()
+    assert reader.read() == [(3, {"train/loss": 0.125})]
+    writer.close()
+
+
+def test_other_summaries_are_not_metrics_and_nan_stays_nan(tmp_path):
+    import numpy as np
+
+    writer = SummaryWriter(tmp_path)
+    writer.add_histogram("weights", np.arange(10.0), 1)
+    writer.add_text("note", "epoch 1: loss=0.3", 1)
+    writer.add_scalar("loss", float("nan"), 1)
+    writer.add_scalar("loss", float("inf"), 2)
+    writer.close()
+    rows = ScalarReader(tmp_path).read()
+    assert [step for step, _ in rows] == [1, 2]
+    assert all(set(values) == {"loss"} and math.isnan(values["loss"]) for _, values in rows)
+
+
+def test_a_record_cut_anywhere_is_read_once_whole(tmp_path):
+    """The file as a reader may find it while the writer is in the middle of a record: at every
+    byte of the last record, the rows before it come, then the last row once the rest is there."""
+    src = tmp_path / "src"
+    writer = SummaryWriter(src)
+    writer.add_scalar("loss", 0.5, 1)
+    writer.flush()
+    before = event_file(src).stat().st_size
+    writer.add_scalar("loss", 0.25, 2)
+    writer.close()
+    data = event_file(src).read_bytes()
+    assert len(data) > before
+    for cut in range(before, len(data)):
+        run = tmp_path / f"cut{cut}"
+        run.mkdir()
+        target = run / event_file(src).name
+        target.write_bytes(data[:cut])
+        reader = ScalarReader(run)
+        assert reader.read() == [(1, {"loss": 0.5})], cut
+        assert reader.read() == [], cut
+        with open(target, "ab") as f:
+            f.write(data[cut:])
+        assert reader.read() == [(2, {"loss": 0.25})], cut
+        shutil.rmtree(run)
+
+
+def test_a_file_read_while_it_is_written(tmp_path):
+    steps = 400
+    writer = SummaryWriter(tmp_path, max_queue=1)
+    written = threading.Event()
+
+    def write():
+        for step in range(steps):
+            writer.add_scalar("loss", step / steps, step)
+            if step % 7 == 0:
+                writer.flush()
+        writer.close()
+        written.set()
+
+    thread = threading.Thread(target=write)
+    reader = ScalarReader(tmp_path)
+    seen: list = []
+    thread.start()
+    reads = 0
+    while not written.is_set():
+        seen.extend(reader.read())
+        reads += 1
+    thread.join()
+    seen.extend(reader.read())
+    assert [step for step, _ in seen] == list(range(steps))  # each once, in order
+    assert all(values == {"loss": pytest.approx(step / steps)} for step, values in seen)
+    assert reads > 1
+
+
+def test_lightning_and_accelerate_layouts_keep_their_tag_names(tmp_path):
+    pl_loggers = pytest.importorskip("pytorch_lightning.loggers")
+    tracking = pytest.importorskip("accelerate.tracking")
+    root = tmp_path / "tensorboard"
+    # Lightning: <root>/lightning_logs/version_0, a restart's version_1 continues the same columns.
+    for version, step in ((0, 1), (1, 2)):
+        logger = pl_loggers.TensorBoardLogger(save_dir=root, version=version)
+        logger.log_metrics({"train_loss": 1.0 / step, "epoch": step - 1}, step=step)
+        logger.finalize("success")
+    # accelerate: <root>/<project>, a dict value as add_scalars series directories.
+    tracker = tracking.TensorBoardTracker("my_project", root)
+    tracker.start()
+    tracker.log({"lr": 0.01, "loss": {"train": 0.3, "val": 0.4}}, step=3)
+    tracker.finish()
+    rows = dict(ScalarReader(root).read())
+    # Lightning's "epoch" scalar comes as a value (the parser keeps no value named like a row key).
+    assert rows[1] == {"train_loss": 1.0, "epoch": 0.0}
+    assert rows[2] == {"train_loss": 0.5, "epoch": 1.0}
+    assert rows[3] == {"lr": 0.01, "loss/train": 0.3, "loss/val": 0.4}
+
+
+def test_two_writers_with_one_tag_do_not_overwrite_each_other(tmp_path):
+    for run, value in (("train", 0.5), ("val", 0.7)):
+        with SummaryWriter(tmp_path / run) as writer:
+            writer.add_scalar("loss", value, 1)
+    assert ScalarReader(tmp_path).read() == [(1, {"loss": 0.5, "val/loss": 0.7})]  # first found keeps "loss"
+
+
+def test_column_names():
+    assert run_label("lightning_logs/version_3") == ""
+    assert run_label("mymodel/version_0") == "mymodel"
+    assert run_label(".") == ""
+    columns = Columns()
+    assert columns.name(".", "loss") == "loss"
+    assert columns.name("lightning_logs/version_1", "loss") == "loss"  # same series, restarted
+    assert columns.name("acc_top1", "acc") == "acc/top1"
+    assert columns.name("train_loss_a", "train/loss") == "train/loss/a"
+    assert columns.name("eval", "loss") == "eval/loss"
+    assert columns.name("eval", "loss") == "eval/loss"  # fixed once given
+
+
+def test_other_hosts_files_can_be_left_out(tmp_path):
+    with SummaryWriter(tmp_path, filename_suffix=".x") as writer:
+        writer.add_scalar("loss", 0.5, 1)
+    name = event_file(tmp_path).name
+    assert ScalarReader(tmp_path, skip=lambda n: n == name).read() == []
+
+
+def test_no_tensorboard_is_one_clear_error_only_when_there_are_event_files(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("tensorboard"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    with SummaryWriter(tmp_path / "tb") as writer:
+        writer.add_scalar("loss", 0.5, 1)
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    assert ScalarReader(tmp_path / "none").read() == []
+    with pytest.raises(TensorBoardMissing, match=r"install tensorboard to read the TensorBoard event files"):
+        ScalarReader(tmp_path / "tb").read()
