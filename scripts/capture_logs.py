@@ -24,10 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "tests" / "scripts"
 LOGS = ROOT / "tests" / "data" / "logs"
 ARGS = ["--epochs", "3"]
+# Further logs of a script, run as a job with environment variables set: `<variant>.log`.
+# rich draws live (redraws with cursor-up and erase-line codes) only where it believes it writes to
+# a terminal; in a job's log file it prints each bar once, at the end, unless told otherwise.
+VARIANTS = {
+    "lightning_rich.tty": ("lightning_rich", {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}),
+}
 
 
-def run_as_job(script: Path, work: Path) -> tuple[bytes, float, str]:
-    """The job's raw log, its wall time and its final status."""
+def run_as_job(script: Path, work: Path, env: dict[str, str]) -> tuple[bytes, float, str]:
+    """The job's raw log, its wall time and its final status (`env`: set while it launches; the
+    job's processes inherit it)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     os.environ["SM_MAGIC_JOBS_DIR"] = str(work / "sm_jobs")
     os.environ["SM_MAGIC_REGISTRY"] = str(work / "registry.sqlite3")
     os.environ["HF_HOME"] = str(work / "hf")
@@ -39,15 +48,21 @@ def run_as_job(script: Path, work: Path) -> tuple[bytes, float, str]:
         job.wait(timeout=300)
     except Exception as e:  # noqa: BLE001 - a failed job's log is still worth keeping
         print(f"  {script.stem}: {e}", file=sys.stderr)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     seconds = time.monotonic() - started
     return (work / "sm_jobs" / job.name / "logs" / "algo-1.log").read_bytes(), seconds, job.status
 
 
-def run_directly(script: Path, work: Path) -> bytes:
+def run_directly(script: Path, work: Path, extra_env: dict[str, str]) -> bytes:
     """What the script prints with stdout and stderr to one pipe, outside any job."""
     out = work / "direct_output"
     out.mkdir()
-    env = dict(os.environ, SM_OUTPUT_DIR=str(out), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **extra_env, SM_OUTPUT_DIR=str(out), PYTHONUNBUFFERED="1")  # what a job's entry command sets
     done = subprocess.run([sys.executable, str(script), *ARGS], cwd=work, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, timeout=300, check=False)
     return done.stdout
@@ -58,14 +73,19 @@ def main() -> int:
     parser.add_argument("--direct", action="store_true", help="also save each script's output outside a job")
     parser.add_argument("scripts", nargs="*", help="script names (default: all in tests/scripts)")
     options = parser.parse_args()
-    names = options.scripts or sorted(p.stem for p in SCRIPTS.glob("*.py"))
+    runs = {p.stem: (p.stem, {}) for p in sorted(SCRIPTS.glob("*.py"))} | VARIANTS
+    names = options.scripts or list(runs)
+    unknown = [n for n in names if n not in runs]
+    if unknown:
+        parser.error(f"no script or variant named {', '.join(unknown)}; there are: {', '.join(runs)}")
     LOGS.mkdir(parents=True, exist_ok=True)
     for name in names:
-        script = SCRIPTS / f"{name}.py"
+        script_name, env = runs[name]
+        script = SCRIPTS / f"{script_name}.py"
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            log, seconds, status = run_as_job(script, work)
-            direct = run_directly(script, work) if options.direct else None
+            log, seconds, status = run_as_job(script, work, env)
+            direct = run_directly(script, work, env) if options.direct else None
         (LOGS / f"{name}.log").write_bytes(log)
         if direct is not None:
             (LOGS / f"{name}.direct.log").write_bytes(direct)
