@@ -81,9 +81,8 @@ class _State:
 
     def add(self, i: int, row: dict, limit: int) -> None:
         self.all_epoch = self.all_epoch and "epoch" in row
-        step = number(row.get("step"))
-        if step is not None:
-            self.any_step, self.last_step = True, step
+        if number(row.get("step")) is not None:
+            self.any_step, self.last_step = True, row["step"]
         elif self.last_step is not None:   # (before any step: at 0)
             self.anchors[i] = self.last_step
         for name, value in row.items():
