@@ -14,6 +14,10 @@ logs and stop through boto3 with as few API calls as a live view allows.
   (profile, region) together by `cloudwatch_fanout.LogFanout` (one FilterLogEvents per poll
   interval for up to 100 streams; streams found only when a job may have a new one; after a job
   ended and its streams are drained, no call).
+- scalars: the TensorBoard event files the job writes under $SM_OUTPUT_DIR/tensorboard, read from
+  the S3 output that TensorBoardOutputConfig names (s3_tensorboard: one ListObjectsV2 per poll
+  at most, one ranged GetObject per file that grew, fewer while nothing changes, none once read
+  after the end).
 - every client uses botocore's adaptive retry mode (backoff with jitter, a client-side rate limit
   on throttling, 5xx and dropped connections retried). When a call still fails the backend keeps
   what it had: `describe` answers the last state with `extra["connection"]` saying it is
@@ -33,6 +37,7 @@ from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, 
 from .base import BackendError, JobState, SubmitOptions, Transition
 from .cloudwatch_fanout import LogFanout
 from .cloudwatch_logs import LogCursor
+from .s3_tensorboard import S3Scalars, training_began
 
 if TYPE_CHECKING:
     from ..bundle import Bundle
@@ -73,6 +78,9 @@ def state_from_description(d: dict) -> JobState:
         extra["last_modified"] = api_seconds(d["LastModifiedTime"])
     if d.get("EnableManagedSpotTraining"):
         extra["spot"] = True
+    tensorboard = (d.get("TensorBoardOutputConfig") or {}).get("S3OutputPath")
+    if tensorboard:
+        extra["tensorboard"] = tensorboard  # where SageMaker uploads $SM_OUTPUT_DIR/tensorboard
     return JobState(
         name=d.get("TrainingJobName", ""),
         status=status,
@@ -392,6 +400,37 @@ class SageMakerBackend:
                     functools.partial(self._call, key, "logs"), self._link(key, "logs"),
                     lambda e, name, what: self._client_error(e, name, key, what), self.poll_interval)
             return fanout
+
+    # -- TensorBoard scalars -----------------------------------------------------------------
+
+    def scalars(self, name: str, cursor: S3Scalars | None = None) -> tuple[list, S3Scalars | None]:
+        """TensorBoard scalars the job wrote since `cursor`, as (step, {name: value}) rows, read
+        from where its TensorBoardOutputConfig has them uploaded (s3_tensorboard), at most once
+        per poll interval. A job described without that config, or not training yet, costs no
+        call; a failed read leaves the cursor as it was (its rows come next time)."""
+        entry = self._entry(name)
+        state = entry.state
+        uri = state.extra.get("tensorboard") if state is not None else None
+        if state is None or not uri:
+            return [], cursor
+        if cursor is None:
+            cursor = S3Scalars(uri, name)
+        # Once the end is seen, the last read comes at once (the files are complete), then none.
+        due = cursor.due(time.monotonic()) or (entry.final and not cursor.drained)
+        if not due or not training_began(state.secondary_status, entry.final):
+            return [], cursor
+        from botocore.exceptions import ClientError
+
+        try:
+            rows = cursor.read(functools.partial(self._call, entry.key, "s3"), self.poll_interval, entry.final)
+        except Unreachable:
+            return [], cursor
+        except ClientError as e:
+            error = e.response.get("Error", {})
+            raise BackendError(f"cannot read {cursor.uri}: {error.get('Code', '')}: {error.get('Message', '')}. "
+                               "Reading the job's TensorBoard files needs s3:ListBucket and "
+                               "s3:GetObject there for your credentials") from None
+        return rows, cursor
 
     # -- stop --------------------------------------------------------------------------------
 

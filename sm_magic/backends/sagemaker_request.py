@@ -20,6 +20,7 @@ from ..bundle import Bundle
 from ..config import TrainConfig
 from .base import BackendError
 from .images import Image, choose as choose_image
+from .s3_tensorboard import LOCAL_PATH as TENSORBOARD_LOCAL_PATH
 from .sagemaker_args import CHECKPOINT_LOCAL_PATH
 
 DEFAULT_MAX_RUN = 24 * 60 * 60  # the API's own default (SDK v3 would send 3600: a job cut at one hour)
@@ -139,14 +140,15 @@ def import_sdk() -> None:
 def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session, role: str,
                   output_path: str, key_prefix: str, inputs: dict[str, str]):
     """The SDK's ModelTrainer for the bundle: source code, compute, stopping condition, networking,
-    checkpoints, image, output, inputs, environment, hyperparameters, tags and the options that
-    additional_args set (`options["_image"]` is the image URI chosen before)."""
+    checkpoints, image, output (TensorBoard's too), inputs, environment, hyperparameters, tags and
+    the options that additional_args set (`options["_image"]` is the image URI chosen before)."""
     import_sdk()
     from sagemaker.core import shapes
     from sagemaker.core.training.configs import (CheckpointConfig, Compute, InfraCheckConfig, InputData,
                                                  Networking, OutputDataConfig, RemoteDebugConfig,
                                                  RetryStrategy, SessionChainingConfig, SourceCode,
-                                                 StoppingCondition, Tag, TrainingImageConfig)
+                                                 StoppingCondition, Tag, TensorBoardOutputConfig,
+                                                 TrainingImageConfig)
     from sagemaker.train.model_trainer import ModelTrainer
 
     source = SourceCode(source_dir=str(bundle.path), command=entry_command(bundle),
@@ -194,6 +196,10 @@ def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session
     if bundle.metric_definitions:
         trainer.with_metric_definitions([shapes.MetricDefinition(name=m.name, regex=m.regex)
                                          for m in bundle.metric_definitions])
+    # What the script writes under $SM_OUTPUT_DIR/tensorboard is uploaded while it runs, to
+    # <output path>/<job>/tensorboard-output/, where the backend reads its scalars (s3_tensorboard).
+    trainer.with_tensorboard_output_config(TensorBoardOutputConfig(s3_output_path=output_path,
+                                                                   local_path=TENSORBOARD_LOCAL_PATH))
     if "max_retry_attempts" in options:
         trainer.with_retry_strategy(RetryStrategy(maximum_retry_attempts=options["max_retry_attempts"]))
     if "enable_infra_check" in options:
