@@ -1,27 +1,55 @@
-"""How far along a job is and how long it has left, from what it logs.
+"""How far along a job is and how long it has left, from every signal its log has.
 
-The total comes from, in this order:
+Signals, read as the lines come:
 
-* tqdm progress bars in the log (`45%|####5     | 450/1000 [00:10<00:12, 45.0it/s]`, the last
-  update of a line of `\\r`-separated updates);
+* the job's own tqdm bar (`45%|####5     | 450/1000 [00:10<00:12, 45.0it/s]`, the last redraw
+  of a line of `\\r`-separated ones): the longest bar, not a nested one (followed by a cursor-up,
+  as Hugging Face's and Lightning's evaluation bars are) nor a validation or sanity-check bar;
 * `step N/M` (or `Step N of M`, `iteration N/M`) in a line;
-* epochs: the script's `--epochs` / `--num_train_epochs` / `--num-epochs` argument, or an
-  `epoch N/M` line, against the epochs the metric rows have reached.
+* epochs: the script's `--epochs` / `--num_train_epochs` / `--max_epochs` ... argument, or an
+  `Epoch N/M` line (counted from 1; Lightning's rich bar `Epoch N/M` counts from 0, so it means
+  epoch N+1 of M+1), against the latest epoch seen anywhere: on any metric row (not only the last),
+  in a line or header, and the position inside it (`Epoch 1:  50%| 4/8` is 1.5 epochs done when
+  Lightning counts from 0; `Epoch [3/10], Step [100/600]`; Keras' `32/63` under `Epoch 3/10`).
 
-With no total there is no estimate (and no bar: a bar without a total would be made up).
+Epochs are counted from 0 when an epoch 0 was seen, else from 1. A bar or `step N/M` that covers
+the whole run is the estimate; one that restarts (a bar per epoch) or names its epoch gives way to
+the epoch count. With no total there is no estimate (a bar without a total would be made up).
+A job that ended shows its final state: Completed is 100 %, Failed or Stopped where it stopped,
+with no time left either way.
 """
 
 from __future__ import annotations
 
-import re2
-from dataclasses import dataclass
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
-# RE2: linear in the text, so a whole chunk of log is searched at once.
-_TQDM = re2.compile(r"(\d+)/(\d+) \[(?:(\d+:)?(\d+):(\d+))<(?:(\d+:)?(\d+):(\d+)|\?)?")
-_STEP = re2.compile(r"(?i)\b(step|iteration|iter|batch)\s*[:#]?\s*(\d+)\s*(?:/|of)\s*(\d+)\b")
-_EPOCH = re2.compile(r"(?i)\bepoch\s*[:#]?\s*(\d+)\s*(?:/|of)\s*(\d+)\b")
-_EPOCH_ARGS = ("epochs", "num_train_epochs", "num-epochs", "num_epochs", "n_epochs", "max_epochs")
+import re2
+
+# One RE2 pattern over the lines joined: linear in the text, one pass however many lines.
+_PROGRESS = re2.compile(
+    r"(?P<rich>\bEpoch (?P<rn>\d{1,9})/(?P<rm>\d{1,9})\s+[━╸╺╾╼─]+\s*(?P<ri>\d{1,12})/(?P<rt>\d{1,12}))"
+    r"|(?P<epos>\b(?i:epoch)(?:\(\w+\))?[\s:#\[]{0,4}(?P<en>\d{1,9})(?:\s*(?:/|of)\s*(?P<em>\d{1,9}))?"
+    r"[\] ,:|\[\t]{0,8}(?:(?i:step|iter|iteration|batch)[\s:#\[]{0,4}(?P<ei>\d{1,12})(?:\s*/\s*(?P<et>\d{1,12}))?"
+    r"|(?P<ej>\d{1,12})\s*/\s*(?P<eu>\d{1,12})))"
+    r"|(?P<timm>\bTrain:\s*(?P<tn>\d{1,9})\s*\[\s*(?P<ti>\d{1,12})/(?P<tt>\d{1,12}))"
+    r"|(?P<enm>\b(?i:epoch)[\s:#\[]{0,4}(?P<nn>\d{1,9})\s*(?:/|of)\s*(?P<nm>\d{1,9}))"
+    r"|(?P<mention>\b(?i:epoch)[\s:=#\[]{0,4}(?P<mn>\d{1,9}))"
+    r"|(?P<tqdm>(?P<qn>\d{1,12})/(?P<qt>\d{1,12}) \[(?P<qe>(?:\d+:)?\d+:\d+)<(?P<qr>(?:\d+:)?\d+:\d+|\?)?)"
+    r"|(?P<step>\b(?i:step|iteration|iter|batch)\s*[:#]?\s*(?P<sn>\d{1,12})\s*(?:/|of)\s*(?P<st>\d{1,12})\b)"
+    r"|(?P<keras>\b(?P<kn>\d{1,12})/(?P<kt>\d{1,12})\s+(?:\[[=>.]*\]|[━╸╺]+|- \d))"
+)
+# Escape codes sit inside rich's and Keras' bars and before a redraw ("\x1b[2KEpoch 1/2"): each
+# becomes a bare ESC (not a word character) when it moves the cursor up, which tells a nested bar,
+# and nothing otherwise.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*([@-~])|[@-Z\\-_])")
+_KINDS = ("rich", "epos", "timm", "enm", "mention", "tqdm", "step", "keras")
+_EPOCH_IN_DESC = re.compile(r"(?i)(?<![\w-])epoch[\s:#]{0,3}(\d{1,9})")
+_EVAL_BAR = re.compile(r"(?i)\s*(?:validat|sanity|test|predict|evaluat)")
+_EPOCH_ARGS = frozenset({"epochs", "num_train_epochs", "num_epochs", "n_epochs", "max_epochs", "nb_epochs",
+                         "train_epochs", "total_epochs", "nepochs"})
+FINAL = ("Completed", "Failed", "Stopped")
 
 
 @dataclass(frozen=True)
@@ -37,6 +65,7 @@ class Estimate:
 
     @property
     def fraction(self) -> float:
+        """How much is done, 0.0 to 1.0."""
         return max(0.0, min(1.0, self.done / self.total)) if self.total else 0.0
 
 
@@ -50,63 +79,183 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _last(pattern, text: str, total: int):
-    """The last match of `pattern` in `text` whose total (group number `total`) is above 0."""
-    last = None
-    for m in pattern.finditer(text):
-        if int(m.group(total)) > 0:
-            last = m
-    return last
-
-
-def _seconds(h: str | None, m: str, s: str) -> float:
-    return (int(h[:-1]) * 3600 if h else 0) + int(m) * 60 + int(s)
+def _seconds(text: str | None) -> float | None:
+    """`01:02` or `1:02:03` (tqdm's elapsed / remaining) in seconds; None for `?` or nothing."""
+    if not text or text == "?":
+        return None
+    total = 0
+    for part in text.split(":"):
+        total = total * 60 + int(part)
+    return float(total)
 
 
 class Tracker:
     """Fed the job's log lines as they come; `estimate(...)` says where the job stands."""
 
     def __init__(self, hyperparameters: dict | None = None):
-        self.steps: tuple[int, int] | None = None           # (n, total) last seen
-        self.tqdm_times: tuple[float, float | None] | None = None  # tqdm's (elapsed, remaining)
+        self.steps: tuple[int, int] | None = None           # the whole run's (n, total), last seen
+        self.tqdm_times: tuple[float, float | None] | None = None  # its tqdm (elapsed, remaining)
         self.epoch_total: int | None = _epochs_argument(hyperparameters or {})
-        self.epoch_line: int | None = None                  # N of the last `epoch N/M` line
+        self.epoch_line: int | None = None                  # N of the last epoch named in a line
+        self.position: tuple[int, float | None] | None = None  # (epoch, fraction of it) last seen
+        self.restarted = False                              # the step signal went backwards
+        self._bar_total = 0                                 # the longest bar: the job's own
+        self._min_epoch: int | float | None = None          # 0 here: epochs are counted from 0
+        self._lightning = False                             # a rich bar: its N/M counts from 0
+        self._rows_seen = 0
+        self._row_max: int | float | None = None
+
+    # -- reading the log -----------------------------------------------------------------------
 
     def feed(self, lines: Iterable[str]) -> None:
-        """Only the last progress line of each kind counts. The patterns run on RE2 over the
-        lines joined, in linear time: a flood of other lines costs about 2 ms per 20,000.
-        tqdm's `\r`-separated updates are in one line; the last match is its last update."""
+        """Read progress from `lines`. One RE2 pass over the lines joined (linear: a flood of
+        20,000 other lines costs a few milliseconds); Python runs only for the matches."""
         text = "\n".join(lines)
-        tqdm, step, epoch = _last(_TQDM, text, 2), _last(_STEP, text, 3), _last(_EPOCH, text, 2)
-        if tqdm is not None and (step is None or tqdm.start() > step.start()):
-            self.steps = (int(tqdm.group(1)), int(tqdm.group(2)))
-            remaining = _seconds(tqdm.group(6), tqdm.group(7), tqdm.group(8)) if tqdm.group(7) else None
-            self.tqdm_times = (_seconds(tqdm.group(3), tqdm.group(4), tqdm.group(5)), remaining)
-        elif step is not None:
-            self.steps, self.tqdm_times = (int(step.group(2)), int(step.group(3))), None
-        if epoch is not None:
-            self.epoch_line, self.epoch_total = int(epoch.group(1)), int(epoch.group(2))
+        if "\x1b" in text:
+            text = _ESCAPE.sub(lambda m: "\x1b" if m.group(1) == "A" else "", text)
+        for m in _PROGRESS.finditer(text):
+            for kind in _KINDS:
+                if m.group(kind) is not None:
+                    getattr(self, "_on_" + kind)(m, text)
+                    break
 
-    def estimate(self, rows: Sequence[dict], started: float | None, now: float) -> Estimate | None:
-        """Where the job stands (None without a known total). `started`: when training began."""
+    def _seen(self, epoch: int | float) -> None:
+        if self._min_epoch is None or epoch < self._min_epoch:
+            self._min_epoch = epoch
+
+    def _at(self, epoch: int, n: int | None, total: int | None) -> None:
+        """The job is inside `epoch`, `n` of `total` through it (fraction unknown without them)."""
+        self._seen(epoch)
+        self.epoch_line = epoch
+        fraction = min(1.0, n / total) if n is not None and total else None
+        old = self.position
+        if old is not None and old[0] == epoch and old[1] is not None and (fraction is None or fraction < old[1]):
+            return  # Lightning resets the bar (`Epoch 0: 0%`) before naming the next epoch
+        self.position = (epoch, fraction)
+
+    def _on_rich(self, m, text: str) -> None:  # Lightning's rich bar: `Epoch 1/2 ━━━ 4/8`
+        self._lightning = True
+        self.epoch_total = int(m.group("rm")) + 1
+        self._at(int(m.group("rn")), int(m.group("ri")), int(m.group("rt")))
+
+    def _on_epos(self, m, text: str) -> None:  # `Epoch [3/10], Step [100/600]`, `Epoch [3][120/500]`
+        if m.group("em"):
+            self.epoch_total = int(m.group("em"))
+        if m.group("ei") is not None:
+            n, total = m.group("ei"), m.group("et")
+        else:
+            n, total = m.group("ej"), m.group("eu")
+        self._at(int(m.group("en")), int(n), int(total) if total else None)
+
+    def _on_timm(self, m, text: str) -> None:  # timm: `Train: 3 [ 120/500 ( 24%)]`
+        self._at(int(m.group("tn")), int(m.group("ti")), int(m.group("tt")))
+
+    def _on_enm(self, m, text: str) -> None:  # `Epoch 3/10`, `epoch 3 of 10`: epoch 3 has begun
+        total = int(m.group("nm"))
+        if total > 0:
+            self.epoch_total = total
+        self._mention(int(m.group("nn")))
+
+    def _on_mention(self, m, text: str) -> None:
+        self._mention(int(m.group("mn")))
+
+    def _mention(self, epoch: int) -> None:
+        self._seen(epoch)
+        self.epoch_line = epoch
+        if self.position is not None and self.position[0] != epoch:
+            self.position = None  # the position read was of another epoch
+
+    def _on_tqdm(self, m, text: str) -> None:
+        start = m.start()
+        line_start = max(text.rfind("\r", max(0, start - 300), start), text.rfind("\n", max(0, start - 300), start)) + 1
+        desc = text[line_start:start]
+        n, total = int(m.group("qn")), int(m.group("qt"))
+        if total <= 0 or _EVAL_BAR.match(desc.lstrip("\x1b")):
+            return
+        close = text.find("]", m.end(), m.end() + 2000)
+        if close >= 0 and text.startswith("\x1b", close + 1):
+            return  # a nested bar (position 1): an evaluation or inner loop, not the job's own
+        epoch = _EPOCH_IN_DESC.search(desc)
+        if epoch is not None:  # a bar per epoch (Lightning's `Epoch 1:  50%|...| 4/8`)
+            self._at(int(epoch.group(1)), n, total)
+            return
+        if total < self._bar_total:
+            return  # a shorter bar than the job's own: an evaluation run at position 0
+        if self.steps is not None and total == self.steps[1] and n < self.steps[0]:
+            self.restarted = True  # the same bar again from the start: one bar per epoch
+        self._bar_total = total
+        self.steps = (n, total)
+        self.tqdm_times = (_seconds(m.group("qe")) or 0.0, _seconds(m.group("qr")))
+
+    def _on_step(self, m, text: str) -> None:
+        n, total = int(m.group("sn")), int(m.group("st"))
+        if total <= 0:
+            return
+        if self.steps is not None and total == self.steps[1] and n < self.steps[0]:
+            self.restarted = True
+        self.steps, self.tqdm_times = (n, total), None
+
+    def _on_keras(self, m, text: str) -> None:  # `32/63 ━━━━` under `Epoch 3/10`
+        if self.epoch_line is not None and int(m.group("kt")) > 0:
+            self._at(self.epoch_line, int(m.group("kn")), int(m.group("kt")))
+
+    # -- where the job stands ------------------------------------------------------------------
+
+    def _scan(self, rows: Sequence[dict]) -> None:
+        """The epochs of rows not seen before (rows only grow: a job's rows so far)."""
+        if len(rows) < self._rows_seen:
+            self._rows_seen, self._row_max = 0, None
+        for i in range(self._rows_seen, len(rows)):
+            epoch = rows[i].get("epoch")
+            if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and epoch == epoch:
+                self._seen(epoch)
+                if self._row_max is None or epoch > self._row_max:
+                    self._row_max = epoch
+        self._rows_seen = len(rows)
+
+    def epochs_done(self) -> float | None:
+        """Epochs completed (a fraction inside the current one), from every epoch signal seen."""
+        base = 0 if self._min_epoch == 0 or self._lightning else 1
+        candidates = []
+        row = self._row_max
+        if self.position is not None:
+            epoch, fraction = self.position
+            candidates.append(epoch - base + (fraction or 0.0))
+            if row is not None and row <= epoch:
+                row = None  # the row of the epoch under way: its position says how far it is
+        if row is not None:
+            # A fractional epoch (Hugging Face's 1.25) is itself the progress.
+            candidates.append(row - base + 1 if float(row).is_integer() else row)
+        if self.epoch_line is not None:
+            candidates.append(self.epoch_line - base)  # an epoch named has at least begun
+        return max(candidates) if candidates else None
+
+    def estimate(self, rows: Sequence[dict], started: float | None, now: float,
+                 status: str | None = None) -> Estimate | None:
+        """Where the job stands (None without a known total). `rows`: the job's metric rows so
+        far; `started`: when training began; `status`: the job's status (final states show as
+        such: Completed full, Failed or Stopped where they stopped, no time left)."""
+        self._scan(rows)
         elapsed = max(0.0, now - started) if started is not None else 0.0
-        if self.steps is not None:
+        estimate = None
+        if self.steps is not None and not self.restarted:
             n, total = self.steps
             if self.tqdm_times is not None:
                 tq_elapsed, tq_remaining = self.tqdm_times
                 rate = n / tq_elapsed if tq_elapsed > 0 else None
-                return Estimate(n, total, "step", elapsed, tq_remaining, rate)
-            return _from_rate(n, total, "step", elapsed)
-        if self.epoch_total:
-            epochs = [r["epoch"] for r in rows[-1:] if isinstance(r.get("epoch"), (int, float))]
-            done = 0.0
-            if epochs:
-                first = rows[0].get("epoch", 0)
-                done = epochs[-1] + 1 if first == 0 else epochs[-1]  # epochs counted from 0 or from 1
-            if self.epoch_line is not None:
-                done = max(done, self.epoch_line - 1)  # `epoch 3/10` is printed as epoch 3 starts
-            return _from_rate(min(done, self.epoch_total), self.epoch_total, "epoch", elapsed)
-        return None
+                estimate = Estimate(n, total, "step", elapsed, tq_remaining, rate)
+            else:
+                estimate = _from_rate(n, total, "step", elapsed)
+        elif self.epoch_total:
+            done = self.epochs_done() or 0.0
+            estimate = _from_rate(max(0.0, min(done, self.epoch_total)), self.epoch_total, "epoch", elapsed)
+        if estimate is None or status is None:
+            return estimate
+        if status == "Completed":
+            return replace(estimate, done=estimate.total, remaining=0.0)
+        if status in FINAL or status == "Stopping":
+            return replace(estimate, remaining=None)
+        return estimate
 
 
 def _from_rate(done: float, total: float, unit: str, elapsed: float) -> Estimate:
@@ -116,8 +265,10 @@ def _from_rate(done: float, total: float, unit: str, elapsed: float) -> Estimate
 
 
 def _epochs_argument(hyperparameters: dict) -> int | None:
-    for name in _EPOCH_ARGS:
-        value = hyperparameters.get(name)
+    """The script's epoch count from its arguments (`--epochs 3`, `--max-epochs=3`, ...)."""
+    for name, value in hyperparameters.items():
+        if str(name).replace("-", "_").lower() not in _EPOCH_ARGS:
+            continue
         try:
             epochs = int(str(value))
         except (TypeError, ValueError):
@@ -139,5 +290,6 @@ def describe(e: Estimate) -> str:
 
 
 def text_bar(e: Estimate, width: int = 20) -> str:
+    """`[##########..........]`: the fraction done as a text bar."""
     filled = int(round(e.fraction * width))
     return "[" + "#" * filled + "." * (width - filled) + "]"

@@ -79,7 +79,7 @@ class Job(LiveDisplay):
         self._state_at = 0.0
         self._on_status = on_status
         self._lock = threading.RLock()
-        self._tracker: Tracker | None = None  # made at the first snapshot: it needs the arguments
+        self._tracker: Tracker | None = None  # made at the first estimate: it needs the arguments
 
     # -- state -------------------------------------------------------------------------------
 
@@ -202,9 +202,6 @@ class Job(LiveDisplay):
         """State, metric rows, the last `tail` log lines and the lines new since the last snapshot."""
         with self._lock:
             state = self.refresh()
-            if self._tracker is None:
-                self._tracker = Tracker(state.hyperparameters)
-                self._tracker.feed(self._lines)  # what was read before the first snapshot
             # A running job's flood is read a bounded slice per snapshot, so the state shown stays
             # current; once the job has ended, everything is read.
             if state.done:
@@ -224,9 +221,29 @@ class Job(LiveDisplay):
                 log_tail = error_tail(log_tail, state.failure_reason, tail)
             # A view, not a copy: a long job has tens of thousands of rows (job.metrics copies).
             rows = self._parser.view()
-            end = state.training_end_time if state.done and state.training_end_time else time.time()
             return Snapshot(state=state, metrics=rows, log_tail=log_tail, new_lines=new, backend=self.backend,
-                            estimate=self._tracker.estimate(rows, state.training_start_time, end))
+                            estimate=self._estimate(state, rows))
+
+    @property
+    def progress(self) -> Estimate | None:
+        """How far along the job is: an `eta.Estimate` (`done` of `total` `unit`s, "epoch" or
+        "step"; `fraction` 0 to 1; `remaining` seconds or None; `elapsed`; `rate`), or None when
+        its log shows no total. Reads the new log lines first, as `metrics` does. An ended job
+        shows its final state: Completed is 1.0 done, Failed or Stopped where it stopped, with
+        nothing left to estimate (`remaining` 0 or None)."""
+        with self._lock:
+            state = self.describe()
+            self.pull_logs()
+            return self._estimate(state, self._parser.view())
+
+    def _estimate(self, state: JobState, rows: Sequence[dict]) -> Estimate | None:
+        # The tracker is made once the job's arguments are known (its --epochs), and reads what
+        # was read before it; pull_logs feeds it from then on.
+        if self._tracker is None:
+            self._tracker = Tracker(state.hyperparameters)
+            self._tracker.feed(self._lines)
+        end = state.training_end_time if state.done and state.training_end_time else time.time()
+        return self._tracker.estimate(rows, state.training_start_time, end, state.status)
 
     # -- control -----------------------------------------------------------------------------
 

@@ -1,13 +1,10 @@
 """Turn training log lines into metric rows (one row per epoch or step).
 
-Understands, anywhere in a line (prefixes such as timestamps, ``[rank0]: `` or
-``algo-1 | `` are fine):
-
-* the Accelerate SageMaker guide's ``epoch 0: {'accuracy': 0.75, 'f1': 0.81}``
-  (also ``step N: {...}``);
-* JSON (or Python dict) objects holding an ``"epoch"`` or ``"step"`` key;
-* ``epoch=1 loss=0.25 acc=0.9`` key=value pairs that include epoch or step;
-* SageMaker-style :class:`MetricDefinition` regexes (first capture group is the value).
+Reads, with no set-up, the formats in :mod:`sm_magic.log_formats` (Hugging Face Trainer dicts,
+the Accelerate guide's ``epoch 0: {'accuracy': 0.75}``, tqdm and Lightning bars, Keras-style lines
+under an ``Epoch N/M`` header, ``name: value`` pairs on an epoch or step line, ...), and
+SageMaker-style :class:`MetricDefinition` regexes (first capture group is the value). Prefixes
+such as timestamps, ``[rank0]: `` or ``algo-1 | `` are fine.
 
 Nothing a log line holds can stall the kernel: definition regexes run on RE2 (linear time, and the
 search releases the GIL); the few that use syntax RE2 lacks (backreferences, lookaround) run on
@@ -18,10 +15,7 @@ length and nesting depth, and a line they cannot read is skipped.
 
 from __future__ import annotations
 
-import ast
 import itertools
-import json
-import math
 import re
 import threading
 from dataclasses import dataclass
@@ -32,6 +26,9 @@ from collections.abc import Iterable
 
 from . import metric_regex
 from .errors import UsageProblem
+from .log_formats import ROW_KEYS, LineReader, MAX_LINE
+from .log_formats import _MAX_LITERAL, kv_pairs as _kv_pairs  # noqa: F401  (tests/test_readers.py reads them here)
+from .log_formats import key_number as _key_number, number as _number
 from .metric_regex import Regex, compile_regex
 
 try:  # the stdlib's regex parser, used only to find a cheap substring pre-check
@@ -50,29 +47,9 @@ _NAME_MAX = 255
 _REGEX_MAX = 500
 # Default formats are skipped on longer lines: nobody prints metrics that way, and
 # literal_eval/json on megabyte-long lines would stall the log tail.
-_MAX_LINE = 10_000
-ROW_KEYS = ("epoch", "step")
-# JSON / dict lines nested deeper than this are skipped (json and literal_eval recurse, and a
-# RecursionError must not cost the metrics after the line); metric dicts nest 1-3 deep.
-_MAX_DEPTH = 32
-# ast.literal_eval costs about 1 us a character in one C call that holds the GIL (a hostile
-# "1<1<1<..." line of 10,000 characters: 12 ms); longer Python dicts are read as JSON instead.
-_MAX_LITERAL = 2_000
-
-
-_DICT_LINE = re.compile(r"(?<!\w)(epoch|step)\s+(-?\d+(?:\.\d+)?)\s*:\s*\{")
+_MAX_LINE = MAX_LINE
 # Keys may not follow "-" so that echoed CLI flags ("--epoch=3") do not start rows.
 _MENTION = re.compile(r"(?<![\w-])(epoch|step)[\s:=#]*(\d{1,18})\b", re.IGNORECASE)  # int() refuses 4,300+ digits
-# key=value pairs: a key is [A-Za-z_][\w.\-/]* not after [\w.-]. Searched as whole runs of key
-# characters followed by "=" (each run is scanned once: linear), then the key is the run's tail
-# from its first valid start; a regex trying every start after each "/" is quadratic ("a/a/..."
-# of 10,000 characters: 250 ms in one C call).
-_KV_RUN = re.compile(r"(?<![\w.\-/])([\w.\-/]+)=([^\s,;=]+)")
-_KV_KEY_START = re.compile(r"(?:^|/)([A-Za-z_])")
-_BRACKETS = re.compile(r"[\[\](){}]")
-# Python reprs of float('nan') / float('inf') are not literals; swap in parseable stand-ins.
-_BARE_NONFINITE = re.compile(r"(?<![\w'\"])(nan|inf)(?![\w'\"])")
-_NAN_TOKEN = "'__sm_magic_nan__'"
 
 
 @dataclass(frozen=True)
@@ -172,19 +149,6 @@ def load_metrics_file(path) -> list[MetricDefinition]:
     return definitions
 
 
-def _number(value) -> float | None:
-    """A metric value as float (inf becomes nan so plots and JSON stay valid), or None."""
-    if isinstance(value, str) and value == _NAN_TOKEN[1:-1]:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    try:
-        value = float(value)
-    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
-        return None
-    return value if math.isfinite(value) or value != value else math.nan
-
-
 def _matches(defs, line: str, index: int):
     """(name, group 1) of each definition in `defs` (`_Definition.matcher` tuples) that matched
     line number `index` of the batch: the worker's answer for Python-re definitions, else RE2
@@ -198,77 +162,6 @@ def _matches(defs, line: str, index: int):
             continue
         if group is not None:
             yield name, group
-
-
-def _key_number(value) -> int | float | None:
-    """An epoch/step number (int when integral, so 1.0 and 1 share a row), or None."""
-    number = _number(value)
-    if number is None or not math.isfinite(number):
-        return None
-    return int(number) if number.is_integer() else number
-
-
-_PY_TOKENS = re.compile(r"(?<![\w'\"])(True|False|None|nan|inf)(?![\w'\"])")
-_JSON_TOKENS = {"True": "true", "False": "false", "None": "null", "nan": "NaN", "inf": "Infinity"}
-
-
-def _repr_as_json(text: str):
-    """A long Python dict repr read as JSON (linear, about 20 ns a character), or None: only for
-    reprs whose strings hold no quote or backslash, which is what metric dicts print."""
-    if '"' in text or "\\" in text:
-        return None
-    try:
-        return json.loads(_PY_TOKENS.sub(lambda m: _JSON_TOKENS[m.group(1)], text.replace("'", '"')))
-    except (ValueError, RecursionError):
-        return None
-
-
-def _too_deep(text: str) -> bool:
-    """Whether brackets nest deeper than _MAX_DEPTH (brackets inside strings count too: a
-    conservative skip, never a miss of the bound)."""
-    if text.count("{") + text.count("[") + text.count("(") <= _MAX_DEPTH:
-        return False
-    depth = 0
-    for bracket in _BRACKETS.findall(text):  # a Python loop: the GIL is given away as usual
-        if bracket in "{[(":
-            depth += 1
-            if depth > _MAX_DEPTH:
-                return True
-        else:
-            depth -= 1
-    return False
-
-
-def _kv_pairs(line: str) -> dict:
-    """``key=value`` pairs of a line, as ``dict(re.findall(r"(?<![\\w.\\-])([A-Za-z_][\\w.\\-/]*)=
-    ([^\\s,;=]+)", line))`` gives them, in linear time (see _KV_RUN)."""
-    pairs: dict[str, str] = {}
-    pos = 0
-    while True:
-        m = _KV_RUN.search(line, pos)
-        if m is None:
-            return pairs
-        start = _KV_KEY_START.search(m.group(1))
-        if start is not None:
-            pairs[m.group(1)[start.start(1):]] = m.group(2)
-            pos = m.end()
-        else:  # no key starts in this run: the scan goes on after its "="
-            pos = m.end(1) + 1
-
-
-def _literal_dict(text: str):
-    if len(text) > _MAX_LITERAL:
-        return _repr_as_json(text)
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        if "nan" not in text and "inf" not in text:
-            return None
-    patched = _BARE_NONFINITE.sub(lambda m: _NAN_TOKEN if m.group(1) == "nan" else "1e999", text)
-    try:
-        return ast.literal_eval(patched)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
 
 
 def _required_literal(pattern: str) -> str | None:
@@ -359,6 +252,9 @@ class MetricsParser:
         self._unkeyed_counts: dict[str, int] = {}
         self._warnings: list[str] = []
         self._lock = threading.Lock()
+        # The default formats, with the context they keep between lines; a metric a definition
+        # names is left to that definition.
+        self._reader = LineReader(frozenset(d.name for d in self._value_defs))
 
     @property
     def warnings(self) -> list[str]:
@@ -404,29 +300,36 @@ class MetricsParser:
         value_defs = [d.matcher(fallback) for d in self._value_defs if d in fallback or d.regex.engine == "re2"]
         with self._lock:
             self._warnings.extend(warnings)
+            reader = self._reader
             for index, line in enumerate(lines):
-                long_line = len(line) > _MAX_LINE
-                if long_line:
+                whole = line
+                if len(line) > _MAX_LINE:
                     line = line[:_MAX_LINE]
-                for name, group in _matches(key_defs, line, index):
-                    key = _key_number(group)
-                    if key is not None:
-                        self._current = (name, key)
-                # The substring test keeps ordinary log lines at about a microsecond.
-                if not long_line and ("epoch" in line or "step" in line):
+                if key_defs:
+                    for name, group in _matches(key_defs, line, index):
+                        key = _key_number(group)
+                        if key is not None:
+                            self._current = (name, key)
+                # A few substring tests (reader.wants, inline) keep ordinary log lines at about a
+                # microsecond. An overlong line is read only as "\r"-separated redraws (each bounded).
+                if ("poch" in whole or "tep" in whole or "%|" in whole or "\r" in whole or "iter" in whole
+                        or "Iter" in whole or "rain:" in whole or reader.context) \
+                        and (whole is line or "\r" in whole):
                     try:
-                        self._parse_default(line, touched)
+                        for row_key, mapping in reader.read(whole):
+                            self._ingest(row_key, mapping, touched)
                     except Exception:  # one hostile line must not cost the metrics after it
                         pass
-                # "Epoch 3/10 loss: 0.2": a definition's value belongs to epoch 3.
-                if value_defs and ("poch" in line or "tep" in line):
-                    m = _MENTION.search(line)
-                    if m:
-                        self._current = (m.group(1).lower(), int(m.group(2)))
-                for name, group in _matches(value_defs, line, index):
-                    value = _number(group)
-                    if value is not None:
-                        self._store_definition_value(name, value, touched)
+                if value_defs:
+                    # "Epoch 3/10 loss: 0.2": a definition's value belongs to epoch 3.
+                    if "poch" in line or "tep" in line:
+                        m = _MENTION.search(line)
+                        if m:
+                            self._current = (m.group(1).lower(), int(m.group(2)))
+                    for name, group in _matches(value_defs, line, index):
+                        value = _number(group)
+                        if value is not None:
+                            self._store_definition_value(name, value, touched)
             self._publish(touched)
         return len(touched)
 
@@ -447,35 +350,6 @@ class MetricsParser:
             key = ("step", self._unkeyed_counts.get(name, 0))
             self._unkeyed_counts[name] = key[1] + 1
         self._set(key, name, value, touched)
-
-    def _parse_default(self, line: str, touched: set) -> None:
-        if "{" in line:
-            m = _DICT_LINE.search(line)
-            if m:
-                key = _key_number(m.group(2))
-                mapping = self._dict_at(line, m.end() - 1)
-                if key is not None and mapping is not None:
-                    self._ingest((m.group(1), key), mapping, touched)
-                return
-            mapping = self._dict_at(line, line.find("{"))
-            if mapping is not None:
-                self._ingest(None, mapping, touched)
-                return
-        if "epoch=" in line or "step=" in line:  # a key=value row needs one of these pairs
-            pairs = _kv_pairs(line)
-            if "epoch" in pairs or "step" in pairs:
-                self._ingest(None, pairs, touched)
-
-    @staticmethod
-    def _dict_at(line: str, start: int) -> dict | None:
-        text = line[start:].rstrip()
-        if not text.endswith("}") or _too_deep(text):
-            return None
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError):
-            obj = _literal_dict(text)  # Python dict reprs (Accelerate guide, HF Trainer)
-        return obj if isinstance(obj, dict) else None
 
     def _ingest(self, key, mapping: dict, touched: set) -> None:
         """Store a mapping's numeric values; ``key`` None means take it from the mapping."""

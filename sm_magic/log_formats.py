@@ -1,0 +1,382 @@
+"""The log formats read with no set-up: one reader per format, from a line to metric rows.
+
+A line becomes a row only when it says which epoch or step it belongs to (or a header line a few
+lines above it does, as Keras prints `Epoch 2/3` above its metrics); numbers inside prose are not
+metrics. The formats, each with a line it reads (docs/metrics.md lists them all):
+
+* dicts: `epoch 0: {'accuracy': 0.75}`, `epoch 2/3: {...}`, `step 10: {...}`, and JSON or Python
+  dicts holding an `epoch` or `step` key (Hugging Face Trainer's log dicts);
+* tqdm bars and their postfix, Lightning's among them:
+  `Epoch 1: 100%|██████████| 8/8 [00:00<00:00, 40.1it/s, v_num=0, train_loss=0.512]`;
+* Lightning's rich bar, whose metrics may wrap onto the lines below it:
+  `Epoch 1/2  ━━━━━━━━ 8/8 0:00:00 • 0:00:00 40.10it/s v_num: 0 train_loss: 0.512`;
+* `name: value` / `name=value` pairs after an epoch or step marker (`Epoch 3 | step 120 | loss:
+  0.41`, `[epoch 3][step 120/500] loss=0.41`, mmcv's `Epoch [3][120/500]  lr: 1.000e-04, ...`,
+  timm's `Train: 3 [ 120/500 ( 24%)]  Loss: 0.41 (0.45)`), or under an `Epoch N/M` header;
+* `name value` segments between separators (nanoGPT's `iter 120: loss 0.4100, time 12.30ms`,
+  fairseq's `epoch 001 | loss 4.123 | ppl 7.45`).
+
+Every regex here is linear in the line (no nested quantifiers; names start only where a run of
+name characters starts), and lines are bounded in length by the caller.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+
+from .terminal import redraws
+
+MAX_LINE = 10_000          # longer lines (or redraws) are not read by these formats
+HEADER_LINES = 20          # how many lines below an `Epoch N/M` header its metrics may come
+_MAX_DEPTH = 32            # dict lines nested deeper are skipped (json/literal_eval recurse)
+_MAX_LITERAL = 2_000       # longer Python dicts are read as JSON (literal_eval holds the GIL)
+ROW_KEYS = ("epoch", "step")
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[-+]?[Ii]nf"
+# A value may carry a unit (12.3ms, 0.102s, 3.45%, 2.51G, 45.2it/s) but is not a time or a ratio.
+_VALUE = rf"({_NUM})(?:%|[A-Za-z]{{1,3}}(?:/[A-Za-z]{{1,4}})?)?(?![\w.:/])"
+# `name: value` or `name=value`; a name of up to three words only before ":" ("Train Loss: 0.4").
+# The look-behind lets a name start only where a run of name characters starts: linear time.
+_PAIR = re.compile(r"(?<![\w./@-])([A-Za-z_][\w./@-]*(?:(?: [A-Za-z_]\w*){1,2}(?=\s*:))?)\s*[:=]\s*" + _VALUE)
+# A whole separator-delimited segment `name value` (fairseq, nanoGPT).
+_SPACE_PAIR = re.compile(rf"([A-Za-z_][\w./@-]*(?: [A-Za-z_]\w*)?) +{_VALUE}")
+_SEGMENTS = re.compile(r"[|,;]")
+_WORD = re.compile(r"(?<![\w./@-])[A-Za-z]{2,}(?![\w/@(-])")
+_NOT_PROSE = frozenset({"step", "iter", "iteration", "epoch", "batch", "train", "training", "val", "valid",
+                        "eval", "test", "it", "eta", "time", "lr"})
+_SKIPPED = frozenset({"v_num"})
+_PHASES = frozenset({"valid", "val", "eval", "test"})  # Lightning's logger version: not a metric
+
+# Markers: which epoch or step a line belongs to. Not after a word character or "-" (echoed flags
+# such as --epochs=3 or max_epoch=3 are not markers) nor "(" (a side note: "lr: 0.1 (iter 20)");
+# integers only (HF's fractional epochs are in its dicts).
+_EPOCH_MARK = re.compile(r"(?<![\w(-])(?:[Ee]poch|EPOCH)(?:\((?:train|val|test)\))?[\s:=#\[]{0,4}(\d{1,9})"
+                         r"(?:\s*(?:/|of)\s*(\d{1,9}))?(?![\d.]\d)\]?")
+_TIMM_MARK = re.compile(r"(?<![\w-])Train:\s*(\d{1,9})\s*\[")
+_STEP_MARK = re.compile(r"(?<![\w(-])(?:[Ss]tep|STEP|[Ii]ter(?:ation)?|ITER|global_step)(?:\((?:train|val|test)\))?"
+                        r"[\s:=#\[]{0,4}(\d{1,12})(?:\s*(?:/|of)\s*(\d{1,12}))?(?![\d.]\d)\]?")
+_DICT_LINE = re.compile(r"(?<!\w)([Ee]poch|[Ss]tep|EPOCH|STEP)\s+(-?\d+(?:\.\d+)?)(?:\s*/\s*\d+)?\s*:\s*\{")
+_TQDM = re.compile(r"\|[^|]{0,300}\|\s*(\d+)/(\d+|\?)\s*\[([^\]]{0,2000})\]")
+_RICH = re.compile(r"(?<![\w-])Epoch (\d{1,9})(?:/(\d{1,9}))?\s+[━╸╺╾╼─]+\s*(\d+)/(\d+|\?)")
+
+# key=value runs (the historical `epoch=1 loss=0.25` format, values of any shape): see _kv_pairs.
+_KV_RUN = re.compile(r"(?<![\w.\-/])([\w.\-/]+)=([^\s,;=]+)")
+_KV_KEY_START = re.compile(r"(?:^|/)([A-Za-z_])")
+_BRACKETS = re.compile(r"[\[\](){}]")
+# Python reprs of float('nan') / float('inf') are not literals; swap in parseable stand-ins.
+_BARE_NONFINITE = re.compile(r"(?<![\w'\"])(nan|inf)(?![\w'\"])")
+NAN_TOKEN = "'__sm_magic_nan__'"
+_PY_TOKENS = re.compile(r"(?<![\w'\"])(True|False|None|nan|inf)(?![\w'\"])")
+_JSON_TOKENS = {"True": "true", "False": "false", "None": "null", "nan": "NaN", "inf": "Infinity"}
+
+Key = tuple[str, "int | float"]
+
+
+def number(value) -> float | None:
+    """A metric value as float (inf becomes nan so plots and JSON stay valid), or None."""
+    if isinstance(value, str) and value == NAN_TOKEN[1:-1]:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        value = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
+        return None
+    return value if math.isfinite(value) or value != value else math.nan
+
+
+def key_number(value) -> int | float | None:
+    """An epoch/step number (int when integral, so 1.0 and 1 share a row), or None."""
+    n = number(value)
+    if n is None or not math.isfinite(n):
+        return None
+    return int(n) if n.is_integer() else n
+
+
+def kv_pairs(line: str) -> dict:
+    """``key=value`` pairs of a line, as ``dict(re.findall(r"(?<![\\w.\\-])([A-Za-z_][\\w.\\-/]*)=
+    ([^\\s,;=]+)", line))`` gives them, in linear time: each run of key characters is scanned once,
+    then the key is the run's tail from its first valid start (a regex trying every start after
+    each "/" is quadratic: "a/a/..." of 10,000 characters, 250 ms in one C call)."""
+    pairs: dict[str, str] = {}
+    pos = 0
+    while True:
+        m = _KV_RUN.search(line, pos)
+        if m is None:
+            return pairs
+        start = _KV_KEY_START.search(m.group(1))
+        if start is not None:
+            pairs[m.group(1)[start.start(1):]] = m.group(2)
+            pos = m.end()
+        else:  # no key starts in this run: the scan goes on after its "="
+            pos = m.end(1) + 1
+
+
+def _repr_as_json(text: str):
+    """A long Python dict repr read as JSON (linear, about 20 ns a character), or None: only for
+    reprs whose strings hold no quote or backslash, which is what metric dicts print."""
+    if '"' in text or "\\" in text:
+        return None
+    try:
+        return json.loads(_PY_TOKENS.sub(lambda m: _JSON_TOKENS[m.group(1)], text.replace("'", '"')))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets nest deeper than _MAX_DEPTH (brackets inside strings count too: a
+    conservative skip, never a miss of the bound)."""
+    if text.count("{") + text.count("[") + text.count("(") <= _MAX_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(text):  # a Python loop: the GIL is given away as usual
+        if bracket in "{[(":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _literal_dict(text: str):
+    if len(text) > _MAX_LITERAL:
+        return _repr_as_json(text)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if "nan" not in text and "inf" not in text:
+            return None
+    patched = _BARE_NONFINITE.sub(lambda m: NAN_TOKEN if m.group(1) == "nan" else "1e999", text)
+    try:
+        return ast.literal_eval(patched)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def dict_at(line: str, start: int) -> dict | None:
+    """The JSON or Python dict that runs from `start` to the end of `line`, or None."""
+    text = line[start:].rstrip()
+    if not text.endswith("}") or _too_deep(text):
+        return None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        obj = _literal_dict(text)  # Python dict reprs (Accelerate guide, HF Trainer)
+    return obj if isinstance(obj, dict) else None
+
+
+def pairs(text: str, skip: frozenset = _SKIPPED) -> tuple[dict[str, str], int]:
+    """The `name: value` / `name=value` pairs of `text` (but those named in `skip`) and how many
+    plain words are left over (prose words: what tells a sentence from a metric line)."""
+    found: dict[str, str] = {}
+    gaps = []
+    pos = 0
+    for m in _PAIR.finditer(text):
+        gaps.append(text[pos:m.start()])
+        pos = m.end()
+        name = " ".join(m.group(1).split())
+        if name not in skip:
+            found[name] = m.group(2)
+    gaps.append(text[pos:])
+    words = sum(1 for gap in gaps for w in _WORD.findall(gap) if w.lower() not in _NOT_PROSE)
+    return found, words
+
+
+def space_pairs(text: str, skip: frozenset = _SKIPPED) -> dict[str, str]:
+    """`name value` segments between `|`, `,` or `;` (fairseq, nanoGPT): read only when most
+    segments are such pairs, so that `epoch 1 done, took 12s` stays prose."""
+    found: dict[str, str] = {}
+    others = 0
+    for segment in _SEGMENTS.split(text):
+        segment = segment.strip(" \t:[]()")
+        if not segment:
+            continue
+        m = _SPACE_PAIR.fullmatch(segment)
+        if m:
+            if m.group(1) not in skip:
+                found[m.group(1)] = m.group(2)
+        else:
+            others += 1
+    return found if len(found) > others else {}
+
+
+def ends_in_words(line: str) -> bool:
+    """Whether a line ends in two plain words (`... of a flood of log lines`): prose, not a metric
+    line. The cheap first test, so that a flood of such lines costs about a microsecond each."""
+    if not line or not line[-1].isalpha():
+        return False
+    tail = line.rsplit(None, 2)
+    return len(tail) == 3 and tail[-1].isalpha() and tail[-2].isalpha()
+
+
+def _is_prose(found: dict, words: int) -> bool:
+    """More plain words than values, by more than one: a sentence that happens to hold a number."""
+    return words > len(found) + 1
+
+
+def _bar_desc(state: str) -> str | None:
+    """The description of a tqdm bar redraw (`Epoch 1:` of `Epoch 1:  50%|...`), or None when the
+    state is not a tqdm bar; redraws of one bar share it."""
+    i = state.find("%|")
+    return None if i < 0 else state[:i].rstrip("0123456789 ")
+
+
+def last_states(line: str) -> list[str]:
+    """The redraws of `line` worth reading: every state that is not a tqdm bar (Hugging Face's
+    dicts come between its bar's redraws), and of a bar only its last redraw before another bar
+    (or another epoch of the same bar) takes over: a bar redrawn a thousand times is read once
+    an epoch."""
+    states = redraws(line)
+    if len(states) == 1:
+        return states
+    descs = [_bar_desc(s) for s in states]
+    return [s for i, s in enumerate(states) if descs[i] is None or i + 1 == len(states) or descs[i + 1] != descs[i]]
+
+
+class LineReader:
+    """Reads log lines into (key, values) rows, keeping the little context formats need: the
+    `Epoch N/M` header of the lines below it, and a rich bar whose metrics wrap onto later lines.
+    `key` None means the values (a dict) hold their own epoch or step. Names in `defined` (the
+    job's metric definitions) are left to those definitions by the pair formats."""
+
+    def __init__(self, defined: frozenset[str] = frozenset()) -> None:
+        self._skip = _SKIPPED | defined
+        self._header: Key | None = None
+        self._header_left = 0
+        self._wrapped: Key | None = None
+        self.context = False  # whether the next lines may belong to a header or a bar above them
+
+    def wants(self, line: str) -> bool:
+        """The cheap test a line must pass to be read at all (a few substring tests): it names an
+        epoch, step or iteration, holds a bar, or may belong to a header or bar above it.
+        MetricsParser.feed runs the same tests inline (a call per line costs as much again)."""
+        return ("poch" in line or "tep" in line or "%|" in line or "\r" in line or "iter" in line
+                or "Iter" in line or "rain:" in line or self.context)
+
+    def read(self, line: str) -> list[tuple[Key | None, dict]]:
+        """The rows `line` holds (usually none or one)."""
+        self._header_left -= 1
+        if "\r" in line or "\x1b" in line:
+            states = last_states(line)
+        elif line[-1:].isalpha() and ends_in_words(line):
+            self.context = self._header_left > 0 or self._wrapped is not None
+            return []  # prose: the fast way out of a flood of `step 5 loss=0.5 of a flood of log lines`
+        else:
+            states = [line]
+        rows = []
+        for state in states:
+            if len(state) <= MAX_LINE:
+                row = self._read_state(state)
+                if row is not None:
+                    rows.append(row)
+        self.context = self._header_left > 0 or self._wrapped is not None
+        return rows
+
+    def _read_state(self, s: str) -> tuple[Key | None, dict] | None:
+        if "{" in s and ("poch" in s or "tep" in s or "POCH" in s or "TEP" in s):
+            row = _dict_row(s)
+            if row is not None:
+                return row
+        if "%|" in s:
+            return self._tqdm_row(s)
+        if self._wrapped is not None:
+            if s[:1].isspace():
+                found, words = pairs(s, self._skip)
+                if found and not words:
+                    return self._wrapped, found
+            self._wrapped = None
+        if "━" in s:
+            m = _RICH.search(s)
+            if m:
+                key: Key = ("epoch", int(m.group(1)))
+                self._wrapped = key
+                found, _ = pairs(s[m.end():], self._skip)
+                return (key, found) if found else None
+        if ends_in_words(s):
+            return None
+        key_and_end = _marker(s)
+        if key_and_end is None:
+            if self._header_left > 0 and self._header is not None:
+                found, words = pairs(s, self._skip)
+                if found and not _is_prose(found, words):
+                    return self._header, found
+            return None
+        key, start, end, by_equals = key_and_end
+        rest = s[end:]
+        found, words = pairs(rest, self._skip)
+        if by_equals:  # the historical key=value format: every pair of the line counts
+            found = {**kv_pairs(s[:start]), **found}
+        if not found:
+            found = space_pairs(rest, self._skip)
+            words = 0
+        if found:
+            if _is_prose(found, words):
+                return None
+            self._header, self._header_left = None, 0
+            phase = _phase(s[:start]) if "|" in s[:start] else None
+            return key, {f"{phase}_{k}": v for k, v in found.items()} if phase else found
+        if not _WORD.search(rest):  # `Epoch 2/3`, `=== epoch 2 ===`: a header for the lines below
+            self._header, self._header_left = key, HEADER_LINES + 1
+        return None
+
+    def _tqdm_row(self, s: str) -> tuple[Key | None, dict] | None:
+        """A tqdm bar's postfix (`[00:01<00:00, 45.2it/s, loss=0.123]`) as a row of the epoch its
+        description names, else of the header above it, else of the step it has reached."""
+        m = _TQDM.search(s)
+        if m is None:
+            return None
+        inside = m.group(3).split(",", 2)
+        if len(inside) < 3:
+            return None  # no postfix: nothing to read
+        found, _ = pairs(inside[2], self._skip)
+        if not found:
+            return None
+        desc = s[:m.start()]
+        marker = _marker(desc)
+        if marker is not None:
+            return marker[0], found
+        if self._header_left > 0 and self._header is not None:
+            return self._header, found
+        return ("step", int(m.group(1))), found
+
+
+def _dict_row(s: str) -> tuple[Key | None, dict] | None:
+    """`epoch 0: {'accuracy': 0.75}` (also `epoch 2/3: {...}`, `step N: {...}`), or a JSON or
+    Python dict anywhere in the line that holds its own epoch or step."""
+    m = _DICT_LINE.search(s)
+    if m:
+        key = key_number(m.group(2))
+        mapping = dict_at(s, m.end() - 1)
+        if key is not None and mapping is not None:
+            return (m.group(1).lower(), key), mapping
+        return None
+    mapping = dict_at(s, s.find("{"))
+    if mapping is not None and any(k in mapping for k in ROW_KEYS):
+        return None, mapping
+    return None
+
+
+def _phase(prefix: str) -> str | None:
+    """`valid` in fairseq's `... | valid | epoch 001 | loss 4.0`: its metrics are the validation
+    set's, and are named so (`valid_loss`) rather than overwrite the training ones."""
+    for segment in prefix.split("|"):
+        if segment.strip() in _PHASES:
+            return segment.strip()
+    return None
+
+
+def _marker(s: str) -> tuple[Key, int, int, bool] | None:
+    """The epoch (else step) a line names: (key, start, end of the marker, whether it is written
+    `epoch=N`), or None."""
+    m = _EPOCH_MARK.search(s) or _TIMM_MARK.search(s)
+    kind = "epoch"
+    if m is None:
+        m = _STEP_MARK.search(s)
+        kind = "step"
+        if m is None:
+            return None
+    return (kind, int(m.group(1))), m.start(), m.end(), "=" in s[m.start():m.start(1)]
