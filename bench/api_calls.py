@@ -1,7 +1,7 @@
 """API calls made while watching SageMaker training jobs: sm_magic's Monitor against the SDK's
 own `TrainingJob.wait(logs=True)`, counted at the server.
 
-    .venv/bin/python bench/api_calls.py [--scale 10] [--jobs 1,20,100] [--sdk-max-jobs 20]
+    .venv/bin/python bench/api_calls.py [--scale 10] [--jobs 1,20,100] [--sdk-max-jobs 20] [--tensorboard]
 
 A moto server on 127.0.0.1 plays SageMaker and CloudWatch Logs; a counting proxy in front of it
 (tests/helpers/faulty_proxy.py, no faults) counts every request by its X-Amz-Target. Each simulated job
@@ -20,8 +20,14 @@ way (fresh jobs each time):
   N jobs, sm_magic: N Jobs sharing one backend, one Monitor
   N jobs, SDK:      N threads, each TrainingJob.get(name).wait(logs=True)
 
-for each N of --jobs. Past --sdk-max-jobs the SDK case is skipped (its N threads, each polling
-every 5 s, are more than a 2-core machine running moto keeps up with; the output says so).
+for each N of --jobs. With --tensorboard, a third case: sm_magic watching jobs whose request
+sets TensorBoardOutputConfig and whose script writes a TensorBoard scalar with every log line
+(a real SummaryWriter; the driver uploads the whole event file to the job's
+<output>/<job>/tensorboard-output/ each time it grows, as SageMaker's upload does), so each poll
+finds the file grown: the S3 calls per poll are listed by operation.
+
+Past --sdk-max-jobs the SDK case is skipped (its N threads, each polling every 5 s, are more
+than a 2-core machine running moto keeps up with; the output says so).
 
 "polls/min" checks the compression held: a poller that falls behind polls less than its interval
 says (12/min for the SDK's 5 s, 6/min for sm_magic's 10 s).
@@ -33,7 +39,9 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -50,10 +58,12 @@ JOB_SECONDS = 600
 PHASES = [(0, "Starting"), (60, "Downloading"), (120, "Training"), (540, "Uploading"), (600, "Completed")]
 LINE_EVERY = 5      # job seconds between progress lines while training
 EPOCH_EVERY = 60    # job seconds between epoch metric lines
+TENSORBOARD_CASE = "sm_magic + TensorBoard"
 OUR_POLL = 10.0     # sm_magic's default poll interval (SageMakerBackend.poll_interval)
 SDK_POLL = 5        # TrainingJob.wait's default
 POLLS = [0]         # status polls made by the watcher of the case running
 POLLS_LOCK = threading.Lock()
+S3_OPS: Counter = Counter()  # the watcher's S3 calls by operation (--tensorboard)
 
 
 def count_poll() -> None:
@@ -64,10 +74,12 @@ def count_poll() -> None:
 class Service:
     """Creates jobs in moto and plays their lifecycle on a compressed clock."""
 
-    def __init__(self, aws: MotoAWS, scale: float):
-        self.aws, self.scale = aws, scale
+    def __init__(self, aws: MotoAWS, scale: float, tensorboard: bool = False):
+        self.aws, self.scale, self.tensorboard = aws, scale, tensorboard
         self.sm = aws.client("sagemaker")
         self.logs = aws.client("logs")
+        self.s3 = aws.client("s3")
+        self.writers: dict = {}  # job -> (SummaryWriter, its directory), with --tensorboard
         self.last_ms = 0
         try:
             self.logs.create_log_group(logGroupName=LOG_GROUP)
@@ -78,7 +90,9 @@ class Service:
         names = []
         for _ in range(n):
             name = f"bench-{uuid.uuid4().hex[:10]}"
-            self.sm.create_training_job(
+            extra = {"TensorBoardOutputConfig": {"S3OutputPath": f"s3://{self.aws.bucket}/output",
+                                                 "LocalPath": "/opt/ml/output/tensorboard"}} if self.tensorboard else {}
+            self.sm.create_training_job(**extra,
                 TrainingJobName=name, RoleArn=self.aws.role_arn,
                 AlgorithmSpecification={"TrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/x:1",
                                         "TrainingInputMode": "File"},
@@ -104,9 +118,11 @@ class Service:
             if PHASES[phase][1] == "Training":
                 upto = int(now - 120)
                 lines = []
+                scalars = []
                 for s in range(logged + 1, upto + 1):
                     if s % LINE_EVERY == 0:
                         lines.append(f"step {s // LINE_EVERY}: loss={1 / (1 + s):.4f}")
+                        scalars.append((s // LINE_EVERY, 1 / (1 + s)))
                     if s % EPOCH_EVERY == 0:
                         e = s // EPOCH_EVERY - 1
                         lines.append(f"epoch {e}: {{'accuracy': {0.7 + e / 100:.2f}, 'f1': {0.8 + e / 100:.2f}}}")
@@ -115,9 +131,32 @@ class Service:
                     for name in names:
                         self.put(name, lines, name in created)
                         created.add(name)
+                if scalars and self.tensorboard:
+                    for name in names:
+                        self.upload_scalars(name, scalars)
             if PHASES[phase][1] == "Completed":
                 return
             stop.wait(0.2 / self.scale * 10)
+
+    def upload_scalars(self, name: str, scalars: list[tuple[int, float]]) -> None:
+        """Write the scalars with a real SummaryWriter and upload its whole event file again."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        if name not in self.writers:
+            directory = Path(tempfile.mkdtemp(prefix="bench-tb-"))
+            self.writers[name] = (SummaryWriter(directory, max_queue=10_000, flush_secs=3600), directory)
+        writer, directory = self.writers[name]
+        for step, loss in scalars:
+            writer.add_scalar("train/loss", loss, step)
+        writer.flush()
+        (path,) = [p for p in directory.iterdir() if "tfevents" in p.name]
+        self.s3.put_object(Bucket=self.aws.bucket, Key=f"output/{name}/tensorboard-output/{path.name}",
+                           Body=path.read_bytes())
+
+    def close(self) -> None:
+        for writer, directory in self.writers.values():
+            writer.close()
+            shutil.rmtree(directory, ignore_errors=True)
 
     def put(self, name: str, lines: list[str], exists: bool) -> None:
         stream = f"{name}/algo-1-1700000000"
@@ -137,6 +176,12 @@ def watch_ours(names: list[str], scale: float) -> None:
 
     backend = SageMakerBackend(poll_interval=OUR_POLL / scale)
     describe = backend.describe
+
+    def s3_call(model, **_):  # S3 calls by operation (the proxy sees "GET /<bucket>" for both)
+        with POLLS_LOCK:
+            S3_OPS[f"S3.{model.name}"] += 1
+
+    backend.client("s3").meta.events.register("before-call.s3", s3_call)
 
     def counted(name):  # a poll of one job = one describe() asked of the backend
         count_poll()
@@ -216,12 +261,13 @@ def sdk_compressed(scale: float):
 
 
 def run_case(label: str, watcher, n: int, aws: MotoAWS, proxy: FaultyProxy, scale: float) -> dict:
-    service = Service(aws, scale)
+    service = Service(aws, scale, tensorboard=label == TENSORBOARD_CASE)
     names = service.create(n)
     stop = threading.Event()
     driver = threading.Thread(target=service.play, args=(names, stop), daemon=True)
     proxy.reset()
     POLLS[0] = 0
+    S3_OPS.clear()
     t0 = time.monotonic()
     driver.start()
     try:
@@ -229,6 +275,7 @@ def run_case(label: str, watcher, n: int, aws: MotoAWS, proxy: FaultyProxy, scal
     finally:
         stop.set()
         driver.join()
+        service.close()
     wall = time.monotonic() - t0
     counts = Counter(proxy.counts)
     total = sum(counts.values())
@@ -240,6 +287,11 @@ def run_case(label: str, watcher, n: int, aws: MotoAWS, proxy: FaultyProxy, scal
           f"{row['per_job_min']:6.1f} per job/min   polls/min per job {row['polls_per_min']:5.1f}  "
           f"({wall:.0f} s wall)", flush=True)
     print("    " + ", ".join(f"{op.split('.')[-1]} {c}" for op, c in sorted(counts.items())), flush=True)
+    polls = POLLS[0]
+    if polls:
+        row["per_poll"] = total / polls
+        print(f"    {total / polls:.2f} calls per poll ({polls} polls)" + "".join(
+            f", {op} {c / polls:.2f}/poll" for op, c in sorted(S3_OPS.items())), flush=True)
     nominal = 60 / (OUR_POLL if label.startswith("sm_magic") else SDK_POLL)
     if row["polls_per_min"] < 0.9 * nominal:
         print(f"    (behind: {row['polls_per_min']:.1f} of {nominal:.0f} polls/min per job; this machine cannot keep "
@@ -264,6 +316,8 @@ def main() -> None:
                         help="job counts watched at once, one case each (default 1,20)")
     parser.add_argument("--sdk-max-jobs", type=int, default=20,
                         help="skip the SDK's case for more jobs than this (default 20)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also watch jobs that write TensorBoard scalars to S3 (calls per poll by operation)")
     opts = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("sagemaker").setLevel(logging.WARNING)
@@ -278,6 +332,8 @@ def main() -> None:
           f"{JOB_SECONDS / opts.scale:.0f} s (scale {opts.scale:g}); sm_magic polls every {OUR_POLL:g} s, "
           f"the SDK every {SDK_POLL} s (job time)\n", flush=True)
     cases = (("sm_magic Monitor", watch_ours), ("SDK wait(logs=True)", watch_sdk))
+    if opts.tensorboard:
+        cases += ((TENSORBOARD_CASE, watch_ours),)
     rows = []
     skipped = []
     try:
@@ -302,7 +358,9 @@ def report(rows: list[dict], counts: list[int], skipped: list[int]) -> None:
     print(f"\nAPI calls per minute of job time (at the default poll intervals); growth vs {base} job(s):")
     print("| | " + " | ".join(f"{n} job{'s' if n > 1 else ''}" for n in counts) + " |")
     print("|---|" + "---|" * len(counts))
-    for case in ("sm_magic Monitor", "SDK wait(logs=True)"):
+    cases = ["sm_magic Monitor", "SDK wait(logs=True)"]
+    cases += [TENSORBOARD_CASE] if any(r["case"] == TENSORBOARD_CASE for r in rows) else []
+    for case in cases:
         first = by.get((case, base))
         cells = []
         for n in counts:
