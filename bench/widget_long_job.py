@@ -1,12 +1,14 @@
 """The progress widget following a long job that logs one metric row per step, in a real kernel.
 
-    .venv/bin/python bench/widget_long_job.py [--rows 40000] [--seconds 20]
+    .venv/bin/python bench/widget_long_job.py [--rows 40000] [--seconds 20] [--epochs E]
 
 A kernel runs `%%sagemaker_train` on the local backend with a script printing ROWS JSON rows
 (`{"step": i, "loss": ...}`, as custom training loops log them) over SECONDS seconds, with a
 `step i/ROWS` line every 500 steps (tests/helpers/jobscripts.py: rows_script, as bench/widget_browser.py
 and the browser test run it), and a cell
-that waits for it. Everything the kernel sends on iopub is counted, as a frontend receives it. Printed: the widgets'
+that waits for it. With `--epochs E` the script also prints an epoch line after each ROWS/E steps
+(`epoch e: {'val_loss': ..., 'val_accuracy': ...}`): step rows and epoch rows together.
+Everything the kernel sends on iopub is counted, as a frontend receives it. Printed: the widgets'
 traffic (bytes per second on average while following, the largest single message), the kernel
 process's CPU share while following (all its threads, from /proc), and the size of the launch
 cell's outputs as a saved notebook keeps them.
@@ -27,6 +29,17 @@ from jupyter_client.manager import KernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers.jobscripts import rows_script  # noqa: E402 - the job the browser test and bench run too
+
+
+def with_epochs(script: str, rows: int, epochs: int) -> str:
+    """rows_script's job with an epoch line after each rows/epochs steps (a validation pass)."""
+    every = max(1, rows // epochs)
+    hook = (f"        if i % {every} == 0:\n"
+            f"            print(f\"epoch {{i // {every} - 1}}: {{{{'val_loss': {{1 / (i + 1) ** 0.3:.4f}}, "
+            f"'val_accuracy': {{1 - 1 / (i + 2) ** 0.3:.4f}}}}}}\")\n")
+    anchor = "        i += 1\n"
+    assert anchor in script, "rows_script changed: put the epoch line after its step"
+    return script.replace(anchor, anchor + hook, 1)
 
 WAIT = """
 import time
@@ -63,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--epochs", type=int, default=0, help="an epoch line after each rows/epochs steps")
     opts = parser.parse_args()
 
     widget_bytes, largest, outputs = [], [0, ""], {}
@@ -91,7 +105,10 @@ def main() -> None:
             pid = km.provisioner.process.pid
             run(kc, "%load_ext sm_magic\nimport matplotlib.figure, ipywidgets", lambda m: None, 120)
             start, cpu0 = time.monotonic(), cpu_seconds(pid)
-            cell = "%%sagemaker_train -o job --name bench-long\n" + rows_script(opts.rows, opts.seconds)
+            job_script = rows_script(opts.rows, opts.seconds)
+            if opts.epochs:
+                job_script = with_epochs(job_script, opts.rows, opts.epochs)
+            cell = "%%sagemaker_train -o job --name bench-long\n" + job_script
             run(kc, cell, on_msg, 120)
             launch_outputs = dict(outputs)
             run(kc, WAIT, on_msg, opts.seconds + 300)
@@ -103,7 +120,8 @@ def main() -> None:
 
     total = sum(widget_bytes)
     saved_bytes = len(json.dumps(list(saved.values())).encode())
-    print(f"job: {opts.rows} metric rows over {opts.seconds:.0f} s; followed in a kernel for {wall:.1f} s")
+    epochs = f" and {opts.epochs} epoch lines" if opts.epochs else ""
+    print(f"job: {opts.rows} metric rows{epochs} over {opts.seconds:.0f} s; followed in a kernel for {wall:.1f} s")
     print(f"widget traffic: {total / 1e3:.1f} KB in {len(widget_bytes)} messages, {total / wall / 1e3:.1f} KB/s "
           f"on average (target <= 100), largest message {largest[0] / 1e3:.1f} KB, a {largest[1]} (target <= 256)")
     print(f"kernel CPU: {cpu:.2f} s over {wall:.1f} s = {100 * cpu / wall:.1f}% of a core (target < 15%)")

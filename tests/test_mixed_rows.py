@@ -315,3 +315,20 @@ def test_the_comparison_plot_draws_a_mixed_job_over_its_steps_and_a_trainer_job_
     assert key == "step" and lines["mixed"][0] == [7, 15, 23, 31, 39]
     assert overlay_lines({"hf": trainer}, "eval_loss") == ("epoch", {"hf": ([1, 2, 3], [
         r["eval_loss"] for r in trainer if "eval_loss" in r])})
+
+
+def test_a_mixed_jobs_table_kept_across_redraws_sums_each_step_once(monkeypatch):
+    rows = []
+    for e in range(40):
+        rows += [{"step": e * 1000 + s, "loss": 1 / (e * 1000 + s + 1)} for s in range(1000)]
+        rows.append({"epoch": e, "val_loss": 1 / (e + 1)})
+    means, summed, real_add = series.Means(), [], series._Sums.add
+    monkeypatch.setattr(series._Sums, "add", lambda self, row: summed.append(row) or real_add(self, row))
+    for n in (500, 999, 1001, 5_000, 20_000, len(rows)):
+        w = series.window(rows[:n], means=means)
+        steps = sum("step" in r for r in rows[:n])
+        # Each step once as it arrives (into a step range while no epoch has come), and the
+        # steps before the first epoch once more, into that epoch, when it comes.
+        assert len(summed) == steps + (1000 if n > 1000 else 0)
+    monkeypatch.setattr(series._Sums, "add", real_add)
+    assert w == series.window(rows)                     # the same as summing every row afresh

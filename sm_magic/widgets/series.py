@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import isfinite
 
 from ..metric_direction import direction
 from ..metrics import ROW_KEYS
@@ -134,11 +135,17 @@ class _Sums:
             self.first = row["step"] if self.first is None else self.first
             self.last = row["step"]
         for name, value in row.items():
-            number = _number(value)
-            if name not in ROW_KEYS and number is not None:
-                total = self.sums.setdefault(name, [0.0, 0])
-                total[0] += number
-                total[1] += 1
+            kind = type(value)   # a float or an int (the parser's) without a call; else _number
+            if kind is float or kind is int:
+                if not isfinite(value) or name in ROW_KEYS:
+                    continue
+            elif _number(value) is None or name in ROW_KEYS:
+                continue
+            total = self.sums.get(name)
+            if total is None:
+                total = self.sums[name] = [0.0, 0]
+            total[0] += value
+            total[1] += 1
 
     def merge(self, other: "_Sums") -> "_Sums":
         self.first = other.first if self.first is None else self.first
@@ -193,6 +200,7 @@ class Means:
         self.blocks: list[_Sums] = []     # rows [i * BLOCK, (i + 1) * BLOCK)
         self.epochs: dict[int, _Epoch] = {}   # in order of first appearance
         self.pending = _Sums()            # steps' rows without an epoch, since the last epoch's own row
+        self._pending_from: int | None = None   # ... not summed yet, from here (no epoch so far)
         self.names: dict[str, None] = {}       # every metric, in order of first appearance
         self.step_names: dict[str, None] = {}  # metrics on steps' rows: an epoch shows their mean
         self.steps = 0                    # steps' rows
@@ -205,15 +213,20 @@ class Means:
     def update(self, rows: Sequence[dict]) -> None:
         if len(rows) < self.count:  # not the rows it has summed: start again
             self._reset()
+        names, step_names = self.names, self.step_names
         for i in range(self.count, len(rows)):
             row = rows[i]
-            if i % self.BLOCK == 0:
-                self.blocks.append(_Sums())
-            self.blocks[-1].add(row)
-            self.names.update((k, None) for k in row if k not in ROW_KEYS)
-            key = epoch_of(row)
-            if is_epoch_row(row):
-                assert key is not None
+            for k in row:
+                if k not in names and k not in ROW_KEYS:
+                    names[k] = None
+            key = epoch_of(row) if "epoch" in row else None
+            if key is not None and not self.epochs:   # the first epoch: sum the steps before it
+                self._catch_up(rows, i)
+            if key is None and not self.epochs:   # step ranges: only a job without epochs shows them
+                if i % self.BLOCK == 0:
+                    self.blocks.append(_Sums())
+                self.blocks[-1].add(row)
+            if key is not None and is_epoch_row(row):
                 self.epoch_rows += 1
                 epoch = self.epochs.setdefault(key, _Epoch())
                 epoch.at = i
@@ -222,10 +235,23 @@ class Means:
                 self._unsettled.append(key)
                 continue
             self.steps += 1
-            self.step_names.update((k, None) for k in row if k not in ROW_KEYS and _number(row[k]) is not None)
-            (self.pending if key is None else self.epochs.setdefault(key, _Epoch()).sums).add(row)
+            for k in row:
+                if k not in step_names and k not in ROW_KEYS and _number(row[k]) is not None:
+                    step_names[k] = None
+            if key is not None:
+                self.epochs.setdefault(key, _Epoch()).sums.add(row)
+            elif self.epochs:
+                self.pending.add(row)
+            elif self._pending_from is None:   # summed if an epoch comes (a job without epochs: never)
+                self._pending_from = i
         self.count = len(rows)
         self._settle(rows, len(rows) - self.RECHECK)
+
+    def _catch_up(self, rows: Sequence[dict], end: int) -> None:
+        if self._pending_from is not None:
+            for j in range(self._pending_from, end):
+                self.pending.add(rows[j])
+            self._pending_from = None
 
     def own_row(self, key: int) -> int:
         """Where epoch `key`'s own row is (an epoch that has one)."""
