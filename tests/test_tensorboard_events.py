@@ -12,6 +12,8 @@ import threading
 
 import pytest
 
+from sm_magic.backends.base import BackendError, JobState
+from sm_magic.job import Job
 from sm_magic.tensorboard_events import Columns, ScalarReader, TensorBoardMissing, run_label
 
 SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
@@ -168,3 +170,53 @@ def test_no_tensorboard_is_one_clear_error_only_when_there_are_event_files(tmp_p
     assert ScalarReader(tmp_path / "none").read() == []
     with pytest.raises(TensorBoardMissing, match=r"install tensorboard to read the TensorBoard event files"):
         ScalarReader(tmp_path / "tb").read()
+
+
+class Backend:
+    """A backend whose scalars() answers what the test sets (a list of rows, or an error)."""
+
+    name, poll_interval = "fake", 0.01
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.calls = 0
+
+    def describe(self, name):
+        return JobState(name=name, status="InProgress", secondary_status="Training")
+
+    def logs(self, name, cursor=None):
+        return [], cursor
+
+    def scalars(self, name, cursor=None):
+        self.calls += 1
+        answer = self.answers.pop(0) if self.answers else []
+        if isinstance(answer, Exception):
+            raise answer
+        return answer, (cursor or 0) + 1
+
+
+def test_a_job_takes_the_backends_scalars_as_step_rows():
+    backend = Backend([[(1, {"train/loss": 0.5, "epoch": 0.0})], [], [(2, {"train/loss": 0.25}), (1, {"lr": 0.1})]])
+    job = Job("tb", backend)
+    assert list(job.metrics["train/loss"]) == [0.5]
+    job.snapshot()
+    frame = job.metrics
+    assert frame.index.name == "step" and list(frame.index) == [1, 2]
+    assert frame.loc[1, "lr"] == 0.1 and frame.loc[2, "train/loss"] == 0.25
+    assert "epoch" not in frame.columns  # Lightning's epoch scalar: a row key is no metric
+    assert job.logs() == ""
+
+
+@pytest.mark.parametrize("error, note", [
+    (TensorBoardMissing(), "[sm_magic] install tensorboard to read the TensorBoard event files"),
+    (BackendError("cannot read s3://b/x: AccessDenied"),
+     "[sm_magic] the job's TensorBoard scalars are not read: cannot read s3://b/x: AccessDenied"),
+])
+def test_scalars_that_cannot_be_read_are_one_note_in_the_log(error, note):
+    backend = Backend([error])
+    job = Job("tb", backend)
+    snap = job.snapshot()
+    assert [line for line in snap.new_lines if line.startswith(note)] == snap.new_lines and len(snap.new_lines) == 1
+    job.snapshot()
+    assert job.metrics.empty
+    assert job.logs().count("[sm_magic]") == 1 and backend.calls == 1  # said once, not tried again
