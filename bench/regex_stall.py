@@ -34,6 +34,11 @@ HOSTILE = [
     DEEP_JSON,
     "epoch 1: {'x': " + "(" * 3000 + ")" * 3000 + "}",
     "epoch 1: {'x': " + "1<" * 4900 + "1}",
+    # The pair, bar and segment formats (log_formats.py): names of words, bars of bars, segments.
+    "epoch 1 " + "ab cd " * 1600 + ": 1",
+    "Epoch 1: 5%|" + "|" * 9900,
+    "epoch 1 | " + "a 1 | " * 1600,
+    "Epoch 2/3 " + "━" * 9900 + " 1/2",
     "a/" * 4990 + " epoch=1",
 ]
 

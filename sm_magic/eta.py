@@ -27,8 +27,10 @@ from dataclasses import dataclass, replace
 
 import re2
 
-# One RE2 pattern over the lines joined: linear in the text, one pass however many lines.
-_PROGRESS = re2.compile(
+# One RE2 pattern over the lines joined: linear in the text, one pass however many lines. It runs
+# on the UTF-8 bytes: with a str, each match's start costs a scan from the text's beginning (the
+# binding converts byte offsets to characters), quadratic over a line of thousands of redraws.
+_PROGRESS = re2.compile((
     r"(?P<rich>\bEpoch (?P<rn>\d{1,9})/(?P<rm>\d{1,9})\s+[━╸╺╾╼─]+\s*(?P<ri>\d{1,12})/(?P<rt>\d{1,12}))"
     r"|(?P<epos>\b(?i:epoch)(?:\(\w+\))?[\s:#\[]{0,4}(?P<en>\d{1,9})(?:\s*(?:/|of)\s*(?P<em>\d{1,9}))?"
     r"[\] ,:|\[\t]{0,8}(?:(?i:step|iter|iteration|batch)[\s:#\[]{0,4}(?P<ei>\d{1,12})(?:\s*/\s*(?P<et>\d{1,12}))?"
@@ -39,12 +41,14 @@ _PROGRESS = re2.compile(
     r"|(?P<tqdm>(?P<qn>\d{1,12})/(?P<qt>\d{1,12}) \[(?P<qe>(?:\d+:)?\d+:\d+)<(?P<qr>(?:\d+:)?\d+:\d+|\?)?)"
     r"|(?P<step>\b(?i:step|iteration|iter|batch)\s*[:#]?\s*(?P<sn>\d{1,12})\s*(?:/|of)\s*(?P<st>\d{1,12})\b)"
     r"|(?P<keras>\b(?P<kn>\d{1,12})/(?P<kt>\d{1,12})\s+(?:\[[=>.]*\]|[━╸╺]+|- \d))"
-)
+).encode())
 # Escape codes sit inside rich's and Keras' bars and before a redraw ("\x1b[2KEpoch 1/2"): each
 # becomes a bare ESC (not a word character) when it moves the cursor up, which tells a nested bar,
 # and nothing otherwise.
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*([@-~])|[@-Z\\-_])")
 _KINDS = ("rich", "epos", "timm", "enm", "mention", "tqdm", "step", "keras")
+# Indexes into Match.groups() by name (a bytes pattern's names are bytes).
+_G = {(k.decode() if isinstance(k, bytes) else k): v - 1 for k, v in _PROGRESS.groupindex.items()}
 _EPOCH_IN_DESC = re.compile(r"(?i)(?<![\w-])epoch[\s:#]{0,3}(\d{1,9})")
 _EVAL_BAR = re.compile(r"(?i)\s*(?:validat|sanity|test|predict|evaluat)")
 _EPOCH_ARGS = frozenset({"epochs", "num_train_epochs", "num_epochs", "n_epochs", "max_epochs", "nb_epochs",
@@ -79,12 +83,31 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _seconds(text: str | None) -> float | None:
+def _spans(data: bytes):
+    """The (start, end) byte spans of group 0 and every group of each match of _PROGRESS in
+    `data`, through the binding's own Match: its Python wrapper costs microseconds a group."""
+    try:
+        match, anchor = _PROGRESS._regexp.Match, re2._Anchor.UNANCHORED
+    except AttributeError:  # pragma: no cover - another google-re2 layout: the public API
+        for m in _PROGRESS.finditer(data):
+            yield [m.span(i) for i in range(_PROGRESS.groups + 1)]
+        return
+    pos, size = 0, len(data)
+    while pos <= size:
+        spans = match(anchor, data, pos, size)
+        start, end = spans[0]
+        if start < 0:
+            return
+        yield spans
+        pos = end if end > start else end + 1
+
+
+def _seconds(text: bytes | None) -> float | None:
     """`01:02` or `1:02:03` (tqdm's elapsed / remaining) in seconds; None for `?` or nothing."""
-    if not text or text == "?":
+    if not text or text == b"?":
         return None
     total = 0
-    for part in text.split(":"):
+    for part in text.split(b":"):
         total = total * 60 + int(part)
     return float(total)
 
@@ -113,10 +136,12 @@ class Tracker:
         text = "\n".join(lines)
         if "\x1b" in text:
             text = _ESCAPE.sub(lambda m: "\x1b" if m.group(1) == "A" else "", text)
-        for m in _PROGRESS.finditer(text):
+        data = text.encode("utf-8", "replace")
+        for spans in _spans(data):
+            g = [None if start < 0 else data[start:end] for start, end in spans[1:]]
             for kind in _KINDS:
-                if m.group(kind) is not None:
-                    getattr(self, "_on_" + kind)(m, text)
+                if g[_G[kind]] is not None:
+                    getattr(self, "_on_" + kind)(g, spans[0], data)
                     break
 
     def _seen(self, epoch: int | float) -> None:
@@ -133,31 +158,31 @@ class Tracker:
             return  # Lightning resets the bar (`Epoch 0: 0%`) before naming the next epoch
         self.position = (epoch, fraction)
 
-    def _on_rich(self, m, text: str) -> None:  # Lightning's rich bar: `Epoch 1/2 ━━━ 4/8`
+    def _on_rich(self, g: list, span: tuple[int, int], data: bytes) -> None:  # Lightning's rich bar: `Epoch 1/2 ━━━ 4/8`
         self._lightning = True
-        self.epoch_total = int(m.group("rm")) + 1
-        self._at(int(m.group("rn")), int(m.group("ri")), int(m.group("rt")))
+        self.epoch_total = int(g[_G["rm"]]) + 1
+        self._at(int(g[_G["rn"]]), int(g[_G["ri"]]), int(g[_G["rt"]]))
 
-    def _on_epos(self, m, text: str) -> None:  # `Epoch [3/10], Step [100/600]`, `Epoch [3][120/500]`
-        if m.group("em"):
-            self.epoch_total = int(m.group("em"))
-        if m.group("ei") is not None:
-            n, total = m.group("ei"), m.group("et")
+    def _on_epos(self, g: list, span: tuple[int, int], data: bytes) -> None:  # `Epoch [3/10], Step [100/600]`, `Epoch [3][120/500]`
+        if g[_G["em"]]:
+            self.epoch_total = int(g[_G["em"]])
+        if g[_G["ei"]] is not None:
+            n, total = g[_G["ei"]], g[_G["et"]]
         else:
-            n, total = m.group("ej"), m.group("eu")
-        self._at(int(m.group("en")), int(n), int(total) if total else None)
+            n, total = g[_G["ej"]], g[_G["eu"]]
+        self._at(int(g[_G["en"]]), int(n), int(total) if total else None)
 
-    def _on_timm(self, m, text: str) -> None:  # timm: `Train: 3 [ 120/500 ( 24%)]`
-        self._at(int(m.group("tn")), int(m.group("ti")), int(m.group("tt")))
+    def _on_timm(self, g: list, span: tuple[int, int], data: bytes) -> None:  # timm: `Train: 3 [ 120/500 ( 24%)]`
+        self._at(int(g[_G["tn"]]), int(g[_G["ti"]]), int(g[_G["tt"]]))
 
-    def _on_enm(self, m, text: str) -> None:  # `Epoch 3/10`, `epoch 3 of 10`: epoch 3 has begun
-        total = int(m.group("nm"))
+    def _on_enm(self, g: list, span: tuple[int, int], data: bytes) -> None:  # `Epoch 3/10`, `epoch 3 of 10`: epoch 3 has begun
+        total = int(g[_G["nm"]])
         if total > 0:
             self.epoch_total = total
-        self._mention(int(m.group("nn")))
+        self._mention(int(g[_G["nn"]]))
 
-    def _on_mention(self, m, text: str) -> None:
-        self._mention(int(m.group("mn")))
+    def _on_mention(self, g: list, span: tuple[int, int], data: bytes) -> None:
+        self._mention(int(g[_G["mn"]]))
 
     def _mention(self, epoch: int) -> None:
         self._seen(epoch)
@@ -165,15 +190,15 @@ class Tracker:
         if self.position is not None and self.position[0] != epoch:
             self.position = None  # the position read was of another epoch
 
-    def _on_tqdm(self, m, text: str) -> None:
-        start = m.start()
-        line_start = max(text.rfind("\r", max(0, start - 300), start), text.rfind("\n", max(0, start - 300), start)) + 1
-        desc = text[line_start:start]
-        n, total = int(m.group("qn")), int(m.group("qt"))
+    def _on_tqdm(self, g: list, span: tuple[int, int], data: bytes) -> None:
+        start, end = span
+        line_start = max(data.rfind(b"\r", max(0, start - 600), start), data.rfind(b"\n", max(0, start - 600), start)) + 1
+        desc = data[line_start:start].decode("utf-8", "replace")
+        n, total = int(g[_G["qn"]]), int(g[_G["qt"]])
         if total <= 0 or _EVAL_BAR.match(desc.lstrip("\x1b")):
             return
-        close = text.find("]", m.end(), m.end() + 2000)
-        if close >= 0 and text.startswith("\x1b", close + 1):
+        close = data.find(b"]", end, end + 2000)
+        if close >= 0 and data.startswith(b"\x1b", close + 1):
             return  # a nested bar (position 1): an evaluation or inner loop, not the job's own
         epoch = _EPOCH_IN_DESC.search(desc)
         if epoch is not None:  # a bar per epoch (Lightning's `Epoch 1:  50%|...| 4/8`)
@@ -185,19 +210,19 @@ class Tracker:
             self.restarted = True  # the same bar again from the start: one bar per epoch
         self._bar_total = total
         self.steps = (n, total)
-        self.tqdm_times = (_seconds(m.group("qe")) or 0.0, _seconds(m.group("qr")))
+        self.tqdm_times = (_seconds(g[_G["qe"]]) or 0.0, _seconds(g[_G["qr"]]))
 
-    def _on_step(self, m, text: str) -> None:
-        n, total = int(m.group("sn")), int(m.group("st"))
+    def _on_step(self, g: list, span: tuple[int, int], data: bytes) -> None:
+        n, total = int(g[_G["sn"]]), int(g[_G["st"]])
         if total <= 0:
             return
         if self.steps is not None and total == self.steps[1] and n < self.steps[0]:
             self.restarted = True
         self.steps, self.tqdm_times = (n, total), None
 
-    def _on_keras(self, m, text: str) -> None:  # `32/63 ━━━━` under `Epoch 3/10`
-        if self.epoch_line is not None and int(m.group("kt")) > 0:
-            self._at(self.epoch_line, int(m.group("kn")), int(m.group("kt")))
+    def _on_keras(self, g: list, span: tuple[int, int], data: bytes) -> None:  # `32/63 ━━━━` under `Epoch 3/10`
+        if self.epoch_line is not None and int(g[_G["kt"]]) > 0:
+            self._at(self.epoch_line, int(g[_G["kn"]]), int(g[_G["kt"]]))
 
     # -- where the job stands ------------------------------------------------------------------
 
