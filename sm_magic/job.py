@@ -136,7 +136,8 @@ class Job(LiveDisplay):
                 if not lines:
                     break
                 new.extend(lines)
-            scalar_notes = self._pull_scalars()
+            # A bounded pull (a snapshot of a running job) reads the event files once, too.
+            scalar_notes = self._pull_scalars(None if max_reads is None else 1)
             if new or scalar_notes:
                 self._parser.feed(new)
                 new.extend(scalar_notes)
@@ -154,23 +155,26 @@ class Job(LiveDisplay):
                     self._tracker.feed(new)
             return new
 
-    def _pull_scalars(self) -> list[str]:
+    def _pull_scalars(self, max_reads: int | None = None) -> list[str]:
         """Give the parser, as step rows, the TensorBoard scalars the job wrote since the last call
-        (backends that read event files); returns a note for the log when they cannot be read,
-        said once, after which they are not tried again."""
+        (backends that read event files), in at most `max_reads` reads (each bounded); returns a
+        note for the log when they cannot be read, said once, after which they are not tried again."""
         read = scalars_of(self._backend)
-        if read is None or self._scalars_off:
-            return []
-        try:
-            rows, self._scalar_cursor = read(self.name, self._scalar_cursor)
-        except TensorBoardMissing as e:
-            self._scalars_off = True
-            return [f"[sm_magic] {e}"]
-        except BackendError as e:
-            self._scalars_off = True
-            return [f"[sm_magic] the job's TensorBoard scalars are not read: {e}"]
-        for step, values in rows:
-            self._parser.add_row("step", step, values)
+        reads = 0
+        while read is not None and not self._scalars_off and (max_reads is None or reads < max_reads):
+            try:
+                rows, self._scalar_cursor = read(self.name, self._scalar_cursor)
+            except TensorBoardMissing as e:
+                self._scalars_off = True
+                return [f"[sm_magic] {e}"]
+            except BackendError as e:
+                self._scalars_off = True
+                return [f"[sm_magic] the job's TensorBoard scalars are not read: {e}"]
+            reads += 1
+            if not rows:
+                break
+            for step, values in rows:
+                self._parser.add_row("step", step, values)
         return []
 
     def logs(self, tail: int | None = None) -> str:

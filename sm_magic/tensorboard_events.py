@@ -2,11 +2,12 @@
 
 What a script writes with `torch.utils.tensorboard.SummaryWriter`, accelerate's TensorBoard
 tracker or Lightning's `TensorBoardLogger` under `$SM_OUTPUT_DIR/tensorboard` is read here with
-TensorBoard's own reader (`EventFileLoader`: record framing, CRC checks, old- and new-style
-summaries); nothing here parses protobuf. `ScalarReader(root).read()` returns the scalars added
-since its last call, as `(step, {column: value})` rows. Each event file keeps its loader, which
-holds its position: a poll reads only the bytes appended since the last, and a record the writer
-has half written is left for the next poll (the loader keeps the partial bytes), never parsed.
+TensorBoard's own reader (`LegacyEventFileLoader`: record framing, CRC checks, Event protos);
+nothing here parses protobuf. `ScalarReader(root).read()` returns the scalars added since its
+last call (at most MAX_EVENTS_PER_READ events a call), as `(step, {column: value})` rows. Each
+event file keeps its loader, which holds its position: a poll reads only the bytes appended since
+the last, and a record the writer has half written is left for the next poll (the loader keeps
+the partial bytes), never parsed.
 
 Columns are the tags as written (`train/loss`, `val_loss`), from every directory under the root:
 `version_N` directories (Lightning's restarts) and Lightning's default `lightning_logs` add
@@ -34,6 +35,8 @@ _VERSION_DIR = re.compile(r"version_\d+")
 _DEFAULT_ROOTS = ("lightning_logs",)  # Lightning's TensorBoardLogger name when none is given
 
 Row = tuple[int, dict[str, float]]
+_DATA_CLASS_SCALAR = 1  # tensorboard's summary_pb2.DATA_CLASS_SCALAR
+MAX_EVENTS_PER_READ = 10_000  # a read stops there (about 0.6 s: a poll stays short); the next goes on
 
 
 class TensorBoardMissing(RuntimeProblem, ImportError):
@@ -49,12 +52,14 @@ def is_event_file(name: str) -> bool:
 
 
 def require_tensorboard():
-    """TensorBoard's EventFileLoader class, or TensorBoardMissing."""
+    """TensorBoard's event file loader class, or TensorBoardMissing. The one that yields the
+    events as written: its subclass EventFileLoader rewrites every old-style scalar into a new
+    tensor proto first, which costs more than reading the record."""
     try:
-        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+        from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
     except ImportError as e:
         raise TensorBoardMissing(str(e)) from None
-    return EventFileLoader
+    return LegacyEventFileLoader
 
 
 def run_label(run_dir: str) -> str:
@@ -95,26 +100,42 @@ class Columns:
         return column
 
 
-def _scalar(value, kinds: dict[str, bool]) -> float | None:
-    """The value of a scalar summary value, else None. A tag's first value carries its metadata
-    (TF 2 writers put it on the first only), so what it says is remembered per tag."""
-    from tensorboard.compat.proto import summary_pb2
-    from tensorboard.util import tensor_util
+def _float32(number: float) -> float:
+    """A float32 as the script wrote it (0.7, not 0.699999988079071): its shortest repr."""
+    import numpy as np
 
-    meta = value.metadata
-    if meta.data_class != summary_pb2.DATA_CLASS_UNKNOWN or meta.plugin_data.plugin_name:
-        kinds[value.tag] = (meta.data_class == summary_pb2.DATA_CLASS_SCALAR
-                            or meta.plugin_data.plugin_name == "scalars")
-    if not kinds.get(value.tag) or not value.HasField("tensor"):
-        return None
-    try:
-        array = tensor_util.make_ndarray(value.tensor)
-        if array.size != 1 or array.dtype.kind not in "fiub":
+    return float(str(np.float32(number)))
+
+
+def _scalar(value, kinds: dict[str, bool]) -> float | None:
+    """The value of a scalar summary value, else None. Old-style values (`simple_value`, what
+    SummaryWriter writes) are scalars; a tensor value is one when its tag's metadata says so
+    (TF 2 writers put it on a tag's first value only, so it is remembered per tag)."""
+    kind = value.WhichOneof("value")
+    if kind == "simple_value":
+        number = _float32(value.simple_value)
+    elif kind == "tensor":
+        meta = value.metadata
+        if meta.plugin_data.plugin_name or meta.data_class:
+            kinds[value.tag] = meta.plugin_data.plugin_name == "scalars" or meta.data_class == _DATA_CLASS_SCALAR
+        tensor = value.tensor
+        if not kinds.get(value.tag) or tensor.tensor_shape.dim:
             return None
-        scalar = array.reshape(())[()]
-        # A float32 as the script wrote it (0.7, not 0.699999988079071): its shortest repr.
-        number = float(str(scalar)) if array.dtype.kind == "f" and array.dtype.itemsize < 8 else float(scalar)
-    except (TypeError, ValueError):
+        if len(tensor.float_val) == 1:
+            number = _float32(tensor.float_val[0])
+        elif len(tensor.double_val) == 1:
+            number = float(tensor.double_val[0])
+        else:  # packed bytes, halves, integers: TensorBoard's own conversion
+            from tensorboard.util import tensor_util
+
+            try:
+                array = tensor_util.make_ndarray(tensor)
+                if array.size != 1 or array.dtype.kind not in "fiub":
+                    return None
+                number = float(str(array.reshape(())[()]))
+            except (TypeError, ValueError):
+                return None
+    else:
         return None
     return number if math.isfinite(number) else math.nan
 
@@ -125,6 +146,7 @@ class _File:
     def __init__(self, loader, run_dir: str):
         self.loader, self.run_dir = loader, run_dir
         self.size = 0
+        self.pending = False  # a read stopped in it (MAX_EVENTS_PER_READ): more is there to read
         self.kinds: dict[str, bool] = {}
 
 
@@ -159,22 +181,34 @@ class ScalarReader:
                 run_dir = path.parent.relative_to(self.root).as_posix()
                 self._files[path] = _File(loader_class(str(path)), run_dir)
         rows: dict[int, dict[str, float]] = {}
+        budget = MAX_EVENTS_PER_READ
         for path, f in self._files.items():
+            if budget <= 0:
+                break  # the next read goes on (these files' sizes are not recorded yet)
             try:
                 size = path.stat().st_size
             except OSError:
                 continue  # gone: what it held was read
-            if size == f.size:
+            if size == f.size and not f.pending:
                 continue  # nothing appended: not opened
-            f.size = size
+            f.size, f.pending = size, False
+            # The loader's position is past each event it yielded, so stopping early loses none.
             for event in f.loader.Load():
-                if not event.HasField("summary"):
-                    continue
-                for value in event.summary.value:
-                    number = _scalar(value, f.kinds)
-                    if number is not None:
-                        rows.setdefault(int(event.step), {})[self._columns.name(f.run_dir, value.tag)] = number
+                budget -= 1
+                if event.HasField("summary"):
+                    for value in event.summary.value:
+                        number = _scalar(value, f.kinds)
+                        if number is not None:
+                            rows.setdefault(int(event.step), {})[self._columns.name(f.run_dir, value.tag)] = number
+                if budget <= 0:
+                    f.pending = True
+                    break
         return sorted(rows.items())
+
+    @property
+    def pending(self) -> bool:
+        """Whether the last read stopped before the end of what was there (read again now)."""
+        return any(f.pending for f in self._files.values())
 
     def close(self) -> None:
         """Forget the loaders (their buffers); a later read starts the files from the beginning."""

@@ -40,6 +40,21 @@ def test_a_poll_reads_only_what_was_appended(tmp_path):
     writer.close()
 
 
+def test_a_read_stops_after_a_bounded_number_of_events_and_the_next_goes_on(tmp_path, monkeypatch):
+    import sm_magic.tensorboard_events as tbe
+
+    monkeypatch.setattr(tbe, "MAX_EVENTS_PER_READ", 4)
+    with SummaryWriter(tmp_path) as writer:
+        for step in range(10):
+            writer.add_scalar("loss", step / 10, step)
+    reader = ScalarReader(tmp_path)
+    reads = []
+    while not reads or reader.pending:
+        reads.append([step for step, _ in reader.read()])
+    assert reads == [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]  # the first 4 events: the file's version record and 3
+    assert reader.read() == []
+
+
 def test_other_summaries_are_not_metrics_and_nan_stays_nan(tmp_path):
     import numpy as np
 
@@ -48,10 +63,14 @@ def test_other_summaries_are_not_metrics_and_nan_stays_nan(tmp_path):
     writer.add_text("note", "epoch 1: loss=0.3", 1)
     writer.add_scalar("loss", float("nan"), 1)
     writer.add_scalar("loss", float("inf"), 2)
+    # New-style scalars (a tensor with the scalars plugin's metadata), float and double.
+    writer.add_scalar("acc", 0.7, 3, new_style=True)
+    writer.add_scalar("acc", 0.123456789012, 4, new_style=True, double_precision=True)
     writer.close()
     rows = ScalarReader(tmp_path).read()
-    assert [step for step, _ in rows] == [1, 2]
-    assert all(set(values) == {"loss"} and math.isnan(values["loss"]) for _, values in rows)
+    assert [step for step, _ in rows] == [1, 2, 3, 4]
+    assert all(set(values) == {"loss"} and math.isnan(values["loss"]) for _, values in rows[:2])
+    assert rows[2:] == [(3, {"acc": 0.7}), (4, {"acc": 0.123456789012})]
 
 
 def test_a_record_cut_anywhere_is_read_once_whole(tmp_path):

@@ -88,6 +88,7 @@ class S3Scalars:
         for key, size in grown[:MAX_GETS]:
             more |= self._fetch(call, key, size)
         rows = self.reader.read()
+        more |= self.reader.pending
         self.idle = 0 if grown else min(self.idle + 1, IDLE_MAX_POLLS - 1)
         self.due_at = now if more else now + poll_interval * (1 + self.idle)
         if ended and not more:
