@@ -12,7 +12,9 @@ Signals, read as the lines come:
   in a line or header, and the position inside it (`Epoch 1:  50%| 4/8` is 1.5 epochs done when
   Lightning counts from 0; `Epoch [3/10], Step [100/600]`; Keras' `32/63` under `Epoch 3/10`).
 
-Epochs are counted from 0 when an epoch 0 was seen, else from 1. A bar or `step N/M` that covers
+With no epoch anywhere (TensorBoard scalars are rows by step), each step row holding a validation
+metric (`val/accuracy`) counts as an epoch ended. Epochs are counted from 0 when an epoch 0 was
+seen, else from 1. A bar or `step N/M` that covers
 the whole run is the estimate; one that restarts (a bar per epoch) or names its epoch gives way to
 the epoch count. With no total there is no estimate (a bar without a total would be made up).
 A job that ended shows its final state: Completed is 100 %, Failed or Stopped where it stopped,
@@ -21,6 +23,7 @@ with no time left either way.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -54,6 +57,9 @@ _EVAL_BAR = re.compile(r"(?i)\s*(?:validat|sanity|test|predict|evaluat)")
 _EPOCH_ARGS = frozenset({"epochs", "num_train_epochs", "num_epochs", "n_epochs", "max_epochs", "nb_epochs",
                          "train_epochs", "total_epochs", "nepochs"})
 FINAL = ("Completed", "Failed", "Stopped")
+_RESCAN = 64  # rows read again at each estimate: a step's row may gain its validation metric later
+_VALIDATION = frozenset({"val", "valid", "validation", "eval", "evaluation", "test"})
+_WORDS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,12 @@ def clock(seconds: float | None) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_validation(name: str) -> bool:
+    """Whether a metric is measured on held-out data (`val/accuracy`, `eval_loss`, `valid_ppl`)."""
+    return bool(_VALIDATION & {w.lower() for w in _WORDS.split(name) if w})
 
 
 def _spans(data: bytes):
@@ -127,6 +139,7 @@ class Tracker:
         self._lightning = False                             # a rich bar: its N/M counts from 0
         self._rows_seen = 0
         self._row_max: int | float | None = None
+        self._validated: set = set()                        # steps of rows with a validation metric
 
     # -- reading the log -----------------------------------------------------------------------
 
@@ -227,15 +240,20 @@ class Tracker:
     # -- where the job stands ------------------------------------------------------------------
 
     def _scan(self, rows: Sequence[dict]) -> None:
-        """The epochs of rows not seen before (rows only grow: a job's rows so far)."""
+        """The epochs of rows not seen before (rows only grow: a job's rows so far; the last few
+        are read again, as a row may gain values later), and the step rows with a validation
+        metric (`val/accuracy` from TensorBoard): with no epoch anywhere, one such row per epoch."""
         if len(rows) < self._rows_seen:
-            self._rows_seen, self._row_max = 0, None
-        for i in range(self._rows_seen, len(rows)):
-            epoch = rows[i].get("epoch")
+            self._rows_seen, self._row_max, self._validated = 0, None, set()
+        for i in range(max(0, self._rows_seen - _RESCAN), len(rows)):
+            row = rows[i]
+            epoch = row.get("epoch")
             if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and epoch == epoch:
                 self._seen(epoch)
                 if self._row_max is None or epoch > self._row_max:
                     self._row_max = epoch
+            elif "step" in row and any(_is_validation(name) for name in row if name != "step"):
+                self._validated.add(row["step"])
         self._rows_seen = len(rows)
 
     def epochs_done(self) -> float | None:
@@ -253,6 +271,8 @@ class Tracker:
             candidates.append(row - base + 1 if float(row).is_integer() else row)
         if self.epoch_line is not None:
             candidates.append(self.epoch_line - base)  # an epoch named has at least begun
+        if not candidates and self._validated:
+            return float(len(self._validated))
         return max(candidates) if candidates else None
 
     def estimate(self, rows: Sequence[dict], started: float | None, now: float,

@@ -131,6 +131,15 @@ def test_a_bar_that_restarts_each_epoch_gives_way_to_the_epochs():
     assert (e.unit, e.done, e.total) == ("epoch", 1, 4)
 
 
+def test_step_rows_with_a_validation_metric_count_epochs_when_nothing_else_does():
+    # TensorBoard scalars: train/loss each step, val/accuracy at each epoch's last step.
+    rows = [{"step": s, "train/loss": 1 / s} for s in range(1, 65)]
+    rows[31] = {**rows[31], "val/accuracy": 0.7}
+    rows[63] = {**rows[63], "val/accuracy": 0.8}
+    e = Tracker({"epochs": "3"}).estimate(rows, 0.0, 10.0)
+    assert (e.done, e.total, e.unit) == (2, 3, "epoch")
+
+
 def test_no_total_means_no_bar():
     assert progress(["epoch 0: {'acc': 0.5}", "loss=0.3 at 12/2026"], {"lr": "0.1"}) is None
 
