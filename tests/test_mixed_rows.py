@@ -17,6 +17,7 @@ from sm_magic.widgets import series
 from sm_magic.widgets.progress import ProgressWidget, metrics_html, plot_lines, plot_png, summary_html
 from sm_magic.widgets.text import BEST_MARK, metrics_table, render_text
 
+from helpers.jobscripts import script, wait_until
 from test_widgets import _Job, _snap
 
 LOGS = Path(__file__).parent / "data" / "logs"
@@ -332,3 +333,47 @@ def test_a_mixed_jobs_table_kept_across_redraws_sums_each_step_once(monkeypatch)
         assert len(summed) == steps + (1000 if n > 1000 else 0)
     monkeypatch.setattr(series._Sums, "add", real_add)
     assert w == series.window(rows)                     # the same as summing every row afresh
+
+
+# -- a real job ---------------------------------------------------------------------------------
+
+MIXED_JOB = script("""
+    import json, os, sys, time
+    gate = sys.argv[1]
+    for epoch in range(3):
+        for i in range(6):
+            step = epoch * 6 + i
+            print(json.dumps({"step": step, "loss": round(1 / (step + 1), 4)}), flush=True)
+            if epoch == 2 and i == 2:
+                while not os.path.exists(gate):   # the test looks at the running epoch
+                    time.sleep(0.05)
+        print(f"epoch {epoch}: {{'val_loss': {[0.5, 0.3, 0.4][epoch]}, 'val_accuracy': {0.6 + epoch / 10}}}",
+              flush=True)
+""")
+
+
+@pytest.mark.jobs
+def test_a_real_job_logging_steps_and_epochs_shows_its_running_epoch_then_its_summary(sm_env):
+    import sm_magic
+
+    gate = sm_env / "go"
+    job = sm_magic.launch(MIXED_JOB, args=[str(gate)])
+    widget = ProgressWidget(job)
+    snap = wait_until(lambda: (s := job.snapshot()) and len(s.metrics) >= 17 and s, 60, "epoch 2's third step")
+    widget.update(snap)
+    table = _Table(widget.metrics.value)
+    assert [r[1][:2] for r in table.rows if r[0].startswith("per epoch")] == [
+        ["0", "0\u20135"], [f"1 {BEST_MARK}", "6\u201311"], ["2", "12\u201314"]]
+    assert [r[1][1] for r in table.rows if r[0] == "latest steps"] == ["12", "13", "14"]
+    gate.touch()
+    job.wait(timeout=60)
+    final = job.snapshot()
+    html = summary_html(final)
+    table = _Table(html.split("</details>", 1)[1])
+    assert table.head == ["epoch", "step", "loss", "val_loss", "val_accuracy"]
+    assert [r[1][0] for r in table.rows] == ["0", f"1 {BEST_MARK}", "2"] and table.titles == [
+        "per epoch (loss: the mean of its steps)"]
+    assert 'alt="metrics per step"' in html
+    text = render_text(final)
+    assert "per epoch (loss: the mean of its steps):" in text and "latest steps" not in text
+    assert f"{BEST_MARK} best val_loss (lowest)" in text
