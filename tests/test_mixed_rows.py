@@ -159,6 +159,15 @@ def test_a_trainer_job_shows_one_row_per_epoch_with_its_eval_metrics_and_its_ste
     assert table.notes == [f"{BEST_MARK} best eval_loss (lowest)"]
 
 
+def test_a_trainer_job_without_eval_marks_no_best_epoch():
+    # Without its eval dicts the only epoch-level metrics are the final summary's (train_loss,
+    # train_runtime ...): on one epoch's row, no contest.
+    rows = parsed(line for line in hf_lines() if "eval_loss" not in line)
+    w = series.window(rows)
+    assert w.summary_of == "epoch" and w.best is None
+    assert BEST_MARK not in metrics_html(rows) + "\n".join(metrics_table(rows))
+
+
 def test_a_trainer_job_as_text_and_as_its_summary():
     rows = parsed(hf_lines())
     table = metrics_table(rows)

@@ -81,9 +81,9 @@ def window(rows: Sequence[dict], limit: int = TABLE_ROWS, means: "Means" | None 
 
 def _per_epoch(rows: Sequence[dict], limit: int, means: "Means") -> Window:
     """Every row an epoch's own: all of them, or the latest `limit` and each metric's best."""
-    best = means.best(rows)
-    metric = key_metric(means.names)
-    marked = rows[means.own_row(best[metric][1])] if metric in best and means.epoch_rows > 1 else None
+    best, counts = means.judged(rows)
+    metric = key_metric(name for name in means.names if counts.get(name, 0) > 1)   # a contest of two or more
+    marked = rows[means.own_row(best[metric][1])] if metric else None
     if len(rows) <= limit:
         return Window(list(rows), best=marked, best_metric=metric or "", total=len(rows))
     keep = set(range(len(rows) - limit, len(rows)))
@@ -100,9 +100,9 @@ def _epoch_table(rows: Sequence[dict], means: "Means") -> Window:
     if means.pending.count:   # steps since the last epoch's own row: the next epoch's
         running = means.next_epoch()
         keys.append(running)
-    own = means.epoch_names(rows)
-    metric = key_metric(own)
-    best = means.best(rows).get(metric) if metric and means.epoch_rows > 1 else None
+    judged, counts = means.judged(rows)
+    metric = key_metric(name for name in means.epoch_names(counts) if counts[name] > 1)
+    best = judged[metric] if metric else None
     shown = keys[-SUMMARY_ROWS:]
     if best is not None and best[1] not in shown:
         shown.insert(0, best[1])
@@ -208,7 +208,7 @@ class Means:
         self._settled = 0                 # epochs' own rows before this index are final
         self._unsettled: list[int] = []   # epochs whose own row is newer
         self._best: dict[str, tuple[float, int]] = {}   # over settled rows: metric -> (value, epoch)
-        self._own: dict[str, None] = {}   # metrics on settled epochs' own rows
+        self._counts: dict[str, int] = {}   # settled epochs' own rows with a value of each metric
 
     def update(self, rows: Sequence[dict]) -> None:
         if len(rows) < self.count:  # not the rows it has summed: start again
@@ -263,33 +263,32 @@ class Means:
     def _settle(self, rows: Sequence[dict], end: int) -> None:
         while self._unsettled and self.own_row(self._unsettled[0]) < end:
             key = self._unsettled.pop(0)
-            self._judge(self._best, self._own, rows[self.own_row(key)], key)
+            self._judge(self._best, self._counts, rows[self.own_row(key)], key)
 
     @staticmethod
-    def _judge(best: dict, own: dict, row: dict, key: int) -> None:
+    def _judge(best: dict, counts: dict, row: dict, key: int) -> None:
         for name, value in row.items():
             y = _number(value)
             if name in ROW_KEYS or y is None:
                 continue
-            own[name] = None
+            counts[name] = counts.get(name, 0) + 1
             sign = 1.0 if lower_is_better(name) else -1.0
             if name not in best or sign * y < sign * best[name][0]:
                 best[name] = (y, key)
 
-    def best(self, rows: Sequence[dict]) -> dict[str, tuple[float, int]]:
-        """Each metric's best value over the epochs' own rows, and its epoch (the first on a tie)."""
-        best, own = dict(self._best), dict(self._own)
+    def judged(self, rows: Sequence[dict]) -> tuple[dict[str, tuple[float, int]], dict[str, int]]:
+        """Over the epochs' own rows: each metric's best value and its epoch (the first on a
+        tie), and how many of those rows have a value of it."""
+        best, counts = dict(self._best), dict(self._counts)
         for key in self._unsettled:
-            self._judge(best, own, rows[self.own_row(key)], key)
-        return best
+            self._judge(best, counts, rows[self.own_row(key)], key)
+        return best, counts
 
-    def epoch_names(self, rows: Sequence[dict]) -> list[str]:
-        """Metrics of the epochs' own rows that no step's row has (validation), in order."""
-        own = dict(self._own)
-        for key in self._unsettled:
-            own.update((k, None) for k in rows[self.own_row(key)] if k not in ROW_KEYS)
-        return [name for name in self.names if name in own and name not in self.step_names] + \
-            [name for name in own if name not in self.names and name not in self.step_names]
+    def epoch_names(self, counts: dict[str, int]) -> list[str]:
+        """Metrics of the epochs' own rows (`counts`, from judged) that no step's row has
+        (validation), in order of first appearance."""
+        return [name for name in self.names if name in counts and name not in self.step_names] + \
+            [name for name in counts if name not in self.names and name not in self.step_names]
 
     def next_epoch(self) -> int:
         """The epoch the steps since the last epoch's own row belong to: the next to come, one
