@@ -204,12 +204,14 @@ def test_a_trainer_job_while_it_runs_shows_the_running_epochs_latest_steps_under
     assert seen_running
 
 
-def test_a_trainer_job_is_plotted_over_epochs_without_timing_metrics(x_label):
+def test_a_trainer_job_is_plotted_over_epochs_without_timing_or_learning_rate(x_label):
     rows = parsed(hf_lines())
     assert x_label(rows) == "epoch"
     key, lines = plot_lines(rows)
     assert key == "epoch" and "eval_loss" in lines and "loss" in lines
     assert not any("runtime" in name or "per_second" in name for name in lines)
+    assert "learning_rate" not in lines     # 1e-5 beside a loss of 0.6 would force a log axis
+    assert set(lines) == {"loss", "grad_norm", "eval_loss", "train_loss"}
     xs, _ = lines["loss"]
     assert xs == sorted(xs) and xs[0] == 0.5                          # the loss at its fraction of an epoch
     assert lines["eval_loss"][0] == [1, 2, 3]

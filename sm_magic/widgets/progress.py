@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
-from .row_kinds import is_timing
+from .row_kinds import is_schedule, is_timing
 from .series import Means, PlotSeries, spans_decades, window
 from .text import LATEST, best_note, hidden_note, means_title, metric_columns, render_text, secondary_status, table_cell
 
@@ -115,10 +115,11 @@ def metrics_html(rows: Sequence[dict], means: Means | None = None) -> str:
 
 def plot_lines(rows: Sequence[dict], series: PlotSeries | None = None) -> tuple[str | None, dict]:
     """(the x axis, "epoch" or "step"; {metric: (xs, ys)}) as the plot draws them: each metric
-    thinned (series.PlotSeries), timing and throughput metrics left out where others remain
-    (eval_runtime and eval_samples_per_second are on another scale, with no curve to read)."""
+    thinned (series.PlotSeries); timing, throughput and learning-rate metrics left out where
+    others remain (eval_runtime, eval_samples_per_second and a learning rate of 1e-5 are on
+    scales of their own, and would squash the losses; the table has them)."""
     key, lines = (series if series is not None else PlotSeries()).update(rows)
-    kept = {name: line for name, line in lines.items() if not is_timing(name)}
+    kept = {name: line for name, line in lines.items() if not is_timing(name) and not is_schedule(name)}
     return key, kept or lines
 
 

@@ -55,6 +55,13 @@ def is_timing(name: str) -> bool:
     return bool(found & TIMING_WORDS) or {"per", "s"} <= found   # tokens_per_s
 
 
+def is_schedule(name: str) -> bool:
+    """Whether a metric is a learning-rate schedule (learning_rate, lr, train/lr): a setting the
+    script follows, on a scale of its own (1e-5 beside a loss of 0.7 forces a log axis)."""
+    found = words(name)
+    return "lr" in found or {"learning", "rate"} <= found or "learningrate" in found
+
+
 def key_metric(names: Iterable[str]) -> str | None:
     """The metric that judges an epoch: the first validation metric (val_loss, eval_accuracy,
     valAcc, test_f1), else the first metric; timing and throughput never. None without one."""
@@ -65,4 +72,4 @@ def key_metric(names: Iterable[str]) -> str | None:
     return candidates[0] if candidates else None
 
 
-__all__ = ["epoch_of", "is_epoch_row", "is_timing", "key_metric", "number", "words"]
+__all__ = ["epoch_of", "is_epoch_row", "is_schedule", "is_timing", "key_metric", "number", "words"]
