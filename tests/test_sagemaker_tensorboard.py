@@ -7,6 +7,7 @@ none once the ended job was read."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
@@ -158,3 +159,16 @@ def test_event_files_in_s3_become_rows_while_the_job_runs_with_bounded_calls(aws
     assert spans[0][0] == 0 and spans[-1][1] == size - 1
     assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:])), spans
     assert set(calls.ops) == {"ListObjectsV2", "GetObject"}
+
+
+@pytest.mark.parametrize("region, asked", [("eu-west-1", True), ("ap-southeast-3", False)])
+def test_no_tensorboard_output_where_sagemaker_has_no_debugger(aws, region, asked):
+    from sm_magic.api import dry_run
+
+    text = dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.m5.xlarge", iam_role_name=ROLE_NAME,
+                   region=region)
+    request = json.loads(text[text.index("{"):])
+    assert ("TensorBoardOutputConfig" in request) is asked
+    if asked:
+        assert request["TensorBoardOutputConfig"] == {"S3OutputPath": request["OutputDataConfig"]["S3OutputPath"],
+                                                      "LocalPath": LOCAL_PATH}

@@ -137,6 +137,14 @@ def import_sdk() -> None:
                                ) from None
 
 
+def tensorboard_supported(region: str | None) -> bool:
+    """Whether a job in `region` may ask for TensorBoardOutputConfig (SageMaker Debugger's output):
+    not in the regions the SDK lists as without Debugger."""
+    from sagemaker.core import fw_utils
+
+    return (region or "").lower() not in getattr(fw_utils, "DEBUGGER_UNSUPPORTED_REGIONS", ())
+
+
 def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session, role: str,
                   output_path: str, key_prefix: str, inputs: dict[str, str]):
     """The SDK's ModelTrainer for the bundle: source code, compute, stopping condition, networking,
@@ -198,8 +206,10 @@ def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session
                                          for m in bundle.metric_definitions])
     # What the script writes under $SM_OUTPUT_DIR/tensorboard is uploaded while it runs, to
     # <output path>/<job>/tensorboard-output/, where the backend reads its scalars (s3_tensorboard).
-    trainer.with_tensorboard_output_config(TensorBoardOutputConfig(s3_output_path=output_path,
-                                                                   local_path=TENSORBOARD_LOCAL_PATH))
+    # It is Debugger's output, so not where the SDK knows Debugger is missing.
+    if tensorboard_supported(config.region):
+        trainer.with_tensorboard_output_config(TensorBoardOutputConfig(s3_output_path=output_path,
+                                                                       local_path=TENSORBOARD_LOCAL_PATH))
     if "max_retry_attempts" in options:
         trainer.with_retry_strategy(RetryStrategy(maximum_retry_attempts=options["max_retry_attempts"]))
     if "enable_infra_check" in options:
