@@ -9,6 +9,7 @@ import pytest
 
 import sm_magic
 from helpers.jobscripts import script, wait_until
+from sm_magic.widgets.progress import ProgressWidget
 
 pytestmark = pytest.mark.jobs
 pytest.importorskip("torch.utils.tensorboard")
@@ -64,6 +65,9 @@ def test_summary_writer_scalars_are_metrics_while_the_job_runs_and_after(sm_env)
     assert sorted(frame.columns) == ["train/loss", "val/accuracy"]
     assert frame.loc[3, "train/loss"] == pytest.approx(1 / 3)
     assert frame["val/accuracy"].dropna().tolist() == pytest.approx([0.5, 0.6, 0.7])
+    widget = ProgressWidget(job)
+    widget.update(job.snapshot())
+    assert "val/accuracy" in widget.metrics.value and "0.7" in widget.metrics.value
     # A new handle (compare by name attaches from the registry) reads the files from the start.
     table = sm_magic.compare([job.name])
     assert table.loc[0, "val/accuracy_last"] == pytest.approx(0.7)
