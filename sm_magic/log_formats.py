@@ -30,7 +30,7 @@ import re
 from .terminal import redraws
 
 MAX_LINE = 10_000          # longer lines (or redraws) are not read by these formats
-HEADER_LINES = 20          # how many lines below an `Epoch N/M` header its metrics may come
+HEADER_LINES = 20          # how many other lines below an `Epoch N/M` header its metrics may come
 _MAX_DEPTH = 32            # dict lines nested deeper are skipped (json/literal_eval recurse)
 _MAX_LITERAL = 2_000       # longer Python dicts are read as JSON (literal_eval holds the GIL)
 ROW_KEYS = ("epoch", "step")
@@ -47,7 +47,7 @@ _SEGMENTS = re.compile(r"[|,;]")
 _WORD = re.compile(r"(?<![\w./@-])[A-Za-z]{2,}(?![\w/@(-])")
 _NOT_PROSE = frozenset({"step", "iter", "iteration", "epoch", "batch", "train", "training", "val", "valid",
                         "eval", "test", "it", "eta", "time", "lr"})
-_SKIPPED = frozenset({"v_num"})
+_SKIPPED = frozenset({"v_num", "ETA", "eta"})  # Lightning's logger version; time left: not metrics
 _PHASES = frozenset({"valid", "val", "eval", "test"})  # Lightning's logger version: not a metric
 
 # Markers: which epoch or step a line belongs to. Not after a word character or "-" (echoed flags
@@ -303,6 +303,9 @@ class LineReader:
             if self._header_left > 0 and self._header is not None:
                 found, words = pairs(s, self._skip)
                 if found and not _is_prose(found, words):
+                    # Its metric lines keep a header alive (Keras' batch lines, when every
+                    # redraw comes as a line of its own): the window counts other lines.
+                    self._header_left = HEADER_LINES + 1
                     return self._header, found
             return None
         key, start, end, by_equals = key_and_end
@@ -340,6 +343,7 @@ class LineReader:
         if marker is not None:
             return marker[0], found
         if self._header_left > 0 and self._header is not None:
+            self._header_left = HEADER_LINES + 1
             return self._header, found
         return ("step", int(m.group(1))), found
 

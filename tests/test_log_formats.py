@@ -112,6 +112,12 @@ def test_a_header_counts_for_a_few_lines_only():
     assert rows(near) == [{"epoch": 2, "loss": 0.41, "accuracy": 0.81}]
 
 
+def test_a_headers_metric_lines_keep_it_alive():
+    # Keras' batch redraws, each a line of its own (a log split on "\r" too): the last is the epoch's.
+    lines = ["Epoch 1/2"] + [f"{i}/63 [====>....] - ETA: 0s - loss: {1 / i:.4f}" for i in range(1, 64)]
+    assert rows(lines) == [{"epoch": 1, "loss": round(1 / 63, 4)}]
+
+
 def test_lines_without_a_header_or_marker_are_not_rows():
     assert rows(["63/63 - 1s - loss: 0.41 - accuracy: 0.81", "loss: 0.41"]) == []
 
