@@ -10,7 +10,8 @@ Signals, read as the lines come:
   `Epoch N/M` line (counted from 1; Lightning's rich bar `Epoch N/M` counts from 0, so it means
   epoch N+1 of M+1), against the latest epoch seen anywhere: on any metric row (not only the last),
   in a line or header, and the position inside it (`Epoch 1:  50%| 4/8` is 1.5 epochs done when
-  Lightning counts from 0; `Epoch [3/10], Step [100/600]`; Keras' `32/63` under `Epoch 3/10`).
+  Lightning counts from 0; `Epoch [3/10], Step [100/600]`; Keras' `32/63` under `Epoch 3/10`;
+  YOLO's `1/3  0G  1.234 ...: 50%|...| 4/8`).
 
 With no epoch anywhere (TensorBoard scalars are rows by step), each step row holding a validation
 metric (`val/accuracy`) counts as an epoch ended. Epochs are counted from 0 when an epoch 0 was
@@ -53,7 +54,8 @@ _KINDS = ("rich", "epos", "timm", "enm", "mention", "tqdm", "step", "keras")
 # Indexes into Match.groups() by name (a bytes pattern's names are bytes).
 _G = {(k.decode() if isinstance(k, bytes) else k): v - 1 for k, v in _PROGRESS.groupindex.items()}
 _EPOCH_IN_DESC = re.compile(r"(?i)(?<![\w-])epoch[\s:#]{0,3}(\d{1,9})")
-_EVAL_BAR = re.compile(r"(?i)\s*(?:validat|sanity|test|predict|evaluat)")
+_YOLO_DESC = re.compile(r"\s*(\d{1,9})/(\d{1,9})\s+\d")
+_EVAL_BAR = re.compile(r"(?i)\s*(?:validat|sanity|test|predict|evaluat|class\s)")  # YOLO: `Class Images ...`
 _EPOCH_ARGS = frozenset({"epochs", "num_train_epochs", "num_epochs", "n_epochs", "max_epochs", "nb_epochs",
                          "train_epochs", "total_epochs", "nepochs"})
 FINAL = ("Completed", "Failed", "Stopped")
@@ -136,7 +138,7 @@ class Tracker:
         self.restarted = False                              # the step signal went backwards
         self._bar_total = 0                                 # the longest bar: the job's own
         self._min_epoch: int | float | None = None          # 0 here: epochs are counted from 0
-        self._lightning = False                             # a rich bar: its N/M counts from 0
+        self._zero_based = False     # an `N/M` that counts from 0 (rich's, YOLOv5's): M+1 epochs
         self._rows_seen = 0
         self._row_max: int | float | None = None
         self._validated: set = set()                        # steps of rows with a validation metric
@@ -172,7 +174,7 @@ class Tracker:
         self.position = (epoch, fraction)
 
     def _on_rich(self, g: list, span: tuple[int, int], data: bytes) -> None:  # Lightning's rich bar: `Epoch 1/2 ━━━ 4/8`
-        self._lightning = True
+        self._zero_based = True
         self.epoch_total = int(g[_G["rm"]]) + 1
         self._at(int(g[_G["rn"]]), int(g[_G["ri"]]), int(g[_G["rt"]]))
 
@@ -217,6 +219,13 @@ class Tracker:
         if epoch is not None:  # a bar per epoch (Lightning's `Epoch 1:  50%|...| 4/8`)
             self._at(int(epoch.group(1)), n, total)
             return
+        yolo = _YOLO_DESC.match(desc)
+        if yolo is not None:  # YOLO's `  1/3   0G   1.234 ...: 50%|...| 4/8` (YOLOv5 counts from 0)
+            current, last = int(yolo.group(1)), int(yolo.group(2))
+            self._zero_based = self._zero_based or current == 0
+            self.epoch_total = last + 1 if self._zero_based else last
+            self._at(current, n, total)
+            return
         if total < self._bar_total:
             return  # a shorter bar than the job's own: an evaluation run at position 0
         if self.steps is not None and total == self.steps[1] and n < self.steps[0]:
@@ -258,7 +267,7 @@ class Tracker:
 
     def epochs_done(self) -> float | None:
         """Epochs completed (a fraction inside the current one), from every epoch signal seen."""
-        base = 0 if self._min_epoch == 0 or self._lightning else 1
+        base = 0 if self._min_epoch == 0 or self._zero_based else 1
         candidates = []
         row = self._row_max
         if self.position is not None:

@@ -4,8 +4,8 @@ A line becomes a row only when it says which epoch or step it belongs to (or a h
 lines above it does, as Keras prints `Epoch 2/3` above its metrics); numbers inside prose are not
 metrics. The formats, each with a line it reads (docs/metrics.md lists them all):
 
-* dicts: `epoch 0: {'accuracy': 0.75}`, `epoch 2/3: {...}`, `step 10: {...}`, and JSON or Python
-  dicts holding an `epoch` or `step` key (Hugging Face Trainer's log dicts);
+* dicts (read by log_dicts.py): `epoch 0: {'accuracy': 0.75}`, `epoch 2/3: {...}`, `step 10:
+  {...}`, and JSON or Python dicts holding an `epoch` or `step` key (Hugging Face Trainer's);
 * tqdm bars and their postfix, Lightning's among them:
   `Epoch 1: 100%|██████████| 8/8 [00:00<00:00, 40.1it/s, v_num=0, train_loss=0.512]`;
 * Lightning's rich bar, whose metrics may wrap onto the lines below it:
@@ -14,7 +14,9 @@ metrics. The formats, each with a line it reads (docs/metrics.md lists them all)
   0.41`, `[epoch 3][step 120/500] loss=0.41`, mmcv's `Epoch [3][120/500]  lr: 1.000e-04, ...`,
   timm's `Train: 3 [ 120/500 ( 24%)]  Loss: 0.41 (0.45)`), or under an `Epoch N/M` header;
 * `name value` segments between separators (nanoGPT's `iter 120: loss 0.4100, time 12.30ms`,
-  fairseq's `epoch 001 | loss 4.123 | ppl 7.45`).
+  fairseq's `epoch 001 | loss 4.123 | ppl 7.45`);
+* Ultralytics YOLO's tables: `Epoch GPU_mem box_loss ...` over `1/3  0G  1.234 ...`, and the
+  validation `Class Images Instances Box(P R mAP50 mAP50-95)` over `all 128 929 0.641 ...`.
 
 Every regex here is linear in the line (no nested quantifiers; names start only where a run of
 name characters starts), and lines are bounded in length by the caller.
@@ -22,18 +24,13 @@ name characters starts), and lines are bounded in length by the caller.
 
 from __future__ import annotations
 
-import ast
-import json
-import math
 import re
 
+from .log_dicts import dict_row as _dict_row, kv_pairs
 from .terminal import redraws
 
 MAX_LINE = 10_000          # longer lines (or redraws) are not read by these formats
 HEADER_LINES = 20          # how many other lines below an `Epoch N/M` header its metrics may come
-_MAX_DEPTH = 32            # dict lines nested deeper are skipped (json/literal_eval recurse)
-_MAX_LITERAL = 2_000       # longer Python dicts are read as JSON (literal_eval holds the GIL)
-ROW_KEYS = ("epoch", "step")
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[Nn]a[Nn]|[-+]?[Ii]nf"
 # A value may carry a unit (12.3ms, 0.102s, 3.45%, 2.51G, 45.2it/s) but is not a time or a ratio.
@@ -48,7 +45,7 @@ _WORD = re.compile(r"(?<![\w./@-])[A-Za-z]{2,}(?![\w/@(-])")
 _NOT_PROSE = frozenset({"step", "iter", "iteration", "epoch", "batch", "train", "training", "val", "valid",
                         "eval", "test", "it", "eta", "time", "lr"})
 _SKIPPED = frozenset({"v_num", "ETA", "eta"})  # Lightning's logger version; time left: not metrics
-_PHASES = frozenset({"valid", "val", "eval", "test"})  # Lightning's logger version: not a metric
+_PHASES = frozenset({"valid", "val", "eval", "test"})  # fairseq's `| valid |`: validation metrics
 
 # Markers: which epoch or step a line belongs to. Not after a word character or "-" (echoed flags
 # such as --epochs=3 or max_epoch=3 are not markers) nor "(" (a side note: "lr: 0.1 (iter 20)");
@@ -58,115 +55,16 @@ _EPOCH_MARK = re.compile(r"(?<![\w(-])(?:[Ee]poch|EPOCH)(?:\((?:train|val|test)\
 _TIMM_MARK = re.compile(r"(?<![\w-])Train:\s*(\d{1,9})\s*\[")
 _STEP_MARK = re.compile(r"(?<![\w(-])(?:[Ss]tep|STEP|[Ii]ter(?:ation)?|ITER|global_step)(?:\((?:train|val|test)\))?"
                         r"[\s:=#\[]{0,4}(\d{1,12})(?:\s*(?:/|of)\s*(\d{1,12}))?(?![\d.]\d)\]?")
-_DICT_LINE = re.compile(r"(?<!\w)([Ee]poch|[Ss]tep|EPOCH|STEP)\s+(-?\d+(?:\.\d+)?)(?:\s*/\s*\d+)?\s*:\s*\{")
 _TQDM = re.compile(r"\|[^|]{0,300}\|\s*(\d+)/(\d+|\?)\s*\[([^\]]{0,2000})\]")
+# Ultralytics YOLO: a column header (`Epoch GPU_mem box_loss ... Size`, `Class Images ... mAP50-95):`)
+# and the rows under it (`1/3  0G  1.234 ... 640: 100%|...`, `all  128  929  0.641 ...`).
+_TABLE_HEAD = re.compile(r"\s*(Epoch|Class)((?:\s+[A-Za-z_][\w()/.-]*){2,30})\s*(?::|$)")
+_TABLE_ROW = re.compile(r"\s*(\d{1,9})/\d{1,9}\s+([^:]{0,500})")
+_CELL = re.compile(rf"({_NUM})(?:[A-Za-z%]{{1,3}})?")
+_NOT_COLUMNS = frozenset({"Instances", "Size", "Images"})  # counts and sizes, not metrics
 _RICH = re.compile(r"(?<![\w-])Epoch (\d{1,9})(?:/(\d{1,9}))?\s+[━╸╺╾╼─]+\s*(\d+)/(\d+|\?)")
 
-# key=value runs (the historical `epoch=1 loss=0.25` format, values of any shape): see _kv_pairs.
-_KV_RUN = re.compile(r"(?<![\w.\-/])([\w.\-/]+)=([^\s,;=]+)")
-_KV_KEY_START = re.compile(r"(?:^|/)([A-Za-z_])")
-_BRACKETS = re.compile(r"[\[\](){}]")
-# Python reprs of float('nan') / float('inf') are not literals; swap in parseable stand-ins.
-_BARE_NONFINITE = re.compile(r"(?<![\w'\"])(nan|inf)(?![\w'\"])")
-NAN_TOKEN = "'__sm_magic_nan__'"
-_PY_TOKENS = re.compile(r"(?<![\w'\"])(True|False|None|nan|inf)(?![\w'\"])")
-_JSON_TOKENS = {"True": "true", "False": "false", "None": "null", "nan": "NaN", "inf": "Infinity"}
-
 Key = tuple[str, "int | float"]
-
-
-def number(value) -> float | None:
-    """A metric value as float (inf becomes nan so plots and JSON stay valid), or None."""
-    if isinstance(value, str) and value == NAN_TOKEN[1:-1]:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    try:
-        value = float(value)
-    except (ValueError, OverflowError):  # OverflowError: an int too big for a float
-        return None
-    return value if math.isfinite(value) or value != value else math.nan
-
-
-def key_number(value) -> int | float | None:
-    """An epoch/step number (int when integral, so 1.0 and 1 share a row), or None."""
-    n = number(value)
-    if n is None or not math.isfinite(n):
-        return None
-    return int(n) if n.is_integer() else n
-
-
-def kv_pairs(line: str) -> dict:
-    """``key=value`` pairs of a line, as ``dict(re.findall(r"(?<![\\w.\\-])([A-Za-z_][\\w.\\-/]*)=
-    ([^\\s,;=]+)", line))`` gives them, in linear time: each run of key characters is scanned once,
-    then the key is the run's tail from its first valid start (a regex trying every start after
-    each "/" is quadratic: "a/a/..." of 10,000 characters, 250 ms in one C call)."""
-    pairs: dict[str, str] = {}
-    pos = 0
-    while True:
-        m = _KV_RUN.search(line, pos)
-        if m is None:
-            return pairs
-        start = _KV_KEY_START.search(m.group(1))
-        if start is not None:
-            pairs[m.group(1)[start.start(1):]] = m.group(2)
-            pos = m.end()
-        else:  # no key starts in this run: the scan goes on after its "="
-            pos = m.end(1) + 1
-
-
-def _repr_as_json(text: str):
-    """A long Python dict repr read as JSON (linear, about 20 ns a character), or None: only for
-    reprs whose strings hold no quote or backslash, which is what metric dicts print."""
-    if '"' in text or "\\" in text:
-        return None
-    try:
-        return json.loads(_PY_TOKENS.sub(lambda m: _JSON_TOKENS[m.group(1)], text.replace("'", '"')))
-    except (ValueError, RecursionError):
-        return None
-
-
-def _too_deep(text: str) -> bool:
-    """Whether brackets nest deeper than _MAX_DEPTH (brackets inside strings count too: a
-    conservative skip, never a miss of the bound)."""
-    if text.count("{") + text.count("[") + text.count("(") <= _MAX_DEPTH:
-        return False
-    depth = 0
-    for bracket in _BRACKETS.findall(text):  # a Python loop: the GIL is given away as usual
-        if bracket in "{[(":
-            depth += 1
-            if depth > _MAX_DEPTH:
-                return True
-        else:
-            depth -= 1
-    return False
-
-
-def _literal_dict(text: str):
-    if len(text) > _MAX_LITERAL:
-        return _repr_as_json(text)
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        if "nan" not in text and "inf" not in text:
-            return None
-    patched = _BARE_NONFINITE.sub(lambda m: NAN_TOKEN if m.group(1) == "nan" else "1e999", text)
-    try:
-        return ast.literal_eval(patched)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-
-
-def dict_at(line: str, start: int) -> dict | None:
-    """The JSON or Python dict that runs from `start` to the end of `line`, or None."""
-    text = line[start:].rstrip()
-    if not text.endswith("}") or _too_deep(text):
-        return None
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
-        obj = _literal_dict(text)  # Python dict reprs (Accelerate guide, HF Trainer)
-    return obj if isinstance(obj, dict) else None
 
 
 def pairs(text: str, skip: frozenset = _SKIPPED) -> tuple[dict[str, str], int]:
@@ -248,6 +146,9 @@ class LineReader:
         self._header: Key | None = None
         self._header_left = 0
         self._wrapped: Key | None = None
+        self._columns: list[str] | None = None      # a YOLO training table's column names
+        self._val_columns: list[str] | None = None  # its validation table's, until its row comes
+        self._table_key: Key | None = None           # the epoch of the table's last row
         self.context = False  # whether the next lines may belong to a header or a bar above them
 
     def wants(self, line: str) -> bool:
@@ -262,7 +163,7 @@ class LineReader:
         self._header_left -= 1
         if "\r" in line or "\x1b" in line:
             states = last_states(line)
-        elif line[-1:].isalpha() and ends_in_words(line):
+        elif line[-1:].isalpha() and ends_in_words(line) and "Epoch " not in line:  # (YOLO's header)
             self.context = self._header_left > 0 or self._wrapped is not None
             return []  # prose: the fast way out of a flood of `step 5 loss=0.5 of a flood of log lines`
         else:
@@ -273,7 +174,7 @@ class LineReader:
                 row = self._read_state(state)
                 if row is not None:
                     rows.append(row)
-        self.context = self._header_left > 0 or self._wrapped is not None
+        self.context = self._header_left > 0 or self._wrapped is not None or self._val_columns is not None
         return rows
 
     def _read_state(self, s: str) -> tuple[Key | None, dict] | None:
@@ -281,6 +182,10 @@ class LineReader:
             row = _dict_row(s)
             if row is not None:
                 return row
+        if self._columns is not None or "Epoch" in s or "Class" in s:
+            table = self._table_row(s)
+            if table is not False:
+                return table
         if "%|" in s:
             return self._tqdm_row(s)
         if self._wrapped is not None:
@@ -326,6 +231,41 @@ class LineReader:
             self._header, self._header_left = key, HEADER_LINES + 1
         return None
 
+    def _table_row(self, s: str):
+        """Ultralytics YOLO's tables: a header sets the columns, a row under it is the epoch its
+        `N/M` names (its validation row, `all ...`, goes to the same epoch). False: not a table line."""
+        m = _TABLE_HEAD.match(s)
+        if m:
+            names = [n.strip("()") for n in m.group(2).split()]
+            names = [n[4:] if n.startswith("Box(") else n for n in names]
+            if m.group(1) == "Epoch":
+                self._columns = names
+            else:
+                self._val_columns = names
+            return None
+        if self._val_columns is not None and s.lstrip().startswith("all "):
+            names, self._val_columns = self._val_columns, None
+            cells = s.split()[1:]
+            return self._cells(self._table_key, names, cells) if self._table_key else None
+        if self._columns is not None:
+            m = _TABLE_ROW.match(s)
+            if m:
+                cells = m.group(2).split()
+                if len(cells) == len(self._columns):
+                    self._table_key = ("epoch", int(m.group(1)))
+                    return self._cells(self._table_key, self._columns, cells)
+        return False
+
+    def _cells(self, key: Key, names: list[str], cells: list[str]) -> tuple[Key, dict] | None:
+        if len(cells) != len(names):
+            return None
+        found = {}
+        for name, cell in zip(names, cells):
+            m = _CELL.fullmatch(cell)
+            if m and name not in _NOT_COLUMNS and name not in self._skip:
+                found[name] = m.group(1)
+        return (key, found) if found else None
+
     def _tqdm_row(self, s: str) -> tuple[Key | None, dict] | None:
         """A tqdm bar's postfix (`[00:01<00:00, 45.2it/s, loss=0.123]`) as a row of the epoch its
         description names, else of the header above it, else of the step it has reached."""
@@ -346,22 +286,6 @@ class LineReader:
             self._header_left = HEADER_LINES + 1
             return self._header, found
         return ("step", int(m.group(1))), found
-
-
-def _dict_row(s: str) -> tuple[Key | None, dict] | None:
-    """`epoch 0: {'accuracy': 0.75}` (also `epoch 2/3: {...}`, `step N: {...}`), or a JSON or
-    Python dict anywhere in the line that holds its own epoch or step."""
-    m = _DICT_LINE.search(s)
-    if m:
-        key = key_number(m.group(2))
-        mapping = dict_at(s, m.end() - 1)
-        if key is not None and mapping is not None:
-            return (m.group(1).lower(), key), mapping
-        return None
-    mapping = dict_at(s, s.find("{"))
-    if mapping is not None and any(k in mapping for k in ROW_KEYS):
-        return None, mapping
-    return None
 
 
 def _phase(prefix: str) -> str | None:

@@ -26,9 +26,9 @@ from collections.abc import Iterable
 
 from . import metric_regex
 from .errors import UsageProblem
-from .log_formats import ROW_KEYS, LineReader, MAX_LINE
-from .log_formats import _MAX_LITERAL, kv_pairs as _kv_pairs  # noqa: F401  (tests/test_readers.py reads them here)
-from .log_formats import key_number as _key_number, number as _number
+from .log_dicts import ROW_KEYS, key_number as _key_number, number as _number
+from .log_dicts import _MAX_LITERAL, kv_pairs as _kv_pairs  # noqa: F401  (tests/test_readers.py reads them here)
+from .log_formats import LineReader, MAX_LINE
 from .metric_regex import Regex, compile_regex
 
 try:  # the stdlib's regex parser, used only to find a cheap substring pre-check

@@ -114,6 +114,19 @@ def test_keras_batches_under_an_epoch_header():
     assert e.total == 3 and 1.5 <= e.done < 1.52
 
 
+@pytest.mark.parametrize("first, second", [("1/3", "2/3"), ("0/2", "1/2")])  # YOLOv8 from 1, YOLOv5 from 0
+def test_yolos_epoch_column_and_bar(first, second):
+    def bar(epoch, last):
+        return "".join(f"\r        {epoch}         0G      1.234      2.345      1.456         40        640: "
+                       f"{i * 100 // 8}%|██  | {i}/8 [00:05<00:00,  1.52it/s]" for i in range(1, last + 1))
+    lines = ["      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size", bar(first, 8),
+             "                 Class     Images  Instances      Box(P          R      mAP50  mAP50-95): 100%|██████████| "
+             "4/4 [00:01<00:00,  2.41it/s]",
+             "                   all        128        929      0.641      0.534      0.612      0.451", bar(second, 4)]
+    e = progress(lines)
+    assert (e.done, e.total, e.unit) == (1.5, 3, "epoch")
+
+
 def test_nested_and_evaluation_bars_are_not_the_jobs_own():
     lines = [" 33%|███▎      | 8/24 [00:04<00:08,  1.79it/s]",
              "\r 50%|█████     | 2/4 [00:00<00:00, 423.36it/s]\x1b[A",           # nested (cursor up)

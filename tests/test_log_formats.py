@@ -85,6 +85,21 @@ def test_each_format_gives_its_rows(lines, expected):
     assert rows(lines) == expected
 
 
+YOLO = [
+    "      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size",
+    "\r        1/3         0G      1.234      2.345      1.456         40        640:  50%|█████     | 4/8 [00:02<00:02,  1.52it/s]"
+    "\r        1/3         0G      1.198      1.626      1.261        229        640: 100%|██████████| 8/8 [00:05<00:00,  1.52it/s]",
+    "                 Class     Images  Instances      Box(P          R      mAP50  mAP50-95): 100%|██████████| 4/4 [00:01<00:00,"
+    "  2.41it/s]",
+    "                   all        128        929       0.67      0.531      0.613      0.453",
+]
+
+
+def test_ultralytics_yolo_tables_give_the_epochs_training_and_validation_metrics():
+    assert rows(YOLO) == [{"epoch": 1, "GPU_mem": 0.0, "box_loss": 1.198, "cls_loss": 1.626, "dfl_loss": 1.261,
+                           "P": 0.67, "R": 0.531, "mAP50": 0.613, "mAP50-95": 0.453}]
+
+
 PROSE = [
     "step 5 loss=0.5 of a flood of log lines",
     "Epoch 1 done, took 12s",
