@@ -324,7 +324,7 @@ def _epochs_argument(hyperparameters: dict) -> int | None:
         if str(name).replace("-", "_").lower() not in _EPOCH_ARGS:
             continue
         try:
-            epochs = int(str(value))
+            epochs = int(str(value).strip("\"' "))  # SageMaker may keep them JSON-quoted
         except (TypeError, ValueError):
             continue
         if epochs > 0:

@@ -62,6 +62,7 @@ def test_epochs_come_from_the_scripts_argument_against_the_metric_rows():
 @pytest.mark.parametrize("argument", ["epochs", "max_epochs", "max-epochs", "num_train_epochs", "n_epochs"])
 def test_the_scripts_epoch_argument_is_the_total(argument):
     assert Tracker({argument: "5"}).estimate([], 0.0, 1.0).total == 5
+    assert Tracker({argument: '"5"'}).estimate([], 0.0, 1.0).total == 5  # JSON-quoted, as SageMaker may keep it
 
 
 def test_a_step_row_after_epoch_rows_does_not_reset_the_epochs():
