@@ -62,6 +62,7 @@ _TABLE_HEAD = re.compile(r"\s*(Epoch|Class)((?:\s+[A-Za-z_][\w()/.-]*){2,30})\s*
 _TABLE_ROW = re.compile(r"\s*(\d{1,9})/\d{1,9}\s+([^:]{0,500})")
 _CELL = re.compile(rf"({_NUM})(?:[A-Za-z%]{{1,3}})?")
 _NOT_COLUMNS = frozenset({"Instances", "Size", "Images"})  # counts and sizes, not metrics
+_HOST = re.compile(r"algo-\d{1,4} \| ")
 _RICH = re.compile(r"(?<![\w-])Epoch (\d{1,9})(?:/(\d{1,9}))?\s+[━╸╺╾╼─]+\s*(\d+)/(\d+|\?)")
 
 Key = tuple[str, "int | float"]
@@ -189,6 +190,8 @@ class LineReader:
         if "%|" in s:
             return self._tqdm_row(s)
         if self._wrapped is not None:
+            if s.startswith("algo-"):  # a multi-host job's `algo-1 | ` prefix
+                s = _HOST.sub("", s, count=1)
             if s[:1].isspace():
                 found, words = pairs(s, self._skip)
                 if found and not words:

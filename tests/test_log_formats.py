@@ -183,6 +183,11 @@ def test_the_rich_log_reads_the_metrics_wrapped_below_the_bar():
     assert rows(log_lines("lightning_rich.log")) == [{"epoch": 2, "train_loss": 0.548, "val_loss": 0.498, "val_acc": 0.781}]
 
 
+def test_the_rich_bars_wrapped_metrics_keep_a_hosts_prefix():
+    lines = [f"algo-1 | {line}" for line in log_lines("lightning_rich.log") if line]
+    assert rows(lines) == [{"epoch": 2, "train_loss": 0.548, "val_loss": 0.498, "val_acc": 0.781}]
+
+
 def test_the_keras_and_epoch_dict_logs_exactly():
     assert rows(log_lines("keras_style.log"))[0] == {
         "epoch": 1, "loss": 0.591, "accuracy": 0.732, "val_loss": 0.4794, "val_accuracy": 0.89}
