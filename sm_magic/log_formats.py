@@ -149,6 +149,7 @@ class LineReader:
         self._wrapped: Key | None = None
         self._columns: list[str] | None = None      # a YOLO training table's column names
         self._val_columns: list[str] | None = None  # its validation table's, until its row comes
+        self._val_left = 0                           # lines that row may still come in
         self._table_key: Key | None = None           # the epoch of the table's last row
         self.context = False  # whether the next lines may belong to a header or a bar above them
 
@@ -162,6 +163,10 @@ class LineReader:
     def read(self, line: str) -> list[tuple[Key | None, dict]]:
         """The rows `line` holds (usually none or one)."""
         self._header_left -= 1
+        if self._val_columns is not None:
+            self._val_left -= 1
+            if self._val_left < 0:
+                self._val_columns = None  # not YOLO's table after all: stop reading every line
         if "\r" in line or "\x1b" in line:
             states = last_states(line)
         elif line[-1:].isalpha() and ends_in_words(line) and "Epoch " not in line:  # (YOLO's header)
@@ -244,7 +249,7 @@ class LineReader:
             if m.group(1) == "Epoch":
                 self._columns = names
             else:
-                self._val_columns = names
+                self._val_columns, self._val_left = names, 5
             return None
         if self._val_columns is not None and s.lstrip().startswith("all "):
             names, self._val_columns = self._val_columns, None

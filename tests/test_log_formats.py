@@ -100,6 +100,16 @@ def test_ultralytics_yolo_tables_give_the_epochs_training_and_validation_metrics
                            "P": 0.67, "R": 0.531, "mAP50": 0.613, "mAP50-95": 0.453}]
 
 
+def test_a_line_that_looks_like_yolos_header_costs_nothing_later():
+    parser = MetricsParser()
+    parser.feed(["Class weights computed: 100%|██████████| 3/3 [00:00<00:00, 9.9it/s]"])
+    assert parser._reader.context  # YOLO's validation row may come next: every line is read
+    parser.feed(["loading"] * 6)
+    assert not parser._reader.context  # it did not: ordinary lines are again skipped by the substring tests
+    parser.feed(["all 1 2 3"])
+    assert parser.rows == []
+
+
 PROSE = [
     "step 5 loss=0.5 of a flood of log lines",
     "Epoch 1 done, took 12s",
