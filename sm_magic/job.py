@@ -24,6 +24,7 @@ from .failure import error_tail
 from .live_display import LiveDisplay
 from .metrics import MetricDefinition, MetricsParser
 from .tensorboard_events import TensorBoardMissing
+from .terminal import render, render_tail
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
 STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
@@ -177,14 +178,19 @@ class Job(LiveDisplay):
                 self._parser.add_row("step", step, values)
         return []
 
-    def logs(self, tail: int | None = None) -> str:
-        """The job's log so far (the last `tail` lines when given)."""
+    def logs(self, tail: int | None = None, raw: bool = False) -> str:
+        """The job's log so far (the last `tail` lines when given), as a terminal would show it:
+        a progress bar's redraws collapsed to its last state, cursor moves applied, colours
+        removed (sm_magic.terminal). `raw=True`: the lines as logged, "\r" and escapes kept."""
         with self._lock:
             self.pull_logs()
-            lines = list(self._lines)
-            if tail is not None:
-                lines = lines[-tail:] if tail > 0 else []
-            elif self._dropped:
+            if raw:
+                lines = list(self._lines)
+                if tail is not None:
+                    lines = lines[-tail:] if tail > 0 else []
+            else:
+                lines = render(self._lines) if tail is None else render_tail(self._lines, tail)
+            if tail is None and self._dropped:
                 lines.insert(0, f"[{self._dropped} earlier lines are not kept in memory]")
             return "\n".join(lines)
 
@@ -220,7 +226,9 @@ class Job(LiveDisplay):
             # Only the tail is copied: the buffer may hold 200,000 lines. A failed job's tail is
             # the user's traceback, not the launcher's wrapper printed after it (failure.error_tail).
             failed = state.status == "Failed" and tail
-            log_tail = list(itertools.islice(reversed(self._lines), FAILURE_LINES if failed else tail))[::-1]
+            # Rendered as a terminal shows it (the buffer keeps the raw lines for the parser):
+            # only a bounded window of the newest lines is read.
+            log_tail = render_tail(self._lines, FAILURE_LINES if failed else tail)
             if failed:
                 log_tail = error_tail(log_tail, state.failure_reason, tail)
             # A view, not a copy: a long job has tens of thousands of rows (job.metrics copies).

@@ -360,11 +360,17 @@ class LocalBackend:
             except OSError as e:
                 raise BackendError(f"the log of local job {name} cannot be read ({path}: {e.strerror})") from None
             end = chunk.rfind(b"\n") + 1
-            if end < len(chunk) and (len(chunk) == MAX_LOG_CHUNK and end == 0 or self._finished(files)):
-                end = len(chunk)  # an over-long line, or the last line of a finished job
+            if end == 0 and len(chunk) == MAX_LOG_CHUNK:
+                end = _overlong_cut(chunk)
+            elif end < len(chunk) and self._finished(files):
+                end = len(chunk)  # the last line of a finished job
             if end == 0:
                 continue
-            text = chunk[:end].decode("utf-8", "replace").splitlines()
+            # Lines end at "\n" only: "\r" and escapes stay inside (a tqdm bar's redraws are one
+            # line, which terminal.render shows as its last state; str.splitlines would cut them).
+            text = chunk[:end].decode("utf-8", "replace").split("\n")
+            if chunk[end - 1] == 0x0A:
+                text.pop()
             lines.extend(text if len(paths) == 1 else [f"{host} | {line}" for line in text])
             cursor[host] = offset + end
         return lines, cursor
@@ -420,6 +426,20 @@ class LocalBackend:
                                                               ident=identity):
             return
         self.describe(name)  # not proven alive: recover the job now (a starting one reads its stop marker)
+
+
+def _overlong_cut(chunk: bytes) -> int:
+    """Where to cut a full chunk with no newline (a bar redrawn for a MiB, or one huge line):
+    before its last "\r", so each piece holds whole redraws, else on a UTF-8 character boundary."""
+    cut = chunk.rfind(b"\r")
+    if cut > 0:
+        return cut
+    cut = len(chunk)
+    while cut > len(chunk) - 4 and chunk[cut - 1] & 0xC0 == 0x80:
+        cut -= 1  # inside a character: cut before its first byte
+    if cut > 0 and chunk[cut - 1] >= 0xC0:
+        cut -= 1
+    return cut if cut > 0 else len(chunk)
 
 
 def _host_order(path: Path):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
+from ..terminal import render
 from .row_kinds import is_schedule, is_timing
 from .series import Means, PlotSeries, spans_decades, window
 from .text import LATEST, best_note, hidden_note, means_title, metric_columns, render_text, secondary_status, table_cell
@@ -165,7 +166,10 @@ def plot_png(rows: Sequence[dict], series: PlotSeries | None = None) -> bytes:
 
 
 def log_html(lines: list[str]) -> str:
-    text = "\n".join(lines[-LOG_TAIL:])
+    """The log tail as a <pre>. Job.snapshot renders it as a terminal shows it; rendered again
+    here (a no-op on rendered rows) so raw lines from elsewhere never put `ESC[A`, colour codes or
+    "\r" redraw fragments into the HTML."""
+    text = "\n".join(render(lines[-LOG_TAIL:]))
     return (f'<pre style="max-height:14em;overflow:auto;font-size:0.85em;margin:0">{_esc(text)}</pre>'
             if text else "")
 

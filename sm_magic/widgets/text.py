@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
 from ..metrics import ROW_KEYS
+from ..terminal import LogStream, render
 from .row_kinds import is_timing
 from .series import Window, lower_is_better, window
 
@@ -116,7 +117,7 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
         lines += ["", *table]
     if snap.log_tail and tail:
         # A failed job's tail is its traceback (Job.snapshot): shown whole, to the exception line.
-        shown = snap.log_tail if s.status == "Failed" else snap.log_tail[-tail:]
+        shown = render(snap.log_tail if s.status == "Failed" else snap.log_tail[-tail:])  # no-op when rendered
         lines += ["", "log:", *("  " + l for l in shown)]
     if s.failure_reason:
         lines += ["", f"FailureReason: {s.failure_reason}"]
@@ -166,6 +167,7 @@ class StreamPrinter:
     def __init__(self, out: TextIO | None = None):
         self.out = out
         self.printed = 0
+        self.log = LogStream()  # the log's rows as a terminal shows them, once each is final
 
     def __call__(self, snap: Snapshot) -> None:
         out = self.out or sys.stdout
@@ -176,7 +178,7 @@ class StreamPrinter:
         split = max((i + 1 for i, t in enumerate(new) if t.status == "Training"), default=0)
         for t in new[:split]:
             print(format_transition(t), file=out)
-        for line in snap.new_lines:
+        for line in self.log.feed(snap.new_lines) + (self.log.flush() if s.done else []):
             print(line, file=out)
         for t in new[split:]:
             print(format_transition(t), file=out)
