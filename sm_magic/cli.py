@@ -91,7 +91,7 @@ def _compare(opts) -> int:
 
 
 def _logs(opts) -> int:
-    print(attach(opts.name).logs(tail=opts.tail))
+    print(attach(opts.name).logs(tail=opts.tail, raw=opts.raw))
     return 0
 
 
@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("logs", help="print a job's log")
     p.add_argument("name")
     p.add_argument("--tail", type=_at_least(0), default=None, help="only the last N lines")
+    p.add_argument("--raw", action="store_true",
+                   help="the lines as logged, every progress-bar redraw and escape code kept (by default the "
+                        "log reads as a terminal shows it)")
     p.set_defaults(run=_logs)
     p = sub.add_parser("stop", help="stop a running job, or a sweep (its running jobs, and its queued ones cancelled)")
     p.add_argument("name")
