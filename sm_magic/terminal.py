@@ -67,6 +67,11 @@ def render(lines: Iterable[str]) -> list[str]:
     linear time. Lines without control characters come back as they are but for trailing blanks
     (no row keeps those: a bar's padding is not text); blank rows at the very end (a cleared bar)
     are dropped."""
+    lines = lines if isinstance(lines, list) else list(lines)
+    joined = "\n".join(lines)  # three scans in C instead of one per line
+    if "\r" not in joined and "\x1b" not in joined and "\x08" not in joined:
+        # Nothing moves the cursor: each line is its own row (most logs, and a rendered one).
+        return _trim([line.rstrip() for line in lines])
     screen = _Screen()
     screen.feed(lines)
     return _trim(screen.texts(screen.rows))
@@ -159,7 +164,12 @@ class _Screen:
             h = self.hosts.get(prefix)
             if h is None:
                 h = self.hosts[prefix] = _Cursor()
-            self._newline(h, prefix)
+            # The "\n" before each line: the row below, a new one at the bottom.
+            h.col = 0
+            if h.r + 1 < len(h.rows):
+                h.r += 1
+            else:
+                self._new_row(h, prefix)
             if _CONTROL.search(line) is None:
                 row = h.rows[h.r]
                 if row.text == "" and not row.given:
@@ -171,12 +181,7 @@ class _Screen:
             else:
                 self._controls(h, line)
 
-    # The "\n" before each line: the row below, a new one at the bottom.
-    def _newline(self, h: _Cursor, prefix: str) -> None:
-        h.col = 0
-        if h.r + 1 < len(h.rows):
-            h.r += 1
-            return
+    def _new_row(self, h: _Cursor, prefix: str) -> None:
         row = _Row(prefix, self.made)
         self.made += 1
         h.rows.append(row)  # a full deque forgets its top row: out of the cursor's reach
