@@ -298,3 +298,12 @@ def test_an_overlong_line_with_no_redraw_is_cut_between_characters(tmp_path, mon
             break
         lines += got
     assert "".join(lines) == text[:-1]
+
+
+def test_cloudwatch_events_are_split_on_newlines_only():
+    from sm_magic.backends.cloudwatch_logs import lines_of
+
+    events = ["\r 10%|#  |\r 20%|## |\x1b[A", "a\nb\n", "x\x0by\u2028z"]
+    assert lines_of("job/algo-1-1700000000", events, prefix=False) == [
+        "\r 10%|#  |\r 20%|## |\x1b[A", "a", "b", "x\x0by\u2028z"]
+    assert render(lines_of("job/algo-2-1700000000", events[:1], prefix=True)) == ["algo-2 |  20%|## |"]
