@@ -35,13 +35,13 @@ import re2
 # on the UTF-8 bytes: with a str, each match's start costs a scan from the text's beginning (the
 # binding converts byte offsets to characters), quadratic over a line of thousands of redraws.
 _PROGRESS = re2.compile((
-    r"(?P<rich>\bEpoch (?P<rn>\d{1,9})/(?P<rm>\d{1,9})\s+[━╸╺╾╼─]+\s*(?P<ri>\d{1,12})/(?P<rt>\d{1,12}))"
-    r"|(?P<epos>\b(?i:epoch)(?:\(\w+\))?[\s:#\[]{0,4}(?P<en>\d{1,9})(?:\s*(?:/|of)\s*(?P<em>\d{1,9}))?"
+    r"(?P<rich>(?:^|[^\w-])Epoch (?P<rn>\d{1,9})/(?P<rm>\d{1,9})\s+[━╸╺╾╼─]+\s*(?P<ri>\d{1,12})/(?P<rt>\d{1,12}))"
+    r"|(?P<epos>(?:^|[^\w-])(?i:epoch)(?:\(\w+\))?[\s:#\[]{0,4}(?P<en>\d{1,9})(?:\s*(?:/|of)\s*(?P<em>\d{1,9}))?"
     r"[\] ,:|\[\t]{0,8}(?:(?i:step|iter|iteration|batch)[\s:#\[]{0,4}(?P<ei>\d{1,12})(?:\s*/\s*(?P<et>\d{1,12}))?"
     r"|(?P<ej>\d{1,12})\s*/\s*(?P<eu>\d{1,12})))"
     r"|(?P<timm>\bTrain:\s*(?P<tn>\d{1,9})\s*\[\s*(?P<ti>\d{1,12})/(?P<tt>\d{1,12}))"
-    r"|(?P<enm>\b(?i:epoch)[\s:#\[]{0,4}(?P<nn>\d{1,9})\s*(?:/|of)\s*(?P<nm>\d{1,9}))"
-    r"|(?P<mention>\b(?i:epoch)[\s:=#\[]{0,4}(?P<mn>\d{1,9}))"
+    r"|(?P<enm>(?:^|[^\w-])(?i:epoch)[\s:#\[]{0,4}(?P<nn>\d{1,9})\s*(?:/|of)\s*(?P<nm>\d{1,9}))"
+    r"|(?P<mention>(?:^|[^\w-])(?i:epoch)[\s:=#\[]{0,4}(?P<mn>\d{1,9}))"
     r"|(?P<tqdm>(?P<qn>\d{1,12})/(?P<qt>\d{1,12}) \[(?P<qe>(?:\d+:)?\d+:\d+)<(?P<qr>(?:\d+:)?\d+:\d+|\?)?)"
     r"|(?P<step>\b(?i:step|iteration|iter|batch)\s*[:#]?\s*(?P<sn>\d{1,12})\s*(?:/|of)\s*(?P<st>\d{1,12})\b)"
     r"|(?P<keras>\b(?P<kn>\d{1,12})/(?P<kt>\d{1,12})\s+(?:\[[=>.]*\]|[━╸╺]+|- \d))"

@@ -154,6 +154,12 @@ def test_step_rows_with_a_validation_metric_count_epochs_when_nothing_else_does(
     assert (e.done, e.total, e.unit) == (2, 3, "epoch")
 
 
+def test_an_echoed_flag_is_not_an_epoch():
+    t = Tracker({"epochs": "5"})
+    t.feed(["launching train.py --epoch=3 --max_epoch 4"])
+    assert t.estimate([], 0.0, 1.0).done == 0
+
+
 def test_no_total_means_no_bar():
     assert progress(["epoch 0: {'acc': 0.5}", "loss=0.3 at 12/2026"], {"lr": "0.1"}) is None
 
