@@ -91,6 +91,10 @@ def launch_env(spec, env):
         from sm_magic.runtime import DEFAULT_DIR  # the bundle carries it, beside this file
 
         updates["SM_CHECKPOINT_DIR"] = spec.get("checkpoint_dir") or DEFAULT_DIR
+    # rich (Lightning's default progress bar) draws nothing to a file until the work ends; told
+    # the log is a terminal it redraws once a second, and the log's readers collapse the redraws
+    # (sm_magic.terminal), so epochs and metrics show while the job runs.
+    updates.update({k: "1" for k in ("TTY_COMPATIBLE", "TTY_INTERACTIVE") if k not in env})
     gpus = int(env.get("SM_NUM_GPUS") or 0)
     if spec.get("use_cpu") or gpus == 0:
         # Without it accelerate starts N unconnected single processes on a CPU-only host;

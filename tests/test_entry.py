@@ -108,3 +108,10 @@ def test_nccl_and_efa_environment_as_the_sdks_torchrun_driver_sets_it():
                            "SM_NETWORK_INTERFACE_NAME": "eth1", "NCCL_PROTO": "LL128"})
     assert g5["NCCL_SOCKET_IFNAME"] == "eth1" and "NCCL_PROTO" not in g5 and "FI_PROVIDER" not in g5
     assert "NCCL_SOCKET_IFNAME" not in launch_env(spec, {"SM_NUM_GPUS": "0"})  # no GPU, no NCCL
+
+
+def test_rich_is_told_the_log_is_a_terminal_unless_the_job_says_otherwise():
+    spec = {"distributed_type": "NO"}
+    env = launch_env(spec, {"SM_NUM_GPUS": "0"})
+    assert env["TTY_COMPATIBLE"] == env["TTY_INTERACTIVE"] == "1"
+    assert "TTY_COMPATIBLE" not in launch_env(spec, {"SM_NUM_GPUS": "0", "TTY_COMPATIBLE": "0"})
