@@ -234,15 +234,26 @@ def job_launcher(python: tuple[int, int] | None, versions: Mapping[str, str] | N
     return JobLauncher(mine.version, mine.version, needs, problem)
 
 
+# Modules that import a package their own distribution does not require: torch's SummaryWriter
+# needs tensorboard, which no torch release depends on and the training images lack.
+_ALSO_NEEDS = {"torch.utils.tensorboard": "tensorboard"}
+
+
 def imported_modules(texts: Iterable[str]) -> set[str]:
-    """Top-level modules the code imports, less the standard library and sm_magic (carried)."""
+    """Top-level modules the code imports, less the standard library and sm_magic (carried),
+    plus what an imported module needs beside its own distribution (_ALSO_NEEDS)."""
     tops: set[str] = set()
+    paths: set[str] = set()
     for text in texts:
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Import):
-                tops.update(a.name.split(".")[0] for a in node.names)
+                paths.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                tops.add(node.module.split(".")[0])
+                paths.add(node.module)
+                paths.update(f"{node.module}.{a.name}" for a in node.names)
+    for path in paths:
+        tops.add(path.split(".")[0])
+        tops.update(top for module, top in _ALSO_NEEDS.items() if path == module or path.startswith(module + "."))
     return tops - set(sys.stdlib_module_names) - {"__future__", "sm_magic"}
 
 

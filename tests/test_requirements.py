@@ -31,6 +31,16 @@ def test_the_image_keeps_its_own_stack_and_everything_else_is_pinned():
     assert f"huggingface_hub=={md.version('huggingface_hub')}" in pt and "numpy" in pt
 
 
+@pytest.mark.parametrize("cell", ["from torch.utils.tensorboard import SummaryWriter\n",
+                                  "import torch.utils.tensorboard as tb\n",
+                                  "from torch.utils import tensorboard\n"])
+def test_a_summary_writer_brings_tensorboard_which_torch_does_not_require(cell):
+    lines = reqs.generate([cell], reqs.PYTORCH_IMAGE_PROVIDES)
+    assert f"tensorboard=={md.version('tensorboard')}" in lines and "torch" in lines
+    assert not any(line.startswith("tensorboard") for line in reqs.generate(["import torch.utils.data\n"],
+                                                                             reqs.PYTORCH_IMAGE_PROVIDES))
+
+
 @pytest.mark.jobs
 def test_a_users_requirements_file_replaces_the_generated_one(ip, sm_env, capsys):
     mine = sm_env / "mine.txt"
