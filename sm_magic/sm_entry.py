@@ -94,7 +94,9 @@ def launch_env(spec, env):
     # rich (Lightning's default progress bar) draws nothing to a file until the work ends; told
     # the log is a terminal it redraws once a second, and the log's readers collapse the redraws
     # (sm_magic.terminal), so epochs and metrics show while the job runs.
-    updates.update({k: "1" for k in ("TTY_COMPATIBLE", "TTY_INTERACTIVE") if k not in env})
+    # Either one set by the job is its own choice, and the other stays unset with it.
+    if "TTY_COMPATIBLE" not in env and "TTY_INTERACTIVE" not in env:
+        updates.update(TTY_COMPATIBLE="1", TTY_INTERACTIVE="1")
     gpus = int(env.get("SM_NUM_GPUS") or 0)
     if spec.get("use_cpu") or gpus == 0:
         # Without it accelerate starts N unconnected single processes on a CPU-only host;

@@ -114,4 +114,6 @@ def test_rich_is_told_the_log_is_a_terminal_unless_the_job_says_otherwise():
     spec = {"distributed_type": "NO"}
     env = launch_env(spec, {"SM_NUM_GPUS": "0"})
     assert env["TTY_COMPATIBLE"] == env["TTY_INTERACTIVE"] == "1"
-    assert "TTY_COMPATIBLE" not in launch_env(spec, {"SM_NUM_GPUS": "0", "TTY_COMPATIBLE": "0"})
+    for own in ("TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        env = launch_env(spec, {"SM_NUM_GPUS": "0", own: "0"})
+        assert "TTY_COMPATIBLE" not in env and "TTY_INTERACTIVE" not in env
