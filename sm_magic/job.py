@@ -3,8 +3,8 @@
 Status words are SageMaker's (`TrainingJobStatus`, `SecondaryStatus`). The handle reads the log
 incrementally (never from the start twice) and feeds every line to the metrics parser, so
 `job.metrics` and `job.logs()` cost only the new lines; the TensorBoard scalars a backend reads
-(backends.base.ScalarSource) join the parser's rows by step the same way. Safe to use from the monitor thread and
-the notebook at once.
+(backends.base.ScalarSource) join the parser's rows by step the same way. Safe to use from the
+monitor thread and the notebook at once.
 """
 
 from __future__ import annotations
