@@ -110,8 +110,9 @@ def metrics_html(rows: Sequence[dict], means: Means | None = None) -> str:
     notes = " &middot; ".join(_esc(n) for n in (best_note(w), hidden_note(w)) if n)
     note = (f'<tr class="sm-magic-hidden-rows"><td colspan="{len(columns)}" style="color:#666">{notes}</td></tr>'
             if notes else "")
+    # The notes in a footer: the table's bodies hold its rows and their titles only.
     return (f'<table class="sm-magic-metrics" style="font-size:0.9em"><thead><tr>{head}</tr></thead>'
-            f"{summary}<tbody>{latest}{body(w.rows)}{note}</tbody></table>")
+            f"{summary}<tbody>{latest}{body(w.rows)}</tbody>{f'<tfoot>{note}</tfoot>' if note else ''}</table>")
 
 
 def plot_lines(rows: Sequence[dict], series: PlotSeries | None = None) -> tuple[str | None, dict]:
