@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -286,6 +287,36 @@ def test_network_isolation_installs_requirements_from_the_bundle(sagemaker_wire,
     [host] = p.run()
     assert_trained(host, args=[*ARGS, "--probe-network"])
     assert "network: none" in host.log()
+
+
+TENSORBOARD_SCRIPT = (Path(__file__).parent / "scripts" / "tensorboard_writer.py").read_text()
+
+
+@pytest.mark.jobs
+def test_summary_writer_scalars_reach_job_metrics_through_the_tensorboard_output(sagemaker_wire, sm_platform):
+    """A script that writes SummaryWriter scalars (tests/scripts) runs in the container, where the
+    job installs tensorboard (no image has it) and the files land in the request's
+    TensorBoardOutputConfig.LocalPath; uploaded where SageMaker puts them, they are job.metrics rows."""
+    job = launch(TENSORBOARD_SCRIPT, args=["--epochs", "3"], instance_type="ml.g5.xlarge", **MODERN)
+    config = sagemaker_wire.create_training_job_request()["TensorBoardOutputConfig"]
+    assert config["LocalPath"] == "/opt/ml/output/tensorboard"
+    [host] = sm_platform(gpus=1).run()
+    assert host.returncode == 0, f"exit status {host.returncode}; log ends:\n{host.tail()}"
+    local = host.opt_ml / "output" / "tensorboard"
+    files = [f for f in local.rglob("*") if f.is_file()]
+    assert files and all(f.name.startswith("events.out.tfevents.") for f in files), files
+    # The platform's part: SageMaker uploads LocalPath under <S3OutputPath>/<job>/tensorboard-output/.
+    bucket, _, prefix = config["S3OutputPath"].removeprefix("s3://").partition("/")
+    s3 = sagemaker_wire.client("s3")
+    for f in files:
+        key = "/".join(p for p in (prefix.strip("/"), job.name, "tensorboard-output",
+                                   f.relative_to(local).as_posix()) if p)
+        s3.put_object(Bucket=bucket, Key=key, Body=f.read_bytes())
+    frame = job.metrics
+    steps = frame.index if frame.index.name == "step" else frame["step"]
+    loss = {int(k) for k, v in zip(steps, frame["train/loss"]) if v == v}
+    accuracy = {int(k) for k, v in zip(steps, frame["val/accuracy"]) if v == v}
+    assert loss == set(range(1, 3 * 32 + 1)) and accuracy == {32, 64, 96}, frame
 
 
 # An image_uri whose tag says Python 3.10, older than accelerate 1.16 allows, and PyTorch 2.9.0 (so

@@ -409,6 +409,13 @@ class SageMakerBackend:
         per poll interval. A job described without that config, or not training yet, costs no
         call; a failed read leaves the cursor as it was (its rows come next time)."""
         entry = self._entry(name)
+        if entry.state is None:
+            # A handle's first read (job.metrics before any status was asked for) needs the
+            # description: where the files go, and whether training began.
+            try:
+                self.describe(name)
+            except BackendError:
+                return [], cursor  # the next read tries again
         state = entry.state
         uri = state.extra.get("tensorboard") if state is not None else None
         if state is None or not uri:
