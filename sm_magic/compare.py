@@ -79,6 +79,8 @@ def _items(jobs_or_names, registry: Registry) -> tuple[list, dict[str, Any]]:
 
     if isinstance(jobs_or_names, (str, Job, Sweep)):
         jobs_or_names = [jobs_or_names]
+    elif isinstance(jobs_or_names, (bytes, Mapping)) or not isinstance(jobs_or_names, Iterable):
+        raise CompareError(_takes(jobs_or_names))
     flat: list = []
     records: dict[str, Any] = {}
     for item in jobs_or_names:
@@ -98,7 +100,7 @@ def _items(jobs_or_names, registry: Registry) -> tuple[list, dict[str, Any]]:
     items, seen = [], set()
     for item in flat:
         if not isinstance(item, (str, Job)):
-            raise CompareError(f"compare takes Jobs, Sweeps and job or sweep names, not {type(item).__name__}")
+            raise CompareError(_takes(item))
         name = item if isinstance(item, str) else item.name
         if name not in seen:
             seen.add(name)
@@ -106,6 +108,11 @@ def _items(jobs_or_names, registry: Registry) -> tuple[list, dict[str, Any]]:
     if not items:
         raise CompareError(f"no jobs to compare: name at least one ({LISTED_BY})")
     return items, records
+
+
+def _takes(given) -> str:
+    return (f"compare takes Jobs, Sweeps and job or sweep names (one, or a list of them), "
+            f"not {type(given).__name__}")
 
 
 def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:

@@ -4,14 +4,15 @@ many jobs, such as a sweep's widget, which keeps its `PlotSeries` across redraws
 Each job's rows are thinned by series.PlotSeries (at most PLOT_POINTS points a line, keeping
 spikes and dips), so a job of 40,000 rows costs a drawing what one of 300 does, and a display
 that keeps `series` between redraws thins only the rows new since the last. matplotlib's Agg
-canvas, no pyplot: nothing global changes and no GUI backend is touched.
+canvas, no pyplot: nothing global changes and no GUI backend is touched. Job names, labels and the
+metric's name are drawn as they are (literal.py).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
+from .literal import figure, legend, png, shown
 from .series import PlotSeries, spans_decades
 
 LEGEND_JOBS = 12   # more lines than this get no legend (it would hide the plot); the title says how many
@@ -41,33 +42,30 @@ def overlay_png(runs: Mapping[str, Sequence[dict]], metric: str, series: dict[st
     key, lines = overlay_lines(runs, metric, series)
     if not lines:
         return b""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-    fig = Figure(figsize=(6.5, 3.2), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = figure(6.5, 3.2)
     ax = fig.add_subplot()
-    drawn: list[float] = []
-    for name, (xs, ys) in lines.items():
-        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.2, label=name)
-        drawn += ys
-    if spans_decades(drawn):  # losses falling over decades read better on a log scale
+    handles: list = []
+    values: list[float] = []
+    for xs, ys in lines.values():
+        handles += ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.2)
+        values += ys
+    if spans_decades(values):  # losses falling over decades read better on a log scale
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # mathtext labels cost a third
         ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(key or "epoch or step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{metric} ({'higher' if best == 'max' else 'lower'} is better)" if best else metric)
+    name = shown(metric)
+    ax.set_ylabel(f"{name} ({'higher' if best == 'max' else 'lower'} is better)" if best else name)
     ax.grid(alpha=0.3)
     if len(lines) <= LEGEND_JOBS:
-        ax.legend(fontsize="small", loc="best")
+        legend(ax, handles, list(lines), fontsize="small", loc="best")
     else:
-        ax.set_title(f"{metric}: {len(lines)} jobs", fontsize="small")
+        ax.set_title(f"{name}: {len(lines)} jobs", fontsize="small")
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.16)  # tight_layout costs 40% more
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return png(fig)
 
 
 __all__ = ["overlay_lines", "overlay_png", "LEGEND_JOBS"]

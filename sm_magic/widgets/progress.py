@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import time
 from contextlib import ExitStack
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from collections.abc import Callable, Sequence
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from ..terminal import render
+from .literal import drawn, figure, legend, png, shown
 from .row_kinds import is_schedule, is_timing
 from .series import Means, PlotSeries, spans_decades, window
 from .text import LATEST, best_note, hidden_note, means_title, metric_columns, render_text, secondary_status, table_cell
@@ -103,7 +103,7 @@ def metrics_html(rows: Sequence[dict], means: Means | None = None) -> str:
     def title(text: str) -> str:
         return f'<tr class="sm-magic-section"><th colspan="{len(columns)}" style="text-align:left">{_esc(text)}</th></tr>'
 
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    head = "".join(f"<th>{_esc(shown(c))}</th>" for c in columns)
     summary = (f'<tbody class="sm-magic-means">{title(means_title(w))}{body(w.summaries)}</tbody>'
                if w.summaries else "")
     latest = title(LATEST) if w.summaries and w.rows else ""
@@ -131,20 +131,17 @@ def plot_png(rows: Sequence[dict], series: PlotSeries | None = None) -> bytes:
     the rows new since the last."""
     if not rows:
         return b""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
     key, lines = plot_lines(rows, series)
-    fig = Figure(figsize=(5.5, 2.6), dpi=80)
-    FigureCanvasAgg(fig)
+    fig = figure(5.5, 2.6)
     ax = fig.add_subplot()
-    drawn, distinct = [], set()
+    handles, values, distinct = [], [], set()
     for name, (xs, ys) in lines.items():
-        ax.plot(xs, ys, marker="o" if len(xs) <= 50 else None, label=name)
-        drawn += ys
+        handles += ax.plot(xs, ys, marker="o" if len(xs) <= 50 else None)
+        values += ys
         distinct.update(xs)
-    if spans_decades(drawn):  # a loss falling over decades reads better on a log scale
+    if spans_decades(values):  # a loss falling over decades reads better on a log scale
         ax.set_yscale("log")
         # Plain tick labels: matplotlib's 10^x ones go through mathtext, a third of the drawing.
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -159,11 +156,9 @@ def plot_png(rows: Sequence[dict], series: PlotSeries | None = None) -> bytes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if lines:
-        ax.legend(fontsize="small", loc="best")
+        legend(ax, handles, list(lines), fontsize="small", loc="best")
     fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.2)  # tight_layout costs 40% more
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return png(fig)
 
 
 def log_html(lines: list[str]) -> str:
@@ -175,21 +170,28 @@ def log_html(lines: list[str]) -> str:
             if text else "")
 
 
+def plot_note_html(note: str) -> str:
+    """What stands in the plot's place when it could not be drawn."""
+    return f'<div class="sm-magic-plot-note" style="color:#666"><i>{_esc(note)}</i></div>' if note else ""
+
+
 def summary_html(snap: Snapshot) -> str:
-    """The finished job as static HTML: status, timeline, metrics table and plot, reason, model."""
+    """The finished job as static HTML: status, timeline, metrics table and plot (or the note
+    saying why it could not be drawn), reason, model."""
     s = snap.state
     series = PlotSeries()   # kept for the axis's name: the second look reads only the latest rows
-    png = plot_png(snap.metrics, series)
-    axis = plot_lines(snap.metrics, series)[0] if png else None
+    image, note = drawn(lambda: plot_png(snap.metrics, series))
+    axis = plot_lines(snap.metrics, series)[0] if image else None
     parts = [f'<div class="sm-magic-summary" style="border-left:3px solid '
              f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">', overview_html(snap),
              f'<details class="sm-magic-timeline"><summary>{_esc(timeline_title(snap))}</summary>'
              f"{timeline_html(snap)}</details>"]
     if snap.metrics:
         parts.append(metrics_html(snap.metrics))
-    if png:
+    if image:
         parts.append(f'<img class="sm-magic-plot" alt="metrics per {axis}" '
-                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
+                     f'src="data:image/png;base64,{base64.b64encode(image).decode()}"/>')
+    parts.append(plot_note_html(note))
     if snap.log_tail:
         parts.append(f"<details><summary>log tail</summary>{log_html(snap.log_tail)}</details>")
     parts.append("</div>")
@@ -230,9 +232,10 @@ class ProgressWidget:
     `on_done(snapshot)` is called once, after the update that shows the job ended.
 
     Five values change as a job runs (overview, timeline, metrics table, plot, log tail), so one
-    update sends at most five messages. The table and the plot are redrawn when a metric row
-    arrives, no more often than REDRAW_FACTOR times what the last drawing cost, so a job that
-    logs thousands of rows a second costs the kernel a bounded share of a core."""
+    update sends at most five messages (six when the note in place of a plot that could not be
+    drawn comes or goes). The table and the plot are redrawn when a metric row arrives, no more
+    often than REDRAW_FACTOR times what the last drawing cost, so a job that logs thousands of
+    rows a second costs the kernel a bounded share of a core."""
 
     def __init__(self, job: Job, on_done: Callable[[Snapshot], None] | None = None):
         import ipywidgets as w
@@ -258,17 +261,20 @@ class ProgressWidget:
         # flex-start: beside a tall table, the image keeps its own height instead of stretching.
         self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none", align_self="flex-start"),
                             _dom_classes=("sm-magic-plot",))
+        # In the plot's place while it cannot be drawn: the note saying why.
+        self.plot_note = w.HTML("", layout=w.Layout(display="none"), _dom_classes=("sm-magic-plot-note",))
         self.log = w.HTML("", _dom_classes=("sm-magic-log",))
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
                                     tooltip=f"Stop {job.name}", _dom_classes=("sm-magic-stop",))
         self.stop_button.on_click(self._stop)
         # Stop beside the overview: within reach however tall the table and the log grow.
         self.box = w.VBox([w.HBox([self.overview, self.stop_button]), self.timeline,
-                           w.HBox([self.metrics, self.plot]), self.log], _dom_classes=("sm-magic-progress",))
+                           w.HBox([self.metrics, self.plot, self.plot_note]), self.log],
+                          _dom_classes=("sm-magic-progress",))
 
     def _children(self) -> tuple:
-        return (self.overview, self.timeline_table, self.timeline, self.metrics, self.plot, self.log,
-                self.stop_button)
+        return (self.overview, self.timeline_table, self.timeline, self.metrics, self.plot, self.plot_note,
+                self.log, self.stop_button)
 
     def close(self) -> None:
         """Close this widget's comms (after the summary replaced it)."""
@@ -317,10 +323,16 @@ class ProgressWidget:
                 self._drawn("table", rows, started)
             if self._due("plot", rows, s.done):
                 started = time.perf_counter()
-                png = plot_png(snap.metrics, self._series)
-                if png:
-                    self.plot.value = png
+                # A drawing that fails is a note in the plot's place; the log, the status and
+                # the Stop button go on, and the next rows try again.
+                image, note = drawn(lambda: plot_png(snap.metrics, self._series))
+                if image:
+                    self.plot.value = image
                     self.plot.layout.display = None
+                elif note:
+                    self.plot.layout.display = "none"
+                self.plot_note.value = plot_note_html(note)
+                self.plot_note.layout.display = None if note else "none"
                 self._drawn("plot", rows, started)
             self.log.value = log_html(snap.log_tail)
             if s.done:

@@ -12,6 +12,7 @@ from ..job import Snapshot
 from ..metric_direction import direction
 from ..metrics import ROW_KEYS
 from ..sweeps import CANCELLED, LAUNCH_FAILED, LAUNCHING, NOT_STARTED, QUEUED
+from .literal import shown
 from .progress import STATUS_COLORS
 from .series import PlotSeries
 from .sweep_table import status_counts
@@ -130,16 +131,16 @@ def table_html(rows: list[dict], metrics: list[str], more_metrics: int, ways: Ma
         values = [r["best"][m] for r in rows if m in r["best"]]
         if values:
             leader[m] = max(values) if ways.get(m) == "max" else min(values)
-    shown = shown_rows(rows)
-    head = ["job"] + [esc(n) for n in names] + ["status", "progress"]
-    head += [f"{esc(m)}<br><small>last / {'max' if ways.get(m) == 'max' else 'min'}</small>"
+    listed = shown_rows(rows)
+    head = ["job"] + [esc(shown(n)) for n in names] + ["status", "progress"]
+    head += [f"{esc(shown(m))}<br><small>last / {'max' if ways.get(m) == 'max' else 'min'}</small>"
              for m in metrics]
     head += ["elapsed", ""]
     body = []
-    for r in shown:
+    for r in listed:
         p = r["point"]
         cells = [f"<td>{esc(p.name)}</td>"]
-        cells += [f"<td>{esc(short(str(p.values.get(n, '')), MAX_TEXT))}</td>" for n in names]
+        cells += [f"<td>{esc(shown(p.values.get(n, ''), MAX_TEXT))}</td>" for n in names]
         cells.append(f'<td style="color:{status_color(r["status"])}">{esc(r["status"])}</td>')
         cells.append(f"<td>{progress_html(r['snap'], r['position'])}</td>")
         for m in metrics:
@@ -157,10 +158,10 @@ def table_html(rows: list[dict], metrics: list[str], more_metrics: int, ways: Ma
                      f"{esc(short(note, MAX_NOTE))}</td>" if note else "<td></td>")
         body.append(f'<tr data-job="{esc(p.name)}">' + "".join(cells) + "</tr>")
     notes = []
-    if len(shown) < len(rows):
-        kept = {id(r) for r in shown}
+    if len(listed) < len(rows):
+        kept = {id(r) for r in listed}
         hidden = status_counts([r for r in rows if id(r) not in kept])
-        notes.append(f"{len(rows) - len(shown)} more jobs not shown ("
+        notes.append(f"{len(rows) - len(listed)} more jobs not shown ("
                      + ", ".join(f"{n} {w}" for w, n in hidden.items()) + "; sweep.entries has them all)")
     if more_metrics:
         notes.append(f"{more_metrics} more metric{'s' if more_metrics != 1 else ''} "

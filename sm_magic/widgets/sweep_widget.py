@@ -37,6 +37,7 @@ from ..job import Snapshot
 from ..metric_direction import direction
 from ..sweep_grid import values_text
 from ..sweeps import QUEUED, Point, Sweep
+from .literal import drawn, shown
 from .overlay import overlay_png
 from .progress import MAX_REDRAW, MIN_REDRAW, REDRAW_FACTOR, STATUS_COLORS, CellDisplay
 from .series import PlotSeries
@@ -82,6 +83,7 @@ class SweepWidget:
         self._plot_at = -math.inf
         self._plot_cost = 0.0
         self._plot_png = b""
+        self._plot_note = ""                        # why the plot could not be drawn, if it could not
         self._stopped_note = ""
         self._render_error = ""
         self._rows: list[dict] | None = None           # the last render's rows (the summary's)
@@ -151,7 +153,7 @@ class SweepWidget:
     def _label(self, point: Point) -> str:
         label = self._labels.get(point.name)
         if label is None:
-            label = short(values_text(point.values), MAX_TEXT) or point.name
+            label = shown(values_text(point.values), MAX_TEXT) or point.name
             if label in self._labels.values():
                 label = point.name
             self._labels[point.name] = label
@@ -202,6 +204,8 @@ class SweepWidget:
 
     def errors_html(self) -> str:
         errors = list(self.sweep.errors)
+        if self._plot_note:
+            errors.append(self._plot_note)
         if self._render_error:
             errors.append(self._render_error)
         if not errors:
@@ -214,10 +218,14 @@ class SweepWidget:
 
     def _options(self) -> None:
         """The dropdown: every metric seen (at most MAX_OPTIONS); the chosen one kept, else the default."""
-        options = tuple(self._metrics[:MAX_OPTIONS])
-        if self._chosen and self._chosen in self._metrics and self._chosen not in options:
-            options += (self._chosen,)
-        value = self._chosen if self._chosen in options else default_metric(options)
+        names = tuple(self._metrics[:MAX_OPTIONS])
+        if self._chosen and self._chosen in self._metrics and self._chosen not in names:
+            names += (self._chosen,)
+        value = self._chosen if self._chosen in names else default_metric(names)
+        # Names that would not show as they are get labels that do (literal.shown); ipywidgets
+        # takes labels for all options or for none.
+        labels = tuple(shown(n) for n in names)
+        options: tuple = names if labels == names else tuple(zip(labels, names))
         if tuple(self.metric.options) == options and self.metric.value == value:
             return
         self._setting = True
@@ -250,7 +258,8 @@ class SweepWidget:
         if not picked and not ended and time.monotonic() - self._plot_at < wait:
             return
         started = time.perf_counter()
-        self._plot_png = self.overlay(rows, metric)
+        # A drawing that fails is a note under the table; the rest of the widget goes on to its summary.
+        self._plot_png, self._plot_note = drawn(lambda: self.overlay(rows, metric))
         if self._plot_shown[0] is not None:  # the first drawing's cost includes importing matplotlib
             self._plot_cost = time.perf_counter() - started
         self._plot_shown = (metric, total)
@@ -329,7 +338,7 @@ class SweepWidget:
         metric = self.metric.value
         png = self._plot_png if self._plot_shown == (metric, sum(r["rows"][1] for r in rows)) else b""
         if metric and not png:
-            png = self.overlay(rows, metric)
+            png, self._plot_note = drawn(lambda: self.overlay(rows, metric))
         color = STATUS_COLORS.get(self.sweep.status, "#1565c0")
         parts = [f'<div class="sm-magic-sweep-summary" style="border-left:3px solid {color};padding-left:8px">',
                  self.header_html(rows)]

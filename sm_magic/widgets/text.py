@@ -16,6 +16,7 @@ from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
 from ..metrics import ROW_KEYS
 from ..terminal import LogStream, render
+from .literal import shown
 from .row_kinds import is_timing
 from .series import Window, lower_is_better, window
 
@@ -58,15 +59,15 @@ def hidden_note(w: Window) -> str:
     if w.hidden_of == "epochs":
         return (f"... {w.hidden:,} more epoch{'s' if w.hidden != 1 else ''} not shown (the latest and the best "
                 f"are; job.metrics has all {w.total:,} rows)")
-    shown = "the latest are, and the mean of each step range" if w.summaries else "the latest and each metric's best are"
-    return f"... {w.hidden:,} more row{'s' if w.hidden != 1 else ''} not shown ({shown}; job.metrics has them all)"
+    kept = "the latest are, and the mean of each step range" if w.summaries else "the latest and each metric's best are"
+    return f"... {w.hidden:,} more row{'s' if w.hidden != 1 else ''} not shown ({kept}; job.metrics has them all)"
 
 
 def best_note(w: Window) -> str:
     """`★ best eval_loss (lowest)`: what the mark means ("" without one)."""
     if w.best is None:
         return ""
-    return f"{BEST_MARK} best {w.best_metric} ({'lowest' if lower_is_better(w.best_metric) else 'highest'})"
+    return f"{BEST_MARK} best {shown(w.best_metric)} ({'lowest' if lower_is_better(w.best_metric) else 'highest'})"
 
 
 def means_title(w: Window) -> str:
@@ -76,8 +77,8 @@ def means_title(w: Window) -> str:
     logged = any(k not in ROW_KEYS and k not in w.means for row in w.summaries for k in row)
     if not logged:
         return "mean per epoch"
-    shown = ", ".join(w.means[:4]) + (", ..." if len(w.means) > 4 else "")
-    return f"per epoch ({shown}: the mean of its steps)" if w.means else "per epoch"
+    names = ", ".join(shown(m) for m in w.means[:4]) + (", ..." if len(w.means) > 4 else "")
+    return f"per epoch ({names}: the mean of its steps)" if w.means else "per epoch"
 
 
 def metrics_table(rows: Sequence[dict]) -> list[str]:
@@ -85,9 +86,10 @@ def metrics_table(rows: Sequence[dict]) -> list[str]:
     if not rows:
         return []
     w = window(rows)
-    shown = w.summaries + w.rows
-    columns = metric_columns(shown)
-    cells = [columns] + [[table_cell(w, r, c, i == 0) for i, c in enumerate(columns)] for r in shown]
+    table_rows = w.summaries + w.rows
+    columns = metric_columns(table_rows)
+    cells = [[shown(c) for c in columns]] + [[table_cell(w, r, c, i == 0) for i, c in enumerate(columns)]
+                                             for r in table_rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     table = ["  ".join(v.rjust(width) for v, width in zip(row, widths)) for row in cells]
     if w.summaries:  # the summaries first, under a title, then the latest rows under theirs
@@ -117,8 +119,8 @@ def render_text(snap: Snapshot, tail: int = TAIL_LINES) -> str:
         lines += ["", *table]
     if snap.log_tail and tail:
         # A failed job's tail is its traceback (Job.snapshot): shown whole, to the exception line.
-        shown = render(snap.log_tail if s.status == "Failed" else snap.log_tail[-tail:])  # no-op when rendered
-        lines += ["", "log:", *("  " + l for l in shown)]
+        tail_lines = render(snap.log_tail if s.status == "Failed" else snap.log_tail[-tail:])  # no-op when rendered
+        lines += ["", "log:", *("  " + l for l in tail_lines)]
     if s.failure_reason:
         lines += ["", f"FailureReason: {s.failure_reason}"]
     if s.model_artifacts:
@@ -150,7 +152,7 @@ class TerminalLines:
         for i, row in enumerate(rows):
             known = self.printed[i] if i < len(self.printed) else None
             if row is not known and row != known:
-                print(f"[{s.name}] " + " ".join(f"{k}={fmt_value(v)}" for k, v in row.items()), file=out)
+                print(f"[{s.name}] " + " ".join(f"{shown(k)}={fmt_value(v)}" for k, v in row.items()), file=out)
         self.count = start + len(rows)
         self.printed = list(snap.metrics[max(0, self.count - self.RECHECK):self.count])
         if s.done:
