@@ -34,7 +34,7 @@ from typing import Any
 from ..bundle import Bundle
 from ..config import TrainConfig
 from ..tensorboard_events import ScalarReader
-from . import local_procs, s3_inputs
+from . import local_procs, s3_download, s3_inputs
 from .base import BackendError, JobState, SubmitOptions, progress
 from .changed_files import ChangedFiles, unchanged_since
 from .local_recovery import failed_in_memory, recover
@@ -154,22 +154,30 @@ class LocalBackend:
         """Start the job; `options.interruptions` simulates spot capacity being reclaimed that many
         seconds into each successive run of the hosts (each ends one run; the job restarts)."""
         self._check_hosts(config)  # before anything is written, whoever called check_config
-        bundle = dataclasses.replace(bundle, inputs=self._local_inputs(bundle, config))
+        bundle = dataclasses.replace(bundle, inputs=self._local_inputs(bundle))
         return self._in_new_job_dir(
             bundle.name, lambda files: self._start(bundle, config, files, list(options.interruptions)))
 
-    def _local_inputs(self, bundle: Bundle, config: TrainConfig) -> dict[str, str]:
-        """Every channel as a local path: s3:// data downloaded (once: cached), as SageMaker would."""
+    def _local_inputs(self, bundle: Bundle) -> dict[str, str]:
+        """Every channel as a local path that exists, or an s3:// URI (downloaded in _start)."""
         inputs = {}
         for channel, uri in bundle.inputs.items():
             if uri.startswith("s3://"):
-                inputs[channel] = str(s3_inputs.download(_s3_client(config), channel, uri, log=progress))
+                inputs[channel] = uri
             elif not s3_inputs.local_path(uri).exists():
                 raise BackendError(f"input channel {channel}: {uri} is neither a local path that exists nor an "
                                    "s3:// URI")
             else:
                 inputs[channel] = str(s3_inputs.local_path(uri))
         return inputs
+
+    def _fetch_s3_inputs(self, bundle: Bundle, config: TrainConfig, files: JobFiles, hosts: list[str]) -> None:
+        """Each host its own copy of each s3:// channel, as each SageMaker instance downloads its
+        own: what one job writes there is never what another reads."""
+        for channel, uri in bundle.inputs.items():
+            if uri.startswith("s3://"):
+                s3_download.fetch(_s3_client(config), channel, uri,
+                                  [files.opt_ml(host, hosts) / "input/data" / channel for host in hosts], log=progress)
 
     def _in_new_job_dir(self, name: str, start) -> str:
         """`start(files)` in a new job directory; if it fails, no directory is left behind."""
@@ -191,6 +199,7 @@ class LocalBackend:
         hosts = [f"algo-{i}" for i in range(1, config.num_machines + 1)]
         port = _free_port()
         host_env = {host: self._layout_host(files, host, hosts, bundle, config, port) for host in hosts}
+        self._fetch_s3_inputs(bundle, config, files, hosts)
         spec = {"entry_command": list(bundle.entry_command), "host_env": host_env,
                 "token": local_procs.new_token(),
                 "interruptions": interruptions, "max_run": config.max_run,
@@ -244,7 +253,8 @@ class LocalBackend:
         else:
             (root / "checkpoints").symlink_to(checkpoints)
         for channel, uri in bundle.inputs.items():
-            (root / "input/data" / channel).symlink_to(uri)
+            if not uri.startswith("s3://"):  # the user's own directory; s3:// ones are copied in
+                (root / "input/data" / channel).symlink_to(uri)
         resource = {"current_host": host, "hosts": hosts, "network_interface_name": "lo",
                     "current_instance_type": config.ec2_instance_type}
         channels = {c: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}

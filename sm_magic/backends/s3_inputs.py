@@ -1,47 +1,63 @@
-"""One cell, every backend: input channels move to where the job runs.
-
-- A local path given to the SageMaker backend is uploaded to S3 under
-  `s3://<bucket>/sm-magic-inputs/<content hash>/`, so unchanged data is never uploaded twice (a
-  marker object written last says an upload is complete).
-- An s3:// URI given to the local backend is downloaded into a cache (`$SM_MAGIC_CACHE/s3`),
-  where objects whose ETag has not changed are not downloaded again.
+"""A local input directory for a SageMaker job: uploaded to S3 under
+`s3://<bucket>/sm-magic-inputs/<content hash>/`, so unchanged data is never uploaded twice (a
+marker object written last says an upload is complete). What is uploaded is what a bundle would
+take from the directory (safe_copy.plan_tree): regular files, a link to a file inside it as that
+file; a link out of it, a broken link or a special file refuses the upload, naming it; files that
+commonly hold secrets are left out, with a note. (An s3:// input for a local job: s3_download.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from collections.abc import Callable
 
-from ..config_files import cache_home
+from ..safe_copy import plan_tree
 from .base import BackendError
 
 UPLOAD_PREFIX = "sm-magic-inputs"
 _CHUNK = 1 << 20
+_HASH_DOMAIN = b"sm-magic input set v2\n"  # a new scheme gets new addresses, never an old one's
 
 
 def local_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://")).expanduser().absolute()
 
 
-def _files(path: Path) -> list[tuple[str, Path]]:
-    """(relative name, file) for a file or every file under a directory, in a stable order."""
-    if path.is_file():
-        return [(path.name, path)]
-    return sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+def local_files(channel: str, path: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(name in the channel, file to read) for every file uploaded, in a stable order, and what
+    was left out as a possible secret. Raises BackendError for what is never uploaded."""
+    if not path.exists():
+        raise BackendError(f"input channel {channel}: {path} is neither an s3:// URI nor a local path that exists")
+    if not path.is_dir():
+        if not path.is_file():
+            raise BackendError(f"input channel {channel}: {path} is neither a directory nor a regular file")
+        return [(path.name, path)], []
+    plan = plan_tree(path, label=f"input directory {path}", skip_unsafe=True, error=BackendError)
+    if plan.skipped:
+        raise BackendError(f"input channel {channel}: {path} holds what is never uploaded: {_listed(plan.skipped)}. "
+                           "Only regular "
+                           "files are, and a link only to a file inside the directory (uploaded as that file): "
+                           "replace each link with the file itself, or move it out; nothing was uploaded")
+    return sorted(plan.files), plan.left_out
 
 
-def content_hash(path: Path) -> str:
-    """sha256 over the relative names and bytes of every file: equal data, equal hash."""
-    digest = hashlib.sha256()
-    for name, file in _files(path):
-        digest.update(name.encode() + b"\0")
+def _listed(items: list[str], most: int = 20) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def content_hash(files: list[tuple[str, Path]]) -> str:
+    """sha256 over each file's name and the sha256 of its bytes, each name length-prefixed: equal
+    data, equal hash, and no two different sets of names and bytes run together the same."""
+    digest = hashlib.sha256(_HASH_DOMAIN)
+    for name, file in files:
+        each = hashlib.sha256()
         with open(file, "rb") as f:
             while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        digest.update(b"\0")
+                each.update(chunk)
+        encoded = name.encode("utf-8", "surrogateescape")
+        digest.update(len(encoded).to_bytes(8, "big") + encoded + each.digest())
     return digest.hexdigest()
 
 
@@ -50,12 +66,14 @@ def upload(s3, channel: str, uri: str, bucket: str, *, dry_run: bool = False,
     """The S3 URI of local data `uri` for channel `channel`, uploaded unless S3 has it already
     (or dry_run: only computed)."""
     path = local_path(uri)
-    if not path.exists():
-        raise BackendError(f"input channel {channel}: {uri} is neither an s3:// URI nor a local path that exists")
-    if path.is_dir() and not _files(path):
+    files, left_out = local_files(channel, path)
+    if not files:
         raise BackendError(f"input channel {channel}: {path} is an empty directory; SageMaker would give the job "
                            "nothing")
-    key = f"{UPLOAD_PREFIX}/{content_hash(path)[:32]}"
+    if left_out and log:
+        log(f"input channel {channel}: left out of the upload (may hold secrets, as a bundle never takes them): "
+            f"{_listed(left_out)}")
+    key = f"{UPLOAD_PREFIX}/{content_hash(files)[:32]}"
     target = f"s3://{bucket}/{key}/" + (path.name if path.is_file() else "")
     if dry_run:
         return target
@@ -68,7 +86,6 @@ def upload(s3, channel: str, uri: str, bucket: str, *, dry_run: bool = False,
     except ClientError as e:
         if str(e.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey", "NotFound"):
             raise BackendError(f"input channel {channel}: cannot check s3://{bucket}/{marker}: {e}") from None
-    files = _files(path)
     if log:
         size = sum(f.stat().st_size for _, f in files)
         log(f"uploading input channel {channel} ({len(files)} files, {size / 1e6:.1f} MB) to s3://{bucket}/{key}/")
@@ -79,58 +96,3 @@ def upload(s3, channel: str, uri: str, bucket: str, *, dry_run: bool = False,
     except Exception as e:
         raise BackendError(f"input channel {channel}: uploading {path} to s3://{bucket}/{key}/ failed: {e}") from None
     return target
-
-
-def cache_root() -> Path:
-    return cache_home() / "s3"
-
-
-def download(s3, channel: str, uri: str, *, log: Callable[[str], None] | None = None) -> Path:
-    """A local copy of every object under `uri` (as SageMaker lays a channel out: each key's part
-    after the prefix), kept in the cache; only objects new or changed since are downloaded."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    try:
-        objects = [o for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                   for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-    except Exception as e:
-        from botocore.exceptions import NoCredentialsError
-
-        why = "no AWS credentials found" if isinstance(e, NoCredentialsError) else str(e)
-        raise BackendError(f"input channel {channel}: cannot list {uri} ({why}); the local backend downloads s3:// "
-                           "inputs with your AWS credentials (`aws configure`, AWS_PROFILE or `profile` in the "
-                           "config), or give a local path") from None
-    if not objects:
-        raise BackendError(f"input channel {channel}: no objects under {uri}")
-    dest = cache_root() / bucket / hashlib.sha256(prefix.encode()).hexdigest()[:16]
-    manifest_path = dest.with_name(dest.name + ".json")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    wanted = {}
-    for o in objects:
-        rel = o["Key"][len(prefix):].lstrip("/") or o["Key"].rsplit("/", 1)[-1]
-        wanted[rel] = (o["Key"], o.get("ETag", ""))
-    stale = [rel for rel, (_, etag) in wanted.items() if manifest.get(rel) != etag or not (dest / rel).is_file()]
-    if stale and log:
-        log(f"downloading input channel {channel}: {len(stale)} of {len(wanted)} objects from {uri}")
-    for rel in stale:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        try:
-            s3.download_file(bucket, wanted[rel][0], str(tmp))
-        except Exception as e:
-            tmp.unlink(missing_ok=True)
-            raise BackendError(f"input channel {channel}: downloading s3://{bucket}/{wanted[rel][0]} failed: "
-                               f"{e}") from None
-        os.replace(tmp, target)
-        manifest[rel] = wanted[rel][1]
-    for rel in set(manifest) - set(wanted):  # deleted in S3 since: not part of the channel any more
-        (dest / rel).unlink(missing_ok=True)
-        del manifest[rel]
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = manifest_path.with_name(f".{manifest_path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, manifest_path)
-    return dest

@@ -82,6 +82,8 @@ def _offline_checks(bundle: Bundle, config: TrainConfig) -> dict:
         if not str(uri).startswith("s3://") and not s3_inputs.local_path(uri).exists():
             raise BackendError(f"input channel {channel}: {uri} is neither an s3:// URI nor a local path that "
                                "exists (a local path is uploaded to S3 at launch)")
+        if not str(uri).startswith("s3://"):
+            s3_inputs.local_files(channel, s3_inputs.local_path(uri))  # a link out of it: refused before AWS
     entry_command(bundle)
     options["_image"] = image_for(bundle, config).uri
     return options
