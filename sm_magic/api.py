@@ -217,7 +217,7 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
     channel_map = parse_inputs(options.inputs, cfg, base=notebook.directory)
     if notebook.directory is not None:  # the backend resolves a relative path from its own working directory
         channel_map = {k: absolute_local(v, notebook.directory) for k, v in channel_map.items()}
-    name = check_job_name(options.name) if options.name else None if export else job_name(cfg.base_job_name)
+    name = check_job_name(options.name) if options.name else None
     interruptions = _interruptions(options.simulate_interruptions)
     backend_options = ({"jobs_dir": options.jobs_dir} if backend_name in LOCAL_BACKENDS and options.jobs_dir
                        else _backend_options(backend_name, cfg))
@@ -226,8 +226,9 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
         raise LaunchError(f"--simulate-interruption works on the local backend only, not {backend_name}: "
                           "there, spot interruptions are real")
     be.check_config(cfg)
-    if name is not None and not export:
+    if not export:
         registry = registry or Registry()
+        name = name or job_name(cfg.base_job_name, registry=registry)  # one no other launch is given
         if registry.get(name) is not None:
             raise LaunchError(f"a job named {name} is already in the registry: choose another --name")
     shared = checkout is not None and bool(code.git_repo)

@@ -8,6 +8,7 @@ An error is one `sm-magic: <message>` on stderr, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -32,8 +33,12 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageMistake(f"{message} (`{self.prog} --help` lists the options)")
 
 
-def _at_least(low: int | float, kind=int):
-    """An argparse type: a number of `kind`, at least `low`."""
+# A count of jobs or lines beyond any listing or log (SQLite and islice take no more than 2**63).
+MAX_COUNT = 10**9
+
+
+def _at_least(low: int | float, kind=int, high: int | None = None):
+    """An argparse type: a number of `kind`, at least `low` (and at most `high`)."""
 
     def convert(text: str):
         try:
@@ -43,10 +48,31 @@ def _at_least(low: int | float, kind=int):
                 from None
         if not value >= low:  # NaN too
             raise argparse.ArgumentTypeError(f"must be {low} or more, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
         return value
 
     convert.__name__ = kind.__name__
     return convert
+
+
+def _name(text: str) -> str:
+    """An argparse type: a job or sweep name. Bytes that are not UTF-8 (argv keeps them as lone
+    surrogates) name nothing the registry can hold, and would fail every print of the name."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"'{_shown(text)}' is not a job or sweep name: it holds bytes that are "
+                                         "not UTF-8 text (`sm-magic jobs` lists the names)") from None
+    return text
+
+
+def _shown(text: str) -> str:
+    """`text` with the bytes argv could not decode as `\\xNN` escapes."""
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate argv never makes (Python code may)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _jobs(opts) -> int:
@@ -153,6 +179,10 @@ def _run(opts) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # A path or name argv could not decode, or a character the terminal's encoding lacks, is
+    # printed escaped: a print never fails the command.
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     # `sm-magic run DIR ... -- ARGS`: everything after the first bare -- is the script's arguments.
     script_args = None
     if argv[:1] == ["run"] and "--" in argv:
@@ -161,25 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="sm-magic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("jobs", help="list known jobs, newest first")
-    p.add_argument("--limit", type=_at_least(1), default=None, help="only the newest N jobs")
+    p.add_argument("--limit", type=_at_least(1, high=MAX_COUNT), default=None, help="only the newest N jobs")
     p.add_argument("--compare", nargs="*", metavar="NAME", help="compare these jobs (a sweep's name: its jobs) instead: one row each with "
                    "status, hyperparameters, billable and wall seconds, and the last and best value of each metric")
     p.add_argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
                    "(or by any column)")
     p.set_defaults(run=_jobs)
     p = sub.add_parser("logs", help="print a job's log")
-    p.add_argument("name")
-    p.add_argument("--tail", type=_at_least(0), default=None, help="only the last N lines")
+    p.add_argument("name", type=_name)
+    p.add_argument("--tail", type=_at_least(0, high=MAX_COUNT), default=None, help="only the last N lines")
     p.add_argument("--raw", action="store_true",
                    help="the lines as logged, every progress-bar redraw and escape code kept (by default the "
                         "log reads as a terminal shows it)")
     p.set_defaults(run=_logs)
     p = sub.add_parser("stop", help="stop a running job, or a sweep (its running jobs, and its queued ones cancelled)")
-    p.add_argument("name")
+    p.add_argument("name", type=_name)
     p.set_defaults(run=_stop)
     p = sub.add_parser("wait", help="follow a job or a sweep until it ends (exit status 1 if it, or one of its jobs, "
                        "failed)")
-    p.add_argument("name")
+    p.add_argument("name", type=_name)
     p.add_argument("--timeout", type=_at_least(0, float), default=None, help="stop waiting after this many seconds")
     p.set_defaults(run=_wait)
     p = sub.add_parser("export", help="write each %%%%sagemaker_train cell of a notebook as a bundle directory "
@@ -216,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"sm-magic: {message.strip()}", file=sys.stderr)
+    print(f"sm-magic: {_shown(message.strip())}", file=sys.stderr)
     return status if status in (RUNTIME_EXIT, USAGE_EXIT) else USAGE_EXIT
 
 

@@ -12,6 +12,7 @@ from .bundle import JOB_NAME_RE, check_channel
 from .config import TrainConfig
 from .errors import UsageProblem
 from .metrics import MetricDefinition, check_definition, load_metrics_file, parse_metric_flag, read_accelerate_tsv
+from .registry import Registry, RegistryError
 from .request import InputSpec
 
 
@@ -19,11 +20,18 @@ class LaunchError(UsageProblem, ValueError):
     """A launch refused before anything ran; the message says what to change."""
 
 
-def job_name(base: str, now: float | None = None) -> str:
-    """`base-YYYY-mm-dd-HH-MM-SS-mmm`, the SageMaker SDK's naming."""
-    now = time.time() if now is None else now
-    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
-    return f"{base}-{stamp}-{int(now * 1000) % 1000:03d}"
+def job_name(base: str, now: float | None = None, registry: Registry | None = None) -> str:
+    """`base-YYYY-mm-dd-HH-MM-SS-mmm`, the SageMaker SDK's naming. With `registry`, a millisecond
+    no other launch sharing that registry was given for `base` (threads, kernels and shells that
+    launch at the same moment), a later one if need be."""
+    ms = int((time.time() if now is None else now) * 1000)
+    if registry is not None:
+        try:
+            ms = registry.next_stamp(base, ms)
+        except RegistryError:  # locked or read-only: registering the job says so, or refuses a clash
+            pass
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(ms // 1000))
+    return f"{base}-{stamp}-{ms % 1000:03d}"
 
 
 def check_job_name(name: str) -> str:

@@ -40,7 +40,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     extra           TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created);
+CREATE TABLE IF NOT EXISTS name_stamps (
+    prefix  TEXT PRIMARY KEY,
+    last    INTEGER NOT NULL
+);
 """
+# name_stamps is new beside jobs, not a change to it: an older sm_magic reads the file as before.
+_MAX_ROWS = 2**63 - 1  # SQLite's largest integer: a limit past it is no limit
 # name identifies the row and backend/created describe its origin; the rest evolves.
 _UPDATABLE = ("status", "instance_type", "instance_count", "location", "hyperparameters", "extra")
 _JSON_FIELDS = ("hyperparameters", "extra")
@@ -76,6 +82,18 @@ def _default_path() -> Path:
     if configured:
         return Path(configured)
     return Path.home() / ".sm_magic" / "registry.sqlite3"
+
+
+def _storable(name) -> bool:
+    """Whether ``name`` is text SQLite can hold: a name with undecodable bytes (argv's lone
+    surrogates) names no job."""
+    if not isinstance(name, str):
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _to_json(value: dict, what: str) -> str:
@@ -222,8 +240,22 @@ class Registry:
                     f"choose another job name"
                 ) from None
 
+    def next_stamp(self, prefix: str, at_least: int) -> int:
+        """A number for job names starting with ``prefix``: ``at_least``, or one more than the
+        last given out for it if that is larger. Read and written in one transaction, so threads
+        and processes that name jobs at the same moment (a millisecond stamp) get different ones."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")  # the write lock first: no other writer between read and write
+            row = con.execute("SELECT last FROM name_stamps WHERE prefix = ?", (prefix,)).fetchone()
+            stamp = max(at_least, row[0] + 1) if row else at_least
+            con.execute("INSERT INTO name_stamps (prefix, last) VALUES (?, ?) "
+                        "ON CONFLICT (prefix) DO UPDATE SET last = excluded.last", (prefix, stamp))
+        return stamp
+
     def get(self, name: str) -> JobRecord | None:
         """The job called ``name``, or None if there is none."""
+        if not _storable(name):
+            return None
         with self._connect() as con:
             row = con.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE name = ?", (name,)
@@ -237,7 +269,7 @@ class Registry:
             raise ValueError(f"limit must be >= 0 or None, got {limit}")
         sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs ORDER BY created DESC, rowid DESC"
         params: tuple = ()
-        if limit is not None:
+        if limit is not None and limit < _MAX_ROWS:
             sql += " LIMIT ?"
             params = (limit,)
         with self._connect() as con:
