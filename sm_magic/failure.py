@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 TAIL_BYTES = 65536   # how much of the end of a log the reason is looked for in
-MAX_REASON = 1024    # SageMaker keeps FailureReason to 1024 characters
+MAX_REASON = 1024    # SageMaker keeps FailureReason to 1024 characters; ours never pass it either
+CUT = " ... "        # where a reason too long to keep whole lost its middle
+# Escape sequences (as terminal.py reads them: this file travels alone into the container), then
+# every other C0 and C1 control character: a reason is text the training script chose, and an
+# escape in it would retitle, clear or redraw the terminal that shows it.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WRAPPER_ERRORS = ("CalledProcessError", "ChildFailedError", "SignalException")
 # A merged log's line may carry its host (`algo-2 | `, several hosts) and torch's rank prefix.
 _PREFIX = re.compile(r"^(?:(algo-\d+) \| )?(?:\[(?:rank|default)(\d+)\]:\s?)?")
@@ -150,6 +156,20 @@ def _elastic_root_cause(lines: list[str]) -> str | None:
     return f"{text} ({hint})" if hint else text
 
 
+def clean_reason(text: str, limit: int = MAX_REASON) -> str:
+    """`text` as a FailureReason is shown: one line (its lines joined with " | "), escape
+    sequences and control characters removed, at most `limit` characters. A longer one loses its
+    middle, not its end: the start says what failed, the end where (and the exit status)."""
+    text = _ESCAPE.sub("", text) if "\x1b" in text else text
+    text = " | ".join(part for part in (_CONTROL.sub("", line.replace("\t", " ")).strip()
+                                        for line in text.splitlines()) if part)
+    if len(text) <= limit:
+        return text
+    keep = limit - len(CUT)
+    end = keep // 4
+    return text[:keep - end] + CUT + text[len(text) - end:]
+
+
 def read_failure_file(path: "os.PathLike[str] | str") -> str | None:
     """What a failure file says, if it says anything."""
     try:
@@ -157,7 +177,7 @@ def read_failure_file(path: "os.PathLike[str] | str") -> str | None:
             text = f.read().strip()
     except OSError:
         return None
-    return text[:MAX_REASON] or None
+    return clean_reason(text) or None
 
 
 def write_failure_file(path: "os.PathLike[str] | str", reason: str) -> bool:
@@ -167,5 +187,5 @@ def write_failure_file(path: "os.PathLike[str] | str", reason: str) -> bool:
         return False
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(reason[:MAX_REASON] + "\n")
+        f.write(clean_reason(reason) + "\n")
     return True

@@ -13,14 +13,14 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 from collections.abc import Callable, Sequence
 
 from .errors import RuntimeProblem
 from .backends.base import Backend, BackendError, JobState, Transition, scalars_of
 from .eta import Estimate, Tracker
-from .failure import error_tail
+from .failure import clean_reason, error_tail
 from .live_display import LiveDisplay
 from .metrics import MetricDefinition, MetricsParser
 from .tensorboard_events import TensorBoardMissing
@@ -98,7 +98,7 @@ class Job(LiveDisplay):
         """Describe the job now."""
         with self._lock:
             old = self._state.status if self._state else None
-            self._state = self._backend.describe(self.name)
+            self._state = _literal(self._backend.describe(self.name))
             self._state_at = time.monotonic()
             if self._on_status and self._state.status != old:
                 self._on_status(self._state)
@@ -290,6 +290,18 @@ class Job(LiveDisplay):
         state = self.describe()
         return (f"<Job {self.name} backend={self.backend} status={state.status} "
                 f"secondary={state.secondary_status}>")
+
+
+def _literal(state: JobState) -> JobState:
+    """`state` with its FailureReason and status messages as every display shows them: the
+    training script chose that text (its failure file), so its escapes are removed and its length
+    capped (failure.clean_reason), on every backend."""
+    reason = clean_reason(state.failure_reason) if state.failure_reason else state.failure_reason
+    messages = [clean_reason(t.message) for t in state.transitions]
+    if reason == state.failure_reason and all(m == t.message for m, t in zip(messages, state.transitions)):
+        return state
+    return replace(state, failure_reason=reason,
+                   transitions=[replace(t, message=m) for t, m in zip(state.transitions, messages)])
 
 
 def format_transition(t: Transition) -> str:

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from collections.abc import Callable
 
-from ..failure import log_summary, read_failure_file
+from ..failure import clean_reason, log_summary, read_failure_file
 from .base import JobState
 from .local_procs import end_token_processes
 from .local_state import (STATE_FILE, JobFiles, enter, finish, job_hosts, job_token, pack_model,
@@ -38,7 +38,8 @@ def host_failure_reason(files: JobFiles, hosts: list[str], codes: dict[str, int]
     # The entry command wrote the reason, as it does in SageMaker's container; a host killed
     # before it could leaves only its log.
     reason = read_failure_file(files.opt_ml(host, hosts) / "output" / "failure")
-    return f"AlgorithmError: {reason or log_summary(files.log(host))} ({exit_text})"
+    # Cut to SageMaker's cap as a whole, the exit status kept.
+    return clean_reason(f"AlgorithmError: {reason or log_summary(files.log(host))} ({exit_text})")
 
 
 def unwritable_reason(path, error: OSError) -> str:
@@ -121,7 +122,7 @@ def recover(files: JobFiles, runner_gone: Callable[[JobState], bool]) -> JobStat
                           f"{files.runner_log}")
             if survivors:
                 reason += f"; processes {survivors} of the job could not be ended"
-            state.failure_reason = reason
+            state.failure_reason = clean_reason(reason)
             finish(state, "Failed", "Training job failed", now=now)
         try:
             write_state(files.state, state)
