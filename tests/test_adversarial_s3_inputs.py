@@ -140,6 +140,14 @@ def test_odd_but_safe_key_names_reach_the_job_as_files_inside_its_channel(s3, sm
     assert seen_by(job) == {name: name for name in names}
 
 
+def test_a_name_that_was_a_file_and_is_now_a_directory_in_s3_reaches_the_next_job(s3, sm_env):
+    s3.put("a", b"a file\n")
+    assert seen_by(sm_magic.launch(LISTER, inputs=[f"train={s3.uri}"], wait=True)) == {"a": "a file\n"}
+    s3.client.delete_object(Bucket=BUCKET, Key=f"{s3.prefix}/a")
+    s3.put("a/b", b"a file under a\n")
+    assert seen_by(sm_magic.launch(LISTER, inputs=[f"train={s3.uri}"], wait=True)) == {"a/b": "a file under a\n"}
+
+
 # --- finding 3: each job its own copy; the cache filled safely by many processes -----------------
 
 def test_a_job_that_writes_into_its_channel_leaves_the_next_job_the_data_in_s3(s3, sm_env):

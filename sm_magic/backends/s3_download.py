@@ -148,7 +148,10 @@ def _fill(s3, channel: str, uri: str, entry: Path, wanted: dict[str, tuple[str, 
         manifest = {}
     for rel in [r for r in manifest if r not in wanted]:  # deleted in S3 since: not part of the channel
         if _unsafe(rel) is None:
-            (entry / rel).unlink(missing_ok=True)
+            try:
+                (entry / rel).unlink(missing_ok=True)
+            except OSError:  # a directory there now, or under a file: _make_room clears the way
+                pass
         del manifest[rel]
     stale = [rel for rel, (_, etag, size) in wanted.items()
              if manifest.get(rel) != etag or not _is_file_of(entry / rel, size)]
