@@ -40,9 +40,14 @@ then the magic's flags (`--instance-type` sets `ec2_instance_type`, `--instance-
 `num_machines`). From Python, `sm_magic.launch(..., **overrides)` takes field names or those flag
 names (`instance_type=`, `instance_count=`, `mixed_precision=`, ...). A misspelt key is an error
 naming the closest valid key; keys accelerate knows but sm_magic does not use are kept and written
-back; credentials are refused and never written.
+back; credentials are refused and never written. Credentials in `additional_args` (an access key
+or a token in `environment`, known by its shape or its key's name: `*_TOKEN`, `*SECRET*`, ...) are
+shown masked wherever the config is shown (`%sagemaker_config`, dry runs, the form and the notebook
+output it leaves), saving the form keeps them as they were, and `sm-magic export` refuses to write
+them into a bundle's `config.yaml`.
 
-Limits, each a clear error before anything is written: a config file is UTF-8 text of at most
+Limits, each a clear error before anything is written: a config file is a regular file (a FIFO
+or a device is refused at once, never waited on) of UTF-8 text of at most
 1 MiB, nested at most 32 levels, with no YAML anchors or aliases (accelerate never writes them; a
 few hundred bytes of nested aliases would expand to gigabytes); `num_machines` at most 512;
 `max_run`/`max_wait` whole seconds, 1 to 2419200; script arguments at most 2500 characters each

@@ -285,13 +285,29 @@ class TrainConfig(BaseModel):
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The config as accelerate YAML; written atomically to `path` when given. No credentials."""
-        data = self.model_dump(mode="json")
-        data.update(self.extra_keys)
-        data = nest_sections(without_credentials(data), NESTED, _NESTED_DEFAULTS, self.distributed_type)
-        text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+        text = yaml.safe_dump(self._yaml_data(), sort_keys=True, default_flow_style=False)
         if path is not None:
             atomic_write(Path(path), text)
         return text
+
+    def shown_yaml(self) -> str:
+        """to_yaml's text as it is shown (`%sagemaker_config`, dry runs): credentials in it, such
+        as an access key in additional_args.environment, masked (masking.py)."""
+        from .masking import masked
+
+        return yaml.safe_dump(masked(self._yaml_data()), sort_keys=True, default_flow_style=False)
+
+    def secrets(self) -> list[str]:
+        """Where the config holds a credential and what kind (`additional_args.environment.HF_TOKEN:
+        a Hugging Face token`), never the credential itself."""
+        from .masking import secrets_in
+
+        return secrets_in(self._yaml_data())
+
+    def _yaml_data(self) -> dict:
+        data = self.model_dump(mode="json")
+        data.update(self.extra_keys)
+        return nest_sections(without_credentials(data), NESTED, _NESTED_DEFAULTS, self.distributed_type)
 
     @property
     def backend(self) -> str:

@@ -1,10 +1,12 @@
 """Where accelerate's config and sm_magic's cache live on this machine, and how a config file is
-written. It imports no other sm_magic module (and no pydantic), so what needs only a path (the
+read and written. It imports no other sm_magic module (and no pydantic), so what needs only a path (the
 wheel cache, downloaded inputs) does not load the config model."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -35,3 +37,28 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class NotRegularFile(OSError):
+    """A path that names a FIFO, a device or a socket where a file was expected."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def read_regular_file(path: "os.PathLike[str] | str", limit: int) -> bytes:
+    """At most `limit` bytes of the regular file at `path`. Anything else is refused before a
+    byte is read: IsADirectoryError for a directory, NotRegularFile for a FIFO (reading one
+    waits for a writer, forever), a device or a socket. The file is opened without blocking and
+    checked on the open descriptor, so nothing swapped in at `path` between a check and the
+    open can slip past."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "something else")
+            raise NotRegularFile(errno.EINVAL, f"not a regular file but {kind}: give the path of a file", os.fspath(path))
+        return f.read(limit)

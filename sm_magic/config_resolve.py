@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from .accelerate_yaml import ACCELERATE_KEYS, CREDENTIAL_KEYS, legacy_keys
 from .config import LIFTED_ARGS, ConfigError, TrainConfig, short_repr
-from .config_files import accelerate_default_config_path
+from .config_files import accelerate_default_config_path, read_regular_file
 from .safe_yaml import MAX_YAML_BYTES, YamlRefused, compose_yaml
 
 FLAGS_LABEL = "the magic's flags"
@@ -46,8 +46,7 @@ def read_text_file(path: Path, what: str, limit: int = MAX_YAML_BYTES) -> str:
     """A small text file's text, UTF-8 only (a UTF-8 BOM is dropped); ConfigError naming the file
     for a file that is missing, unreadable, too large or not UTF-8 text."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
+        data = read_regular_file(path, limit + 1)  # a FIFO would block the kernel until interrupted
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist: check the path, or run "
                           "`%sagemaker_config` to see which config is in use") from None

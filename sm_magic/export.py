@@ -175,6 +175,12 @@ def _plan_export(cell: Cell, cells: list[Cell], notebook: Path) -> _CellExport:
     if request.code.git_repo:
         line = git_source.redact(line, request.code.git_repo)  # the line's URL may hold credentials
     p = api.plan(request, export=True)
+    secrets = p.config.secrets()  # config.yaml would carry them, in a directory made to be copied
+    if secrets:
+        p.close()
+        raise ExportError(f"its config holds credentials ({'; '.join(secrets)}), and sm_magic never writes them "
+                          "into a bundle: take them out of the config, and let the job get them when it runs (AWS "
+                          "access from its IAM role, a token from a secret store such as AWS Secrets Manager)")
     return _CellExport(cell, request.job.name or f"{notebook.stem}-cell-{cell.number}", p, line)
 
 

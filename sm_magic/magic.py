@@ -160,7 +160,7 @@ class SageMakerMagics(Magics):
             return
         cfg = resolve_config(config_file=opts.config)
         print(f"# backend: {cfg.backend}")
-        print(cfg.to_yaml(), end="")
+        print(cfg.shown_yaml(), end="")
 
     @magic_arguments()
     @argument("limit", nargs="?", metavar="N", help="only the newest N jobs")

@@ -141,7 +141,7 @@ class LocalBackend:
 
     def dry_run(self, bundle: Bundle, config: TrainConfig) -> str:
         """The config, hyperparameters, bundle files, inputs and metric definitions the job would get."""
-        out = ["Config:", *("  " + l for l in config.to_yaml().splitlines()),
+        out = ["Config:", *("  " + l for l in config.shown_yaml().splitlines()),
                "", f"Hyperparameters: {json.dumps(bundle.hyperparameters)}",
                "", "Bundle files: " + ", ".join(sorted(f.name for f in bundle.path.iterdir()))]
         if bundle.inputs:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..bundle import JOB_NAME_RE, Bundle, check_channel
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig
+from ..masking import masked
 from . import s3_inputs
 from .aws_account import (ACCOUNT_PLACEHOLDER, anonymous_session, boto_session, caller, check_name_free, check_region,
                           ensure_bucket, placeholder_role, remove_uploads, role_arn)
@@ -48,7 +49,7 @@ class Submission:
 def dry_run_text(submission: Submission) -> str:
     """The request pretty-printed, as JSON in the API's PascalCase (what --dry-run shows), after
     what the dry run could not look up."""
-    request = json.dumps(submission.request, indent=2, default=str)
+    request = json.dumps(masked(submission.request), indent=2, default=str)  # Environment may hold a token
     if not submission.notes:
         return request
     return "\n".join([*(f"Note: {n}" for n in submission.notes), "", "CreateTrainingJob request:", request])

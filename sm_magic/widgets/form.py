@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from ..accelerate_yaml import NESTED_MODE, nested_key
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
 from ..instance_types import INSTANCE_TYPES, describe
+from ..masking import masked, unmasked
 from ..safe_yaml import safe_yaml
 
 GROUPS = ("Compute", "Distributed", "Spot & checkpoints", "Software versions", "Advanced")
@@ -104,6 +105,7 @@ class ConfigForm:
         self.problems: dict[str, str] = {}
         self.on_launch = on_launch
         self.config: TrainConfig | None = config
+        self._opened = config  # what the masked credentials in its text areas stand for
         # This form's class, the static description's element id (also its display id), and
         # what that description last said.
         self.form_id = f"sm-magic-form-{uuid.uuid4().hex[:12]}"
@@ -159,7 +161,8 @@ class ConfigForm:
         elif kind == "bool":
             control = w.Checkbox(value=bool(value), indent=False, **common)
         elif kind == "dict":
-            text = yaml.safe_dump(value, default_flow_style=False, sort_keys=True).strip() if value else ""
+            # Credentials masked: the form shows on screen, and its state may be saved with the notebook.
+            text = yaml.safe_dump(masked(value), default_flow_style=False, sort_keys=True).strip() if value else ""
             control = w.Textarea(value=text, placeholder="key: value (YAML)", rows=3, **common)
         else:  # int and str edit as text, so an empty box can mean "not set"
             control = w.Text(value="" if value is None else str(value), **common)
@@ -220,6 +223,7 @@ class ConfigForm:
                 if parsed is not None and not isinstance(parsed, dict):
                     problems[name] = "expected key: value lines"
                     continue
+                parsed = unmasked(parsed, getattr(self._opened, name))  # a mask left as it was: the value it hid
                 value = parsed if parsed is not None else (None if unwrap_optional(field.annotation)[1] else {})
             elif kind in ("str", "int") and isinstance(value, str):
                 value = value.strip()
@@ -333,7 +337,7 @@ class ConfigForm:
             value = getattr(config, name)
             if value is not None and value != {} and all(getattr(config, k) == v for k, v in condition(name).items()):
                 if isinstance(value, dict):
-                    value = yaml.safe_dump(value, default_flow_style=True).strip()
+                    value = yaml.safe_dump(masked(value), default_flow_style=True).strip()
                 rows.append((label(name), yaml_key(name), str(value)))
         cells = "".join(f'<tr><td title="{html.escape(key)}" style="text-align:left">{html.escape(name)}</td>'
                         f'<td style="text-align:left"><code>{html.escape(value)}</code></td></tr>'
