@@ -43,6 +43,7 @@ from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from . import pip_lines
 from .errors import UsageProblem
 
 LAUNCHER = "accelerate"
@@ -298,21 +299,26 @@ def _read_file(path: Path) -> list[str]:
         raise RequirementsError(f"cannot read the requirements file {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise RequirementsError(f"the requirements file {path} is not UTF-8 text: save it as UTF-8") from None
-    for number, line in enumerate(lines, 1):
-        text = line.split(" #")[0].strip()
-        if re.match(r"^(-r|-c|--requirement|--constraint)\b", text):
-            raise RequirementsError(f"{path}, line {number}: {line.strip()!r} refers to another file, which the "
+    try:
+        found = pip_lines.entries(lines)
+    except pip_lines.LineError as e:
+        number = e.args[1]
+        raise RequirementsError(f"{path}, line {number}: {lines[number - 1].strip()!r} is not a line pip reads "
+                                f"({e.args[0]}): correct or remove it") from None
+    for entry in found:
+        shown = " ".join(lines[entry.first - 1:entry.last]).strip()
+        if entry.get("requirement") or entry.get("constraint"):
+            raise RequirementsError(f"{path}, line {entry.first}: {shown!r} refers to another file, which the "
                                     "bundle does not carry: copy its lines into this file")
-        if text.startswith(("-e ", "--editable", "-e.")) or (text and not text.startswith(("#", "-"))
-                                                             and _local_path(text)):
-            raise RequirementsError(f"{path}, line {number}: {line.strip()!r} installs from a path on this "
+        if any(pip_lines.is_local(target) for target in pip_lines.targets(entry)):
+            raise RequirementsError(f"{path}, line {entry.first}: {shown!r} installs from a path on this "
                                     "machine, which the training container does not have: name the package "
                                     "(and version) instead, or carry the code with --include")
     return lines
 
 
 def names_launcher(lines: Iterable[str]) -> bool:
-    return any(_name(line) == LAUNCHER for line in lines)
+    return any(_name(text) == LAUNCHER for text in _requirement_texts(lines))
 
 
 def from_file(path: Path, launcher: JobLauncher | None = None) -> list[str]:
@@ -347,7 +353,7 @@ def for_job(texts: Iterable[str], provided: frozenset[str], *, own_file: Path | 
         lines, origin = _with_launcher(own, launcher), str(own_file)
     else:
         lines, origin, added = generate(texts, provided, bundled, launcher), "generated from the code's imports", launcher
-    if distributed_type == "DEEPSPEED" and not any(_name(l) == "deepspeed" for l in lines):
+    if distributed_type == "DEEPSPEED" and not any(_name(t) == "deepspeed" for t in _requirement_texts(lines)):
         version = installed_version("deepspeed")
         lines.append(f"deepspeed=={version}" if version else "deepspeed")
     return JobRequirements(lines, origin, added)
@@ -362,8 +368,13 @@ def image_problems(job: JobRequirements, python: tuple[int, int] | None,
     return problems(job.lines, python, versions)
 
 
-def _local_path(text: str) -> bool:
-    return text.startswith((".", "/", "~", "file:"))
+def _requirement_texts(lines: Iterable[str]) -> list[str]:
+    """Each requirement as pip reads it: continuation lines joined, comments and options apart."""
+    lines = list(lines)
+    try:
+        return [e.requirement for e in pip_lines.entries(lines) if e.requirement]
+    except pip_lines.LineError:  # a file _read_file has not seen: its plain lines
+        return [l.split(" #")[0].strip() for l in lines if not l.lstrip().startswith(("#", "-"))]
 
 
 def _name(line: str) -> str | None:
@@ -407,7 +418,7 @@ def problems(lines: Iterable[str], python: tuple[int, int] | None,
     found = []
     env = image_environment(python) if python else None
     fixed = {canonical(k): v for k, v in (versions or {}).items() if v}
-    for line in lines:
+    for line in _requirement_texts(lines):
         req = _requirement(line)
         if req is None or (env and req.marker is not None and not req.marker.evaluate(env)):
             continue

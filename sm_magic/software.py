@@ -12,7 +12,7 @@ from . import requirements as reqs
 from .backends.images import Image, ImageError, choose
 from .config import TrainConfig
 from .includes import Code
-from .wheelhouse import Wheelhouse, collect
+from .wheelhouse import Wheelhouse, collect, without_passwords
 
 IMAGE_BACKENDS = ("sagemaker", "local-container")  # backends whose jobs run in a training image
 
@@ -62,5 +62,7 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
             raise ImageError(f"enable_network_isolation: the job installs its requirements from wheels carried in "
                              f"the bundle, built for the image's Python, and the Python of {image.uri} is not "
                              "known: set py_version (e.g. py312) to the image's")
-        wheels = collect(lines, image.python, image.platform, image.versions, log=log)
+        wheels = collect(lines, image.python, image.platform, image.versions, log=log,
+                         base=own.parent if own else None)
+        lines = without_passwords(lines)  # a private index's token was for the download, here
     return Software(lines, origin, image, wheels, job.launcher)
