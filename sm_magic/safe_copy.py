@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable, Collection
 
-from .smignore import IGNORE_FILE, IgnoreRules
+from .smignore import IGNORE_FILE, IgnoreError, IgnoreRules
 
 _LISTED = 20                      # paths named in one message at most
 
@@ -122,7 +122,11 @@ def plan_tree(tree: Path, *, label: str = "the code", skip_unsafe: bool = False,
     if os.path.lexists(top_ignore):
         real = os.path.realpath(top_ignore)
         if _inside(real, real_root) and os.path.isfile(real):
-            ignore = IgnoreRules.read(Path(real))
+            shown = shown_prefix + IGNORE_FILE if shown_prefix else f"{IGNORE_FILE} at the top of {label}"
+            try:
+                ignore = IgnoreRules.read(Path(real), shown)
+            except IgnoreError as e:  # even with skip_unsafe: what it should leave out is not known
+                raise error(f"{e}. Nothing was written or launched.") from None
         else:
             problems.append(f"{shown_prefix}{IGNORE_FILE} (a link out of {label}, broken, or not a regular file)")
 
