@@ -145,6 +145,9 @@ def _follow_sweep(sweep, timeout) -> int:
     print_sweep(sweep)
     sweep.wait(timeout=timeout)
     print(f"Sweep {sweep.name}: {sweep.summary()}")
+    gone = sweep.launcher_gone
+    if gone:
+        return _fail(f"sweep {sweep.name}: {gone}; run them as a new sweep", RUNTIME_EXIT)
     failed = sweep.failed
     if failed:
         return _fail(f"sweep {sweep.name}: {len(failed)} of its jobs failed: {', '.join(p.name for p in failed)}",

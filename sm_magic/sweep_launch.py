@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from . import api, sweep_grid
+from . import api, sweep_grid, sweep_record
 from .backends.local import gpu_count, max_local_hosts
 from .config import TrainConfig, check_script_args
 from .git_source import Checkout
@@ -80,7 +80,7 @@ def _check_name_free(name: str, registry: Registry) -> None:
         raise LaunchError(f"a job named {name} is already in the registry, and `%sagemaker_attach {name}` must find "
                           "one thing: choose another --name for the sweep")
     taken = sweep_records_named(name, registry)
-    if taken or is_live(name, registry):
+    if taken or is_live(name, registry) or sweep_record.read(registry, name) is not None:
         jobs = f" (its jobs {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''})" if taken else ""
         raise LaunchError(f"a sweep named {name} is already in the registry{jobs}: choose another --name")
 

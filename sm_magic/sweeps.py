@@ -6,6 +6,10 @@ queued point when a running job ends (looking every `job.poll_interval`), so the
 free. The thread never dies silently: what goes wrong is recorded in `sweep.errors` and on the
 point it happened to, and shown by the displays.
 
+A stop may come from anywhere (this kernel, another, `sm-magic stop`): it is recorded in the
+sweep's own record (sweep_record.py), which the queue reads before each launch, in the same
+transaction as its claim on the point, and at least every STOP_CHECK_SECONDS while it waits.
+
 (The module is `sweeps`, not `sweep`: importing a submodule sets the package attribute of its
 name, which would replace the function `sm_magic.sweep`.)
 """
@@ -15,52 +19,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
-from . import sweep_grid
+from . import sweep_grid, sweep_record
 from .job import Job
 from .launch_checks import LaunchError
 from .live_display import LiveDisplay
+from .sweep_follow import FollowsRecord
+from .sweep_points import CANCELLED, LAUNCH_FAILED, LAUNCHING, NOT_STARTED, QUEUED, STARTED, Point
+from .sweep_points import PENDING as _PENDING
+from .sweep_points import ended as _ended
 
 if TYPE_CHECKING:
     from .registry import JobRecord, Registry
-
-# A point's life before (or instead of) its job: the job's own status takes over once it starts.
-QUEUED = "Queued"              # waits for a free slot (or for the account quota)
-LAUNCHING = "Launching"        # being built and submitted
-STARTED = "Started"            # has a Job
-CANCELLED = "Cancelled"        # stop() came before it started
-LAUNCH_FAILED = "LaunchFailed"  # its launch was refused or failed; `error` says why
-NOT_STARTED = "NotStarted"     # attached from the registry with no job: never started by the kernel that queued it
-_PENDING = (QUEUED, LAUNCHING)
+    from .sweep_record import SweepRow
 
 QUOTA_RETRY_SECONDS = 60.0  # a launch the account quota refused is tried again this often (or when a job ends)
 IDLE_POLL_SECONDS = 1.0     # how often the queue looks when no job of its own is running (quota waits)
 MAX_ERRORS = 200            # errors kept on a sweep (a broken display must not grow it without end)
-STOP_KEY = "sweep_stopped"  # in the extra of a sweep's job records: when the sweep was stopped
-
-
-@dataclass
-class Point:
-    """One combination of the grid and what became of it."""
-
-    index: int                  # 1-based, as in the job's name
-    name: str                   # the job's name, `<sweep>-<i>`
-    values: dict[str, str]
-    state: str = QUEUED
-    job: Job | None = None
-    error: str | None = None    # why it did not start (LAUNCH_FAILED), or why it waits (quota)
-
-    @property
-    def status(self) -> str:
-        """The job's TrainingJobStatus once it started, else the point's state (Queued, ...)."""
-        if self.job is None:
-            return self.state
-        try:
-            return self.job.status
-        except Exception:  # noqa: BLE001 - a job that cannot be described now is shown as such
-            return "Unknown"
+STOP_CHECK_SECONDS = 1.0    # the queue reads its record for a stop given elsewhere at least this often
+JOIN_SECONDS = 10.0         # wait() gives the ended queue this long to record its end and clean up
 
 
 def quota_refused(error: BaseException) -> bool:
@@ -78,14 +56,7 @@ def quota_refused(error: BaseException) -> bool:
     return False
 
 
-def _ended(job: Job) -> bool:
-    try:
-        return job.done
-    except Exception:  # noqa: BLE001 - unreadable for now: counted as running, looked at again
-        return False
-
-
-class Sweep(LiveDisplay, Sequence[Job]):
+class Sweep(FollowsRecord, LiveDisplay, Sequence[Job]):
     """The jobs of one sweep. It behaves as the list of the `Job`s started so far, in the grid's
     order (iterate, `len`, index); `.points` are the grid's value dicts, `.entries` each point
     with its job or what became of it.
@@ -100,7 +71,8 @@ class Sweep(LiveDisplay, Sequence[Job]):
     def __init__(self, name: str, grid: dict[str, list[str]], entries: list[Point],
                  launcher: Callable[[Point], Job] | None = None, max_parallel: int | None = None,
                  backend: str = "", poll: float = IDLE_POLL_SECONDS, quota_retry: float = QUOTA_RETRY_SECONDS,
-                 on_settled: Callable[[], None] | None = None, registry: Registry | None = None):
+                 on_settled: Callable[[], None] | None = None, registry: Registry | None = None,
+                 row: SweepRow | None = None):
         self.name = name
         self.grid = grid
         self.backend = backend
@@ -120,6 +92,11 @@ class Sweep(LiveDisplay, Sequence[Job]):
         self._listeners: list[Callable[[Point], None]] = []
         self._on_settled = on_settled  # called once nothing is left to launch (the shared checkout removed)
         self.registry = registry       # where its jobs are recorded, and a stop asked from elsewhere is seen
+        self._recorded: Registry | None = None  # where this process recorded the sweep it launches
+        self._row = row                # found from the registry: its record as last read
+        self._refreshing = threading.Lock()
+        self._gone: str | None = None  # found from the registry: its launcher died (which one)
+        self._cut_short: set[int] = set()  # ... in the middle of launching these points: no job came of them
 
     # -- what it holds -----------------------------------------------------------------------
 
@@ -200,11 +177,13 @@ class Sweep(LiveDisplay, Sequence[Job]):
         """Block until every point has ended (queued ones included); returns the Sweep. A failed
         job does not raise (see `.failed`); TimeoutError after `timeout` seconds (the sweep goes on).
         A sweep found from the registry (started by another kernel) also takes up the points
-        that kernel launches meanwhile, as their records appear."""
+        that kernel launches meanwhile, as their records appear, and ends when that kernel died
+        with points queued (`.launcher_gone` says so)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self._take_up_launched()
+            self._refresh()
             if self.done:
+                self._join_queue()
                 return self
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -213,64 +192,54 @@ class Sweep(LiveDisplay, Sequence[Job]):
             with self._changed:
                 self._changed.wait(self._interval() if left is None else min(left, self._interval()))
 
-    def _take_up_launched(self) -> None:
-        """For a sweep found from the registry: follow the points whose job has been registered
-        since (by the kernel that queued them)."""
-        waiting = [p for p in self.entries if p.state == NOT_STARTED]
-        if self._launcher is not None or self.registry is None or not waiting:
-            return
-        from .api import attach as attach_job
-
-        for p in waiting:
-            try:
-                job = attach_job(p.name, self.registry)
-            except Exception:  # noqa: BLE001 - not registered yet, or unreadable now: looked at again next time
-                continue
-            with self._lock:
-                p.state, p.job = STARTED, job
-            self._notify(p)
-
     def stop(self) -> Sweep:
         """Cancel the queued points and stop the running jobs (they end Stopped, keeping what
         they saved). A point being launched now is stopped as soon as it has started. Returns at once.
-        The stop is also recorded with the sweep's jobs: a kernel that attached to the sweep by
-        name stops it in the kernel that started it too, whose queue launches nothing more."""
-        self._record_stop()
+        The stop is recorded with the sweep: given in another kernel (or `sm-magic stop`), it
+        stops the sweep in the kernel that started it too, whose queue launches nothing more."""
+        row = self._record_stop()
+        if row is not None:
+            self._refresh(row)
         with self._lock:
             self._stopping = True
+            cancelled = []
             for p in self._entries:
                 if p.state == QUEUED:
                     p.state, p.error = CANCELLED, None
-            cancelled = [p for p in self._entries if p.state == CANCELLED]
+                    cancelled.append(p)
             jobs = [p.job for p in self._entries if p.job is not None]
         self._wake.set()
         for p in cancelled:
             self._notify(p)
+        self._stop_jobs(jobs)
+        return self
+
+    def _stop_jobs(self, jobs: list[Job]) -> None:
         for job in jobs:
             if not _ended(job):
                 try:
                     job.stop()
                 except Exception as e:  # noqa: BLE001 - the others are stopped all the same
                     self._error(f"{job.name}: could not stop it: {e}")
-        return self
 
-    def _record_stop(self) -> None:
-        if self.registry is None:
-            return
-        for name in sweep_records_named(self.name, self.registry):
-            try:
-                self.registry.merge_extra(name, {STOP_KEY: time.time()})
-            except Exception as e:  # noqa: BLE001 - its jobs are stopped all the same
-                self._error(f"could not record the stop with {name}: {e}")
+    def _record_stop(self) -> SweepRow | None:
+        if self.registry is None or (self._recorded is None and self._row is None):
+            return None
+        try:
+            return sweep_record.stop(self.registry, self.name)
+        except Exception as e:  # noqa: BLE001 - its jobs are stopped all the same
+            self._error(f"could not record the stop of the sweep: {e}")
+            return None
 
     def _stop_recorded(self) -> bool:
         """Was the sweep stopped from another kernel (or the command line)?"""
-        if self.registry is None:
+        if self._recorded is None:
             return False
         try:
-            return any(STOP_KEY in r.extra for r in sweep_records(self.name, self.registry))
-        except Exception:  # noqa: BLE001 - an unreadable registry stops nothing
+            row = sweep_record.read(self._recorded, self.name)
+        except Exception:  # noqa: BLE001 - unreadable now: each launch's claim reads it again
             return False
+        return row is not None and row.stopped is not None
 
     def compare(self, sort_by: str | None = None, best: Any = None):
         """The jobs side by side (sm_magic.compare): one row per job, its hyperparameters, status
@@ -284,24 +253,36 @@ class Sweep(LiveDisplay, Sequence[Job]):
         """Call `listener(point)` (from any thread) whenever a point starts, fails or is cancelled."""
         with self._lock:
             self._listeners.append(listener)
+        self._follow_record()
 
     # -- the queue ---------------------------------------------------------------------------
 
     def start(self) -> Sweep:
-        """Start the first point here (an error common to every point, such as missing
-        credentials, is raised at once and nothing else starts), then the others from a daemon
-        thread, at most `max_parallel` at once."""
-        first = self._next_queued()
-        if first is not None and self._launcher is not None:
-            try:
+        """Record the sweep (its name taken, its stop to be seen from anywhere), start the first
+        point here (an error common to every point, such as missing credentials, is raised at
+        once and nothing else starts), then the others from a daemon thread, at most
+        `max_parallel` at once."""
+        try:
+            if self.registry is not None and self._launcher is not None:
+                sweep_record.begin(self.registry, self.name, self.backend, grid_record(self.grid), len(self._entries),
+                                   self.max_parallel)
+                self._recorded = self.registry
+            first = self._next_queued()
+            if first is not None and self._launcher is not None:
                 self._launch(first, raise_errors=True)
-            except BaseException:
-                with self._lock:
-                    for p in self._entries:
-                        if p.state in _PENDING:
-                            p.state = CANCELLED
-                self._settled()
-                raise
+        except BaseException:
+            with self._lock:
+                for p in self._entries:
+                    if p.state in _PENDING:
+                        p.state = CANCELLED
+            self._settled()
+            recorded, self._recorded = self._recorded, None
+            if recorded is not None:
+                try:
+                    sweep_record.forget(recorded, self.name)  # nothing started: the name is free again
+                except Exception as e:  # noqa: BLE001 - the launch's own error is the one raised
+                    self._error(f"could not remove the record of the sweep: {e}")
+            raise
         if self._next_queued() is not None and self._launcher is not None:
             self._thread = threading.Thread(target=self._run, name=f"sm_magic-sweep-{self.name}", daemon=True)
             self._thread.start()
@@ -310,7 +291,13 @@ class Sweep(LiveDisplay, Sequence[Job]):
         return self
 
     def _settled(self) -> None:
-        """Nothing is left to launch: what the launches shared can go."""
+        """Nothing is left to launch: recorded (its points without a job never get one), and what
+        the launches shared can go."""
+        if self._recorded is not None:
+            try:
+                sweep_record.end(self._recorded, self.name)
+            except Exception as e:  # noqa: BLE001 - said, never raised from the queue
+                self._error(f"could not record that the sweep launches nothing more: {e}")
         done, self._on_settled = self._on_settled, None
         if done is not None:
             try:
@@ -329,6 +316,7 @@ class Sweep(LiveDisplay, Sequence[Job]):
                 for p in left:
                     p.state, p.error = LAUNCH_FAILED, message
             for p in left:
+                self._release(p, message)
                 self._notify(p)
         finally:
             self._settled()
@@ -336,24 +324,38 @@ class Sweep(LiveDisplay, Sequence[Job]):
                 self._changed.notify_all()
 
     def _queue(self) -> None:
+        look = 0.0  # when the running jobs are looked at next (their backend's pace)
         while True:
             with self._lock:
                 if self._stopping:
                     return  # stop() cancelled what was queued
-                started = [p.job for p in self._entries if p.job is not None]
-            running = sum(1 for job in started if not _ended(job))
+            if self._stop_recorded():
+                self.stop()  # given elsewhere: cancelled here too, and the running jobs stopped
+                return
             nxt = self._next_queued()
             if nxt is None:
                 return
-            held = time.monotonic() < self._hold_until and running >= self._running_at_hold
-            if running < self.max_parallel and not held:
-                if self._stop_recorded():
-                    self.stop()
-                    return
-                self._launch(nxt)
-                continue  # another free slot is filled at once (or, after a refusal, the hold begins)
-            self._wake.wait(self._interval())
+            now = time.monotonic()
+            if now >= look:
+                with self._lock:
+                    started = [p.job for p in self._entries if p.job is not None]
+                running = sum(1 for job in started if not _ended(job))
+                held = now < self._hold_until and running >= self._running_at_hold
+                if running < self.max_parallel and not held:
+                    self._launch(nxt)
+                    continue  # another free slot is filled at once (or, after a refusal, the hold begins)
+                look = now + self._interval()
+            self._wake.wait(min(STOP_CHECK_SECONDS, max(0.0, look - now)))
             self._wake.clear()
+
+    def _join_queue(self) -> None:
+        """Every point has ended: let the queue record that and clean up before wait() returns
+        (a script that exits right after would otherwise cut it short)."""
+        thread = self._thread
+        if self._launcher is None or thread is None or thread is threading.current_thread():
+            return
+        self._wake.set()  # it finds nothing queued and returns
+        thread.join(JOIN_SECONDS)
 
     def _interval(self) -> float:
         """Seconds between two looks: the running jobs' poll interval (their backend's pace)."""
@@ -365,14 +367,21 @@ class Sweep(LiveDisplay, Sequence[Job]):
             return next((p for p in self._entries if p.state == QUEUED), None)
 
     def _launch(self, point: Point, raise_errors: bool = False) -> str:
-        """Start one point: "started", "quota" (it stays queued, to be tried again) or "failed"."""
+        """Start one point: "started", "quota" (it stays queued, to be tried again), "failed", or
+        "stopped" (the sweep's stop was recorded before this point could be claimed)."""
         assert self._launcher is not None
         with self._lock:
             point.state = LAUNCHING
         try:
+            if not self._claim(point):
+                with self._lock:
+                    point.state = QUEUED
+                self.stop()
+                return "stopped"
             job = self._launcher(point)
         except Exception as e:
             if quota_refused(e):
+                self._release(point)
                 running = sum(1 for job in self.jobs if not _ended(job))
                 with self._lock:
                     self._hold_until, self._running_at_hold = time.monotonic() + self._quota_retry, running
@@ -382,24 +391,40 @@ class Sweep(LiveDisplay, Sequence[Job]):
                     self._note_once(f"{point.name}: {point.error}")
                 self._notify(point)
                 return "quota"
+            error = " ".join(str(e).split()) or type(e).__name__
+            self._release(point, error)
             if raise_errors:
                 raise
             with self._lock:
-                point.state, point.error = LAUNCH_FAILED, " ".join(str(e).split()) or type(e).__name__
+                point.state, point.error = LAUNCH_FAILED, error
             self._error(f"{point.name} ({sweep_grid.values_text(point.values)}) did not start: {point.error}")
             self._notify(point)
             return "failed"
+        stopped_elsewhere = self._release(point)
         with self._lock:
             point.state, point.job, point.error = STARTED, job, None
             stopping = self._stopping
             self._hold_until = 0.0  # the quota took this one: try the next at once
         if stopping:  # stop() came while it was being launched
-            try:
-                job.stop()
-            except Exception as e:  # noqa: BLE001
-                self._error(f"{job.name}: could not stop it: {e}")
+            self._stop_jobs([job])
+        elif stopped_elsewhere:
+            self.stop()
         self._notify(point)
         return "started"
+
+    def _claim(self, point: Point) -> bool:
+        """May `point` be launched? Not once the sweep's stop is recorded (sweep_record.claim)."""
+        return self._recorded is None or sweep_record.claim(self._recorded, self.name, point.index)
+
+    def _release(self, point: Point, error: str | None = None) -> bool:
+        """`point`'s launch is over; True when the sweep's stop was recorded meanwhile."""
+        if self._recorded is None:
+            return False
+        try:
+            return sweep_record.launched(self._recorded, self.name, point.index, error)
+        except Exception as e:  # noqa: BLE001 - the queue reads the record for a stop again within a second
+            self._error(f"could not record the end of {point.name}'s launch: {e}")
+            return False
 
     def _note_once(self, message: str) -> None:
         with self._lock:
@@ -448,11 +473,13 @@ def is_live(name: str, registry: Registry) -> bool:
 
 
 def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
-    """The sweep called `name`: this kernel's own (queue and all), else one made from the registry's
-    records of its jobs. Each record holds the whole grid, so points that never started are there
-    too, as NotStarted: queued in the kernel that started the sweep (still, if it runs), cancelled,
-    or lost with it (a queue lives in its kernel). None when no job of the registry is in a sweep
-    of that name, or when `name` is a job's."""
+    """The sweep called `name`: this kernel's own (queue and all), else one made from the registry:
+    the sweep's own record (sweep_record.py) and its jobs' records. The record holds the whole
+    grid, so points that never started are there too: Queued (or Launching) while the process
+    that launches them may still do so, Cancelled once the sweep was stopped, LaunchFailed, or
+    NotStarted once that process ended or died without launching them. A sweep recorded before
+    sweeps had their own record is made from its jobs' records alone (its points without a job
+    NotStarted). None when the registry knows no sweep of that name, or when `name` is a job's."""
     from .api import attach
     from .registry import Registry
 
@@ -463,24 +490,34 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
         return live
     if registry.get(name) is not None:
         return None
+    row = sweep_record.read(registry, name)  # before the jobs' records: see Sweep._refresh
     records = sweep_records(name, registry)
-    if not records:
+    if row is None and not records:
         return None
-    info = _sweep_info(records[-1].extra)
-    grid = _grid(info.get("grid"))
+    size: int | None
+    parallel: int | None
+    if row is not None:
+        grid, size, backend, parallel = _grid(row.grid), row.size, row.backend, row.max_parallel
+    else:
+        info = _sweep_info(records[-1].extra)
+        grid, size, backend, parallel = _grid(info.get("grid")), info.get("size"), records[0].backend, None
     by_index = {_sweep_info(r.extra).get("index"): r for r in records}
-    if grid and sweep_grid.size(grid) == info.get("size"):
+    if grid and sweep_grid.size(grid) == size:
         combos = sweep_grid.points(grid)
         names = sweep_grid.job_names(name, len(combos))
         entries = [Point(i, names[i - 1], combos[i - 1], NOT_STARTED) for i in range(1, len(combos) + 1)]
     else:  # an old or damaged record: the jobs there are
         entries = [Point(_sweep_info(r.extra).get("index") or i, r.name, dict(_sweep_info(r.extra).get("values") or {}),
                          NOT_STARTED) for i, r in enumerate(records, start=1)]
+    launching = row.launching if row is not None and row.launcher_state() == sweep_record.ALIVE else None
     for p in entries:
         record = by_index.get(p.index)
-        if record is not None and record.name == p.name:
+        if record is not None and record.name == p.name and p.index != launching:
             p.state, p.job = STARTED, attach(record.name, registry)
-    return Sweep(name, grid, entries, backend=records[0].backend, registry=registry)
+    sweep = Sweep(name, grid, entries, max_parallel=parallel, backend=backend, registry=registry, row=row)
+    if row is not None:
+        sweep._settle_unlaunched(row)
+    return sweep
 
 
 def grid_record(grid: dict[str, list[str]]) -> list:
@@ -518,7 +555,9 @@ def attach(name: str, registry: Registry | None = None) -> Job | Sweep:
 
 def stop_named(name: str, registry: Registry | None = None) -> str:
     """`%sagemaker_stop NAME` and `sm-magic stop NAME`: stop the job or the sweep called `name`;
-    what was done, as a line to print."""
+    what was done, as a line to print. A sweep started elsewhere is stopped there too: once this
+    returns its launcher starts nothing more, and the job it was launching as the stop came (if
+    any) has been stopped as well."""
     found = attach(name, registry)
     if isinstance(found, Job):
         if found.done:
@@ -527,16 +566,27 @@ def stop_named(name: str, registry: Registry | None = None) -> str:
         return f"Stopping {found.name}"
     if found.done:
         return f"Sweep {name} already ended: {found.summary()}"
+    before = {job.name for job in found.jobs}
     running = sum(1 for job in found.jobs if not _ended(job))
     queued = sum(1 for p in found.entries if p.state == QUEUED)
-    live = found._launcher is not None
+    if found._launcher is not None:
+        found.stop()
+        return f"Stopping sweep {name}: {running} running job{'s' if running != 1 else ''}, {queued} queued cancelled"
     found.stop()
-    said = [f"Stopping sweep {name}: {running} running job{'s' if running != 1 else ''}"]
-    if live:
-        said.append(f"{queued} queued cancelled")
-    else:
-        said.append("the kernel that started it launches none of its queued jobs")
-    return ", ".join(said)
+    launching = found._await_launch()
+    caught = [job.name for job in found.jobs if job.name not in before]
+    running += len(caught)
+    said = f"Stopping sweep {name}: {running} running job{'s' if running != 1 else ''}"
+    if caught:
+        said += f" ({', '.join(caught)} launched as the stop came)"
+    said += ", the kernel that started it launches none of its queued jobs"
+    cancelled = sum(1 for p in found.entries if p.state == CANCELLED)
+    if cancelled:
+        said += f" ({cancelled} cancelled)"
+    if launching:
+        said += (f"; {', '.join(p.name for p in launching)} is still being launched: that kernel stops it once it "
+                 "has started")
+    return said
 
 
 def sweep_records(name: str, registry: Registry) -> list[JobRecord]:
