@@ -110,7 +110,11 @@ def _compare(opts) -> int:
         raise _UsageMistake("--compare NAME [NAME ...]: name the jobs to compare (`sm-magic jobs` lists them)")
     if opts.limit is not None:
         raise _UsageMistake("--limit limits the listing; --compare takes the jobs' names")
+    from .widgets.literal import shown
+
     frame = compare(opts.compare, sort_by=opts.sort)
+    # A metric name or a swept value is whatever a script printed: its escapes must not reach the terminal.
+    frame = frame.rename(columns=shown).apply(lambda column: column.map(lambda v: shown(v) if isinstance(v, str) else v))
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60):
         print(frame.to_string(index=False))
     return 0

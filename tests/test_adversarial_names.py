@@ -23,6 +23,7 @@ from sm_magic import magic, magic_sweep
 from sm_magic.compare import CompareError
 from sm_magic.job import Snapshot
 from sm_magic.backends.base import JobState
+from sm_magic.cli import main as cli
 from sm_magic.metrics import MetricsParser
 from sm_magic.widgets.progress import ProgressWidget, summary_html
 from sm_magic.widgets.text import TerminalLines, render_text
@@ -324,3 +325,14 @@ def test_compare_given_no_jobs_or_names_says_what_it_takes(sm_env, given):
         with pytest.raises(CompareError, match=r"^compare takes Jobs, Sweeps and job or sweep names") as err:
             call()
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.jobs
+def test_sm_magic_jobs_compare_prints_a_metric_name_with_escapes_visibly(sm_env, capsys):
+    retitle = "\x1b]0;pwned\x07loss"   # a terminal retitled by a metric name
+    sm_magic.launch(named_script(retitle), name="escaped-compared", wait=True)
+    capsys.readouterr()
+    assert cli(["jobs", "--compare", "escaped-compared"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert "\\x1b]0;pwned\\x07loss" in out.splitlines()[0], out
