@@ -84,7 +84,7 @@ def _default_path() -> Path:
     return Path.home() / ".sm_magic" / "registry.sqlite3"
 
 
-def _storable(name) -> bool:
+def storable(name) -> bool:
     """Whether ``name`` is text SQLite can hold: a name with undecodable bytes (argv's lone
     surrogates) names no job."""
     if not isinstance(name, str):
@@ -254,7 +254,7 @@ class Registry:
 
     def get(self, name: str) -> JobRecord | None:
         """The job called ``name``, or None if there is none."""
-        if not _storable(name):
+        if not storable(name):
             return None
         with self._connect() as con:
             row = con.execute(

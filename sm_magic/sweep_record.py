@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .backends import local_procs
 from .launch_checks import LaunchError
-from .registry import Registry
+from .registry import Registry, storable
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -154,6 +154,8 @@ def forget(registry: Registry, name: str) -> None:
 
 
 def read(registry: Registry, name: str) -> SweepRow | None:
+    if not storable(name):  # undecodable bytes (argv's lone surrogates) name no sweep
+        return None
     with _connect(registry) as con:
         return _select(con, name)
 

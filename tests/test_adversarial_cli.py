@@ -103,6 +103,8 @@ def test_the_registry_finds_no_job_of_an_undecodable_name(sm_env):
     assert Registry().get(name) is None
     with pytest.raises(sm_magic.LaunchError, match="no job named"):
         api.attach(name)
+    with pytest.raises(sm_magic.LaunchError, match="no job or sweep named"):
+        sm_magic.attach(name)   # the public attach looks for a sweep of that name too
 
 
 # -- what a failed job says ----------------------------------------------------------------------
