@@ -44,7 +44,10 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
 
     if backend_name not in IMAGE_BACKENDS:
         job = lines_for(None)
-        return Software(job.lines, job.origin)
+        if backend_name is None:  # an export: the bundle may go anywhere, and its container would need the password
+            _refuse_passwords(job.lines, job.origin, "an exported bundle")
+        # A local job runs in this environment and installs nothing: its requirements.txt is a record.
+        return Software(without_passwords(job.lines), job.origin)
     if backend_name == "local-container":  # the SDK's local mode: "local" is a CPU image, "local_gpu" a GPU one
         config = config.model_copy(update={"ec2_instance_type": "local_gpu" if gpus else "local"})
     computed: dict[str, reqs.JobRequirements] = {}
@@ -65,4 +68,21 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
         wheels = collect(lines, image.python, image.platform, image.versions, log=log,
                          base=own.parent if own else None)
         lines = without_passwords(lines)  # a private index's token was for the download, here
+    else:
+        _refuse_passwords(lines, origin, "the job's bundle (uploaded to S3)" if backend_name == "sagemaker"
+                          else "the job's bundle")
     return Software(lines, origin, image, wheels, job.launcher)
+
+
+def _refuse_passwords(lines: list[str], origin: str, where: str) -> None:
+    """A container that downloads from a private index needs its password, and a requirements
+    line carries it into `where` for anyone who can read it: refused, with the two ways that
+    keep it out."""
+    for line in lines:
+        if without_passwords([line]) != [line]:
+            raise reqs.RequirementsError(
+                f"{origin}: {without_passwords([line])[0].strip()!r} holds a password, which would be written "
+                f"into {where}: write it as a variable (https://user:${{PIP_TOKEN}}@host/simple, pip expands it "
+                "from the job's environment: set PIP_TOKEN in additional_args.environment), or set "
+                "enable_network_isolation: true so the wheels are fetched on this machine and the password "
+                "stays here")

@@ -19,11 +19,13 @@ import hashlib
 import http.server
 import io
 import os
+import subprocess
 import sys
 import threading
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 from IPython.core.error import UsageError
 
@@ -434,3 +436,58 @@ def test_a_remote_requirement_is_kept_as_written(sm_env, line):
     mine.write_text(f"{line}\n")
     text = dry_run(EPOCHS_SCRIPT, requirements=str(mine), backend="local")
     assert "".join(f"\n  {part}" for part in line.split("\n")) in text
+
+
+# -- a private index's password where the container downloads, or no container at all ----------------
+
+@pytest.mark.jobs
+def test_a_password_in_an_index_url_is_refused_where_the_container_would_need_it(aws, pip_offline):
+    """Without network isolation the container itself installs from the index, so the password
+    would travel in the bundle uploaded to S3: refused, saying how to keep it out."""
+    reqs = Path.cwd() / "requirements.txt"
+    reqs.write_text(f"--extra-index-url https://ci:{TOKEN}@pkgs.example.com/simple\naccelerate\n")
+    with pytest.raises(LaunchError) as e:
+        sm_magic.launch(EPOCHS_SCRIPT, requirements=reqs, name="token-2", **SAGEMAKER)
+    message = str(e.value)
+    assert "holds a password" in message and "${PIP_TOKEN}" in message and "enable_network_isolation" in message
+    assert TOKEN not in message and "\n" not in message
+    s3 = aws.client("s3")
+    assert not any(s3.list_objects_v2(Bucket=b["Name"]).get("KeyCount") for b in s3.list_buckets()["Buckets"])
+    assert Registry().get("token-2") is None
+
+
+@pytest.mark.jobs
+def test_a_password_given_as_a_variable_reaches_the_bundle_as_the_variable(aws, pip_offline):
+    reqs = Path.cwd() / "requirements.txt"
+    reqs.write_text("--extra-index-url https://ci:${PIP_TOKEN}@pkgs.example.com/simple\naccelerate\n")
+    text = dry_run(EPOCHS_SCRIPT, requirements=reqs, **SAGEMAKER)
+    assert "https://ci:${PIP_TOKEN}@pkgs.example.com/simple" in text
+
+
+@pytest.mark.jobs
+def test_an_export_refuses_a_password_in_an_index_url(pip_offline):
+    (Path.cwd() / "requirements.txt").write_text(f"--index-url https://ci:{TOKEN}@pkgs.example.com/simple\n"
+                                                 "accelerate\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%%sagemaker_train --requirements requirements.txt\nprint(1)\n")]
+    nbformat.write(nb, "nb.ipynb")
+    done = subprocess.run([sys.executable, "-m", "sm_magic.cli", "export", "nb.ipynb"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("sm-magic: ") and "Traceback" not in done.stderr
+    assert "holds a password, which would be written into an exported bundle" in done.stderr
+    assert TOKEN not in done.stderr + done.stdout
+    assert not any(TOKEN.encode() in p.read_bytes() for p in Path.cwd().rglob("*")
+                   if p.is_file() and p.name not in ("requirements.txt", "nb.ipynb"))
+
+
+@pytest.mark.jobs
+def test_a_local_job_records_its_requirements_without_the_password(pip_offline):
+    """A local job installs nothing (it runs in this environment): its requirements.txt is a record,
+    kept with the password hidden."""
+    reqs = Path.cwd() / "requirements.txt"
+    reqs.write_text(f"--index-url https://ci:{TOKEN}@pkgs.example.com/simple\naccelerate\n")
+    job = sm_magic.launch(EPOCHS_SCRIPT, requirements=reqs, name="token-3", backend="local", wait=True)
+    assert job.status == "Completed"
+    for path in Path.cwd().rglob("*"):
+        if path.is_file() and path != reqs:
+            assert TOKEN.encode() not in path.read_bytes(), path
