@@ -47,7 +47,8 @@ output it leaves), saving the form keeps them as they were, and `sm-magic export
 them into a bundle's `config.yaml`.
 
 Limits, each a clear error before anything is written: a config file is a regular file (a FIFO
-or a device is refused at once, never waited on) of UTF-8 text of at most
+or a device is refused at once, never waited on; so are a requirements file, a metrics or inputs
+TSV and a notebook given to `sm-magic export`) of UTF-8 text of at most
 1 MiB, nested at most 32 levels, with no YAML anchors or aliases (accelerate never writes them; a
 few hundred bytes of nested aliases would expand to gigabytes); `num_machines` at most 512;
 `max_run`/`max_wait` whole seconds, 1 to 2419200; script arguments at most 2500 characters each

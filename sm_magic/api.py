@@ -152,7 +152,7 @@ def request_config(request: LaunchRequest) -> TrainConfig:
 def _requirements_file(path: Path | None) -> Path | None:
     if path is None:
         return None
-    if not path.is_file():
+    if not path.exists():
         raise LaunchError(f"requirements file {path}: no such file")
     try:
         reqs.from_file(path)  # read and checked now, before anything is written

@@ -62,3 +62,13 @@ def read_regular_file(path: "os.PathLike[str] | str", limit: int) -> bytes:
             kind = next((name for test, name in _KINDS if test(mode)), "something else")
             raise NotRegularFile(errno.EINVAL, f"not a regular file but {kind}: give the path of a file", os.fspath(path))
         return f.read(limit)
+
+
+def read_text(path: "os.PathLike[str] | str", limit: int) -> str:
+    """The UTF-8 text of the regular file at `path` (read_regular_file's refusals), at most `limit`
+    bytes: a larger file is an OSError (EFBIG) saying so, not a file half read."""
+    data = read_regular_file(path, limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB: check that this is the file you meant",
+                      os.fspath(path))
+    return data.decode("utf-8")

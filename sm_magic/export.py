@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from .errors import SmMagicError, UsageProblem
 from . import api, git_source, safe_copy, train_line
 from .bundle import GENERATED, SCRIPT_NAME
+from .config_files import read_text
 from .job import Job
 from .request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext
 
@@ -51,6 +52,9 @@ class Cell:
     body: str
 
 
+MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024  # outputs (images) included; a bound, not a budget
+
+
 def read_cells(path: Path) -> list[Cell]:
     try:
         import nbformat
@@ -59,9 +63,11 @@ def read_cells(path: Path) -> list[Cell]:
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = nbformat.reads(read_text(path, MAX_NOTEBOOK_BYTES), as_version=4)  # a FIFO would block
     except FileNotFoundError:
         raise ExportError(f"no notebook {path}") from None
+    except OSError as e:
+        raise ExportError(f"cannot read the notebook {path}: {e.strerror or e}") from None
     except Exception as e:
         raise ExportError(f"{path} is not a notebook nbformat can read: {e}") from None
     transform = TransformerManager().transform_cell

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from collections.abc import Iterable
 
 from . import metric_regex
+from .config_files import read_text
 from .errors import UsageProblem
 from .log_dicts import ROW_KEYS, key_number as _key_number, number as _number
 from .log_dicts import _MAX_LITERAL, kv_pairs as _kv_pairs  # noqa: F401  (tests/test_readers.py reads them here)
@@ -123,10 +124,12 @@ def read_accelerate_tsv(path, what: str, error: type[Exception] = MetricsError) 
     does, always skipped; blank lines too; fields are stripped and further fields ignored."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, 1024 * 1024)  # a FIFO would block the kernel until interrupted
     except FileNotFoundError:
         raise error(f"{what} file {path} does not exist; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise error(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise error(f"{what} file {path} cannot be read: {exc}") from None
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from . import pip_lines
+from .config_files import read_text
 from .errors import UsageProblem
 
 LAUNCHER = "accelerate"
@@ -289,10 +290,13 @@ def generate(texts: Iterable[str], provided: frozenset[str], bundled: Iterable[s
     return lines
 
 
+MAX_FILE_BYTES = 1024 * 1024  # a requirements file, hashes and all, is kilobytes
+
+
 def _read_file(path: Path) -> list[str]:
     """A user's requirements file, checked for what the bundle cannot carry."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_text(path, MAX_FILE_BYTES).splitlines()  # a FIFO would block the kernel until interrupted
     except FileNotFoundError:
         raise RequirementsError(f"no requirements file {path}: check the path given to --requirements") from None
     except OSError as e:

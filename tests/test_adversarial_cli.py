@@ -337,3 +337,43 @@ def test_two_processes_launching_at_once_get_distinct_names(sm_env):
     assert len(set(names)) == 8 and all(n.startswith("sm-magic-") for n in names), names
     for name in names:
         assert sm_magic.attach(name).wait(timeout=BOUNDED_S).status == "Completed"
+
+
+@pytest.fixture
+def fifo_named(sm_env):
+    made = []
+
+    def make(name):
+        made.append(sm_env / name)
+        os.mkfifo(made[-1])
+        return made[-1]
+
+    yield make
+    for path in made:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+
+def test_a_fifo_as_the_requirements_file_is_refused_at_once(ip, fifo_named):
+    path = fifo_named("requirements.txt")
+    error = _in_thread(lambda: ip.run_cell_magic("sagemaker_train", f"--dry-run --requirements {path}", "print(1)\n"))
+    assert isinstance(error, UsageError), error
+    assert "requirements.txt" in str(error) and "not a regular file but a FIFO" in str(error)
+
+
+def test_a_fifo_as_the_metrics_file_is_refused_at_once(ip, sm_env, fifo_named):
+    path = fifo_named("metrics.tsv")
+    config = sm_env / "c.yaml"
+    config.write_text(f"compute_environment: AMAZON_SAGEMAKER\nsagemaker_metrics_file: {path}\n")
+    error = _in_thread(lambda: ip.run_cell_magic("sagemaker_train", f"--dry-run --config {config}", "print(1)\n"))
+    assert isinstance(error, UsageError), error
+    assert "metrics.tsv" in str(error) and "not a regular file but a FIFO" in str(error)
+
+
+@pytest.mark.jobs
+def test_export_refuses_a_fifo_notebook_at_once(sm_env, fifo_named):
+    fifo_named("nb.ipynb")
+    err = one_line_error(cli("export", "nb.ipynb"))
+    assert "nb.ipynb" in err and "not a regular file but a FIFO" in err
