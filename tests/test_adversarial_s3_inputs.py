@@ -25,7 +25,7 @@ from sm_magic.backends import BackendError
 from sm_magic.registry import Registry
 
 from helpers.aws_moto import BUCKET, ROLE_NAME
-from helpers.jobscripts import EPOCHS_SCRIPT
+from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
 
 pytestmark = pytest.mark.jobs
 
@@ -187,6 +187,29 @@ def test_hosts_of_one_job_each_get_their_own_copy_of_the_channel(s3, sm_env):
     for tree, host in [("opt_ml", "algo-1"), ("hosts/algo-2/opt_ml", "algo-2")]:
         seen = json.loads((sm_env_jobs() / job.name / tree / "model/seen.json").read_text())
         assert seen == ["rows.csv", f"written-by-{host}"]
+
+
+
+def test_a_jobs_copy_of_its_channel_is_freed_when_it_ends_and_s3_keeps_the_data(s3, sm_env):
+    """A copy per job that stayed would fill the disk a dataset at a time; the job's model and
+    logs stay. A link the script leaves in its channel is removed, not followed."""
+    s3.put("rows.csv", b"ORIGINAL\n" * 1000)
+    keep = sm_env / "keep.txt"
+    keep.write_text("mine\n")
+    linker = textwrap.dedent(f"""
+        import os
+        root = os.environ['SM_CHANNEL_TRAIN']
+        os.symlink({str(sm_env)!r}, os.path.join(root, 'outside'))
+        open(os.path.join(os.environ['SM_MODEL_DIR'], 'model.txt'), 'w').write('weights')
+        print('epoch 0: loss=0.5')
+    """)
+    job = sm_magic.launch(linker, inputs=[f"train={s3.uri}"], wait=True)
+    assert job.status == "Completed"
+    channel = sm_env_jobs() / job.name / "opt_ml/input/data/train"
+    wait_until(lambda: not channel.exists(), timeout=60, what="the job's copy of its channel freed")
+    assert job.model_data and Path(job.model_data).is_file()
+    assert keep.read_text() == "mine\n"
+    assert s3.get("rows.csv") == b"ORIGINAL\n" * 1000
 
 
 CHILD = textwrap.dedent("""

@@ -171,13 +171,17 @@ class LocalBackend:
                 inputs[channel] = str(s3_inputs.local_path(uri))
         return inputs
 
-    def _fetch_s3_inputs(self, bundle: Bundle, config: TrainConfig, files: JobFiles, hosts: list[str]) -> None:
+    def _fetch_s3_inputs(self, bundle: Bundle, config: TrainConfig, files: JobFiles, hosts: list[str]) -> list[str]:
         """Each host its own copy of each s3:// channel, as each SageMaker instance downloads its
-        own: what one job writes there is never what another reads."""
+        own: what one job writes there is never what another reads. The copies' paths in the job
+        directory, for the runner to free when the job ends (S3 keeps the data)."""
+        copies = []
         for channel, uri in bundle.inputs.items():
             if uri.startswith("s3://"):
-                s3_download.fetch(_s3_client(config), channel, uri,
-                                  [files.opt_ml(host, hosts) / "input/data" / channel for host in hosts], log=progress)
+                targets = [files.opt_ml(host, hosts) / "input/data" / channel for host in hosts]
+                s3_download.fetch(_s3_client(config), channel, uri, targets, log=progress)
+                copies += [str(t.relative_to(files.dir)) for t in targets]
+        return copies
 
     def _in_new_job_dir(self, name: str, start) -> str:
         """`start(files)` in a new job directory; if it fails, no directory is left behind."""
@@ -199,8 +203,8 @@ class LocalBackend:
         hosts = [f"algo-{i}" for i in range(1, config.num_machines + 1)]
         port = _free_port()
         host_env = {host: self._layout_host(files, host, hosts, bundle, config, port) for host in hosts}
-        self._fetch_s3_inputs(bundle, config, files, hosts)
-        spec = {"entry_command": list(bundle.entry_command), "host_env": host_env,
+        copies = self._fetch_s3_inputs(bundle, config, files, hosts)
+        spec = {"entry_command": list(bundle.entry_command), "host_env": host_env, "input_copies": copies,
                 "token": local_procs.new_token(),
                 "interruptions": interruptions, "max_run": config.max_run,
                 "max_wait": config.max_wait if config.use_spot_instances else None}

@@ -21,6 +21,7 @@ stdlib-only modules, to start fast.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,23 @@ class Runner:
         self.stop_requested = True
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self.free_input_copies()
+
+    def free_input_copies(self) -> None:
+        """The job's own copies of its s3:// channels, once it has ended: S3 keeps the data, and a
+        dataset copied per job and never freed would fill the disk (as SageMaker drops an
+        instance's volume). Only paths inside the job directory, as the backend recorded them."""
+        if not self.state.done:
+            return
+        for rel in self.spec.get("input_copies", []):
+            path = self.files.dir / rel
+            if ".." not in Path(rel).parts and not Path(rel).is_absolute() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.state.extra["runner_pid"] = os.getpid()  # for the record; the backend proves it by runner.json
