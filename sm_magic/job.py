@@ -10,11 +10,13 @@ monitor thread and the notebook at once.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 from collections.abc import Callable, Sequence
 
 from .errors import RuntimeProblem
@@ -25,6 +27,9 @@ from .live_display import LiveDisplay
 from .metrics import MetricDefinition, MetricsParser
 from .tensorboard_events import TensorBoardMissing
 from .terminal import render, render_tail
+
+if TYPE_CHECKING:
+    from .artifacts import OutputFile
 
 MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the backend's log
 STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
@@ -285,6 +290,27 @@ class Job(LiveDisplay):
         with self._lock:
             self._state_at = 0.0
         return self
+
+    # -- the model back here -----------------------------------------------------------------
+
+    def download(self, path: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+        """Fetch the ended job's model.tar.gz (a local path, or from S3) and unpack it into `path`
+        (default: `./<job name>-model/`); returns that directory. A directory that already holds
+        files is refused unless `overwrite=True` (which replaces the files of the same names), and
+        so is an archive member that would land outside it (sm_magic.artifacts)."""
+        from . import artifacts
+
+        state = self.describe()
+        return artifacts.download(self.name, self._backend, state.status, state.model_artifacts, path, overwrite)
+
+    def output_files(self) -> list[OutputFile]:
+        """What the ended job wrote: `artifacts.OutputFile(path, size)` for each file of its model
+        (`model/...`, the members of model.tar.gz) and of its output (`output/...`: what it wrote
+        to $SM_OUTPUT_DATA_DIR; on SageMaker the members of output.tar.gz, when there is one)."""
+        from . import artifacts
+
+        state = self.describe()
+        return artifacts.output_files(self.name, self._backend, state.status, state.model_artifacts)
 
     def __repr__(self) -> str:
         state = self.describe()

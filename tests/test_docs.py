@@ -118,3 +118,26 @@ def test_links_lead_somewhere(page):
             assert path.exists(), f"{page}: the link {target} leads to no file"
             if anchor:
                 assert anchor in _anchors(path), f"{page}: the link {target} leads to no heading of {path.name}"
+
+
+def _python_blocks(text: str) -> list[str]:
+    """The bodies of the ```python blocks of a Markdown text."""
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def test_the_readme_quickstart_cell_is_the_notebooks_without_wait():
+    """The README's quickstart shows the notebook's whole training cell, launched without --wait
+    (the kernel stays free); the notebook keeps --wait for `make demo`'s headless run."""
+    import nbformat
+
+    nb = nbformat.read(ROOT / "example_notebooks" / "quickstart.ipynb", as_version=4)
+    [cell] = [c.source for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%sagemaker_train")]
+    line, body = cell.split("\n", 1)
+    assert line.startswith("%%sagemaker_train --wait "), "make demo runs the quickstart headless: its cell keeps --wait"
+    quickstart = README[README.index("## Quickstart"):]
+    blocks = _python_blocks(quickstart)
+    assert blocks[0].strip() == "%load_ext sm_magic"
+    shown = blocks[1].rstrip("\n")
+    assert "..." not in shown
+    assert shown == line.replace(" --wait", "", 1) + "\n" + body.rstrip("\n"), \
+        "README's quickstart cell is not the notebook's training cell (without --wait): copy it over"

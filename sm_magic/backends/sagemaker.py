@@ -29,8 +29,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
@@ -438,6 +440,31 @@ class SageMakerBackend:
                                "Reading the job's TensorBoard files needs s3:ListBucket and "
                                "s3:GetObject there for your credentials") from None
         return rows, cursor
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def fetch_object(self, name: str, uri: str, dest: Path) -> bool:
+        """Download the S3 object `uri` (job `name`'s model.tar.gz or output.tar.gz) to `dest`,
+        with the job's credentials and region; False when there is no such object."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        entry = self._entry(name)
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            body = self._call(entry.key, "s3", "get_object", fail_fast=False, Bucket=bucket, Key=key)["Body"]
+            with open(dest, "wb") as f:
+                shutil.copyfileobj(body, f, 1 << 20)
+        except Unreachable as e:
+            raise BackendError(f"cannot reach S3 to download {uri} ({e}): try again") from None
+        except ClientError as e:
+            error = e.response.get("Error", {})
+            if error.get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise BackendError(f"cannot download {uri}: {error.get('Code', '')}: {error.get('Message', '')}. "
+                               "It needs s3:GetObject there for your credentials") from None
+        except (BotoCoreError, OSError) as e:
+            raise BackendError(f"downloading {uri} to {dest} failed ({short(e)}): try again") from None
+        return True
 
     # -- stop --------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import time
 from contextlib import ExitStack
 from collections.abc import Callable, Sequence
 
+from ..artifacts import READY, model_note
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from ..terminal import render
@@ -186,6 +187,8 @@ def summary_html(snap: Snapshot) -> str:
              f'{STATUS_COLORS.get(s.status, "#1565c0")};padding-left:8px">', overview_html(snap),
              f'<details class="sm-magic-timeline"><summary>{_esc(timeline_title(snap))}</summary>'
              f"{timeline_html(snap)}</details>"]
+    if s.model_artifacts and s.status in READY:
+        parts.append(model_get_html(s.name, s.model_artifacts))
     if snap.metrics:
         parts.append(metrics_html(snap.metrics))
     if image:
@@ -196,6 +199,13 @@ def summary_html(snap: Snapshot) -> str:
         parts.append(f"<details><summary>log tail</summary>{log_html(snap.log_tail)}</details>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def model_get_html(name: str, model: str) -> str:
+    """How to get the model into the notebook: 'model.tar.gz (3 files, 12 KB): job.download()
+    unpacks it into ./NAME-model/'."""
+    return (f'<div class="sm-magic-model-get">{_esc(model_note(model))}: <code>job.download()</code> unpacks it '
+            f"into <code>./{_esc(name)}-model/</code>; <code>job.output_files()</code> lists what the job wrote</div>")
 
 
 def estimate_html(e: Estimate) -> str:
