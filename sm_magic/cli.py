@@ -121,7 +121,7 @@ def _compare(opts) -> int:
 
 
 def _logs(opts) -> int:
-    print(attach(opts.name).logs(tail=opts.tail, raw=opts.raw))
+    print(attach(opts.name).logs(tail=opts.tail, raw=opts.raw, full=opts.full))
     return 0
 
 
@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tail", type=_at_least(0, high=MAX_COUNT), default=None, help="only the last N lines")
     p.add_argument("--raw", action="store_true",
                    help="the lines as logged, every progress-bar redraw and escape code kept (by default the "
-                        "log reads as a terminal shows it)")
+                        "log reads as a terminal shows it); implies --full")
+    p.add_argument("--full", action="store_true",
+                   help="every line: a failed launcher's own traceback too (by default folded into one line)")
     p.set_defaults(run=_logs)
     p = sub.add_parser("stop", help="stop a running job, or a sweep (its running jobs, and its queued ones cancelled)")
     p.add_argument("name", type=_name)
@@ -241,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         if opts.command == "run":
             opts.script_args = script_args
         return opts.run(opts)
+    except _UsageMistake as e:
+        if argv[:1] == ["run"] and str(e).startswith("unrecognized arguments: "):
+            given = str(e).removeprefix("unrecognized arguments: ").split(" (`")[0]
+            e = _UsageMistake(f"unrecognized arguments: {given}: script arguments go after a bare `--`: "
+                              f"sm-magic run BUNDLE_DIR [--wait ...] -- {given}")
+        return _fail(str(e), e.exit_code)
     except SmMagicError as e:
         return _fail(str(e), e.exit_code)
     except TimeoutError as e:

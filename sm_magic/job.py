@@ -24,6 +24,7 @@ from .backends.base import Backend, BackendError, JobState, Transition, scalars_
 from .eta import Estimate, Tracker
 from .failure import clean_reason, error_tail
 from .live_display import LiveDisplay
+from .log_folding import fold
 from .metrics import MetricDefinition, MetricsParser
 from .tensorboard_events import TensorBoardMissing
 from .terminal import render, render_tail
@@ -35,6 +36,7 @@ MAX_LOG_LINES = 200_000   # kept in memory per job; older lines stay in the back
 STATE_TTL_SECONDS = 0.5   # how long a described state is reused by property reads
 SNAPSHOT_READS = 4        # backend log reads per snapshot of a running job (local: 1 MiB each)
 FAILURE_LINES = 2000      # the end of a failed job's log its traceback is looked for in
+FOLD_MARGIN = 200         # lines read beyond a tail so a launcher region it cuts is still folded
 
 
 class JobFailedError(RuntimeProblem, RuntimeError):
@@ -183,18 +185,26 @@ class Job(LiveDisplay):
                 self._parser.add_row("step", step, values)
         return []
 
-    def logs(self, tail: int | None = None, raw: bool = False) -> str:
+    def logs(self, tail: int | None = None, raw: bool = False, full: bool = False) -> str:
         """The job's log so far (the last `tail` lines when given), as a terminal would show it:
         a progress bar's redraws collapsed to its last state, cursor moves applied, colours
-        removed (sm_magic.terminal). `raw=True`: the lines as logged, "\r" and escapes kept."""
+        removed (sm_magic.terminal), and a failed launcher's own traceback folded into one line
+        (sm_magic.log_folding). `full=True`: every line, none folded. `raw=True`: the lines as
+        logged, "\r" and escapes kept, none folded."""
         with self._lock:
             self.pull_logs()
             if raw:
                 lines = list(self._lines)
                 if tail is not None:
                     lines = lines[-tail:] if tail > 0 else []
-            else:
+            elif full:
                 lines = render(self._lines) if tail is None else render_tail(self._lines, tail)
+            elif tail is None:
+                lines = fold(render(self._lines))
+            else:
+                # Folded over a wider window, so a region the tail cuts is still known as one.
+                lines = fold(render_tail(self._lines, tail + FOLD_MARGIN))
+                lines = lines[-tail:] if tail > 0 else []
             if tail is None and self._dropped:
                 lines.insert(0, f"[{self._dropped} earlier lines are not kept in memory]")
             return "\n".join(lines)

@@ -23,6 +23,9 @@ class LineError(UsageProblem, ValueError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
+        if message.startswith("unrecognized arguments: "):
+            given = message.removeprefix("unrecognized arguments: ")
+            message += f": script arguments go after a bare `--`: `{PROG} [FLAGS] -- {given}`"
         raise LineError(f"{PROG}: {message}")
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
+from ..log_folding import FoldedStream
 from ..metrics import ROW_KEYS
 from ..terminal import LogStream, render
 from .literal import shown
@@ -170,6 +171,7 @@ class StreamPrinter:
         self.out = out
         self.printed = 0
         self.log = LogStream()  # the log's rows as a terminal shows them, once each is final
+        self.folded = FoldedStream()  # a failed launcher's own traceback as one line
 
     def __call__(self, snap: Snapshot) -> None:
         out = self.out or sys.stdout
@@ -180,7 +182,8 @@ class StreamPrinter:
         split = max((i + 1 for i, t in enumerate(new) if t.status == "Training"), default=0)
         for t in new[:split]:
             print(format_transition(t), file=out)
-        for line in self.log.feed(snap.new_lines) + (self.log.flush() if s.done else []):
+        rows = self.log.feed(snap.new_lines) + (self.log.flush() if s.done else [])
+        for line in self.folded.feed(rows, done=s.done):
             print(line, file=out)
         for t in new[split:]:
             print(format_transition(t), file=out)
