@@ -15,7 +15,7 @@ from collections import deque
 
 from .failure import _CHAINED, _PREFIX, _parse, _user_traceback
 
-SHOW_ALL = "`job.logs(full=True)` or `sm-magic logs NAME --full` shows them"
+SHOW_ALL = "`job.logs(full=True)`, `%sagemaker_logs NAME --full` or `sm-magic logs NAME --full` shows them"
 _COPY = "RuntimeError: "  # accelerate chains the child's stderr to its error as RuntimeError(stderr)
 _MARKERS = ("CalledProcessError", "ChildFailedError", "SignalException")
 # torch's elastic agent: its log line before its ChildFailedError, and the table that error holds.

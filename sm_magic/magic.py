@@ -230,12 +230,13 @@ class SageMakerMagics(Magics):
     @magic_arguments()
     @argument("name", help="job name")
     @argument("--tail", type=int, help="only the last N lines")
+    @argument("--full", action="store_true", help="every line, the launcher's traceback too")
     @line_magic
     @_one_line_errors
     def sagemaker_logs(self, line: str):
         """Print a job's log."""
         opts = self.sagemaker_logs.parser.parse_args(arg_split(line, posix=True))
-        print(_attach(opts.name).logs(tail=opts.tail))
+        print(_attach(opts.name).logs(tail=opts.tail, full=opts.full))
 
     @magic_arguments()
     @argument("name", help="job or sweep name")

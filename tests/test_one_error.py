@@ -63,7 +63,8 @@ def assert_once(text: str, hosts=("",)):
         assert text.count(f"{prefix}(accelerate's launcher traceback: ") == 1, text
     assert text.count(TRACEBACK) == len(hosts), text
     assert not [w for w in LAUNCHER if w in text], text
-    assert "lines hidden; `job.logs(full=True)` or `sm-magic logs NAME --full` shows them)" in text, text
+    assert ("lines hidden; `job.logs(full=True)`, `%sagemaker_logs NAME --full` or `sm-magic logs NAME --full` "
+            "shows them)") in text, text
 
 
 def assert_everything(text: str, raised: int = 2, wrapper: str = "CalledProcessError"):
@@ -105,6 +106,11 @@ def test_a_failed_job_shows_the_users_traceback_once_on_every_surface(ip, sm_env
     assert tail[2].startswith("(accelerate's launcher traceback: ") and tail[2].endswith("--full` shows them)")
     assert_everything(job.logs(full=True))
     assert_everything(job.logs(raw=True))
+    capsys.readouterr()
+    ip.run_line_magic("sagemaker_logs", "one-error-1")
+    assert_once(capsys.readouterr().out)
+    ip.run_line_magic("sagemaker_logs", "one-error-1 --full")
+    assert_everything(capsys.readouterr().out)
     # The log on disk is untouched.
     on_disk = (sm_env / "sm_jobs" / "one-error-1" / "logs" / "algo-1.log").read_text()
     assert_everything(on_disk)
