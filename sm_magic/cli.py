@@ -19,6 +19,7 @@ from .eta import clock
 from .export import export_notebook, launch_bundle
 from .final_metrics import compact
 from .job import JobFailedError
+from .registry import storable
 from .widgets.text import StreamPrinter
 
 
@@ -59,11 +60,9 @@ def _at_least(low: int | float, kind=int, high: int | None = None):
 def _name(text: str) -> str:
     """An argparse type: a job or sweep name. Bytes that are not UTF-8 (argv keeps them as lone
     surrogates) name nothing the registry can hold, and would fail every print of the name."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if not storable(text):
         raise argparse.ArgumentTypeError(f"'{_shown(text)}' is not a job or sweep name: it holds bytes that are "
-                                         "not UTF-8 text (`sm-magic jobs` lists the names)") from None
+                                         "not UTF-8 text (`sm-magic jobs` lists the names)")
     return text
 
 

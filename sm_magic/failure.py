@@ -18,10 +18,12 @@ from typing import Optional
 TAIL_BYTES = 65536   # how much of the end of a log the reason is looked for in
 MAX_REASON = 1024    # SageMaker keeps FailureReason to 1024 characters; ours never pass it either
 CUT = " ... "        # where a reason too long to keep whole lost its middle
-# Escape sequences (as terminal.py reads them: this file travels alone into the container), then
-# every other C0 and C1 control character: a reason is text the training script chose, and an
-# escape in it would retitle, clear or redraw the terminal that shows it.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+# CSI sequences (colours, cursor moves, erase: ESC [ params final), OSC strings (ESC ] ... BEL or
+# ESC \, e.g. rich's hyperlinks) and the two-character ones. Defined here, where the container's
+# standard-library code can use it, and read by terminal.py too.
+ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+# Escape sequences, then every other C0 and C1 control character, leave a reason: it is text the
+# training script chose, and an escape in it would retitle, clear or redraw the terminal showing it.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _WRAPPER_ERRORS = ("CalledProcessError", "ChildFailedError", "SignalException")
 # A merged log's line may carry its host (`algo-2 | `, several hosts) and torch's rank prefix.
@@ -160,7 +162,7 @@ def clean_reason(text: str, limit: int = MAX_REASON) -> str:
     """`text` as a FailureReason is shown: one line (its lines joined with " | "), escape
     sequences and control characters removed, at most `limit` characters. A longer one loses its
     middle, not its end: the start says what failed, the end where (and the exit status)."""
-    text = _ESCAPE.sub("", text) if "\x1b" in text else text
+    text = ESCAPE.sub("", text) if "\x1b" in text else text
     text = " | ".join(part for part in (_CONTROL.sub("", line.replace("\t", " ")).strip()
                                         for line in text.splitlines()) if part)
     if len(text) <= limit:

@@ -34,9 +34,8 @@ import re
 from collections import deque
 from collections.abc import Iterable, Reversible
 
-# CSI sequences (colours, cursor moves, erase: ESC [ params final), OSC strings (ESC ] ... BEL or
-# ESC \, e.g. rich's hyperlinks) and the two-character ones.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+from .failure import ESCAPE as _ESCAPE  # one definition, in the module the container carries
+
 _CONTROL = re.compile(r"[\r\x08\x1b]")
 # One control at a time: "\r", "\b", a CSI (params, final), an OSC, any other escape (or a lone ESC).
 _TOKEN = re.compile(r"\r|\x08|\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?")
