@@ -76,9 +76,11 @@ test-latest:
 	$(LATEST)/bin/python scripts/lock_diff.py
 	$(LATEST)/bin/python -m pytest -p no:cacheprovider $(FAST_LANE)
 
-# Not part of `test`: refreshes docs/images/progress.png from a real JupyterLab.
+# Not part of `test`: refreshes docs/images/ from a real JupyterLab and Notebook 7 (progress.png from
+# the demo script, the rest from the browser tests that check what the pictures show).
 screenshot: setup browser
 	$(PY) scripts/screenshot.py
+	SM_MAGIC_SCREENSHOTS=docs/images $(PY) -m pytest -q -p no:cacheprovider tests/e2e
 
 # docs/config.md, written from TrainConfig's fields (tests/test_docs.py fails while it is out of date).
 .PHONY: docs

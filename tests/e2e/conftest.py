@@ -76,3 +76,21 @@ def pytest_runtest_makereport(item, call):
             pg.screenshot(path=str(SCREENSHOTS / f"{item.name}.png"), full_page=True)
         except Exception:
             pass
+
+
+@pytest.fixture
+def shot(request):
+    """`shot(target, name)` saves a screenshot of a page or locator as <dir>/<name>.png when
+    SM_MAGIC_SCREENSHOTS names a directory (`make screenshots` sets it to docs/images), and does
+    nothing otherwise: the docs' pictures come from the tests that check what they show."""
+    folder = os.environ.get("SM_MAGIC_SCREENSHOTS")
+    ui = request.node.callspec.params.get("lab_server", "") if hasattr(request.node, "callspec") else ""
+
+    def take(target, name: str) -> None:
+        if not folder:
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        suffix = f"-{ui}" if ui else ""
+        target.screenshot(path=str(Path(folder) / f"{name}{suffix}.png"))
+
+    return take
