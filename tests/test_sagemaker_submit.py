@@ -292,7 +292,8 @@ def test_unknown_region(aws, tmp_path):
 
 @pytest.mark.jobs
 def test_instance_type_rejected_by_the_api(aws, tmp_path, monkeypatch):
-    """moto accepts any instance type; here it answers as the service does for one it does not know."""
+    """moto accepts any instance type; here it answers as the service does for a training type the
+    region does not offer (a type botocore does not know is refused before any call: below)."""
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import SageMakerModelBackend
 
@@ -300,22 +301,70 @@ def test_instance_type_rejected_by_the_api(aws, tmp_path, monkeypatch):
 
     def create_training_job(self, *args, **kwargs):
         instance_type = kwargs["resource_config"]["InstanceType"]
-        if instance_type == "ml.p3.16xlarg":
-            raise ValidationError(f"1 validation error detected: Value '{instance_type}' at "
-                                  "'resourceConfig.instanceType' failed to satisfy constraint: Member must "
-                                  "satisfy enum value set: [ml.p3.16xlarge, ml.g5.xlarge]")
+        if instance_type == "ml.p5.48xlarge":
+            raise ValidationError(f"Instance type {instance_type} is not supported in region us-east-1")
         return real_create(self, *args, **kwargs)
 
     monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_training_job)
-    config = guide_config(tmp_path).model_copy(update={"ec2_instance_type": "ml.p3.16xlarg"})
+    config = guide_config(tmp_path).model_copy(update={"ec2_instance_type": "ml.p5.48xlarge"})
     with pytest.raises(BackendError) as err:
         submit(make_bundle(tmp_path, config, "badtype-job-1"), config)
     message = str(err.value)
     assert "SageMaker refused training job badtype-job-1: ValidationException" in message
-    assert "Value 'ml.p3.16xlarg' at 'resourceConfig.instanceType' failed to satisfy constraint" in message
-    assert "check ec2_instance_type (ml.p3.16xlarg); did you mean ml.p3.16xlarge?" in message
+    assert "Instance type ml.p5.48xlarge is not supported in region us-east-1" in message
+    assert "check ec2_instance_type (ml.p5.48xlarge)" in message
     assert not job_exists(aws, "badtype-job-1")
     assert s3_keys(aws, DEFAULT_BUCKET, "accelerate-sagemaker-1/badtype-job-1/") == set()  # uploads removed
+
+
+def _refused_before_upload(aws, tmp_path, config, name) -> str:
+    """Submit for real; the refusal's message, once checked that nothing reached AWS."""
+    before = s3_keys(aws)
+    with pytest.raises(BackendError) as err:
+        submit(make_bundle(tmp_path, config, name), config)
+    assert s3_keys(aws) == before and not job_exists(aws, name)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.jobs
+@pytest.mark.parametrize("instance_type, expected", [
+    ("ml.p3.16xlarg", "ec2_instance_type ml.p3.16xlarg is not a SageMaker training instance type: "
+                      "did you mean ml.p3.16xlarge?"),
+    ("ml.inf2.xlarge", "ec2_instance_type ml.inf2.xlarge is an inference instance, not a SageMaker training "
+                       "instance type"),
+    ("ml.trn1.2xlarge", "ec2_instance_type ml.trn1.2xlarge is a Trainium (Neuron) instance"),
+])
+def test_an_instance_type_sagemaker_cannot_train_on_is_refused_before_anything_is_uploaded(
+        aws, tmp_path, instance_type, expected):
+    config = guide_config(tmp_path).model_copy(update={"ec2_instance_type": instance_type})
+    message = _refused_before_upload(aws, tmp_path, config, "type-job-1")
+    assert expected in message
+    if "trn" in instance_type:  # never CPU processes on a Neuron host: refused, with what to use instead
+        assert "NeuronCores idle" in message and "Use a GPU instance type" in message
+
+
+@pytest.mark.jobs
+def test_the_apis_limits_on_the_environment_are_checked_before_anything_is_uploaded(aws, tmp_path):
+    long_value = guide_config(tmp_path, "additional_args:\n  environment:\n    PROMPT: " + "p" * 600 + "\n")
+    message = _refused_before_upload(aws, tmp_path, long_value, "env-job-1")
+    assert message.startswith("additional_args environment.PROMPT: the value is 600 characters; SageMaker allows ")
+    assert "p" * 20 not in message  # a value is never echoed
+    many = "".join(f"    VAR_{i}: x\n" for i in range(100))
+    crowded = guide_config(tmp_path, "additional_args:\n  environment:\n" + many)
+    message = _refused_before_upload(aws, tmp_path, crowded, "env-job-2")
+    assert "the job's environment would hold " in message and "set by sm_magic); SageMaker allows " in message
+
+
+@pytest.mark.jobs
+def test_vpc_repository_access_needs_a_vpc_before_anything_is_uploaded(aws, tmp_path):
+    vpc = "additional_args:\n  training_repository_access_mode: Vpc\n"
+    message = _refused_before_upload(aws, tmp_path, guide_config(tmp_path, vpc), "vpc-job-1")
+    assert "training_repository_access_mode Vpc" in message and "add subnets and security_group_ids" in message
+    with_vpc = guide_config(tmp_path, vpc + "  subnets: [subnet-1]\n  security_group_ids: [sg-1]\n")
+    sub = submit(make_bundle(tmp_path, with_vpc, "vpc-job-2"), with_vpc, dry_run=True)
+    assert sub.request["VpcConfig"] == {"Subnets": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}
 
 
 @pytest.mark.jobs
@@ -366,11 +415,14 @@ def test_hyperparameters_the_container_driver_can_export(aws, tmp_path):
     """The SDK's driver writes `export SM_HP_<KEY>='<value>'`: quotes and dotted keys would end the
     job; the script still gets its arguments verbatim from sm_launch.json."""
     config = guide_config(tmp_path)
-    args = ("--prompt", "it's", "--lr.decay", "0.5", "--long", "x" * 300)
+    args = ("--prompt", "it's", "--lr.decay", "0.5", "--long", "x" * 2000, "--longer", "y" * 9000)
     bundle = make_bundle(tmp_path, config, "hp-job-1", args=args)
     sub = submit(bundle, config, dry_run=True)
     hps = sub.request["HyperParameters"]
-    assert hps["prompt"] == "it\u2019s" and hps["lr_decay"] == "0.5" and len(hps["long"]) == 256
+    assert hps["prompt"] == "it\u2019s" and hps["lr_decay"] == "0.5" and hps["long"] == "x" * 2000  # the API takes it
+    import botocore.session  # the longest value the installed botocore validates the request against
+    value_max = botocore.session.get_session().get_service_model("sagemaker").shape_for("HyperParameterValue")
+    assert hps["longer"] == "y" * (value_max.metadata["max"] - 1) + "\u2026"
     assert json.loads((bundle.path / "sm_launch.json").read_text())["args"] == list(args)
 
 

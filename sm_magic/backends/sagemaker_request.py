@@ -19,6 +19,7 @@ from .. import requirements as reqs
 from ..bundle import Bundle
 from ..config import TrainConfig
 from .base import BackendError
+from .sagemaker_limits import hyperparameter_limits
 from .images import Image, choose as choose_image
 from .s3_tensorboard import LOCAL_PATH as TENSORBOARD_LOCAL_PATH
 from .sagemaker_args import CHECKPOINT_LOCAL_PATH
@@ -28,8 +29,6 @@ REQUIREMENTS_FILE = "requirements.txt"
 # The Session's SDK-defaults config: only the telemetry opt-out (sagemaker.core.config.config_schema
 # TELEMETRY_OPT_OUT_PATH, read by the telemetry emitter from `session.sagemaker_config`).
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
-# SageMaker's limits on HyperParameters: 100 entries, keys and values up to 256 characters.
-HP_MAX_ENTRIES, HP_MAX_LENGTH = 100, 256
 _HP_WARNING = "Hyperparameters are set but are not passed"
 
 
@@ -56,14 +55,16 @@ def api_hyperparameters(hyperparameters: dict[str, str]) -> dict[str, str]:
     """The bundle's hyperparameters (a record of the script arguments, which reach the script
     through sm_launch.json) in a form the job survives: the SDK's container driver writes each as
     `export SM_HP_<KEY>='<value>'` and sources the file, so a quote in a value or a key that is not
-    an identifier would end the job before the script starts; and the API's length limits."""
+    an identifier would end the job before the script starts; and the API's length limits
+    (sagemaker_limits), a longer value cut with an ellipsis: the script gets its arguments whole."""
+    entries, key_max, value_max = hyperparameter_limits()
     out: dict[str, str] = {}
     for key, value in hyperparameters.items():
-        key = re.sub(r"[^A-Za-z0-9_-]", "_", str(key))[:HP_MAX_LENGTH] or "_"
+        key = re.sub(r"[^A-Za-z0-9_-]", "_", str(key))[:key_max] or "_"
         value = str(value).replace("'", "\u2019")
-        if len(value) > HP_MAX_LENGTH:
-            value = value[:HP_MAX_LENGTH - 1] + "\u2026"
-        if key not in out and len(out) < HP_MAX_ENTRIES:
+        if len(value) > value_max:
+            value = value[:value_max - 1] + "\u2026"
+        if key not in out and len(out) < entries:
             out[key] = value
     return out
 
