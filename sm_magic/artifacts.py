@@ -8,6 +8,14 @@
   checked before anything is written (no absolute name, no `..`, no link that is absolute or
   climbs, no device or FIFO), one refused member refuses the archive, naming it; then tarfile's
   "data" filter extracts, where this Python has it.
+- Sizes are bounded before anything is written, by what the members' headers declare: a tar bomb
+  (a few MB of gzip that unpack to terabytes of zeros) is refused as soon as the running total
+  passes the room on the target's disk (its free space less KEEP_FREE) or a caller's `max_bytes`,
+  before the rest of the stream is even decompressed, and so is an archive of more than
+  MAX_MEMBERS members (inodes run out before bytes do). Headers that lie cannot write more:
+  tarfile copies exactly the declared size of each member and stops at the first header that
+  does not parse, and one that declares more than the stream holds fails ("unexpected end of
+  data") with the scratch directory removed.
 - It is unpacked into a scratch directory beside the target and moved into place, so a refused
   or broken archive leaves nothing behind, and a directory that holds files is never written
   into unless asked (`overwrite=True` replaces the entries of the same names, keeps the rest).
@@ -29,6 +37,8 @@ from .errors import UsageProblem
 
 READY = ("Completed", "Stopped")
 NOTE_MAX_BYTES = 64 << 20  # a summary lists the members of a model.tar.gz up to this size
+KEEP_FREE = 1 << 30  # an unpacked model leaves this much free on its disk: the kernel still has to run
+MAX_MEMBERS = 100_000  # a checkpoint is tens of files; a million empty ones would exhaust inodes
 
 
 class DownloadError(UsageProblem, ValueError):
@@ -51,15 +61,28 @@ def default_target(name: str) -> Path:
     return Path.cwd() / f"{name}-model"
 
 
+class Bounds(NamedTuple):
+    """How much an archive may unpack to: `max_bytes` (None: no fixed cap), whatever the target's
+    disk has free less `keep_free`, and at most `max_members` members."""
+
+    max_bytes: int | None = None
+    keep_free: int = KEEP_FREE
+    max_members: int = MAX_MEMBERS
+
+
 def download(name: str, backend: Any, status: str, model: str | None, path: str | os.PathLike | None,
-             overwrite: bool) -> Path:
-    """Job `name`'s model.tar.gz unpacked into `path` (default: default_target); returns it."""
+             overwrite: bool, *, max_bytes: int | None = None, max_members: int = MAX_MEMBERS,
+             keep_free: int = KEEP_FREE) -> Path:
+    """Job `name`'s model.tar.gz unpacked into `path` (default: default_target); returns it.
+    Refused before anything is written when its members declare more than `max_bytes` (None: no
+    fixed cap) or than the target's disk has free less `keep_free`, or number over `max_members`."""
     archive = model_archive(name, status, model)
     target = (default_target(name) if path is None else Path(path)).expanduser().absolute()
     check_target(target, overwrite)  # before a download that may take minutes
     what = f"job {name}'s model.tar.gz"
     with local_copy(name, backend, archive, target.parent) as local:
-        return unpack(local, target, overwrite, what)
+        return unpack(local, target, overwrite, what, max_bytes=max_bytes, max_members=max_members,
+                      keep_free=keep_free)
 
 
 def output_files(name: str, backend: Any, status: str, model: str | None) -> list[OutputFile]:
@@ -155,19 +178,49 @@ def refusal(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def _checked(tar: tarfile.TarFile, what: str) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    for member in members:
+def _declared(member: tarfile.TarInfo) -> int:
+    """Bytes `member` may write: its size, or for a sparse member the data of its chunks if more
+    (tarfile writes each chunk, then truncates to the size)."""
+    sparse: list[tuple[int, int]] = getattr(member, "sparse", None) or []  # typeshed: an int
+    chunks = sum(size for _, size in sparse)
+    return max(member.size, chunks) if member.isfile() else 0
+
+
+def _checked(tar: tarfile.TarFile, what: str, bounds: Bounds, room: int, where: Path) -> list[tarfile.TarInfo]:
+    """The members of `tar`, each checked, read header by header: the first one past a bound
+    refuses the archive before its data (perhaps gigabytes of zeros) is decompressed."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    for member in tar:
         why = refusal(member)
         if why:
             raise DownloadError(f"{what}: member {member.name!r} {why}; nothing was unpacked. "
                                 "An archive from an unknown script can write anywhere: unpack it by hand "
                                 "only if you trust it")
+        members.append(member)
+        if len(members) > bounds.max_members:
+            raise DownloadError(f"{what} has more than {bounds.max_members:,} members; nothing was unpacked. "
+                                "So many files are more likely a bomb than a model: unpack it by hand only "
+                                "if you trust it")
+        total += _declared(member)
+        if bounds.max_bytes is not None and total > bounds.max_bytes:
+            raise DownloadError(f"{what} unpacks to {size_text(total)} or more (member {member.name!r} "
+                                f"reaches it), over max_bytes={bounds.max_bytes} ({size_text(bounds.max_bytes)}); "
+                                "nothing was unpacked. Pass a larger max_bytes= if the model is that big")
+        if total > room:
+            raise DownloadError(f"{what} unpacks to {size_text(total)} or more (member {member.name!r} "
+                                f"reaches it), more than the {size_text(max(room, 0))} the disk of {where} can "
+                                f"take ({size_text(room + bounds.keep_free)} free, {size_text(bounds.keep_free)} "
+                                "kept free); nothing was unpacked. Free some space, or pass path= a directory "
+                                "on a larger disk")
     return members
 
 
-def unpack(archive: Path, target: Path, overwrite: bool, what: str) -> Path:
-    """Unpack `archive` into `target` (made if missing); returns `target`."""
+def unpack(archive: Path, target: Path, overwrite: bool, what: str, *, max_bytes: int | None = None,
+           max_members: int = MAX_MEMBERS, keep_free: int = KEEP_FREE) -> Path:
+    """Unpack `archive` into `target` (made if missing) within the bounds `download` names;
+    returns `target`."""
+    bounds = Bounds(max_bytes, keep_free, max_members)
     target = Path(target).expanduser().absolute()
     check_target(target, overwrite)
     try:
@@ -177,9 +230,10 @@ def unpack(archive: Path, target: Path, overwrite: bool, what: str) -> Path:
     except OSError as e:
         raise DownloadError(f"cannot write in {target.parent} ({e.strerror or e}): pass path= a writable directory") from None
     try:
+        room = shutil.disk_usage(scratch).free - bounds.keep_free  # an S3 copy is on disk already
         try:
             with tarfile.open(archive, "r:*") as tar:
-                members = _checked(tar, what)
+                members = _checked(tar, what, bounds, room, target.parent)
                 if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.10.12 / 3.11.4 on
                     tar.extractall(scratch, members, filter="data")
                 else:
@@ -238,8 +292,8 @@ def _clean(name: str) -> str:
 def size_text(size: int) -> str:
     """12 KB, 3.4 MB: a size as a person reads it."""
     value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
             return f"{value:.0f} {unit}" if unit in ("bytes", "KB") or value >= 10 else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} bytes"

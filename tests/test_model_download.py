@@ -5,9 +5,11 @@ anywhere, a directory that already holds files, and jobs that have not ended."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import re
+import shutil
 import tarfile
 import uuid
 from pathlib import Path
@@ -261,3 +263,108 @@ def test_a_broken_archive_is_one_line_and_nothing_is_left(tmp_path):
 def test_sizes_read_as_a_person_reads_them():
     assert [artifacts.size_text(n) for n in (0, 900, 5120, 3_500_000, 50 << 20, 3 << 30)] == \
         ["0 bytes", "900 bytes", "5 KB", "3.3 MB", "50 MB", "3.0 GB"]
+    assert artifacts.size_text(1 << 50) == "1024 TB"
+
+
+# -- bounds: a tar bomb is refused before it is written ------------------------------------------
+
+CHUNK = 64 << 20
+
+
+def _bomb(name: str, declared: int, data: int | None = None, fill: bytes = b"\0") -> bytes:
+    """A model.tar.gz whose one member `name` declares `declared` bytes and is followed by `data`
+    bytes of `fill` (default: exactly `declared`, then the end of the archive): concatenated gzip
+    members (gzip allows it; `tar xzf` and tarfile read it), each 64 MiB of `fill` compressed once
+    and repeated, so a 2 GiB member is 2 MB and a fraction of a second to build."""
+    data = declared if data is None else data
+    info = tarfile.TarInfo(name)
+    info.size = declared
+    chunk = gzip.compress(fill * CHUNK, 9)
+    whole, rest = divmod(data, CHUNK)
+    tail = fill * rest
+    if data == declared:
+        tail += b"\0" * (-declared % 512) + b"\0" * 1024  # padding, then the two empty blocks that end it
+    return gzip.compress(info.tobuf(format=tarfile.PAX_FORMAT)) + chunk * whole + gzip.compress(tail)
+
+
+def _tiny(n: int, size: int = 0) -> bytes:
+    return _archive([_file(f"shard-{i:05d}.bin", bytes([i % 251]) * size) for i in range(n)])
+
+
+def test_a_tar_bomb_is_refused_from_its_header_naming_its_size_and_the_bound(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_bomb("weights.bin", 2 << 30))
+    assert archive.stat().st_size < 8 << 20
+    with tarfile.open(archive, "r:gz") as tar:  # a real archive: its first header declares 2 GiB
+        first = tar.next()
+        assert (first.name, first.size) == ("weights.bin", 2 << 30)
+
+    with pytest.raises(DownloadError, match=re.escape(
+            "model.tar.gz unpacks to 2.0 GB or more (member 'weights.bin' reaches it), over "
+            "max_bytes=16777216 (16 MB); nothing was unpacked. Pass a larger max_bytes=")):
+        artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz", max_bytes=16 << 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]  # no scratch, no target
+
+
+def test_an_archive_larger_than_the_free_space_is_refused_and_says_where(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_bomb("weights.bin", 2 << 30))
+    # Keep all but 64 MiB of the disk free: the 2 GiB member does not fit what is left.
+    keep = shutil.disk_usage(tmp_path).free - (64 << 20)
+    with pytest.raises(DownloadError, match=r"unpacks to 2\.0 GB or more \(member 'weights.bin' reaches it\), more "
+                                            rf"than the [\d.]+ MB the disk of {re.escape(str(tmp_path))} can take "
+                                            r"\([\d.]+ GB free, [\d.]+ GB kept free\); nothing was unpacked. "
+                                            r"Free some space, or pass path= a directory on a larger disk"):
+        artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz", keep_free=keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
+
+
+def test_the_bound_is_on_the_sum_of_the_members_and_a_model_at_it_unpacks(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_tiny(3, 400 << 10))  # three shards of 400 KiB: 1200 KiB in all
+    with pytest.raises(DownloadError, match=r"unpacks to 1\.2 MB or more \(member 'shard-00002.bin' reaches it\)"):
+        artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz", max_bytes=1 << 20)
+    assert not (tmp_path / "out").exists()
+    target = artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz",
+                              max_bytes=1200 << 10)
+    assert sorted(p.stat().st_size for p in target.iterdir()) == [400 << 10] * 3
+
+
+def test_too_many_members_are_refused_and_as_many_as_the_bound_unpack(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_tiny(11))
+    with pytest.raises(DownloadError, match=r"model.tar.gz has more than 10 members; nothing was unpacked"):
+        artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz", max_members=10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
+    assert len(list(artifacts.unpack(archive, tmp_path / "out", False, "model.tar.gz", max_members=11).iterdir())) == 11
+
+
+def test_a_header_that_declares_less_than_follows_writes_no_more_than_it_declares(tmp_path):
+    # 1 KiB declared, then 256 MiB of data that is no tar header: tarfile copies the 1 KiB and
+    # stops at the header that does not parse.
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_bomb("weights.bin", 1024, data=1024 + (4 * CHUNK), fill=b"\1"))
+    target = artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz")
+    assert _tree(target) == {"weights.bin": b"\1" * 1024}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz", "out"]
+
+
+def test_a_header_that_declares_more_than_follows_fails_and_leaves_nothing(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_bomb("weights.bin", 10 << 20, data=1 << 20))
+    with pytest.raises(DownloadError, match="model.tar.gz: .*unexpected end of data; nothing was unpacked"):
+        artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
+
+
+@pytest.mark.jobs
+def test_a_sagemaker_model_declaring_more_than_any_disk_is_refused_by_default(aws):
+    sm = SageMakerJob(aws)
+    sm.put("model.tar.gz", _bomb("model.safetensors", 1 << 50, data=1 << 20))  # 1 PiB declared, 1 MiB sent
+    job = sm.end()
+    root = Path.cwd()
+    before = _everything(root.parent)
+    with pytest.raises(DownloadError, match=rf"job {sm.name}'s model.tar.gz unpacks to 1024 TB or more .*more than "
+                                            r"the .* the disk of .* can take .*nothing was unpacked"):
+        job.download(root / "models" / "m")
+    assert _everything(root.parent) == before | {f"{root.name}/models"}
