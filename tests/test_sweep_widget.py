@@ -390,26 +390,35 @@ def test_stop_cancels_the_queued_points_and_stops_the_running_jobs_then_the_summ
 def test_at_the_end_the_widget_is_replaced_by_a_static_summary(sim, monkeypatch):
     import IPython.display
 
-    shown, updates = [], []
+    shown, updates, companions = [], [], []
 
     class Handle:
         def update(self, data, raw=False):
             updates.append(data)
 
     def display(obj, display_id=None, **kw):
-        shown.append(obj)
+        shown.append((obj, display_id))
         return Handle()
 
     monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(IPython.display, "update_display",
+                        lambda obj, display_id=None, **kw: companions.append((obj, display_id, len(updates))))
     sweep = _sweep(sim, max_parallel=3).start()
     widget = show_sweep_widget(sweep, interval=0.05)
-    assert shown == [widget.box] and "sm-magic-sweep" in widget.box._dom_classes
+    # The widget (as its model id, with a readable text), then its companion under it.
+    assert [d for _, d in shown] == [True, widget.companion.id]
+    assert shown[0][0]["application/vnd.jupyter.widget-view+json"]["model_id"] == widget.box.model_id
+    assert shown[0][0]["text/plain"] == "Sweep sim: live progress (a widget of the kernel that showed it)"
+    assert "%sagemaker_attach sim" in shown[1][0]["text/html"] and "sweep <code>sim</code>" in shown[1][0]["text/html"]
+    assert {"sm-magic-sweep", widget.companion.live_class} <= set(widget.box._dom_classes)
     wait_until(lambda: len(sweep.jobs) == 3, 10, "three jobs")
     for i, job in enumerate(sweep.jobs):
         sim.say(job.name, *(epoch(e, loss=(i + 1) / (e + 1)) for e in range(3)))
         sim.end(job.name)
     wait_until(lambda: updates, 20, "the summary")
     assert len(updates) == 1
+    # The companion left nothing, before the summary took the widget's place.
+    assert companions == [(widget.companion.ended_bundle(), widget.companion.id, 0)]
     html, text = updates[0]["text/html"], updates[0]["text/plain"]
     assert html.startswith('<div class="sm-magic-sweep-summary"') and "3 Completed" in html
     summary = _Table(html)
@@ -431,7 +440,9 @@ def test_follow_shows_the_widget_in_a_kernel(sim, monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj) or None)
     sweep = _sweep(sim).start()
     magic_sweep.follow(None, sweep)
-    assert len(shown) == 1 and "sm-magic-sweep" in shown[0]._dom_classes
+    # The widget, then its companion (the note shown in its place once the kernel is gone).
+    assert len(shown) == 2 and "application/vnd.jupyter.widget-view+json" in shown[0]
+    assert "Disconnected from the kernel" in shown[1]["text/html"]
     sweep.stop()
 
 

@@ -19,6 +19,7 @@ from ..artifacts import READY, model_note
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from ..terminal import render
+from .companion import Companion, note
 from .literal import drawn, figure, legend, png, shown
 from .row_kinds import is_schedule, is_timing
 from .series import Means, PlotSeries, spans_decades, window
@@ -277,10 +278,16 @@ class ProgressWidget:
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
                                     tooltip=f"Stop {job.name}", _dom_classes=("sm-magic-stop",))
         self.stop_button.on_click(self._stop)
+        # What stands in for this widget once its kernel is gone (companion.py): the widget's
+        # class, and its style that hides the companion while the widget is connected.
+        self.companion = Companion(*note("job", job.name, "keeps running without it"))
+        self.style = w.HTML(self.companion.widget_style(), layout=w.Layout(display="none"))
         # Stop beside the overview: within reach however tall the table and the log grow.
-        self.box = w.VBox([w.HBox([self.overview, self.stop_button]), self.timeline,
+        self.box = w.VBox([self.style, w.HBox([self.overview, self.stop_button]), self.timeline,
                            w.HBox([self.metrics, self.plot, self.plot_note]), self.log],
-                          _dom_classes=("sm-magic-progress",))
+                          _dom_classes=("sm-magic-progress", self.companion.live_class))
+        # What a saved notebook's text (nbconvert, GitHub) shows for the widget.
+        self.plain = f"Job {job.name}: live progress (a widget of the kernel that showed it)"
 
     def _children(self) -> tuple:
         return (self.overview, self.timeline_table, self.timeline, self.metrics, self.plot, self.plot_note,
@@ -355,30 +362,44 @@ class ProgressWidget:
 
 
 class CellDisplay:
-    """A live widget displayed under the current cell, replaced in place by static output (HTML,
-    plus text for frontends without HTML) when its work ends, so a saved notebook keeps that."""
+    """A live widget displayed under the current cell, followed by its companion (the note that
+    shows in its place once its kernel is gone: companion.py), and replaced in place by static
+    output (HTML, plus text for frontends without HTML) when its work ends, so a saved notebook
+    keeps that."""
 
     def __init__(self) -> None:
         self._handle = None
+        self._companion: Companion | None = None
 
-    def show(self, box) -> None:
+    def show(self, box, plain: str | None = None, companion: Companion | None = None) -> None:
+        """Display the widget (with `plain` as its text) and, right after it, its companion."""
         from IPython.display import display
 
-        self._handle = display(box, display_id=True)
+        bundle = box._repr_mimebundle_()
+        if plain is not None:
+            bundle["text/plain"] = plain
+        self._handle = display(bundle, raw=True, display_id=True)
+        if companion is not None:
+            companion.show()
+            self._companion = companion
 
     def replace(self, html_text: str, plain: str, widget) -> None:
-        """Put the static output in the widget's place and close the widget's comms."""
+        """Put the static output in the widget's place and close the widget's comms. The
+        companion goes first: were the widget replaced first, the note would show (the widget it
+        stands in for being gone) until the companion's update arrived."""
         assert self._handle is not None
+        if self._companion is not None:
+            self._companion.end()
         self._handle.update({"text/html": html_text, "text/plain": plain}, raw=True)
         widget.close()
 
 
 def show_progress(job: Job) -> ProgressWidget:
-    """Display a ProgressWidget for `job` under the current cell; when the job ends the display
-    is replaced by the static summary."""
+    """Display a ProgressWidget for `job` under the current cell, with its companion; when the
+    job ends the display is replaced by the static summary and the companion leaves nothing."""
     cell = CellDisplay()
     widget = ProgressWidget(job, on_done=lambda snap: cell.replace(summary_html(snap), render_text(snap), widget))
-    cell.show(widget.box)
+    cell.show(widget.box, widget.plain, widget.companion)
     return widget
 
 

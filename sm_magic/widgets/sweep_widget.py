@@ -37,6 +37,7 @@ from ..job import Snapshot
 from ..metric_direction import direction
 from ..sweep_grid import values_text
 from ..sweeps import QUEUED, Point, Sweep
+from .companion import Companion, note
 from .literal import drawn, shown
 from .overlay import overlay_png
 from .progress import MAX_REDRAW, MIN_REDRAW, REDRAW_FACTOR, STATUS_COLORS, CellDisplay
@@ -106,8 +107,16 @@ class SweepWidget:
         self.plot = w.Image(value=b"", format="png", layout=w.Layout(display="none", align_self="flex-start"),
                             _dom_classes=("sm-magic-sweep-plot",))
         self.errors = w.HTML("", _dom_classes=("sm-magic-sweep-errors",))
-        self.box = w.VBox([w.HBox([self.header, self.stop_note, self.stop_button]), self.table, self.metric,
-                           self.plot, self.errors], _dom_classes=("sm-magic-sweep",))
+        # What stands in for this widget once its kernel is gone (companion.py, as progress.py).
+        # The queue of points not yet started lives in the kernel that started the sweep.
+        self.companion = Companion(*note("sweep", sweep.name, "goes on without it: its started jobs keep "
+                                         "running (its queued ones start only while the kernel that "
+                                         "launched the sweep runs)"))
+        self.style = w.HTML(self.companion.widget_style(), layout=w.Layout(display="none"))
+        self.box = w.VBox([self.style, w.HBox([self.header, self.stop_note, self.stop_button]), self.table,
+                           self.metric, self.plot, self.errors],
+                          _dom_classes=("sm-magic-sweep", self.companion.live_class))
+        self.plain = f"Sweep {sweep.name}: live progress (a widget of the kernel that showed it)"
 
     # -- what it follows ------------------------------------------------------------------------
 
@@ -371,7 +380,7 @@ def show_sweep_widget(sweep: Sweep, interval: float = 1.0) -> SweepWidget:
     cell = CellDisplay()
     widget = SweepWidget(sweep, on_done=lambda w: cell.replace(w.summary_html(), w.summary_text(), w),
                          interval=interval)
-    cell.show(widget.box)
+    cell.show(widget.box, widget.plain, widget.companion)
     return widget.start()
 
 
