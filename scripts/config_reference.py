@@ -70,8 +70,11 @@ the local backend, `local_container` the SDK's Docker local mode, an `ml.*` type
 `-YYYY-mm-dd-HH-MM-SS-mmm` (UTC), as the SageMaker SDK names them; `--name` gives one exactly.
 """,
     "Distributed": """\
-`distributed_type`: `NO` is one process; with `num_machines` above 1 a launch is refused (every
-host would run the whole training). `DATA_PARALLEL` runs one process per GPU, 2 per host on a
+`distributed_type`: not set (the default), every GPU trains, as with plain `accelerate launch`:
+data parallel on a host with several GPUs or with several hosts, else one process; the dry run and
+the job's log say which. `NO` is one process (on a multi-GPU host the dry run and the log say how
+many GPUs stay idle); with `num_machines` above 1 a launch is refused (every host would run the
+whole training). `DATA_PARALLEL` runs one process per GPU, 2 per host on a
 CPU-only host (joined by gloo; `SM_MAGIC_CPU_PROCESSES` changes the count). `FSDP` / `DEEPSPEED`
 are model parallel, one process per GPU of every host, GPUs only (see
 [Model parallel](model-parallel.md)). `MODEL_PARALLEL` (SageMaker's smp library) is refused.

@@ -194,7 +194,8 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
     if cfg.num_machines > 1 and cfg.distributed_type == "NO":
         raise LaunchError(f"num_machines {cfg.num_machines} with distributed_type NO would run the whole training "
                           f"once on each host ({cfg.num_machines} times the bill, each writing the same model): set "
-                          "distributed_type DATA_PARALLEL to split the work across the hosts, or num_machines 1")
+                          "distributed_type DATA_PARALLEL (or leave it unset) to split the work across the hosts, "
+                          "or num_machines 1")
     requirements = _requirements_file(_here(code.requirements, notebook.directory))
     try:
         git_source.check_options(code.git_repo, code.git_branch, code.git_commit, code.entry)

@@ -69,10 +69,12 @@ class TrainConfig(BaseModel):
                           json_schema_extra=_group("Compute"))
     gpu_ids: str = Field("all", description="GPUs to use on each host ('all' or a list like '0,1').",
                          json_schema_extra=_group("Compute"))
-    distributed_type: Literal["NO", "DATA_PARALLEL", "FSDP", "DEEPSPEED", "MODEL_PARALLEL"] = Field(
-        "NO", description="NO: one process per host. DATA_PARALLEL: one process per GPU "
-        "(two per host on CPU-only hosts), gradients averaged across all hosts. FSDP / DEEPSPEED: "
-        "model parallel (parameters sharded across the GPUs of all hosts; GPUs only).",
+    distributed_type: Literal["NO", "DATA_PARALLEL", "FSDP", "DEEPSPEED", "MODEL_PARALLEL"] | None = Field(
+        None, description="Unset: every GPU trains, as with plain `accelerate launch` (data parallel on a "
+        "host with several GPUs or with several hosts, else one process). NO: one process per host. "
+        "DATA_PARALLEL: one process per GPU (two per host on CPU-only hosts), gradients averaged across "
+        "all hosts. FSDP / DEEPSPEED: model parallel (parameters sharded across the GPUs of all hosts; "
+        "GPUs only).",
         json_schema_extra=_group("Distributed"))
     fsdp_sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD",
                                     "HYBRID_SHARD_ZERO2"] = Field(

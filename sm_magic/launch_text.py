@@ -39,6 +39,9 @@ def command_lines(config: TrainConfig, backend_name: str, bundle: Bundle) -> lis
         gpus = gpu_count() if backend_name == "local" else instance_gpus(config.ec2_instance_type)
     out = ["", f"Entry command: {' '.join(bundle.entry_command)}"]
     if gpus is None:
+        if config.distributed_type == "NO":
+            return out + [f"  on {config.ec2_instance_type} it runs accelerate launch with one process "
+                          "(any other GPU of the instance stays idle)"]
         return out + [f"  on {config.ec2_instance_type} it runs accelerate launch with one process per GPU"]
     spec = json.loads((bundle.path / "sm_launch.json").read_text())
     cmd, notes = launch_command(spec, {"SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": hosts[0],

@@ -53,6 +53,19 @@ def launch_command(spec, env, bundle_dir=HERE):
            "--mixed_precision", precision]
     distributed = spec.get("distributed_type")
     per_host = int(env.get("SM_MAGIC_CPU_PROCESSES") or CPU_PROCESSES_PER_HOST) if use_cpu else gpus
+    if distributed is None:
+        # Not chosen: as plain `accelerate launch` does, every GPU of every host trains (data
+        # parallel); one process where there is one GPU or none, on one host.
+        if len(hosts) > 1 or (not use_cpu and gpus > 1):
+            distributed = "DATA_PARALLEL"
+            notes.append(f"distributed_type not set: data parallel, {per_host * len(hosts)} processes "
+                         f"({per_host} per host, {'on CPU' if use_cpu else 'one per GPU'}); "
+                         "set distributed_type NO for one process")
+        else:
+            distributed = "NO"
+    elif distributed == "NO" and not use_cpu and gpus > 1:
+        notes.append(f"distributed_type NO: one process, so {gpus - 1} of this host's {gpus} GPUs stay idle "
+                     "(set distributed_type DATA_PARALLEL, or leave it unset, to train on all of them)")
     if distributed == "DATA_PARALLEL" and per_host * len(hosts) < 2:
         # accelerate refuses --multi_gpu with one process; one process in all is a plain launch.
         notes.append("data parallel with one process in all (one host, one "

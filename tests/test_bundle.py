@@ -359,7 +359,27 @@ def test_no_distribution_gives_one_process():
     assert "--multi_gpu" not in head
     assert "--cpu" not in head
     assert cmd[-2:] == [os.path.join("/bundle", "train.py"), "--x"]
-    assert notes == []
+    assert notes == ["distributed_type NO: one process, so 3 of this host's 4 GPUs stay idle (set "
+                     "distributed_type DATA_PARALLEL, or leave it unset, to train on all of them)"]
+
+
+@pytest.mark.parametrize("hosts, gpus, processes", [(1, 4, 4), (2, 8, 16), (2, 0, 4)])
+def test_unset_distribution_trains_on_every_gpu_of_every_host(hosts, gpus, processes):
+    names = [f"algo-{i + 1}" for i in range(hosts)]
+    env = {"SM_HOSTS": json.dumps(names), "SM_CURRENT_HOST": names[-1], "SM_NUM_GPUS": str(gpus)}
+    cmd, notes = launch_command({"script": "train.py", "distributed_type": None}, env, "/bundle")
+    assert "--multi_gpu" in launcher_part(cmd)
+    assert option(cmd, "--num_processes") == str(processes) and option(cmd, "--num_machines") == str(hosts)
+    assert notes[0].startswith(f"distributed_type not set: data parallel, {processes} processes "
+                                f"({processes // hosts} per host, {'one per GPU' if gpus else 'on CPU'})")
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_unset_distribution_on_one_host_with_one_gpu_or_none_is_one_process(gpus):
+    env = {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1", "SM_NUM_GPUS": str(gpus)}
+    cmd, notes = launch_command({"script": "train.py", "distributed_type": None}, env, "/bundle")
+    assert option(cmd, "--num_processes") == "1" and "--multi_gpu" not in launcher_part(cmd)
+    assert not any("distributed_type" in n for n in notes)
 
 
 def test_no_distribution_on_cpu_host_adds_cpu_flag():

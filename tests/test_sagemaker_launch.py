@@ -94,12 +94,31 @@ def test_a_channel_name_the_container_cannot_export_is_refused_on_every_backend(
 
 @pytest.mark.jobs
 @pytest.mark.parametrize("backend", ["local", "sagemaker"])
-def test_several_hosts_without_distribution_are_refused(aws, sm_env, backend):
+def test_several_hosts_with_distribution_turned_off_are_refused(aws, sm_env, backend):
     options = {**SAGEMAKER, "backend": backend} if backend == "sagemaker" else {"backend": backend}
     with pytest.raises(LaunchError, match=r"num_machines 2 with distributed_type NO would run the whole training "
-                                          r"once on each host.*DATA_PARALLEL.*or num_machines 1"):
-        sm_magic.launch(EPOCHS_SCRIPT, instance_count=2, **options)
+                                          r"once on each host.*DATA_PARALLEL \(or leave it unset\).*or num_machines 1"):
+        sm_magic.launch(EPOCHS_SCRIPT, instance_count=2, distributed_type="NO", **options)
     assert Registry().list() == []
+
+
+@pytest.mark.jobs
+def test_every_gpu_of_every_host_trains_unless_distribution_is_turned_off(aws, sm_env):
+    """ml.g5.12xlarge has 4 GPUs: unset, the dry run's command starts one process per GPU on
+    every host; an explicit NO keeps one process and says how many GPUs stay idle."""
+    four = {**SAGEMAKER, "instance_type": "ml.g5.12xlarge"}
+    text = dry_run(EPOCHS_SCRIPT, **four)
+    command = next(line for line in text.splitlines() if "it runs: accelerate launch" in line)
+    assert "on algo-1 (4 GPUs)" in command and "--multi_gpu" in command and "--num_processes 4" in command
+    assert "note: distributed_type not set: data parallel, 4 processes (1 per host" not in text
+    assert "note: distributed_type not set: data parallel, 4 processes (4 per host, one per GPU)" in text
+    two_hosts = dry_run(EPOCHS_SCRIPT, instance_count=2, **four)
+    assert "--num_machines 2" in two_hosts and "--num_processes 8" in two_hosts
+    one = dry_run(EPOCHS_SCRIPT, distributed_type="NO", **four)
+    assert "--num_processes 1" in one and "--multi_gpu" not in one
+    assert "note: distributed_type NO: one process, so 3 of this host's 4 GPUs stay idle" in one
+    single_gpu = dry_run(EPOCHS_SCRIPT, **SAGEMAKER)  # ml.g5.xlarge: one GPU, one process, nothing to say
+    assert "--num_processes 1" in single_gpu and "distributed_type" not in single_gpu.split("it runs:")[1]
 
 
 @pytest.mark.jobs

@@ -44,7 +44,8 @@ def job_environment(config: TrainConfig, extra: dict | None = None) -> dict[str,
         "ACCELERATE_DYNAMO_USE_FULLGRAPH": str(bool(dynamo.get("dynamo_use_fullgraph", False))),
         "ACCELERATE_DYNAMO_USE_DYNAMIC": str(bool(dynamo.get("dynamo_use_dynamic", False))),
         "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": str(bool(dynamo.get("dynamo_use_regional_compilation", False))),
-        "ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": config.distributed_type,
+        # Unset: sm_entry.py decides on the host (data parallel where there are GPUs to share).
+        "ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": config.distributed_type or "NO",
         "PYTHONUNBUFFERED": "1",  # log lines reach CloudWatch (and the progress widget) as printed
     }
     env.update(extra or {})
