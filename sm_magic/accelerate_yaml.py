@@ -80,7 +80,7 @@ def lift_sections(data: dict, sections: dict[str, tuple[str, ...]], own_fields) 
 
 
 def nest_sections(data: dict, sections: dict[str, tuple[str, ...]], defaults: dict,
-                  distributed_type: str) -> dict:
+                  distributed_type: str | None) -> dict:
     """Flat settings put back where accelerate keeps them: spot settings in additional_args
     (always present), FSDP / DeepSpeed settings in their section when that mode is chosen or
     they were changed from `defaults`. No credentials inside a section either."""

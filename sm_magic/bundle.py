@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 import yaml
@@ -144,7 +144,7 @@ def accelerate_launch_config(config: TrainConfig) -> dict:
     launch = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": {"DATA_PARALLEL": "MULTI_GPU", "FSDP": "FSDP", "DEEPSPEED": "DEEPSPEED"}.get(
-            config.distributed_type, "NO"),
+            config.distributed_type or "NO", "NO"),
         "mixed_precision": config.mixed_precision,
         "use_cpu": config.use_cpu,
         "debug": config.debug,
@@ -159,7 +159,7 @@ def accelerate_launch_config(config: TrainConfig) -> dict:
         "downcast_bf16": "no",
     }
     # The section accelerate reads for the chosen mode, as TrainConfig writes it.
-    section = {"FSDP": "fsdp_config", "DEEPSPEED": "deepspeed_config"}.get(config.distributed_type)
+    section = {"FSDP": "fsdp_config", "DEEPSPEED": "deepspeed_config"}.get(config.distributed_type or "NO")
     if section:
         launch[section] = yaml.safe_load(config.to_yaml())[section]
     return launch
@@ -242,9 +242,10 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
         requirements = reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
                                     own_file=own if own is not None and own.is_file() else None).lines
     requirements = list(requirements)
-    launch_spec = {"script": script, "args": args, "distributed_type": config.distributed_type,
-                   "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
-                   "checkpoint_dir": config.checkpoint_local_path or CHECKPOINT_DIR}
+    launch_spec: dict[str, Any] = {
+        "script": script, "args": args, "distributed_type": config.distributed_type,
+        "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
+        "checkpoint_dir": config.checkpoint_local_path or CHECKPOINT_DIR}
     if origin:
         launch_spec["origin"] = origin
     # Everything above is checked before anything is written; from here a failure removes what

@@ -344,7 +344,7 @@ class JobRequirements(NamedTuple):
 
 
 def for_job(texts: Iterable[str], provided: frozenset[str], *, own_file: Path | None = None,
-            bundled: Iterable[str] = (), distributed_type: str = "NO",
+            bundled: Iterable[str] = (), distributed_type: str | None = None,
             launcher: JobLauncher | None = None) -> JobRequirements:
     """The bundle's requirements.txt lines, where they came from and the accelerate added:
     `own_file` (the user's, or the code tree's) when given, else generated from the imports in
