@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+import textwrap
 
 from .api import attach, list_jobs
 from .backends import BACKEND_NAMES
 from .errors import RUNTIME_EXIT, USAGE_EXIT, SmMagicError, UsageProblem
-from .eta import clock
 from .export import export_notebook, launch_bundle
 from .final_metrics import compact
 from .job import JobFailedError
 from .registry import storable
+from .table_text import cut, cut_middle, duration, when
 from .widgets.text import StreamPrinter
 
 
@@ -74,6 +74,11 @@ def _shown(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# `sm-magic jobs` fits a terminal of this many columns (`--wide`: every column, whole names).
+WIDTH = 100
+_COLUMNS = (("NAME", 32), ("BACKEND", 9), ("STATUS", 10), ("CREATED", 11), ("DURATION", 8))
+
+
 def _jobs(opts) -> int:
     if opts.compare is not None:
         return _compare(opts)
@@ -83,19 +88,35 @@ def _jobs(opts) -> int:
     if not rows:
         print("no jobs yet")
         return 0
+    if opts.wide:
+        return _jobs_wide(rows)
+    left = sum(width + 1 for _, width in _COLUMNS)
+    print(" ".join(f"{title:{width}s}" for title, width in _COLUMNS) + " METRICS")
+    for row in rows:
+        r = row.record
+        cells = (cut_middle(r.name, _COLUMNS[0][1]), cut(r.backend, 9), row.status, when(r.created), duration(row.duration) or "-")
+        line = " ".join(f"{text:{width}s}" for text, (_, width) in zip(cells, _COLUMNS))
+        print(cut(f"{line} {compact(row.metrics, width=WIDTH - left)}".rstrip(), WIDTH))
+        if row.note:  # what is wrong with the job, whole, on lines of its own
+            print("\n".join(textwrap.wrap(row.note, WIDTH, initial_indent="  ^ ", subsequent_indent="    ",
+                                           break_on_hyphens=False)))
+    return 0
+
+
+def _jobs_wide(rows) -> int:
+    """Every column, whole names and times: as wide as they are."""
     swept = any(row.sweep for row in rows)  # a SWEEP column only when some job is a sweep's
-    print(f"{'NAME':40s} {'BACKEND':10s} {'STATUS':11s} {'CREATED':19s} {'INSTANCE':22s} {'DURATION':9s} "
+    name_width = max(40, *(len(row.record.name) for row in rows))
+    print(f"{'NAME':{name_width}s} {'BACKEND':15s} {'STATUS':11s} {'CREATED':19s} {'INSTANCE':22s} {'DURATION':9s} "
           + (f"{'SWEEP':24s} " if swept else "") + "METRICS")
     for row in rows:
         r = row.record
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created))
         instance = f"{r.instance_type} x{r.instance_count}"
-        duration = clock(row.duration) if row.duration is not None else "-"
         sweep = f"{row.sweep or '-':24s} " if swept else ""
-        print(f"{r.name:40s} {r.backend:10s} {row.status:11s} {created:19s} {instance:22s} {duration:9s} {sweep}"
-              f"{compact(row.metrics)}".rstrip())
+        print(f"{r.name:{name_width}s} {r.backend:15s} {row.status:11s} {when(r.created, year=True):19s} {instance:22s} "
+              f"{duration(row.duration) or '-':9s} {sweep}{compact(row.metrics, width=80)}".rstrip())
         if row.note:
-            print(f"{'':40s} ^ {row.note}")
+            print(f"{'':{name_width}s} ^ {row.note}")
     return 0
 
 
@@ -202,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                    "status, hyperparameters, billable and wall seconds, and the last and best value of each metric")
     p.add_argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
                    "(or by any column)")
+    p.add_argument("--wide", action="store_true", help=f"every column (instance, sweep), whole names and times: "
+                   f"lines as long as they are (by default they fit {WIDTH} columns)")
     p.set_defaults(run=_jobs)
     p = sub.add_parser("logs", help="print a job's log")
     p.add_argument("name", type=_name)

@@ -23,6 +23,11 @@ bytes (widgets/overlay.py, which a sweep's widget reuses). `sm_magic.compare` is
 made callable, because importing a submodule binds its name on the package: a plain function
 `sm_magic.compare` would be replaced by this module the first time anything imported it.
 
+In a notebook the table shows compact (table_view.py): a mark on the best row, then name, status,
+the ranking metric's best value, the hyperparameters that differ and the duration (`0:32`),
+numbers to 4 significant digits, every column one click away; the frame's data is as above, and
+a frame derived from it (`df.sort_values(...)`) is a plain DataFrame.
+
 A job whose record, state or log cannot be read is still listed (status "Unknown" when its state
 cannot be read), with a note saying why: one broken job never hides the others.
 """
@@ -217,6 +222,8 @@ def comparison(jobs_or_names, sort_by: str | None = None, best: Mapping[str, str
     """`compare`'s table with what its plot needs, from one reading of each job's log."""
     import pandas as pd
 
+    from .table_view import compare_frame
+
     runs = _gather(jobs_or_names, registry)
     metrics = _metric_names(runs)
     overrides = check_overrides(best, metrics)
@@ -248,6 +255,8 @@ def comparison(jobs_or_names, sort_by: str | None = None, best: Mapping[str, str
     if not any(run.note for run in runs):  # a column only when some job has something wrong
         frame = frame.drop(columns="note")
     frame, sorted_by = _sort(frame, sort_by, metrics, directions)
+    ranked = sorted_by or (metrics[0] if metrics else None)
+    frame = compare_frame(frame, ranked, directions.get(ranked, "min") if ranked else "min", list(hp_columns.values()))
     return Comparison(frame, metrics, directions, sorted_by, runs)
 
 

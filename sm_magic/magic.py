@@ -202,7 +202,9 @@ class SageMakerMagics(Magics):
             columns.append("sweep")
         if any(row.note for row in found):  # a column only when some job has something wrong
             columns.append("note")
-        return pd.DataFrame(rows, columns=columns)
+        from .table_view import jobs_frame
+
+        return jobs_frame(pd.DataFrame(rows, columns=columns))  # shown compact in a notebook, all columns a click away
 
     def _compare_jobs(self, opts):
         """`%sagemaker_jobs --compare NAME ...`: the plot is shown (in a notebook), the table is

@@ -2,8 +2,8 @@
 or `stop` in a shell. Its points are what the sweep's record (sweep_record.py) and its jobs'
 records say, read again while someone waits or a display follows: the points launched since are
 taken up, and those without a job are Queued (or Launching) while the launcher may still start
-them, Cancelled once the sweep was stopped, LaunchFailed, or NotStarted once the launcher ended
-or died without starting them (`launcher_gone` then says what was lost).
+them, LaunchFailed, or Cancelled once the sweep was stopped or once the launcher ended or died
+without starting them (each point's note says which; `launcher_gone` says what a dead launcher lost).
 
 A mixin of `sweeps.Sweep`: it works on the sweep's points, lock and listeners.
 """
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 LAUNCH_WAIT_SECONDS = 120.0  # a stop from elsewhere waits this long for the launch in flight, to stop its job too
 LAUNCHER_GONE = "never launched: the process that launched the sweep"
+LAUNCHER_ENDED = "never launched: the process that launched the sweep ended first"
 
 
 class FollowsRecord:
@@ -59,7 +60,7 @@ class FollowsRecord:
     def launcher_gone(self) -> str | None:
         """For a sweep found from the registry whose launching process died (a killed kernel) with
         points queued: what was lost, as a line. None otherwise."""
-        lost = [p.name for p in self.entries if p.state == NOT_STARTED]
+        lost = [p.name for p in self.entries if p.state == NOT_STARTED and (p.error or "").startswith(LAUNCHER_GONE)]
         if self._gone is None or not lost:
             return None
         names = ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else "")
@@ -128,8 +129,8 @@ class FollowsRecord:
                     new = (QUEUED, None)
                 elif state == sweep_record.GONE:
                     new = (NOT_STARTED, f"{LAUNCHER_GONE} ({self._gone}) is gone")
-                else:
-                    new = (NOT_STARTED, None)
+                else:  # its launcher ended without launching it
+                    new = (NOT_STARTED, LAUNCHER_ENDED)
                 if (p.state, p.error) != new:
                     p.state, p.error = new
                     changed.append(p)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .job import Job
+from .states import CANCELLED, LAUNCH_FAILED, LAUNCHING, QUEUED, UNKNOWN
 
-# A point's life before (or instead of) its job: the job's own status takes over once it starts.
-QUEUED = "Queued"              # waits for a free slot (or for the account quota)
-LAUNCHING = "Launching"        # being built and submitted
+# A point's life before (or instead of) its job, in the words of states.py: the job's own status
+# takes over once it starts (STARTED is no word anyone is shown: the job's status is).
 STARTED = "Started"            # has a Job
-CANCELLED = "Cancelled"        # the stop came before it started (given here or elsewhere)
-LAUNCH_FAILED = "LaunchFailed"  # its launch was refused or failed; `error` says why
-NOT_STARTED = "NotStarted"     # found from the registry with no job: its launcher ended or died without starting it
+# Found from the registry with no job, its launcher ended or died without starting it: it never
+# launches, as a cancelled point, and is named so everywhere (its `error` says why); the code that
+# tells the two apart (sweep_follow.launcher_gone) reads that note.
+NOT_STARTED = CANCELLED
 PENDING = (QUEUED, LAUNCHING)  # may still start
 
 
@@ -35,7 +36,7 @@ class Point:
         try:
             return self.job.status
         except Exception:  # noqa: BLE001 - a job that cannot be described now is shown as such
-            return "Unknown"
+            return UNKNOWN
 
 
 def ended(job: Job) -> bool:
@@ -43,3 +44,6 @@ def ended(job: Job) -> bool:
         return job.done
     except Exception:  # noqa: BLE001 - unreadable for now: counted as running, looked at again
         return False
+
+
+__all__ = ["CANCELLED", "LAUNCHING", "LAUNCH_FAILED", "NOT_STARTED", "PENDING", "QUEUED", "STARTED", "Point", "ended"]

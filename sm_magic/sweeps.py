@@ -29,6 +29,7 @@ from .sweep_follow import FollowsRecord
 from .sweep_points import CANCELLED, LAUNCH_FAILED, LAUNCHING, NOT_STARTED, QUEUED, STARTED, Point
 from .sweep_points import PENDING as _PENDING
 from .sweep_points import ended as _ended
+from .states import COMPLETED, ENDED, FAILED, IN_PROGRESS, STOPPED
 
 if TYPE_CHECKING:
     from .registry import JobRecord, Registry
@@ -136,7 +137,7 @@ class Sweep(FollowsRecord, LiveDisplay, Sequence[Job]):
 
     def counts(self) -> dict[str, int]:
         """How many points are in each status: the jobs' (Completed, InProgress, ...) and the
-        points' without a job (Queued, Launching, Cancelled, LaunchFailed, NotStarted)."""
+        points' without a job (Queued, Launching, Cancelled, LaunchFailed): the words of states.py."""
         counts: dict[str, int] = {}
         for p in self.entries:
             counts[p.status] = counts.get(p.status, 0) + 1
@@ -148,11 +149,11 @@ class Sweep(FollowsRecord, LiveDisplay, Sequence[Job]):
         ended, Completed if every job completed, else Failed if a job failed or a launch
         failed, else Stopped."""
         counts = self.counts()
-        if set(counts) - {"Completed", "Failed", "Stopped", CANCELLED, LAUNCH_FAILED, NOT_STARTED}:
-            return "InProgress"
-        if set(counts) == {"Completed"}:
-            return "Completed"
-        return "Failed" if counts.get("Failed") or counts.get(LAUNCH_FAILED) else "Stopped"
+        if set(counts) - ENDED:
+            return IN_PROGRESS
+        if set(counts) == {COMPLETED}:
+            return COMPLETED
+        return FAILED if counts.get(FAILED) or counts.get(LAUNCH_FAILED) else STOPPED
 
     @property
     def failed(self) -> list[Point]:
@@ -476,10 +477,10 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
     """The sweep called `name`: this kernel's own (queue and all), else one made from the registry:
     the sweep's own record (sweep_record.py) and its jobs' records. The record holds the whole
     grid, so points that never started are there too: Queued (or Launching) while the process
-    that launches them may still do so, Cancelled once the sweep was stopped, LaunchFailed, or
-    NotStarted once that process ended or died without launching them. A sweep recorded before
-    sweeps had their own record is made from its jobs' records alone (its points without a job
-    NotStarted). None when the registry knows no sweep of that name, or when `name` is a job's."""
+    that launches them may still do so, LaunchFailed, or Cancelled once the sweep was stopped or
+    that process ended or died without launching them. A sweep recorded before sweeps had their
+    own record is made from its jobs' records alone (its points without a job Cancelled). None
+    when the registry knows no sweep of that name, or when `name` is a job's."""
     from .api import attach
     from .registry import Registry
 

@@ -297,8 +297,8 @@ def test_a_sweeps_name_compares_its_jobs_in_the_grids_order(three, ip, capsys):
     capsys.readouterr()
     assert cli(["jobs", "--compare", "lrs", "--sort", "lr"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["lr-small", "lr-mid", "lr-big"]
-    # The listings say which sweep each job is a point of.
-    assert cli(["jobs"]) == 0
+    # The listings say which sweep each job is a point of (`--wide`: the compact one fits 100 columns).
+    assert cli(["jobs", "--wide"]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
     column = header.index("SWEEP")
     assert len(lines) == 3 and all(line[column:].split()[0] == "lrs" for line in lines), lines
@@ -359,6 +359,11 @@ def test_a_job_seen_ending_records_its_final_metrics_and_later_listings_read_no_
     assert by_name.loc["ended-before", "metrics"] == ""
     capsys.readouterr()
     assert cli(["jobs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "BACKEND", "STATUS", "CREATED", "DURATION", "METRICS"]
+    line = next(l for l in lines if l.startswith("ended-since"))
+    assert line.split()[2] == "Completed" and line.endswith("1:10     accuracy=0.75 loss=0.25")
+    assert cli(["jobs", "--wide"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "BACKEND", "STATUS", "CREATED", "INSTANCE", "DURATION", "METRICS"]
     line = next(l for l in lines if l.startswith("ended-since"))

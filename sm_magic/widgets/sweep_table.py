@@ -24,8 +24,10 @@ from .text import fmt_value, secondary_status
 MAX_METRICS = 4  # latest metrics shown per row
 
 
-def point_row(point: Point, snap: Snapshot | None) -> dict[str, str]:
-    """One point as the table shows it, from its job's last snapshot (no backend call)."""
+def point_row(point: Point, snap: Snapshot | None, look: bool = False) -> dict[str, str]:
+    """One point as the table shows it, from its job's last snapshot (no backend call). A started
+    job with no snapshot yet has no status ("") rather than a guess: a job found from the registry
+    may have ended long ago. `look=True` asks its backend instead (the Job caches the answer)."""
     status, elapsed, latest = point.state, "", ""
     if snap is not None:
         s = snap.state
@@ -37,13 +39,13 @@ def point_row(point: Point, snap: Snapshot | None) -> dict[str, str]:
             items = list(snap.metrics[-1].items())[:MAX_METRICS]
             latest = " ".join(f"{k}={fmt_value(v)}" for k, v in items)
     elif point.job is not None:
-        status = "InProgress"
+        status = point.status if look else ""
     return {"job": point.name, "values": values_text(point.values), "status": status, "elapsed": elapsed,
             "latest": latest, "note": point.error or (snap.state.failure_reason or "" if snap else "")}
 
 
-def rows(sweep: Sweep, snaps: Mapping[str, Snapshot]) -> list[dict[str, str]]:
-    return [point_row(p, snaps.get(p.name)) for p in sweep.entries]
+def rows(sweep: Sweep, snaps: Mapping[str, Snapshot], look: bool = False) -> list[dict[str, str]]:
+    return [point_row(p, snaps.get(p.name), look) for p in sweep.entries]
 
 
 def sweep_text(sweep: Sweep, snaps: Mapping[str, Snapshot], limit: int | None = None) -> str:
@@ -59,10 +61,12 @@ def sweep_text(sweep: Sweep, snaps: Mapping[str, Snapshot], limit: int | None = 
 
 def status_counts(table: list[dict[str, str]]) -> dict[str, int]:
     """How many rows are in each status word (`InProgress (Training)` counts as InProgress), in
-    order of first appearance."""
+    order of first appearance; a job not looked at yet (no status) is not counted."""
     counts: dict[str, int] = {}
     for r in table:
         word = r["status"].split(" ")[0]
+        if not word:
+            continue
         counts[word] = counts.get(word, 0) + 1
     return counts
 
@@ -121,11 +125,12 @@ class SweepView:
 
 
 def print_sweep(sweep: Sweep, out: TextIO | None = None, interval: float = 1.0) -> SweepView:
-    """In a terminal: one line each time a point's status changes."""
+    """In a terminal: one line each time a point's status changes. A job is said in the state its
+    backend gives (asked once if the monitor has not yet), never in a state it may have left."""
     said: dict[str, str] = {}
 
     def emit(s: Sweep, snaps: Mapping[str, Snapshot]) -> None:
-        for r in rows(s, snaps):
+        for r in rows(s, snaps, look=True):
             if said.get(r["job"], QUEUED) != r["status"]:  # a queued point is said when it starts
                 said[r["job"]] = r["status"]
                 note = f" ({r['note']})" if r["note"] else ""
