@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from sm_magic import states
 from sm_magic.table_text import cut, cut_middle, duration, number
 from sm_magic.table_view import BEST_MARK, ShownFrame, compare_html, jobs_frame
 
+from helpers.html_tables import Tables as _Html
 from helpers.jobscripts import EPOCHS_SCRIPT, script
 
 SM_MAGIC = Path(sys.executable).parent / "sm-magic"
@@ -50,47 +50,6 @@ def test_long_text_is_cut_with_an_ellipsis_and_a_name_keeps_its_start_and_end():
 
 
 # -- the compact view of compare() ---------------------------------------------------------------
-
-class _Html(HTMLParser):
-    """The first table (the compact one) as a person reads it, the rows marked best, and what the
-    <details> block holds."""
-
-    def __init__(self, markup: str):
-        super().__init__()
-        self.tables: list[dict] = []
-        self.details = self.summary = ""
-        self._in = {"details": 0, "summary": 0, "style": 0, "thead": 0}
-        self._cell: list[str] | None = None
-        self.feed(markup)
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self._in:
-            self._in[tag] += 1
-        if tag == "table":
-            self.tables.append({"head": [], "rows": [], "best": [], "in_details": bool(self._in["details"])})
-        elif tag == "tr" and not self._in["thead"]:
-            self.tables[-1]["rows"].append([])
-            self.tables[-1]["best"].append(dict(attrs).get("class") == "best")
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in self._in:
-            self._in[tag] -= 1
-        if tag in ("td", "th") and self._cell is not None:
-            text = "".join(self._cell).strip()
-            table = self.tables[-1]
-            (table["head"] if self._in["thead"] else table["rows"][-1]).append(text)
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._in["style"]:
-            return
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._in["summary"]:
-            self.summary += data
-
 
 def _frame() -> pd.DataFrame:
     """A comparison as compare() makes it: sorted by accuracy's best, lr swept, epochs the same."""
