@@ -10,9 +10,15 @@ imports it runs in a container without sm_magic installed. Resuming takes three 
         save_checkpoint(accelerator, epoch)
 
 A checkpoint is `<checkpoint dir>/ckpt-<step>/`, written by Accelerate's `save_state` into a
-temporary directory and renamed into place with a marker file last, so a process killed while
-saving (a reclaimed spot instance) leaves the previous checkpoint as the latest. Without
-Accelerate, pass `save=fn` / `load=fn` taking the directory to write or read.
+temporary directory and renamed into place, so a process killed while saving (a reclaimed spot
+instance) leaves the previous checkpoint as the latest. Without Accelerate, pass `save=fn` /
+`load=fn` taking the directory to write or read.
+
+A checkpoint is complete only when every host's part of it is there. Once all processes have
+saved, each host writes a marker, `sm_magic_checkpoint-<host>.json`, naming the job's hosts and
+every file of its part with its size. On SageMaker each host syncs its own directory to one S3
+prefix, in no set order, so a reclaim can leave one host's part of the newest checkpoint in S3
+and not another's: `resume` then skips it (saying why) and loads the newest complete one.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ import shutil
 import time
 
 DEFAULT_DIR = "/opt/ml/checkpoints"  # SageMaker's CheckpointConfig.LocalPath default
-MARKER = "sm_magic_checkpoint.json"
+MARKER = "sm_magic_checkpoint.json"  # the whole checkpoint's marker of earlier releases, still read
+_HOST_MARKER = re.compile(r"^sm_magic_checkpoint-(.+)\.json$")
 _NAME = re.compile(r"^ckpt-(\d+)$")
 _TMP_PREFIX = ".tmp-ckpt-"
 
-__all__ = ["checkpoint_dir", "latest_checkpoint", "resume", "save_checkpoint"]
+__all__ = ["checkpoint_dir", "checkpoints", "latest_checkpoint", "resume", "save_checkpoint"]
 
 
 def checkpoint_dir() -> str:
@@ -43,29 +50,67 @@ def checkpoint_dir() -> str:
 
 def latest_checkpoint(directory: str | None = None):
     """`(step, path)` of the newest complete checkpoint, or None when there is none."""
+    for step, path, missing in checkpoints(directory):
+        if missing is None:
+            return step, path
+    return None
+
+
+def checkpoints(directory: str | None = None) -> list[tuple[int, str, str | None]]:
+    """Every checkpoint directory, newest first: `(step, path, missing)`, where `missing` says
+    what a checkpoint lacks (None when it is complete)."""
     directory = directory or checkpoint_dir()
-    best = None
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), os.path.join(directory, name)) for name in names if (m := _NAME.match(name))]
+    return [(step, path, _missing(path)) for step, path in sorted(found, reverse=True) if os.path.isdir(path)]
+
+
+def _missing(path: str) -> str | None:
+    """What checkpoint `path` lacks: a host's marker, or a file a marker lists; None if nothing."""
+    names = os.listdir(path)
+    if MARKER in names:
         return None
+    parts = {}
     for name in names:
-        match = _NAME.match(name)
-        path = os.path.join(directory, name)
-        if match and os.path.isfile(os.path.join(path, MARKER)):
-            step = int(match.group(1))
-            if best is None or step > best[0]:
-                best = (step, path)
-    return best
+        match = _HOST_MARKER.match(name)
+        if match:
+            try:
+                with open(os.path.join(path, name), encoding="utf-8") as f:
+                    parts[match.group(1)] = json.load(f)
+            except (OSError, ValueError):
+                pass  # half-synced: as if absent
+    if not parts:
+        return "no host finished it"
+    hosts = sorted({h for part in parts.values() for h in part.get("hosts", [])} | set(parts))
+    absent = [h for h in hosts if h not in parts]
+    if absent:
+        return f"{', '.join(absent)}'s part is missing"
+    for host, part in sorted(parts.items()):
+        for rel, size in sorted(part.get("files", {}).items()):
+            try:
+                if os.path.getsize(os.path.join(path, rel)) != size:
+                    return f"{rel} from {host} is incomplete"
+            except OSError:
+                return f"{rel} from {host} is missing"
+    return None
 
 
 def resume(accelerator=None, *, load=None, directory: str | None = None) -> int:
     """Load the newest complete checkpoint, if any, and return the step to start from:
     the saved step plus one, or 0 for a fresh start. `accelerator.load_state(path)` loads it
-    (models, optimizers, schedulers and RNG states prepared by that Accelerator), or `load(path)`."""
-    found = latest_checkpoint(directory)
+    (models, optimizers, schedulers and RNG states prepared by that Accelerator), or `load(path)`.
+    A newer checkpoint that is not complete is skipped, and said so."""
+    found = None
+    for step, path, missing in checkpoints(directory):
+        if missing is None:
+            found = step, path
+            break
+        _say(accelerator, f"checkpoint {step} is incomplete ({missing}): not resuming from it")
     if found is None:
-        _say(accelerator, f"no checkpoint in {directory or checkpoint_dir()}: starting at step 0")
+        _say(accelerator, f"no complete checkpoint in {directory or checkpoint_dir()}: starting at step 0")
         return 0
     step, path = found
     if accelerator is not None:
@@ -103,19 +148,39 @@ def save_checkpoint(accelerator, step: int, *, save=None, keep: int = 2,
         save(tmp)
     _barrier(accelerator)
     if finisher:
-        _finish(tmp, final, step)
+        _mark(tmp, step)
+    _barrier(accelerator)  # every host's marker is in before a shared directory is renamed
+    if finisher:
+        _finish(tmp, final)
         _prune(directory, keep)
     _barrier(accelerator)
     return final
 
 
-def _finish(tmp: str, final: str, step: int) -> None:
-    """Mark the temporary checkpoint complete and rename it into place. Hosts that share the
-    directory race here: the first rename wins and moves `tmp` away, so the others find no
-    `tmp` (FileNotFoundError) and leave the finished checkpoint alone."""
+def _mark(tmp: str, step: int) -> None:
+    """This host's marker: the job's hosts, and each file of this host's part with its size."""
+    host = os.environ.get("SM_CURRENT_HOST") or "local"
     try:
-        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
-            json.dump({"step": step, "time": time.time(), "host": os.environ.get("SM_CURRENT_HOST", "")}, f)
+        hosts = json.loads(os.environ.get("SM_HOSTS") or "[]") or [host]
+    except ValueError:
+        hosts = [host]
+    files = {}
+    for root, _dirs, names in os.walk(tmp):
+        for name in names:
+            if not name.startswith("sm_magic_checkpoint-"):  # markers, another host's half-written one too
+                full = os.path.join(root, name)
+                files[os.path.relpath(full, tmp).replace(os.sep, "/")] = os.path.getsize(full)
+    marker = os.path.join(tmp, f"sm_magic_checkpoint-{host}.json")
+    with open(marker + ".part", "w", encoding="utf-8") as f:
+        json.dump({"step": step, "time": time.time(), "host": host, "hosts": hosts, "files": files}, f)
+    os.replace(marker + ".part", marker)
+
+
+def _finish(tmp: str, final: str) -> None:
+    """Rename the marked temporary checkpoint into place. Hosts that share the directory race
+    here: the first rename wins and moves `tmp` away, so the others find no `tmp`
+    (FileNotFoundError) and leave the finished checkpoint alone."""
+    try:
         try:
             os.rename(tmp, final)
         except OSError as e:

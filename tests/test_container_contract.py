@@ -257,6 +257,33 @@ def test_spot_interruption_resumes_from_the_last_checkpoint(sagemaker_wire, sm_p
 
 
 @pytest.mark.jobs
+def test_a_two_host_restart_resumes_from_the_newest_checkpoint_every_host_synced(sagemaker_wire, sm_platform):
+    """The reclaim came when both hosts had saved checkpoint 1 but only algo-2's part of it had
+    reached S3 (each host syncs its own directory to one prefix, in no set order). The restarted
+    hosts must not trust algo-2's marker for the model file algo-1 never uploaded: they resume
+    from checkpoint 0, which both hosts synced, and train to the weights of four epochs."""
+    launch(SPOT, args=["--epochs", "4"], instance_type="ml.m5.xlarge", instance_count=2, use_spot_instances=True,
+           max_wait=3600, pytorch_version="2.9.0", py_version="py312")
+
+    def both_saved_checkpoint_1(hosts):
+        return all((host.checkpoints / "ckpt-1").is_dir() for host in hosts) and "a long one" in hosts[0].log()
+
+    first, second = sm_platform(gpus=0).interrupt_and_resume(
+        reclaim_when=both_saved_checkpoint_1,
+        synced=lambda host, rel: not (host == "algo-1" and rel.startswith("ckpt-1/")))
+    assert sorted(p.name for p in (first[0].checkpoints / "ckpt-1").iterdir()) != sorted(
+        p.name for p in (first[1].checkpoints / "ckpt-1").iterdir())  # each host saved its own part
+    for host in second:
+        assert host.returncode == 0, f"{host.name} exit status {host.returncode}; log ends:\n{host.tail()}"
+    log = second[0].log()
+    assert "checkpoint 1 is incomplete (algo-1's part is missing): not resuming from it" in log, second[0].tail()
+    assert "resumed from checkpoint 0" in log and "starting at epoch 1" in log, second[0].tail()
+    assert "FileNotFoundError" not in log + second[1].log()
+    saved = torch.load(second[0].opt_ml / "model" / "model.pt")["weight"]
+    assert torch.allclose(saved, trained_weights(*synthetic(), 4), atol=1e-5)
+
+
+@pytest.mark.jobs
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_an_input_channel_reaches_the_script(sagemaker_wire, sm_platform, sm_env, where):
     """From S3, or from a local path, which the launch uploads (the same cell runs locally)."""

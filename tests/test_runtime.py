@@ -10,7 +10,7 @@ import pytest
 
 from sm_magic.bundle import build_bundle
 from sm_magic.config import TrainConfig
-from sm_magic.runtime import MARKER, checkpoint_dir, latest_checkpoint, resume, save_checkpoint
+from sm_magic.runtime import checkpoint_dir, checkpoints, latest_checkpoint, resume, save_checkpoint
 from sm_magic.sm_entry import launch_env
 
 
@@ -33,7 +33,7 @@ def test_fresh_start_then_resume_from_the_newest_checkpoint(tmp_path, capsys):
     assert loaded == [str(tmp_path / "ckpt-2")]
     assert json.loads((tmp_path / "ckpt-2" / "state.json").read_text()) == {"value": 2}
     out = capsys.readouterr().out
-    assert "no checkpoint" in out and "resumed from checkpoint 2" in out
+    assert "no complete checkpoint" in out and "resumed from checkpoint 2" in out
 
 
 def test_a_save_killed_midway_leaves_the_previous_checkpoint_as_the_latest(tmp_path):
@@ -46,7 +46,7 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_as_the_latest(tmp_p
     # Saving step 5 again (the resumed run redoes it) replaces the leftover.
     save_checkpoint(None, 5, save=writer(5), directory=str(tmp_path), keep=5)
     assert not (tmp_path / ".tmp-ckpt-5").exists()
-    assert (tmp_path / "ckpt-5" / MARKER).is_file()
+    assert latest_checkpoint(str(tmp_path)) == (5, str(tmp_path / "ckpt-5"))
     assert json.loads((tmp_path / "ckpt-5" / "state.json").read_text()) == {"value": 5}
 
 
@@ -114,12 +114,14 @@ class HostAccelerator:
 
 
 def _host(rank, barrier, directory, steps, found):
+    os.environ.update(SM_HOSTS='["algo-1", "algo-2"]', SM_CURRENT_HOST=f"algo-{rank + 1}")
     acc = HostAccelerator(rank, barrier)
     for step in range(steps):
         save_checkpoint(acc, step, directory=directory)
         path = os.path.join(directory, f"ckpt-{step}")
-        complete = os.path.isfile(os.path.join(path, MARKER)) and sorted(os.listdir(path)) == [
-            "model.safetensors", "random_states_0.pkl", "random_states_1.pkl", MARKER]
+        complete = dict((s, m) for s, _, m in checkpoints(directory)).get(step, "gone") is None and sorted(
+            os.listdir(path)) == ["model.safetensors", "random_states_0.pkl", "random_states_1.pkl",
+                                  "sm_magic_checkpoint-algo-1.json", "sm_magic_checkpoint-algo-2.json"]
         found.put((rank, step, complete))
         barrier.wait()
 
@@ -145,3 +147,55 @@ def test_saving_a_step_again_replaces_it(tmp_path):
     save_checkpoint(None, 3, save=writer("second"), directory=str(tmp_path))
     assert json.loads((tmp_path / "ckpt-3" / "state.json").read_text()) == {"value": "second"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-3"]
+
+
+def _save_as(host, directory, step, monkeypatch):
+    """Host `host`'s part of checkpoint `step`, in its own directory, as on SageMaker."""
+    monkeypatch.setenv("SM_HOSTS", '["algo-1", "algo-2"]')
+    monkeypatch.setenv("SM_CURRENT_HOST", host)
+
+    def save(path):
+        with open(os.path.join(path, f"part-{host}.bin"), "w") as f:
+            f.write(host * (step + 1))
+    return save_checkpoint(None, step, save=save, directory=str(directory), keep=5)
+
+
+def _sync(source, dest, skip=()):
+    """What S3 gets from a host's checkpoint directory (minus `skip`), laid into `dest`."""
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source)
+        if not any(rel.as_posix().startswith(s) for s in skip):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_bytes(path.read_bytes())
+
+
+def test_a_checkpoint_one_host_never_synced_is_skipped_for_the_newest_complete_one(tmp_path, monkeypatch, capsys):
+    """Two hosts, each its own checkpoint directory synced to one S3 prefix; the reclaim came
+    before algo-1's part of checkpoint 1 reached S3, while algo-2's (its marker too) did."""
+    one, two, restored = tmp_path / "algo-1", tmp_path / "algo-2", tmp_path / "restored"
+    for step in (0, 1):
+        _save_as("algo-1", one, step, monkeypatch)
+        _save_as("algo-2", two, step, monkeypatch)
+    _sync(one, restored, skip=("ckpt-1",))
+    _sync(two, restored)
+    assert sorted(p.name for p in (restored / "ckpt-1").iterdir()) == ["part-algo-2.bin",
+                                                                       "sm_magic_checkpoint-algo-2.json"]
+    loaded = []
+    assert resume(load=loaded.append, directory=str(restored)) == 1
+    assert loaded == [str(restored / "ckpt-0")]
+    out = capsys.readouterr().out
+    assert "checkpoint 1 is incomplete (algo-1's part is missing): not resuming from it" in out
+    assert "resumed from checkpoint 0" in out
+    assert latest_checkpoint(str(restored)) == (0, str(restored / "ckpt-0"))
+
+
+def test_a_file_that_arrived_cut_short_makes_its_checkpoint_incomplete(tmp_path, monkeypatch):
+    for host in ("algo-1", "algo-2"):
+        _save_as(host, tmp_path / host, 3, monkeypatch)
+        _sync(tmp_path / host, tmp_path)
+    assert checkpoints(str(tmp_path)) == [(3, str(tmp_path / "ckpt-3"), None)]
+    (tmp_path / "ckpt-3" / "part-algo-1.bin").write_text("algo")
+    assert checkpoints(str(tmp_path))[0][2] == "part-algo-1.bin from algo-1 is incomplete"
+    (tmp_path / "ckpt-3" / "part-algo-1.bin").unlink()
+    assert checkpoints(str(tmp_path))[0][2] == "part-algo-1.bin from algo-1 is missing"
+    assert latest_checkpoint(str(tmp_path)) is None

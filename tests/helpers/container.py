@@ -414,10 +414,12 @@ class Platform:
         return self.started[-1]
 
     def interrupt_and_resume(self, reclaim_when=lambda hosts: all(map(has_checkpoint, hosts)),
-                             timeout: float = 600) -> tuple[list[Host], list[Host]]:
+                             timeout: float = 600, synced=lambda host, rel: True) -> tuple[list[Host], list[Host]]:
         """A spot reclaim: run the hosts until `reclaim_when(hosts)`, SIGKILL them, sync each host's
-        checkpoint directory to CheckpointConfig.S3Uri, then run the job again on fresh hosts
-        (whose checkpoint directory is restored from there). Returns (first run, second run)."""
+        checkpoint directory to CheckpointConfig.S3Uri (the files `synced(host name, path in the
+        directory)` lets through: what reached S3 before the instances went), then run the job
+        again on fresh hosts (whose checkpoint directory is restored from there). Returns (first
+        run, second run)."""
         assert self.request.get("CheckpointConfig"), "the request has no CheckpointConfig to resume from"
         first = self.start_all()
 
@@ -432,7 +434,8 @@ class Platform:
         for host in first:
             host.kill()
         for host in first:
-            self._upload(host.opt_ml / self._checkpoint_path(), self.request["CheckpointConfig"]["S3Uri"])
+            self._upload(host.opt_ml / self._checkpoint_path(), self.request["CheckpointConfig"]["S3Uri"],
+                         lambda rel, name=host.name: synced(name, rel))
         return first, self.run(timeout)
 
     def close(self) -> None:
@@ -489,10 +492,12 @@ class Platform:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.s3.download_file(bucket, key, str(target))
 
-    def _upload(self, directory: Path, uri: str) -> None:
+    def _upload(self, directory: Path, uri: str, synced=lambda rel: True) -> None:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            self.s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(directory).as_posix()}")
+            rel = path.relative_to(directory).as_posix()
+            if synced(rel):
+                self.s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{rel}")
 
 
 @pytest.fixture
