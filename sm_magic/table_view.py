@@ -26,12 +26,11 @@ WIDE_TEXT = 48       # characters of a list of metrics or hyperparameters
 MAX_HP_COLUMNS = 4   # hyperparameters that differ, shown in the compact view (the rest: all columns)
 BEST_MARK = "\u2605"  # the best row's mark
 CLASS = "sm-magic-table"
-STYLE = (f"<style>.{CLASS} table{{border-collapse:collapse;font-size:0.9em;width:auto;table-layout:auto}}"
-         f".{CLASS} th,.{CLASS} td{{text-align:left;padding:2px 8px;white-space:nowrap;vertical-align:top}}"
-         f".{CLASS} td.n{{text-align:right;font-variant-numeric:tabular-nums}}"
-         f".{CLASS} tr.best td{{font-weight:bold}}"
-         f".{CLASS} details{{margin-top:4px}}.{CLASS} summary{{cursor:pointer;color:#555}}"
-         f".{CLASS} .all{{overflow-x:auto;max-width:100%}}</style>")
+# Inline styles, not a <style> block: JupyterLab's sanitizer keeps style attributes and drops
+# <style> elements (and its own table style right-aligns every cell).
+_CELL = "padding:2px 8px;vertical-align:top;white-space:nowrap;"
+_LEFT, _RIGHT = _CELL + "text-align:left", _CELL + "text-align:right;font-variant-numeric:tabular-nums"
+_WRAPS = "padding:2px 8px;vertical-align:top;text-align:left;white-space:normal;min-width:8em;max-width:16em"
 
 
 class ShownFrame(pd.DataFrame):
@@ -72,19 +71,24 @@ def cell(value, width: int = TEXT_WIDTH) -> str:
     return cut(shown(value, 10_000), width)
 
 
-def _td(text: str, numeric: bool = False, title: str = "") -> str:
-    attrs = ' class="n"' if numeric else ""
+def _td(text: str, numeric: bool = False, title: str = "", wraps: bool = False) -> str:
+    """A cell: numbers right-aligned; `wraps`: a list of words that may take several lines."""
+    attrs = f' class="n" style="{_RIGHT}"' if numeric else f' class="w" style="{_WRAPS}"' if wraps \
+        else f' style="{_LEFT}"'
     if title:
         attrs += f' title="{html.escape(title)}"'
     return f"<td{attrs}>{html.escape(text)}</td>"
 
 
-def _table(head: Sequence[str], rows: Sequence[tuple[Sequence[str], bool]], css: str = "") -> str:
-    """`rows`: each row's cells (already <td>s) and whether it is the best one."""
-    out = [f'<table class="{css}"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+def _table(head: Sequence[str], rows: Sequence[tuple[Sequence[str], bool]], css: str = "",
+           numeric: Sequence[str] = ()) -> str:
+    """`rows`: each row's cells (already <td>s) and whether it is the best one; the headers in
+    `numeric` are right-aligned, over their numbers."""
+    out = [f'<table class="{css}" style="border-collapse:collapse;font-size:0.9em;margin:0"><thead><tr>'
+           + "".join(f'<th style="{_RIGHT if h in numeric else _LEFT}">{html.escape(h)}</th>' for h in head)
            + "</tr></thead><tbody>"]
     for cells, best in rows:
-        out.append(f'<tr{" class=best" if best else ""}>' + "".join(cells) + "</tr>")
+        out.append(f'<tr{" class=best style=font-weight:bold" if best else ""}>' + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -109,9 +113,9 @@ def full_table(frame: pd.DataFrame, durations: Sequence[str] = ()) -> str:
 
 def _wrap(compact: str, frame: pd.DataFrame, durations: Sequence[str], what: str) -> str:
     n_rows, n_cols = frame.shape
-    return (f'<div class="{CLASS}">{STYLE}{compact}'
-            f'<details><summary>All {n_cols} columns ({n_rows} row{"s" if n_rows != 1 else ""}; {html.escape(what)})'
-            f'</summary><div class="all">{full_table(frame, durations)}</div></details></div>')
+    return (f'<div class="{CLASS}">{compact}<details style="margin-top:4px"><summary style="cursor:pointer">'
+            f'All {n_cols} columns ({n_rows} row{"s" if n_rows != 1 else ""}; {html.escape(what)})</summary>'
+            f'<div class="all" style="overflow-x:auto;max-width:100%">{full_table(frame, durations)}</div></details></div>')
 
 
 # -- compare() ------------------------------------------------------------------------------------
@@ -142,6 +146,7 @@ def compare_html(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: 
     head = ["", "name", "status"]
     if best_column in frame.columns:
         head.append(f"{shown(metric, TEXT_WIDTH)} ({way})")
+    numeric = [*head[3:], *(shown(h, TEXT_WIDTH) for h in hps if is_number(frame[h].iloc[0])), "duration"]
     head += [shown(h, TEXT_WIDTH) for h in hps] + ["duration"]
     rows = []
     for i, (_, row) in enumerate(frame.iterrows()):
@@ -155,7 +160,7 @@ def compare_html(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: 
         cells.append(_td(duration(row.get("duration_s")), numeric=True))
         rows.append((cells, i in marked))
     what = f"{BEST_MARK}: best {metric}" if marked else "no metric to rank by"
-    return _wrap(_table(head, rows, "compact"), frame, ("duration_s", "billable_s"), what)
+    return _wrap(_table(head, rows, "compact", numeric), frame, ("duration_s", "billable_s"), what)
 
 
 def compare_frame(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: Sequence[str]) -> ShownFrame:
@@ -181,11 +186,11 @@ def jobs_html(frame: pd.DataFrame) -> str:
                 cells.append(_td(cut_middle(shown(name, 10_000), NAME_WIDTH), title=name if len(name) > NAME_WIDTH else ""))
             elif column in ("metrics", "hyperparameters"):
                 text = shown(value, 10_000) if isinstance(value, str) else ""
-                cells.append(_td(cut(text, WIDE_TEXT), title=text if len(text) > WIDE_TEXT else ""))
+                cells.append(_td(cut(text, WIDE_TEXT), title=text if len(text) > WIDE_TEXT else "", wraps=True))
             else:
                 cells.append(_td(cell(value), numeric=column == "duration"))
         rows.append((cells, False))
-    return _wrap(_table(head, rows, "compact"), frame, (), "newest first")
+    return _wrap(_table(head, rows, "compact", ["duration"]), frame, (), "newest first")
 
 
 def jobs_frame(frame: pd.DataFrame) -> ShownFrame:
