@@ -10,6 +10,7 @@ import io
 import os
 import re
 import shutil
+import subprocess
 import tarfile
 import uuid
 from pathlib import Path
@@ -304,6 +305,26 @@ def test_a_tar_bomb_is_refused_from_its_header_naming_its_size_and_the_bound(tmp
             "max_bytes=16777216 (16 MB); nothing was unpacked. Pass a larger max_bytes=")):
         artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz", max_bytes=16 << 20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]  # no scratch, no target
+
+
+def test_a_sparse_member_counts_as_the_size_it_unpacks_to(tmp_path):
+    # GNU tar's --sparse stores a 2 GiB file of holes in a few hundred bytes; unpacked on a file
+    # system without holes it is 2 GiB, so it counts as 2 GiB.
+    weights = tmp_path / "src" / "weights.bin"
+    weights.parent.mkdir()
+    with open(weights, "wb") as f:
+        f.truncate(2 << 30)
+        f.seek(1 << 20)
+        f.write(b"data")
+    archive = tmp_path / "model.tar.gz"
+    subprocess.run(["tar", "--sparse", "-czf", str(archive), "-C", str(weights.parent), "weights.bin"], check=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        assert tar.next().sparse, "tar wrote no sparse member"
+    assert archive.stat().st_size < 4096
+    with pytest.raises(DownloadError, match=r"unpacks to 2\.0 GB or more \(member 'weights.bin' reaches it\), over "
+                                            r"max_bytes=16777216"):
+        artifacts.unpack(archive, tmp_path / "out", overwrite=False, what="model.tar.gz", max_bytes=16 << 20)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_archive_larger_than_the_free_space_is_refused_and_says_where(tmp_path):
