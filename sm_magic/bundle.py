@@ -38,7 +38,7 @@ _ENTRY_SOURCE = Path(__file__).with_name(ENTRY_NAME)
 # The bundle's own `sm_magic` package holds only these stdlib modules, so that a script's
 # `from sm_magic.runtime import ...` and the entry command's failure reasons work in a container
 # where sm_magic is not installed.
-_CARRIED = ("runtime.py", "failure.py")
+_CARRIED = ("runtime.py", "failure.py", "failure_board.py")
 _RUNTIME_INIT = '"""sm_magic\'s runtime helpers, carried in the job bundle (sm_magic.runtime)."""\n'
 
 # SageMaker's rule for training job names; every backend's jobs follow it.

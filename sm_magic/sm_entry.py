@@ -1,14 +1,15 @@
 """The job bundle's one entry command: `python sm_entry.py`.
 
 Copied verbatim into every bundle and run by every backend (on SageMaker as the training
-command), so it is stdlib only and imports nothing from sm_magic but the bundle's own copy of
-sm_magic/failure.py. It reads sm_launch.json and the SageMaker container environment (SM_HOSTS,
-SM_CURRENT_HOST, SM_NUM_GPUS, ...), works out this host's rank, the process count and the main
-address, and runs `accelerate launch ... <script> <args>` as its child: arguments go through as a
-list, never a shell string. The child's output passes through unchanged; SIGTERM (a stop, a spot
+command), so it is stdlib only and imports nothing from sm_magic but the bundle's own copies of
+sm_magic/failure.py and failure_board.py. It reads sm_launch.json and the SageMaker container
+environment (SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS, ...), works out this host's rank, the
+process count and the main address, and runs `accelerate launch ... <script> <args>` as its
+child: arguments go through as a list, never a shell string. The child's output passes through unchanged; SIGTERM (a stop, a spot
 reclaim, max_run) is passed on so that the script gets it exactly once; its exit status is kept;
 and when it fails, the reason (the user's exception and line) goes to /opt/ml/output/failure,
-where SageMaker takes FailureReason from.
+where SageMaker takes FailureReason from; on several hosts, each host's file leads with the job's
+first failure (failure_board.py).
 """
 
 import json
@@ -310,13 +311,32 @@ def main():
     env.pop("SM_MAGIC_EXIT_FILE", None)  # this command's own record, not its children's
     sys.path.insert(0, HERE)
     from sm_magic.failure import error_summary, write_failure_file
+    from sm_magic.failure_board import Board, consequence, first_failure, reason_with_first
+
+    hosts = sorted(json.loads(os.environ.get("SM_HOSTS") or '["algo-1"]'))
+    current = os.environ.get("SM_CURRENT_HOST") or hosts[0]
+    addr = os.environ.get("SM_MAGIC_MAIN_ADDR") or hosts[0]
+    port = int(os.environ.get("SM_MAGIC_MAIN_PORT") or DEFAULT_PORT) + 1
+    job = f"{os.environ.get('TRAINING_JOB_NAME', '')}:{port}"
+    board = None
+    if len(hosts) > 1 and current == hosts[0]:
+        try:
+            board = Board(job, hosts, port)
+        except OSError as e:  # the hosts' failure files then each name their own reason
+            print(f"sm_magic: no failure board on port {port} ({e.strerror})", flush=True)
 
     def on_failure(tail, status):
         # The platform adds the exit status. The reason is not printed to the log as well: it is
         # the job's FailureReason, which every display shows once.
-        write_failure_file(failure_path(os.environ), error_summary(tail))
+        reason = error_summary(tail)
+        if len(hosts) > 1:
+            report = {"host": current, "reason": reason, "consequence": consequence(reason)}
+            reason = reason_with_first(reason, current, first_failure(report, board, addr, port, job))
+        write_failure_file(failure_path(os.environ), reason)
 
     status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure)
+    if board is not None and status != 0:
+        board.linger()  # the other hosts may still report, or ask for the first failure
     record_exit(status)
     if status < 0:
         # Die of the same signal, so whatever waits for this process sees what happened.

@@ -77,7 +77,8 @@ def test_bundle_layout_and_train_py_verbatim(out_dir):
     assert bundle.name == "job-1"
     assert sorted(p.name for p in dest.iterdir()) == [
         "accelerate_config.yaml", "requirements.txt", "sm_entry.py", "sm_launch.json", "sm_magic", "train.py"]
-    assert sorted(p.name for p in (dest / "sm_magic").iterdir()) == ["__init__.py", "failure.py", "runtime.py"]
+    assert sorted(p.name for p in (dest / "sm_magic").iterdir()) == ["__init__.py", "failure.py", "failure_board.py",
+                                                                        "runtime.py"]
     assert (dest / "train.py").read_bytes() == source.encode("utf-8")
     # Nothing else left next to the bundle (no staging directory).
     assert [p.name for p in out_dir.iterdir()] == ["job"]

@@ -283,6 +283,36 @@ def test_a_two_host_restart_resumes_from_the_newest_checkpoint_every_host_synced
     assert torch.allclose(saved, trained_weights(*synthetic(), 4), atol=1e-5)
 
 
+# Rank 3 (on algo-2) raises in the middle of training; the other ranks are in an all-reduce then.
+RANK_FAILS = script("""
+    import torch
+    from accelerate import Accelerator
+    accelerator = Accelerator()
+    for step in range(4):
+        if step == 2 and accelerator.process_index == 3:
+            raise ValueError("bad batch on the last rank")
+        total = accelerator.reduce(torch.ones(1), reduction="sum")
+        accelerator.print(f"epoch {step}: {{'ranks': {total.item()}}}")
+""")
+RANK_FAILS_LINE = RANK_FAILS.splitlines().index('        raise ValueError("bad batch on the last rank")') + 1
+
+
+@pytest.mark.jobs
+def test_every_hosts_failure_file_names_the_first_failure(sagemaker_wire, sm_platform):
+    """SageMaker shows one host's failure file: whichever it is, it names the rank that failed
+    first, and the host that failed of losing it says so."""
+    launch(RANK_FAILS, args=[], instance_type="ml.m5.xlarge", instance_count=2, pytorch_version="2.9.0",
+           py_version="py312")
+    hosts = sm_platform(gpus=0).run()
+    first = re.compile(rf"^ValueError: bad batch on the last rank \[train\.py, line {RANK_FAILS_LINE}\] on rank 3")
+    failures = {host.name: host.failure() for host in hosts}
+    for host in hosts:
+        assert host.returncode != 0, f"{host.name} did not fail; log ends:\n{host.tail()}"
+        assert failures[host.name] and first.match(failures[host.name]), (failures, host.tail())
+    assert "(on algo-2, the first failure; algo-1 then failed of it: " in failures["algo-1"], failures
+    assert failures["algo-2"].count("ValueError") == 1, failures
+
+
 @pytest.mark.jobs
 @pytest.mark.parametrize("where", ["s3", "local"])
 def test_an_input_channel_reaches_the_script(sagemaker_wire, sm_platform, sm_env, where):
