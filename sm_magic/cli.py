@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 
 from .api import attach, list_jobs
 from .backends import BACKEND_NAMES
@@ -97,9 +96,8 @@ def _jobs(opts) -> int:
         cells = (cut_middle(r.name, _COLUMNS[0][1]), cut(r.backend, 9), row.status, when(r.created), duration(row.duration) or "-")
         line = " ".join(f"{text:{width}s}" for text, (_, width) in zip(cells, _COLUMNS))
         print(cut(f"{line} {compact(row.metrics, width=WIDTH - left)}".rstrip(), WIDTH))
-        if row.note:  # what is wrong with the job, whole, on lines of its own
-            print("\n".join(textwrap.wrap(row.note, WIDTH, initial_indent="  ^ ", subsequent_indent="    ",
-                                           break_on_hyphens=False)))
+        if row.note:  # what is wrong with the job (rare), whole, on a line of its own: no column to misalign
+            print(f"  ^ {row.note}")
     return 0
 
 
