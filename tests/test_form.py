@@ -1,11 +1,14 @@
 """The config form as a person meets it: fields that apply, readable labels, the instance type
 list, a refused Save that says what to fix, and the static description a saved notebook keeps."""
 
+from pathlib import Path
+
 import ipywidgets as w
 import pytest
 import yaml
 
 from sm_magic.config import TrainConfig
+from sm_magic.config_files import accelerate_default_config_path
 from sm_magic.instance_types import INSTANCE_TYPES, describe
 from sm_magic.widgets import form as form_module
 from sm_magic.widgets.form import ConfigForm, label
@@ -127,10 +130,12 @@ def test_a_refused_save_names_the_fields_writes_nothing_and_says_so_at_the_top(t
     assert not form.save() and not path.exists()
     for named in ("Number of machines (<code>num_machines</code>)", "Base job name (<code>base_job_name</code>)"):
         assert named in form.message.value
-    # The message and the buttons come before the first field, not 1,500 px below it.
+    # The message and the buttons come before the first field, not 1,500 px below it, in the bar
+    # that stays in sight while the form scrolls.
     children = list(form.box.children)
-    first_row = children.index(form.rows["compute_environment"])
-    assert children.index(form.message) < first_row and form.save_button in children[1].children
+    first_row = children.index(form.rows["ec2_instance_type"])
+    assert children.index(form.actions) < first_row and form.message in form.actions.children
+    assert form.save_button in form.actions.children[0].children
 
 
 @pytest.fixture
@@ -176,3 +181,66 @@ def test_the_static_description_follows_each_save(tmp_path, shown):
     count = len(shown)
     form.controls["num_machines"].value = "0"
     assert not form.save() and len(shown) == count  # an invalid form leaves the last good description
+
+
+def test_a_field_with_one_possible_value_is_not_offered_and_still_saved(tmp_path):
+    path = tmp_path / "c.yaml"
+    form = ConfigForm(TrainConfig(), path)
+    assert "compute_environment" not in form.rows
+    shown = [c for n, c in form.controls.items() if n in form.rows]
+    assert all(len(c.options) > 1 for c in shown if hasattr(c, "options") and not isinstance(c, w.Combobox))
+    assert "Compute environment" not in str([getattr(c, "value", "") for c in form.box.children])
+    assert form.save()
+    assert yaml.safe_load(path.read_text())["compute_environment"] == "AMAZON_SAGEMAKER"
+    assert TrainConfig.from_yaml(path) == form.config
+
+
+def test_save_names_the_whole_path_it_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    form = ConfigForm(TrainConfig(), Path("c.yaml"))  # as `--config c.yaml` gives it
+    assert str(tmp_path / "c.yaml") in form.box.children[0].value  # the title, before saving
+    assert form.save() and (tmp_path / "c.yaml").is_file()
+    assert f"Saved to <code>{tmp_path / 'c.yaml'}</code> at " in form.message.value
+    assert "default config" not in form.message.value
+    monkeypatch.chdir(tmp_path.parent)  # the kernel moved: the form still writes where it said
+    assert form.save() and f"<code>{tmp_path / 'c.yaml'}</code>" in form.message.value
+    assert not (tmp_path.parent / "c.yaml").exists()
+
+
+def test_save_says_when_it_wrote_accelerates_default_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    default = accelerate_default_config_path()  # what the magic passes when no --config is given
+    assert default == tmp_path / "hf" / "accelerate" / "default_config.yaml"
+    form = ConfigForm(TrainConfig(), default)
+    assert f"accelerate's default config, <code>{default}</code>" in form.box.children[0].value
+    assert form.save() and default.is_file()
+    text = form.message.value
+    assert f"Saved to accelerate's default config, <code>{default}</code>, at " in text
+    assert "`accelerate launch` and %%sagemaker_train without --config read it" in text
+
+
+MORE_FIELDS = [n for n in TrainConfig.model_fields if n in ("image_uri", "py_version", "additional_args", "debug")]
+
+
+def test_rarely_needed_groups_wait_behind_more_settings(tmp_path):
+    form = ConfigForm(TrainConfig(), tmp_path / "c.yaml")
+    assert len(MORE_FIELDS) == 4 and not any(_shown(form, n) for n in MORE_FIELDS)
+    assert form.headings["Advanced"].layout.display == "none"
+    assert all(_shown(form, n) for n in ("ec2_instance_type", "mixed_precision", "use_spot_instances"))
+    count = len(form.groups["Software versions"]) + len(form.groups["Advanced"])
+    assert form.more_toggle.description == f"More settings ({count})"
+    assert "Software versions, Advanced" in form.more_note.value
+    form.more_toggle.value = True  # what a click does
+    assert all(_shown(form, n) for n in MORE_FIELDS) and form.headings["Advanced"].layout.display is None
+    assert form.more_toggle.description == "Fewer settings" and form.more_note.value == ""
+    form.more_toggle.value = False
+    assert not any(_shown(form, n) for n in MORE_FIELDS)
+
+
+def test_more_settings_open_by_themselves_when_one_is_set_or_wrong(tmp_path):
+    assert ConfigForm(TrainConfig(image_uri="x.dkr.ecr/img:1"), None).more_toggle.value
+    assert not ConfigForm(TrainConfig(mixed_precision="bf16"), None).more_toggle.value
+    form = ConfigForm(TrainConfig(), tmp_path / "c.yaml")
+    form.controls["py_version"].value = "3.12"  # not a tag: the problem must be in sight
+    assert form.more_toggle.value and _shown(form, "py_version")
+    assert "py312" in form.errors["py_version"].value

@@ -8,6 +8,12 @@ field that applies only in one mode is hidden in the others (FSDP and DeepSpeed 
 model; a problem shows beside its field and in the message at the top, by the Save button, and
 nothing is saved until the whole config is valid.
 
+The layout follows the width of the pane, not of the window (a CSS container query in the
+form's own <style>): label, control and help side by side where the form is 720 px or wider,
+else the label above its control and the help under it, each as wide as the form. The buttons and
+the message stay in sight while the form scrolls (sticky), and the groups a first run rarely
+needs wait behind "More settings", so the form stays within about two screens at any width.
+
 A saved notebook keeps no live widget, so the form is displayed with a second output: a static
 description of its last state, hidden by CSS while the widget lives and shown once it is gone.
 """
@@ -29,14 +35,58 @@ from pydantic import ValidationError
 
 from ..accelerate_yaml import NESTED_MODE, nested_key
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
+from ..config_files import accelerate_default_config_path
 from ..instance_types import INSTANCE_TYPES, describe
 from ..masking import masked, unmasked
 from ..safe_yaml import safe_yaml
 
 GROUPS = ("Compute", "Distributed", "Spot & checkpoints", "Software versions", "Advanced")
-LABEL_WIDTH = "210px"
-CONTROL_WIDTH = "280px"
+# Shown behind "More settings" unless a field in them is set or has a problem.
+MORE = ("Software versions", "Advanced")
 ERROR_COLOR = "#c62828"
+# Wide: label | control | help. Narrow (a pane under 720 px: a 900 px window with JupyterLab's
+# file browser open, a phone): one column, label above control, help under it, so the help is
+# never squeezed into a sliver and no control is cut off. The widths are here, not in ipywidgets
+# Layouts, because a Layout is an inline style that a query cannot override.
+CSS = """
+.sm-magic-form { container-type: inline-size; min-width: 0; overflow: visible; }
+.sm-magic-form .sm-magic-line { display: grid; grid-template-columns: 190px 280px minmax(0, 1fr);
+  column-gap: 10px; align-items: start; }
+.sm-magic-form .sm-magic-line > .jupyter-widgets { width: auto; min-width: 0; margin-left: 0; margin-right: 0; }
+.sm-magic-form .sm-magic-control, .sm-magic-form .sm-magic-instance-specs { width: auto; min-width: 0;
+  margin-left: 0; margin-right: 0; }
+.sm-magic-form .sm-magic-control input, .sm-magic-form .sm-magic-control select,
+.sm-magic-form .sm-magic-control textarea { min-width: 0; width: 100%; box-sizing: border-box; }
+.sm-magic-form .sm-magic-label > .widget-html-content > div { text-align: right; padding-top: 6px; }
+.sm-magic-form .sm-magic-help > .widget-html-content > div { padding-top: 5px; }
+.sm-magic-form .sm-magic-error { margin-left: 200px; }
+.sm-magic-form .sm-magic-title { overflow-wrap: anywhere; }
+/* Sticky needs every box between the form and the notebook's scroller to let it overflow:
+   JupyterLab's output boxes clip (overflow auto/hidden), so for this form's output only they
+   don't; the form never overflows sideways. A cell whose outputs are scrolled keeps its own. */
+.jp-Cell:not(.jp-mod-outputsScrolled) .jp-Cell-outputArea:has(.sm-magic-form),
+.jp-Cell:not(.jp-mod-outputsScrolled) .jp-OutputArea-child:has(.sm-magic-form),
+.jp-Cell:not(.jp-mod-outputsScrolled) .jp-OutputArea-output:has(.sm-magic-form) { overflow: visible; }
+.sm-magic-form .sm-magic-actions { position: sticky; top: 0; z-index: 5; padding: 2px 0;
+  background: var(--jp-layout-color0, #fff); border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
+.sm-magic-form .sm-magic-actions .widget-button, .sm-magic-form .sm-magic-more .widget-toggle-button {
+  width: auto; min-width: 90px; }
+/* A launched job's progress scrolls sideways inside the form if it must, never past it. */
+.sm-magic-form .sm-magic-form-output { max-width: 100%; overflow-x: auto; }
+.sm-magic-form h4.sm-magic-group { margin: 10px 0 2px 0; }
+@container (max-width: 719px) {
+  .sm-magic-form .sm-magic-line { grid-template-columns: minmax(0, 1fr); row-gap: 1px; }
+  .sm-magic-form .sm-magic-label > .widget-html-content > div { text-align: left; padding-top: 4px;
+    font-weight: 600; }
+  .sm-magic-form .sm-magic-help > .widget-html-content > div { padding-top: 0; }
+  .sm-magic-form .sm-magic-error { margin-left: 0; }
+  /* A checkbox sits before its label, as checkboxes do; the help goes under both. */
+  .sm-magic-form .sm-magic-line-bool { grid-template-columns: 20px minmax(0, 1fr); column-gap: 6px; }
+  .sm-magic-form .sm-magic-line-bool > .sm-magic-control { grid-column: 1; grid-row: 1; }
+  .sm-magic-form .sm-magic-line-bool > .sm-magic-label { grid-column: 2; grid-row: 1; }
+  .sm-magic-form .sm-magic-line-bool > .sm-magic-help { grid-column: 1 / -1; grid-row: 2; }
+}
+"""
 # Words a field name spells in lower case that a label spells otherwise.
 _WORDS = {"fsdp": "FSDP", "gpu": "GPU", "gpus": "GPUs", "ids": "IDs", "ec2": "EC2", "iam": "IAM", "vpc": "VPC",
           "s3": "S3", "uri": "URI", "cpu": "CPU", "aws": "AWS", "deepspeed": "DeepSpeed", "zero": "ZeRO",
@@ -73,11 +123,22 @@ def yaml_key(name: str) -> str:
     return f"{parent}.{nested_key(parent, name)}" if parent else name
 
 
+def fixed(field) -> bool:
+    """A field with one possible value (compute_environment: always AMAZON_SAGEMAKER): the form
+    offers no choice of it, the YAML gets it all the same."""
+    kind, options = _kind(field.annotation)
+    return kind == "choice" and len(options) == 1
+
+
 def condition(name: str) -> dict:
     """{field: value} that must hold for the field to apply; {} when it always applies. FSDP and
     DeepSpeed settings apply in their mode (as to_yaml writes their section), others may say."""
     mode = NESTED_MODE.get(str(field_extra(name).get("yaml")))
     return {"distributed_type": mode} if mode else dict(field_extra(name).get("shown_if", {}))
+
+
+def is_default(config: TrainConfig, name: str) -> bool:
+    return getattr(config, name) == TrainConfig.model_fields[name].get_default(call_default_factory=True)
 
 
 class _FormBox(w.VBox):
@@ -97,11 +158,16 @@ class ConfigForm:
 
     def __init__(self, config: TrainConfig, path: Path | None,
                  on_launch: Callable[[TrainConfig], None] | None = None):
-        self.path = Path(path) if path else None
+        # Absolute, as the person reads it in the title and the Save message, and as written
+        # even if the kernel's working directory changes later.
+        self.path = Path(path).expanduser().absolute() if path else None
+        self.is_default = self.path == accelerate_default_config_path().expanduser().absolute()
         self.extra_keys = dict(config.extra_keys)
         self.controls: dict[str, Any] = {}
         self.errors: dict[str, Any] = {}
         self.rows: dict[str, Any] = {}
+        self.groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+        self.headings: dict[str, Any] = {}
         self.problems: dict[str, str] = {}
         self.on_launch = on_launch
         self.config: TrainConfig | None = config
@@ -114,14 +180,16 @@ class ConfigForm:
         self._saved: TrainConfig = config
         self._saved_at: str | None = None
         self._static_sent: dict | None = None
-        groups: dict[str, list] = {g: [] for g in GROUPS}
         for name, field in TrainConfig.model_fields.items():
             if field.exclude:
                 continue
             control = self._control(name, field, getattr(config, name))
-            control.observe(self._changed, names="value")
             self.controls[name] = control
-            groups.setdefault(field_extra(name).get("group", "Advanced"), []).append(self._row(name, field, control))
+            if fixed(field):  # one possible value: nothing to choose, so no row (the value is saved)
+                continue
+            control.observe(self._changed, names="value")
+            self.groups.setdefault(field_extra(name).get("group", "Advanced"), []).append(name)
+            self._row(name, field, control)
         self.message = w.HTML("").add_class("sm-magic-form-message")
         self.save_button = w.Button(description="Save", button_style="primary", icon="save",
                                     tooltip=f"Write {self.path}" if self.path else "Save").add_class("sm-magic-save")
@@ -134,25 +202,44 @@ class ConfigForm:
             self.launch_button.on_click(lambda _b: self.launch())
             buttons.append(self.launch_button)
         self.output = w.VBox([]).add_class("sm-magic-form-output")
-        title = f"sm_magic config: <code>{html.escape(str(self.path))}</code>" if self.path else "sm_magic config"
         # While this widget lives, its style hides the static description (see static_bundle).
         sid, live = self.static_id, self._live_selector()
         hide_static = (f"<style>body:has({live}) #{sid}, body:has({live}) .jp-OutputArea-child:has(#{sid})"
                        "{display:none}</style>")
-        # Buttons, message and a launched job's progress go at the top, where the person looks
-        # after pressing a button; the form is taller than a screen.
-        sections = [w.HTML(f"{hide_static}<b>{title}</b>"), w.HBox(buttons), self.message, self.output]
-        for group, rows in groups.items():
-            if rows:
-                sections.append(w.HTML(f'<h4 style="margin:8px 0 2px 0">{html.escape(group)}</h4>'))
-                sections += rows
+        # Buttons and message at the top, where the person looks after pressing a button, and
+        # sticky, so they stay in sight from anywhere in the form; a launched job's progress under them.
+        self.actions = w.VBox([w.HBox(buttons), self.message]).add_class("sm-magic-actions")
+        sections = [w.HTML(f"{hide_static}<style>{CSS}</style><b>{self._title_html()}</b>").add_class("sm-magic-title"),
+                    self.actions, self.output]
+        more = [n for g in MORE for n in self.groups.get(g, [])]
+        self.more_toggle = w.ToggleButton(value=not all(is_default(config, n) for n in more),
+                                          icon="chevron-down", tooltip=", ".join(g for g in MORE if self.groups.get(g))
+                                          ).add_class("sm-magic-more-toggle")
+        self.more_toggle.observe(lambda _c: self._show_applicable(), names="value")
+        self.more_note = w.HTML("")
+        for group, names in self.groups.items():
+            if not names:
+                continue
+            if group == MORE[0]:
+                sections.append(w.HBox([self.more_toggle, self.more_note],
+                                       layout=w.Layout(margin="10px 0 0 0", align_items="center")
+                                       ).add_class("sm-magic-more"))
+            self.headings[group] = w.HTML(f'<h4 class="sm-magic-group">{html.escape(group)}</h4>')
+            sections.append(self.headings[group])
+            sections += [self.rows[n] for n in names]
         self.box = _FormBox(self, sections).add_class("sm-magic-form").add_class(self.form_id)
         self._show_applicable()
+
+    def _title_html(self) -> str:
+        if self.path is None:
+            return "sm_magic config"
+        where = "accelerate's default config, " if self.is_default else ""
+        return f"sm_magic config: {where}<code>{html.escape(str(self.path))}</code>"
 
     @staticmethod
     def _control(name: str, field, value):
         kind, options = _kind(field.annotation)
-        common = dict(layout=w.Layout(width=CONTROL_WIDTH, flex="0 0 auto"), tooltip=field.description or name)
+        common = dict(tooltip=field.description or name)
         if name == "ec2_instance_type":  # a list to pick from; any name the config accepts can be typed
             control = w.Combobox(value=value, options=list(LOCAL_INSTANCE_TYPES) + list(INSTANCE_TYPES),
                                  ensure_option=False, placeholder="ml.g5.xlarge", **common)
@@ -166,25 +253,27 @@ class ConfigForm:
             control = w.Textarea(value=text, placeholder="key: value (YAML)", rows=3, **common)
         else:  # int and str edit as text, so an empty box can mean "not set"
             control = w.Text(value="" if value is None else str(value), **common)
-        return control.add_class(f"sm-magic-field-{name}")
+        return control.add_class(f"sm-magic-field-{name}").add_class("sm-magic-control")
 
     def _row(self, name: str, field, control):
-        """Label (wraps, never cut), control, help text with the YAML key; the error below."""
+        """Label (wraps, never cut), control, help text with the YAML key; the error below. The
+        line is a grid whose columns the form's CSS sets for the pane's width."""
         wraps = "line-height:1.3;white-space:normal;overflow-wrap:anywhere"
-        name_html = w.HTML(f'<div style="{wraps};text-align:right;padding:6px 10px 0 0">'
-                           f"{html.escape(label(name))}</div>",
-                           layout=w.Layout(width=LABEL_WIDTH, flex="0 0 auto")).add_class(f"sm-magic-label-{name}")
-        help_html = w.HTML(f'<div style="{wraps};color:#666;font-size:0.85em;padding-top:4px">'
+        name_html = w.HTML(f'<div style="{wraps}">{html.escape(label(name))}</div>'
+                           ).add_class(f"sm-magic-label-{name}").add_class("sm-magic-label")
+        help_html = w.HTML(f'<div style="{wraps};color:#666;font-size:0.85em">'
                            f'<code>{html.escape(yaml_key(name))}</code> &mdash; {html.escape(field.description or "")}'
-                           "</div>", layout=w.Layout(margin="0 0 0 10px", flex="1 1 0"))
+                           "</div>").add_class(f"sm-magic-help-{name}").add_class("sm-magic-help")
         middle = control
         if name == "ec2_instance_type":
-            self.instance_specs = w.HTML(self._specs_html(control.value), layout=w.Layout(width=CONTROL_WIDTH)
-                                         ).add_class("sm-magic-instance-specs")
-            middle = w.VBox([control, self.instance_specs], layout=w.Layout(flex="0 0 auto"))
-        error = w.HTML("", layout=w.Layout(display="none", margin=f"0 0 0 {LABEL_WIDTH}"))
-        self.errors[name] = error.add_class(f"sm-magic-error-{name}")
-        row = w.VBox([w.HBox([name_html, middle, help_html], layout=w.Layout(align_items="flex-start")), error])
+            self.instance_specs = w.HTML(self._specs_html(control.value)).add_class("sm-magic-instance-specs")
+            middle = w.VBox([control, self.instance_specs])
+        error = w.HTML("", layout=w.Layout(display="none"))
+        self.errors[name] = error.add_class(f"sm-magic-error-{name}").add_class("sm-magic-error")
+        line = w.HBox([name_html, middle, help_html]).add_class("sm-magic-line")
+        if isinstance(control, w.Checkbox):
+            line.add_class("sm-magic-line-bool")
+        row = w.VBox([line, error])
         self.rows[name] = row.add_class(f"sm-magic-row-{name}")
         return row
 
@@ -200,9 +289,24 @@ class ConfigForm:
         return all(self.controls[k].value == v for k, v in condition(name).items())
 
     def _show_applicable(self) -> None:
-        # A field with a problem stays in sight even where it does not apply, so it can be fixed.
+        # A field with a problem stays in sight even where it does not apply, so it can be fixed;
+        # a problem behind "More settings" opens them.
+        more = {n for g in MORE for n in self.groups.get(g, [])}
+        if more & set(self.problems) and not self.more_toggle.value:
+            self.more_toggle.value = True  # its observer calls this again
+            return
+        opened = self.more_toggle.value
         for name, row in self.rows.items():
-            row.layout.display = None if self.applies(name) or name in self.problems else "none"
+            shown = (self.applies(name) or name in self.problems) and (opened or name not in more)
+            row.layout.display = None if shown else "none"
+        for group in MORE:
+            if group in self.headings:
+                self.headings[group].layout.display = None if opened else "none"
+        count = sum(self.applies(n) for n in more)
+        self.more_toggle.description = "Fewer settings" if opened else f"More settings ({count})"
+        self.more_toggle.icon = "chevron-up" if opened else "chevron-down"
+        self.more_note.value = ("" if opened else '<span style="color:#666;font-size:0.9em">'
+                                f'{html.escape(", ".join(g for g in MORE if self.groups.get(g)))}</span>')
 
     # -- values and validation ---------------------------------------------------------------
 
@@ -289,9 +393,19 @@ class ConfigForm:
                                   f'{html.escape(str(self.path))}: {html.escape(e.strerror or str(e))}</span>')
             return False
         self._saved, self._saved_at = config, time.strftime("%Y-%m-%d %H:%M:%S")
-        self.message.value = f'<span style="color:#2e7d32">Saved to <code>{html.escape(str(self.path))}</code></span>'
+        self.message.value = f'<span style="color:#2e7d32">{self.saved_text(markup=True)}</span>'
         self._update_static()
         return True
+
+    def saved_text(self, markup: bool = False) -> str:
+        """'Saved to /abs/c.yaml at 12:00:01.'; for accelerate's default config, it says so and
+        who reads it (the file is shared with every `accelerate launch` on this machine)."""
+        path = f"<code>{html.escape(str(self.path))}</code>" if markup else str(self.path)
+        at = (self._saved_at or "").split(" ")[-1]
+        if self.is_default:
+            return (f"Saved to accelerate's default config, {path}, at {at}: `accelerate launch` and "
+                    "%%sagemaker_train without --config read it.")
+        return f"Saved to {path} at {at}."
 
     def launch(self) -> None:
         config = self.validate()
