@@ -42,6 +42,7 @@ class Board:
         self.job, self.hosts = job, list(hosts)
         self.reports: dict[str, dict] = {}
         self.first: Optional[dict] = None
+        self.reported_here = False  # this host failed on its own: the others may fail of it next
         self._lock = threading.Condition()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -329,15 +329,17 @@ def main():
         # The platform adds the exit status. The reason is not printed to the log as well: it is
         # the job's FailureReason, which every display shows once.
         reason = error_summary(tail)
+        if board is not None:
+            board.reported_here = True
         if len(hosts) > 1:
             report = {"host": current, "reason": reason, "consequence": consequence(reason)}
             reason = reason_with_first(reason, current, first_failure(report, board, addr, port, job))
         write_failure_file(failure_path(os.environ), reason)
 
     status = supervise(cmd, env, HERE, sys.stdout.buffer, on_failure)
-    if board is not None and status != 0:
-        board.linger()  # the other hosts may still report, or ask for the first failure
     record_exit(status)
+    if board is not None and board.reported_here:
+        board.linger()  # the other hosts may still report, or ask for the first failure
     if status < 0:
         # Die of the same signal, so whatever waits for this process sees what happened.
         signal.signal(-status, signal.SIG_DFL)
