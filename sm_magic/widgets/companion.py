@@ -99,7 +99,7 @@ def note(what: str, name: str, then: str) -> tuple[str, str]:
             f"`{command}` in a new cell follows it again (or shows how it ended).")
     markup = (f"<b>Disconnected from the kernel</b> (restarted, or the notebook reopened): {what} "
               f"<code>{html.escape(name)}</code> {html.escape(then)}. "
-              f'<code class="sm-magic-attach">{html.escape(command)}</code> in a new cell follows it again '
+              f'<code class="sm-magic-attach" style="white-space:nowrap">{html.escape(command)}</code> in a new cell follows it again '
               "(or shows how it ended).")
     return markup, text
 

@@ -283,11 +283,10 @@ class ProgressWidget:
         self.companion = Companion(*note("job", job.name, "keeps running without it"))
         self.style = w.HTML(self.companion.widget_style(), layout=w.Layout(display="none"))
         # Stop beside the overview: within reach however tall the table and the log grow.
-        self.box = w.VBox([self.style, w.HBox([self.overview, self.stop_button]), self.timeline,
-                           w.HBox([self.metrics, self.plot, self.plot_note]), self.log],
+        # The style last: the widget's text (its repr, in a saved notebook) starts as before.
+        self.box = w.VBox([w.HBox([self.overview, self.stop_button]), self.timeline,
+                           w.HBox([self.metrics, self.plot, self.plot_note]), self.log, self.style],
                           _dom_classes=("sm-magic-progress", self.companion.live_class))
-        # What a saved notebook's text (nbconvert, GitHub) shows for the widget.
-        self.plain = f"Job {job.name}: live progress (a widget of the kernel that showed it)"
 
     def _children(self) -> tuple:
         return (self.overview, self.timeline_table, self.timeline, self.metrics, self.plot, self.plot_note,
@@ -371,14 +370,11 @@ class CellDisplay:
         self._handle = None
         self._companion: Companion | None = None
 
-    def show(self, box, plain: str | None = None, companion: Companion | None = None) -> None:
-        """Display the widget (with `plain` as its text) and, right after it, its companion."""
+    def show(self, box, companion: Companion | None = None) -> None:
+        """Display the widget and, right after it, its companion."""
         from IPython.display import display
 
-        bundle = box._repr_mimebundle_()
-        if plain is not None:
-            bundle["text/plain"] = plain
-        self._handle = display(bundle, raw=True, display_id=True)
+        self._handle = display(box, display_id=True)
         if companion is not None:
             companion.show()
             self._companion = companion
@@ -399,7 +395,7 @@ def show_progress(job: Job) -> ProgressWidget:
     job ends the display is replaced by the static summary and the companion leaves nothing."""
     cell = CellDisplay()
     widget = ProgressWidget(job, on_done=lambda snap: cell.replace(summary_html(snap), render_text(snap), widget))
-    cell.show(widget.box, widget.plain, widget.companion)
+    cell.show(widget.box, widget.companion)
     return widget
 
 

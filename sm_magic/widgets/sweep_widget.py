@@ -113,10 +113,9 @@ class SweepWidget:
                                          "running (its queued ones start only while the kernel that "
                                          "launched the sweep runs)"))
         self.style = w.HTML(self.companion.widget_style(), layout=w.Layout(display="none"))
-        self.box = w.VBox([self.style, w.HBox([self.header, self.stop_note, self.stop_button]), self.table,
-                           self.metric, self.plot, self.errors],
+        self.box = w.VBox([w.HBox([self.header, self.stop_note, self.stop_button]), self.table, self.metric,
+                           self.plot, self.errors, self.style],
                           _dom_classes=("sm-magic-sweep", self.companion.live_class))
-        self.plain = f"Sweep {sweep.name}: live progress (a widget of the kernel that showed it)"
 
     # -- what it follows ------------------------------------------------------------------------
 
@@ -380,7 +379,7 @@ def show_sweep_widget(sweep: Sweep, interval: float = 1.0) -> SweepWidget:
     cell = CellDisplay()
     widget = SweepWidget(sweep, on_done=lambda w: cell.replace(w.summary_html(), w.summary_text(), w),
                          interval=interval)
-    cell.show(widget.box, widget.plain, widget.companion)
+    cell.show(widget.box, widget.companion)
     return widget.start()
 
 

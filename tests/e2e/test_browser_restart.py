@@ -7,11 +7,14 @@ and that command, run in the new kernel, does. The same note shows in a notebook
 job ran and reopened later (instead of "Error displaying widget" alone). A job that ends while
 its kernel lives leaves its summary and nothing else: no note, no empty output.
 
-The job is gated: before its third epoch the script waits for a file the test writes, so it is
-certainly still running across the restart, and ends as soon as the test lets it.
+The same holds for a sweep's widget, whose note says the sweep's started jobs go on.
+
+The jobs are gated: before the third epoch the script waits for a file the test writes, so a job
+is certainly still running across the restart, and ends as soon as the test lets it.
 """
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -20,13 +23,12 @@ from helpers.jobscripts import script
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker: one server per UI
 
-NAME = "e2e-restart"
 GATE_S = 300  # the longest the script waits for the gate: a test that fails never leaves it running
 GATED = script("""
     import argparse, os, time
     parser = argparse.ArgumentParser()
     parser.add_argument("--gate", required=True)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # a sweep adds --lr
     for epoch in range(4):
         if epoch == 2:
             deadline = time.monotonic() + %d
@@ -37,32 +39,52 @@ GATED = script("""
 """ % GATE_S)
 LOAD, JOB, ATTACH = 0, 1, 2
 
-# Which of a cell's outputs show: one entry per output (its classes' key parts, shown or not,
-# its height). Read in one call, so an output replaced between two reads cannot trip a test.
-OUTPUTS = """(cell) => [...cell.querySelectorAll('.jp-OutputArea-child')].map((o) => ({
+
+@dataclass
+class View:
+    """A live view under test: how its cell launches it, and its parts' selectors."""
+    name: str
+    launch: str        # the cell, with {gate} for the gate file's path
+    what: str          # "job" or "sweep": what the note says keeps running
+    live: str
+    summary: str
+    stop: str
+    image: str
+
+
+JOB_VIEW = View("e2e-restart", "%%sagemaker_train --name e2e-restart -- --gate {gate}\n" + GATED, "job",
+                ".sm-magic-progress", ".sm-magic-summary", "button.sm-magic-stop", "img.sm-magic-plot")
+SWEEP_VIEW = View("e2e-rsweep", "%%sagemaker_train --name e2e-rsweep --sweep lr=0.1,0.2 --sweep-max-parallel 2 "
+                  "-- --gate {gate}\n" + GATED, "sweep",
+                  ".sm-magic-sweep", ".sm-magic-sweep-summary", "button.sm-magic-sweep-stop", "img.sm-magic-sweep-plot")
+
+# Which of a cell's outputs show, and what each holds. Read in one call, so an output replaced
+# between two reads cannot trip a test.
+OUTPUTS = """([selector, index, live, summary]) => [...document.querySelectorAll(selector)[index]
+        .querySelectorAll('.jp-OutputArea-child')].map((o) => ({
     shown: o.getClientRects().length > 0 && getComputedStyle(o).display !== 'none',
     height: o.getBoundingClientRect().height,
-    live: !!o.querySelector('.sm-magic-progress'),
-    summary: !!o.querySelector('.sm-magic-summary'),
+    live: !!o.querySelector(live),
+    summary: !!o.querySelector(summary),
     note: !!o.querySelector('.sm-magic-disconnected'),
-    error: o.textContent.includes('Error displaying widget'),
     text: o.textContent.slice(0, 120)}))"""
 
 
-def _outputs(page, index):
-    return lab.cells(page).nth(index).evaluate(OUTPUTS)
+def _outputs(page, index, view):
+    return page.evaluate(OUTPUTS, [lab.CELL_SELECTOR, index, view.live, view.summary])
 
 
-def _shown(page, index):
-    return [o for o in _outputs(page, index) if o["shown"]]
+def _shown(page, index, view):
+    return [o for o in _outputs(page, index, view) if o["shown"]]
 
 
-def _only_the_summary(page, index, what):
+def _only_the_summary(page, index, view, what):
     """The cell shows the summary and nothing else: no note, no empty output's space."""
-    shown = _shown(page, index)
-    assert [o["summary"] for o in shown] == [True], f"{what}: {_outputs(page, index)}"
+    shown = _shown(page, index, view)
+    assert [o["summary"] for o in shown] == [True], f"{what}: {_outputs(page, index, view)}"
     area = lab.cell_output(page, index).locator(".jp-OutputArea").first.bounding_box()["height"]
-    assert abs(area - shown[0]["height"]) <= 1, f"{what}: outputs {area:.0f} px tall, the summary {shown[0]['height']:.0f} px"
+    assert abs(area - shown[0]["height"]) <= 1, (f"{what}: the outputs are {area:.0f} px tall, "
+                                                 f"the summary {shown[0]['height']:.0f} px")
 
 
 def _restart_kernel(page):
@@ -71,77 +93,106 @@ def _restart_kernel(page):
     page.locator(".jp-Dialog button.jp-mod-accept").click()
 
 
-def _expect_the_note_instead_of_the_widget(page, what):
+def _expect_the_note_instead_of_the_widget(page, view, what, dead_view=True):
+    """The launching cell shows the note alone: not the dead view (after a restart, still on the
+    page), nor "Error displaying widget" (reopened: no view at all)."""
     out = lab.cell_output(page, JOB)
     note = out.locator(".sm-magic-disconnected")
     note.wait_for(state="visible", timeout=lab.TIMEOUT_MS)
     text = note.inner_text()
-    assert "Disconnected from the kernel" in text and f"%sagemaker_attach {NAME}" in text, text
-    assert f"job {NAME} keeps running" in text, text
+    assert "Disconnected from the kernel" in text and f"%sagemaker_attach {view.name}" in text, text
+    assert f"{view.what} {view.name} " in text, text
     # Nothing of the dead widget shows: no Stop button to press, no image.
-    for selector in (".sm-magic-progress", "button.sm-magic-stop", "img.sm-magic-plot"):
-        assert all(el.is_hidden() for el in out.locator(selector).all()), f"{selector} shows {what}"
-    shown = _shown(page, JOB)
-    assert [o["note"] for o in shown] == [True], f"{what}, the job cell shows {shown}"
+    for selector in (view.live, view.stop, view.image) if dead_view else ():
+        assert out.locator(selector).count() and all(el.is_hidden() for el in out.locator(selector).all()), \
+            f"{selector} shows {what}"
+    shown = _shown(page, JOB, view)
+    assert [o["note"] for o in shown] == [True], f"{what}, the launching cell shows {shown}"
 
 
 @pytest.fixture
 def nb_page(browser, lab_server):  # named as conftest expects, for a screenshot on failure
-    gate = lab_server.root / f"{NAME}.gate"
-    cells = ["%load_ext sm_magic", f"%%sagemaker_train --name {NAME} -- --gate {gate}\n{GATED}",
-             f"%load_ext sm_magic\n%sagemaker_attach {NAME}"]
-    path = lab.write_notebook(lab_server.root, "restart.ipynb", cells)
     page = lab.new_page(browser)
-    lab.open_notebook(page, lab_server, path)
-    page.gate, page.nb_path = gate, path
+    page.gates = []
     yield page
-    gate.touch()  # whatever happened, the job may end
+    for gate in page.gates:  # whatever happened, the jobs may end
+        gate.touch()
     page.close()
 
 
-def test_after_a_restart_the_old_widget_says_how_to_follow_the_job_again(nb_page, lab_server, shot):
-    page = nb_page
+def _launch(page, lab_server, view):
+    """Open a notebook of three cells: `%load_ext sm_magic`, the view's launching cell and
+    `%sagemaker_attach NAME` (with `%load_ext`, for the new kernel); run the first two; wait
+    until the live widget has drawn its plot (the jobs wait at their gate). Returns the gate."""
+    gate = lab_server.root / f"{view.name}.gate"
+    page.gates.append(gate)
+    cells = ["%load_ext sm_magic", view.launch.replace("{gate}", str(gate)), f"%load_ext sm_magic\n%sagemaker_attach {view.name}"]
+    page.nb_path = lab.write_notebook(lab_server.root, f"{view.name}.ipynb", cells)
+    lab.open_notebook(page, lab_server, page.nb_path)
     lab.click_cell_latency(page, JOB)  # so that LOAD is not the active cell, which may lack the focus
     lab.run_cell_latency(page, LOAD, "")
-    lab.run_cell_latency(page, JOB, NAME)
+    lab.run_cell_latency(page, JOB, view.name)
     out = lab.cell_output(page, JOB)
-    live = out.locator(".sm-magic-progress")
-    # Two epochs in, the job waits at the gate: its plot is drawn, its Stop button live.
-    out.locator("img.sm-magic-plot").wait_for(state="visible", timeout=lab.TIMEOUT_MS)
-    assert live.locator("button.sm-magic-stop").is_enabled()
+    out.locator(view.image).wait_for(state="visible", timeout=lab.TIMEOUT_MS)
+    assert out.locator(view.stop).is_enabled()
     assert out.locator(".sm-magic-disconnected").is_hidden()  # no note while the widget lives
-    assert [o["live"] for o in _shown(page, JOB)] == [True], _outputs(page, JOB)
+    assert [o["live"] for o in _shown(page, JOB, view)] == [True], _outputs(page, JOB, view)
+    return gate
+
+
+def _follow_again(page, view, gate):
+    """Run `%sagemaker_attach NAME` in the new kernel: the live widget, then (the gate open) the
+    summary alone: the work ended while this kernel lives, so no note and no empty output."""
+    lab.run_cell_latency(page, ATTACH, view.name)
+    attached = lab.cell_output(page, ATTACH)
+    attached.locator(f"{view.live} {view.stop}").wait_for(state="visible", timeout=lab.TIMEOUT_MS)
+    gate.touch()
+    summary = attached.locator(view.summary)
+    summary.wait_for(state="visible", timeout=lab.TIMEOUT_MS)
+    _only_the_summary(page, ATTACH, view, "the work ended")
+    return summary
+
+
+def test_after_a_restart_the_old_widget_says_how_to_follow_the_job_again(nb_page, lab_server, shot):
+    page, view = nb_page, JOB_VIEW
+    gate = _launch(page, lab_server, view)
     lab.save_notebook(page, lab_server, page.nb_path)  # saved while the job runs
 
     _restart_kernel(page)
-    _expect_the_note_instead_of_the_widget(page, "after the restart")
+    _expect_the_note_instead_of_the_widget(page, view, "after the restart")
+    assert "keeps running" in lab.cell_output(page, JOB).locator(".sm-magic-disconnected").inner_text()
     shot(lab.cells(page).nth(JOB), "restart-old-widget")
 
     # Reopened from the file saved while the job ran: the note, not "Error displaying widget".
     page.reload(wait_until="domcontentloaded")
     lab.wait_for(page, lab.CELL_SELECTOR)
     lab.wait_kernel_idle(page)
+    out = lab.cell_output(page, JOB)
     out.locator(".jupyter-widgets", has_text="Error displaying widget").wait_for(state="attached",
                                                                                  timeout=lab.TIMEOUT_MS)
-    _expect_the_note_instead_of_the_widget(page, "in the reopened notebook")
+    _expect_the_note_instead_of_the_widget(page, view, "in the reopened notebook", dead_view=False)
 
     # What the note says works: the new kernel follows the job, live, to its end.
-    lab.run_cell_latency(page, ATTACH, NAME)
-    attached = lab.cell_output(page, ATTACH)
-    attached.locator(".sm-magic-progress button.sm-magic-stop").wait_for(state="visible", timeout=lab.TIMEOUT_MS)
-    page.gate.touch()
-    summary = attached.locator(".sm-magic-summary")
-    summary.wait_for(state="visible", timeout=lab.TIMEOUT_MS)
+    summary = _follow_again(page, view, gate)
     lab.expect_text(summary.locator(".sm-magic-status"), "Completed")
     assert "epoch" in summary.locator("table.sm-magic-metrics").inner_text()
-    # The job ended while this kernel lives: the summary alone, no note and no empty output.
-    _only_the_summary(page, ATTACH, "the job ended")
 
     # Saved and reopened after the end: the summary alone still.
     lab.save_notebook(page, lab_server, page.nb_path)
-    saved = json.loads((lab_server.root / page.nb_path).read_text())["cells"][ATTACH]["outputs"]
-    assert "sm-magic-summary" in json.dumps(saved) and "sm-magic-companion-ended" in json.dumps(saved)
+    saved = json.dumps(json.loads((lab_server.root / page.nb_path).read_text())["cells"][ATTACH]["outputs"])
+    assert "sm-magic-summary" in saved and "sm-magic-companion-ended" in saved
     page.reload(wait_until="domcontentloaded")
     lab.wait_for(page, lab.CELL_SELECTOR)
-    lab.cell_output(page, ATTACH).locator(".sm-magic-summary").wait_for(state="visible", timeout=lab.TIMEOUT_MS)
-    _only_the_summary(page, ATTACH, "reopened after the job ended")
+    lab.cell_output(page, ATTACH).locator(view.summary).wait_for(state="visible", timeout=lab.TIMEOUT_MS)
+    _only_the_summary(page, ATTACH, view, "reopened after the job ended")
+
+
+def test_after_a_restart_the_old_sweep_widget_says_how_to_follow_the_sweep_again(nb_page, lab_server, shot):
+    page, view = nb_page, SWEEP_VIEW
+    gate = _launch(page, lab_server, view)
+    _restart_kernel(page)
+    _expect_the_note_instead_of_the_widget(page, view, "after the restart")
+    assert "started jobs keep running" in lab.cell_output(page, JOB).locator(".sm-magic-disconnected").inner_text()
+    shot(lab.cells(page).nth(JOB), "restart-old-sweep-widget")
+    summary = _follow_again(page, view, gate)
+    lab.expect_text(summary.locator(".sm-magic-sweep-header"), "2 Completed")
