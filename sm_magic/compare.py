@@ -45,6 +45,7 @@ from . import final_metrics
 from .errors import UsageProblem
 from .metric_direction import check_overrides, direction
 from .metrics import ROW_KEYS
+from .states import UNKNOWN
 
 if TYPE_CHECKING:  # pandas and the job machinery load when a comparison is made
     import pandas
@@ -66,7 +67,7 @@ class _Run:
     """One job as compared: what its row and its line in the plot are made of."""
 
     name: str
-    status: str = "Unknown"
+    status: str = UNKNOWN
     created: float | None = None
     hyperparameters: dict[str, str] = field(default_factory=dict)
     billable: float | None = None

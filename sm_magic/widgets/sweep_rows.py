@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from ..job import Snapshot
 from ..metric_direction import direction
 from ..metrics import ROW_KEYS
-from ..sweeps import CANCELLED, LAUNCH_FAILED, LAUNCHING, NOT_STARTED, QUEUED
+from ..states import CANCELLED, ENDED, FAILED, LAUNCH_FAILED, LAUNCHING, QUEUED
 from .literal import shown
 from .progress import STATUS_COLORS
 from .series import PlotSeries
@@ -21,9 +21,8 @@ from .text import fmt_value
 MAX_ROWS = 100        # points the table shows at most (running and failed ones first); a line says how many more
 MAX_TEXT = 40         # characters of a swept value (or a job's label in the plot) shown
 MAX_NOTE = 160        # characters of a point's note (why it waits, why it failed) shown
-ENDED = frozenset({"Completed", "Failed", "Stopped", CANCELLED, LAUNCH_FAILED, NOT_STARTED})
-_PENDING_COLORS = {QUEUED: "#757575", LAUNCHING: "#1565c0", CANCELLED: "#757575", NOT_STARTED: "#757575",
-                   LAUNCH_FAILED: "#c62828"}
+# ENDED (states.py): the words of a point nothing more will happen to.
+_PENDING_COLORS = {QUEUED: "#757575", LAUNCHING: "#1565c0", CANCELLED: "#757575", LAUNCH_FAILED: "#c62828"}
 STYLE = ("<style>.sm-magic-sweep-rows{border-collapse:collapse;font-size:0.9em}"
           ".sm-magic-sweep-rows th,.sm-magic-sweep-rows td{text-align:left;padding:1px 8px;white-space:nowrap;"
           "vertical-align:top}.sm-magic-sweep-rows td.n{text-align:right}"
@@ -182,8 +181,11 @@ def shown_rows(rows: list[dict]) -> list[dict]:
     def rank(item: tuple[int, dict]) -> tuple[int, int]:
         i, r = item
         word = r["status"].split(" ")[0]
-        first = (not r["ended"] and word not in (QUEUED, NOT_STARTED)) or word in ("Failed", LAUNCH_FAILED)
+        first = (not r["ended"] and word != QUEUED) or word in (FAILED, LAUNCH_FAILED)
         return (0 if first else 1, i)
 
     keep = sorted(sorted(enumerate(rows), key=rank)[:MAX_ROWS], key=lambda item: item[0])
     return [r for _, r in keep]
+
+
+__all__ = ["ENDED", "MAX_ROWS", "MAX_TEXT", "Folded", "default_metric", "esc", "short", "status_color", "table_html"]
