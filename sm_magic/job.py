@@ -200,10 +200,10 @@ class Job(LiveDisplay):
             elif full:
                 lines = render(self._lines) if tail is None else render_tail(self._lines, tail)
             elif tail is None:
-                lines = fold(render(self._lines))
+                lines = fold(render(self._lines), self.name)
             else:
                 # Folded over a wider window, so a region the tail cuts is still known as one.
-                lines = fold(render_tail(self._lines, tail + FOLD_MARGIN))
+                lines = fold(render_tail(self._lines, tail + FOLD_MARGIN), self.name)
                 lines = lines[-tail:] if tail > 0 else []
             if tail is None and self._dropped:
                 lines.insert(0, f"[{self._dropped} earlier lines are not kept in memory]")

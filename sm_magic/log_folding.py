@@ -15,7 +15,7 @@ from collections import deque
 
 from .failure import _CHAINED, _PREFIX, _parse, _user_traceback
 
-SHOW_ALL = "`job.logs(full=True)`, `%sagemaker_logs NAME --full` or `sm-magic logs NAME --full` shows them"
+SHOW_ALL = "`job.logs(full=True)`, `%sagemaker_logs {name} --full` or `sm-magic logs {name} --full` shows them"
 _COPY = "RuntimeError: "  # accelerate chains the child's stderr to its error as RuntimeError(stderr)
 _MARKERS = ("CalledProcessError", "ChildFailedError", "SignalException")
 # torch's elastic agent: its log line before its ChildFailedError, and the table that error holds.
@@ -78,23 +78,24 @@ def hidden_regions(lines: list[str]) -> list[list[int]]:
     return [r for r in regions if r]
 
 
-def note(count: int, host: str = "") -> str:
+def note(count: int, host: str = "", name: str = "NAME") -> str:
+    """The line that stands for `count` hidden lines of `host`'s, naming how job `name` shows them."""
     prefix = f"{host} | " if host else ""
-    return f"{prefix}(accelerate's launcher traceback: {count} lines hidden; {SHOW_ALL})"
+    return f"{prefix}(accelerate's launcher traceback: {count} lines hidden; {SHOW_ALL.format(name=name)})"
 
 
 WINDOW = 5000  # the end of a log looked at: a launcher's error comes last, its user's traceback before it
 
 
-def fold(lines: list[str]) -> list[str]:
-    """`lines` with each launcher region in their last WINDOW lines replaced by one note line,
-    where the region began."""
+def fold(lines: list[str], name: str = "NAME") -> list[str]:
+    """`lines` (job `name`'s) with each launcher region in their last WINDOW lines replaced by one
+    note line, where the region began."""
     if len(lines) > WINDOW:
-        return lines[:-WINDOW] + fold(lines[-WINDOW:])
+        return lines[:-WINDOW] + fold(lines[-WINDOW:], name)
     regions = hidden_regions(lines)
     if not regions:
         return list(lines)
-    notes = {r[0]: note(len(r), _host(lines[r[0]])) for r in regions}
+    notes = {r[0]: note(len(r), _host(lines[r[0]]), name) for r in regions}
     hidden = {n for r in regions for n in r}
     out: list[str] = []
     for n, line in enumerate(lines):
@@ -124,7 +125,8 @@ class FoldedStream:
     HOLD = 500
     CONTEXT = 300
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "NAME") -> None:
+        self.name = name  # the job's, for the note's commands
         self._given: deque[str] = deque(maxlen=self.CONTEXT)
         self._held: list[str] = []
         self._rules = 0      # the rules still to come of a ChildFailedError's table
@@ -174,7 +176,7 @@ class FoldedStream:
             mine = [n for n in region if n >= start]
             if mine:
                 hidden.update(mine)
-                notes[mine[0]] = note(len(mine), _host(lines[mine[0]]))
+                notes[mine[0]] = note(len(mine), _host(lines[mine[0]]), self.name)
         out = []
         for n in range(start, len(lines)):
             if n in notes:

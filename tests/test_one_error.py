@@ -4,6 +4,7 @@ torch's ChildFailedError and its table), in the `--wait` stream, `sm-magic wait`
 and `job.logs()`; the log on disk keeps every line, and one flag shows them. A line missing the
 `--` before the script's arguments says where they go."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +64,9 @@ def assert_once(text: str, hosts=("",)):
         assert text.count(f"{prefix}(accelerate's launcher traceback: ") == 1, text
     assert text.count(TRACEBACK) == len(hosts), text
     assert not [w for w in LAUNCHER if w in text], text
-    assert ("lines hidden; `job.logs(full=True)`, `%sagemaker_logs NAME --full` or `sm-magic logs NAME --full` "
-            "shows them)") in text, text
+    hint = re.search(r"lines hidden; `job\.logs\(full=True\)`, `%sagemaker_logs (\S+) --full` or "
+                     r"`sm-magic logs \1 --full` shows them\)", text)
+    assert hint and hint.group(1).startswith("one-error-"), text  # the job's own name, ready to copy
 
 
 def assert_everything(text: str, raised: int = 2, wrapper: str = "CalledProcessError"):

@@ -171,7 +171,7 @@ class StreamPrinter:
         self.out = out
         self.printed = 0
         self.log = LogStream()  # the log's rows as a terminal shows them, once each is final
-        self.folded = FoldedStream()  # a failed launcher's own traceback as one line
+        self.folded: FoldedStream | None = None  # a failed launcher's own traceback as one line
 
     def __call__(self, snap: Snapshot) -> None:
         out = self.out or sys.stdout
@@ -183,6 +183,8 @@ class StreamPrinter:
         for t in new[:split]:
             print(format_transition(t), file=out)
         rows = self.log.feed(snap.new_lines) + (self.log.flush() if s.done else [])
+        if self.folded is None:
+            self.folded = FoldedStream(s.name)
         for line in self.folded.feed(rows, done=s.done):
             print(line, file=out)
         for t in new[split:]:

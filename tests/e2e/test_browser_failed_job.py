@@ -34,7 +34,7 @@ ERROR = "ValueError: bad learning rate"
 EPOCH = "epoch 0: {'accuracy': 0.5, 'f1': 0.4}"
 LAUNCHER = ("CalledProcessError", "launch.py", "<frozen runpy>", "subprocess.py", "ChildFailedError")
 FOLDED = "(accelerate's launcher traceback: "
-HINT = "`%sagemaker_logs NAME --full` or `sm-magic logs NAME --full` shows them)"
+HINT = "`%sagemaker_logs e2e-failed --full` or `sm-magic logs e2e-failed --full` shows them)"
 MAGIC_ERROR = f"JobFailedError: training job e2e-failed failed: AlgorithmError: {ERROR} [train.py, line 3] (exit code 1)"
 OUTPUTS = ".jp-OutputArea-output"
 STDOUT = OUTPUTS + "[data-mime-type='application/vnd.jupyter.stdout']"
