@@ -303,15 +303,23 @@ class Job(LiveDisplay):
 
     # -- the model back here -----------------------------------------------------------------
 
-    def download(self, path: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+    def download(self, path: str | os.PathLike | None = None, overwrite: bool = False, *,
+                 max_bytes: int | None = None) -> Path:
         """Fetch the ended job's model.tar.gz (a local path, or from S3) and unpack it into `path`
         (default: `./<job name>-model/`); returns that directory. A directory that already holds
         files is refused unless `overwrite=True` (which replaces the files of the same names), and
-        so is an archive member that would land outside it (sm_magic.artifacts)."""
+        so is an archive member that would land outside it (sm_magic.artifacts), and an archive
+        that unpacks to more than `max_bytes` (default: no cap) or than the disk can hold, before
+        anything is written.
+
+        Example:
+            >>> model_dir = job.download()           # ./<job name>-model/
+            >>> model = torch.load(model_dir / "model.pt")"""
         from . import artifacts
 
         state = self.describe()
-        return artifacts.download(self.name, self._backend, state.status, state.model_artifacts, path, overwrite)
+        return artifacts.download(self.name, self._backend, state.status, state.model_artifacts, path, overwrite,
+                                  max_bytes=max_bytes)
 
     def output_files(self) -> list[OutputFile]:
         """What the ended job wrote: `artifacts.OutputFile(path, size)` for each file of its model

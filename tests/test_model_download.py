@@ -78,6 +78,9 @@ def test_a_local_jobs_model_is_unpacked_beside_the_notebook_and_its_files_listed
     assert _tree(elsewhere) == {"weights.bin": WEIGHTS, "tokenizer/vocab.txt": b"hello\nworld\n"}
     with pytest.raises(DownloadError, match="is a file, not a directory"):
         job.download(sm_env / "models" / "first" / "weights.bin")
+    with pytest.raises(DownloadError, match=r"unpacks to 5 KB or more .*over max_bytes=1024 \(1 KB\); nothing was unpacked"):
+        job.download(sm_env / "models" / "capped", max_bytes=1024)  # the model is 5 KB
+    assert not (sm_env / "models" / "capped").exists() or not any((sm_env / "models" / "capped").iterdir())
     assert not [p for p in _everything(sm_env) if p.endswith(".part")]
 
     # The finished job's summary says how to get it.
