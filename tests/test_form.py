@@ -216,7 +216,8 @@ def test_save_says_when_it_wrote_accelerates_default_config(tmp_path, monkeypatc
     assert form.save() and default.is_file()
     text = form.message.value
     assert f"Saved to accelerate's default config, <code>{default}</code>, at " in text
-    assert "`accelerate launch` and %%sagemaker_train without --config read it" in text
+    assert ("<code>accelerate launch</code> and <code>%%sagemaker_train</code> without <code>--config</code> "
+            "use it.") in text
 
 
 MORE_FIELDS = [n for n in TrainConfig.model_fields if n in ("image_uri", "py_version", "additional_args", "debug")]

@@ -400,12 +400,14 @@ class ConfigForm:
     def saved_text(self, markup: bool = False) -> str:
         """'Saved to /abs/c.yaml at 12:00:01.'; for accelerate's default config, it says so and
         who reads it (the file is shared with every `accelerate launch` on this machine)."""
-        path = f"<code>{html.escape(str(self.path))}</code>" if markup else str(self.path)
+        def code(text: str) -> str:
+            return f"<code>{html.escape(text)}</code>" if markup else text
+
         at = (self._saved_at or "").split(" ")[-1]
         if self.is_default:
-            return (f"Saved to accelerate's default config, {path}, at {at}: `accelerate launch` and "
-                    "%%sagemaker_train without --config read it.")
-        return f"Saved to {path} at {at}."
+            return (f"Saved to accelerate's default config, {code(str(self.path))}, at {at}: "
+                    f"{code('accelerate launch')} and {code('%%sagemaker_train')} without {code('--config')} use it.")
+        return f"Saved to {code(str(self.path))} at {at}."
 
     def launch(self) -> None:
         config = self.validate()

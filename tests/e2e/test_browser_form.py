@@ -367,7 +367,7 @@ def test_without_config_save_says_it_wrote_accelerates_default_config(narrow_pag
         form.locator("button.sm-magic-save").click()
         lab.expect_text(form.locator(".sm-magic-form-message"),
                         f"Saved to accelerate's default config, {default}, at ")
-        lab.expect_text(form.locator(".sm-magic-form-message"), "%%sagemaker_train without --config read it")
+        lab.expect_text(form.locator(".sm-magic-form-message"), "accelerate launch and %%sagemaker_train without --config use it.")
         assert yaml.safe_load(default.read_text())["compute_environment"] == "AMAZON_SAGEMAKER"
     finally:  # the server's other notebooks would read it
         default.unlink(missing_ok=True)
