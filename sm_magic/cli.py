@@ -122,7 +122,7 @@ def _compare(opts) -> int:
     """`sm-magic jobs --compare NAME ...`: sm_magic.compare's table, as text."""
     import pandas as pd
 
-    from .compare import compare
+    from .compare import comparison
 
     if not opts.compare:
         raise _UsageMistake("--compare NAME [NAME ...]: name the jobs to compare (`sm-magic jobs` lists them)")
@@ -130,7 +130,11 @@ def _compare(opts) -> int:
         raise _UsageMistake("--limit limits the listing; --compare takes the jobs' names")
     from .widgets.literal import shown
 
-    frame = compare(opts.compare, sort_by=opts.sort)
+    result = comparison(opts.compare, sort_by=opts.sort)
+    if not opts.wide:  # the compact table (its cells made visible by shown() as they are cut)
+        print(result.text())
+        return 0
+    frame = result.frame
     # A metric name or a swept value is whatever a script printed: its escapes must not reach the terminal.
     frame = frame.rename(columns=shown).apply(lambda column: column.map(lambda v: shown(v) if isinstance(v, str) else v))
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60):
@@ -221,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                    "status, hyperparameters, billable and wall seconds, and the last and best value of each metric")
     p.add_argument("--sort", metavar="METRIC", help="with --compare: sort by this metric's best value, best first "
                    "(or by any column)")
-    p.add_argument("--wide", action="store_true", help=f"every column (instance, sweep), whole names and times: "
-                   f"lines as long as they are (by default they fit {WIDTH} columns)")
+    p.add_argument("--wide", action="store_true", help=f"every column (instance, sweep; with --compare: every column "
+                   f"of the comparison), whole names and times: lines as long as they are (by default the listing fits "
+                   f"{WIDTH} columns)")
     p.set_defaults(run=_jobs)
     p = sub.add_parser("logs", help="print a job's log")
     p.add_argument("name", type=_name)

@@ -194,6 +194,15 @@ class Comparison:
     directions: dict[str, str]
     sorted_by: str | None          # the metric the rows are sorted by, if a metric
     runs: list[_Run] = field(repr=False, default_factory=list)
+    hyperparameters: list[str] = field(default_factory=list)  # their columns' names
+
+    def text(self) -> str:
+        """The compact table as lines of text, as `sm-magic jobs --compare` prints it."""
+        from .table_view import compare_text
+
+        ranked = self.metric()
+        return compare_text(self.frame, ranked, self.directions.get(ranked, "min") if ranked else "min",
+                            self.hyperparameters)
 
     def metric(self, name: str | None = None) -> str | None:
         """`name` checked against the metrics the jobs logged; None: the sort metric, else the
@@ -258,7 +267,7 @@ def comparison(jobs_or_names, sort_by: str | None = None, best: Mapping[str, str
     frame, sorted_by = _sort(frame, sort_by, metrics, directions)
     ranked = sorted_by or (metrics[0] if metrics else None)
     frame = compare_frame(frame, ranked, directions.get(ranked, "min") if ranked else "min", list(hp_columns.values()))
-    return Comparison(frame, metrics, directions, sorted_by, runs)
+    return Comparison(frame, metrics, directions, sorted_by, runs, list(hp_columns.values()))
 
 
 def _float(value) -> float:

@@ -14,6 +14,7 @@ import functools
 import html
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -137,9 +138,18 @@ def best_rows(frame: pd.DataFrame, column: str | None, way: str) -> set[int]:
     return {i for i, v in enumerate(values) if v == target}
 
 
-def compare_html(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: Sequence[str]) -> str:
-    """compare()'s table as a notebook shows it: the best row marked, then name, status, the sort
-    metric's best value, the hyperparameters that differ and the duration; all columns below."""
+@dataclass
+class CompactRow:
+    cells: list[str]       # as shown (numbers formatted, a long name cut)
+    best: bool
+    name: str              # the whole name
+
+
+def compare_rows(frame: pd.DataFrame, metric: str | None, way: str,
+                 hp_columns: Sequence[str]) -> tuple[list[str], list[str], list[CompactRow]]:
+    """compare()'s compact table, for any display: (headers, the numeric ones, rows). The best
+    row marked, then name, status, the ranking metric's best value, the hyperparameters that
+    differ (at most MAX_HP_COLUMNS) and the duration."""
     best_column = f"{metric}_best" if metric else None
     hps = differing(frame, hp_columns)[:MAX_HP_COLUMNS]
     marked = best_rows(frame, best_column, way)
@@ -151,16 +161,39 @@ def compare_html(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: 
     rows = []
     for i, (_, row) in enumerate(frame.iterrows()):
         name = str(row["name"])
-        cells = [_td(BEST_MARK if i in marked else "", title="best" if i in marked else ""),
-                 _td(cut_middle(shown(name, 10_000), NAME_WIDTH), title=name if len(name) > NAME_WIDTH else ""),
-                 _td(str(row.get("status", "")))]
+        cells = [BEST_MARK if i in marked else "", cut_middle(shown(name, 10_000), NAME_WIDTH), str(row.get("status", ""))]
         if best_column in frame.columns:
-            cells.append(_td(cell(row[best_column]), numeric=True))
-        cells += [_td(cell(row[h]), numeric=is_number(row[h])) for h in hps]
-        cells.append(_td(duration(row.get("duration_s")), numeric=True))
-        rows.append((cells, i in marked))
-    what = f"{BEST_MARK}: best {metric}" if marked else "no metric to rank by"
-    return _wrap(_table(head, rows, "compact", numeric), frame, ("duration_s", "billable_s"), what)
+            cells.append(cell(row[best_column]))
+        cells += [cell(row[h]) for h in hps]
+        cells.append(duration(row.get("duration_s")))
+        rows.append(CompactRow(cells, i in marked, name))
+    return head, numeric, rows
+
+
+def compare_html(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: Sequence[str]) -> str:
+    """compare()'s table as a notebook shows it: the compact table, then all columns one click away."""
+    head, numeric, rows = compare_rows(frame, metric, way, hp_columns)
+    cells = []
+    for r in rows:
+        tds = [_td(r.cells[0], title="best" if r.best else ""),
+               _td(r.cells[1], title=r.name if r.cells[1] != r.name else "")]
+        tds += [_td(text, numeric=h in numeric) for h, text in zip(head[2:], r.cells[2:])]
+        cells.append((tds, r.best))
+    what = f"{BEST_MARK}: best {metric}" if any(r.best for r in rows) else "no metric to rank by"
+    return _wrap(_table(head, cells, "compact", numeric), frame, ("duration_s", "billable_s"), what)
+
+
+def compare_text(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: Sequence[str]) -> str:
+    """The same compact table as lines of text (`sm-magic jobs --compare`): numbers right-aligned,
+    the best row marked `*`, names cut as in a notebook (`--wide` prints every column)."""
+    head, numeric, rows = compare_rows(frame, metric, way, hp_columns)
+    table = [head] + [["*" if r.best else "", *r.cells[1:]] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+    lines = []
+    for line in table:
+        parts = [text.rjust(w) if h in numeric else text.ljust(w) for h, text, w in zip(head, line, widths)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
 
 
 def compare_frame(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: Sequence[str]) -> ShownFrame:
@@ -197,4 +230,4 @@ def jobs_frame(frame: pd.DataFrame) -> ShownFrame:
     return shown_frame(frame, jobs_html)
 
 
-__all__ = ["ShownFrame", "compare_frame", "compare_html", "jobs_frame", "jobs_html"]
+__all__ = ["ShownFrame", "compare_frame", "compare_html", "compare_rows", "compare_text", "jobs_frame", "jobs_html"]

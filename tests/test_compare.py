@@ -296,7 +296,8 @@ def test_a_sweeps_name_compares_its_jobs_in_the_grids_order(three, ip, capsys):
     assert list(df["name"]) == ["lr-mid", "lr-small", "lr-big"]
     capsys.readouterr()
     assert cli(["jobs", "--compare", "lrs", "--sort", "lr"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["lr-small", "lr-mid", "lr-big"]
+    assert [line.lstrip("* ").split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == \
+        ["lr-small", "lr-mid", "lr-big"]
     # The listings say which sweep each job is a point of (`--wide`: the compact one fits 100 columns).
     assert cli(["jobs", "--wide"]) == 0
     header, *lines = capsys.readouterr().out.splitlines()
@@ -321,6 +322,12 @@ def test_the_magics_compare_mistakes_are_usage_errors(ip, three, line, message):
 
 def test_the_command_compares_named_jobs_and_says_mistakes_in_one_line(three, capsys):
     assert cli(["jobs", "--compare", "lr-small", "lr-mid", "--sort", "lr"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # Compact: the best row marked, name, status, the first metric's best, the arguments that differ, duration.
+    assert out[0].split() == ["name", "status", "accuracy", "(max)", "lr", "duration"], out
+    assert out[1].lstrip("* ").split()[:2] == ["lr-small", "Completed"] and out[2].lstrip("* ").split()[0] == "lr-mid"
+    assert [line.startswith("*") for line in out[1:]].count(True) == 1 and max(map(len, out)) <= 100
+    assert cli(["jobs", "--compare", "lr-small", "lr-mid", "--sort", "lr", "--wide"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["name", "status", "lr", "epochs"]
     assert out[1].split()[:3] == ["lr-small", "Completed", "0.01"] and out[2].split()[0] == "lr-mid"

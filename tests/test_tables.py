@@ -17,7 +17,7 @@ import pytest
 import sm_magic
 from sm_magic import states
 from sm_magic.table_text import cut, cut_middle, duration, number
-from sm_magic.table_view import BEST_MARK, ShownFrame, compare_html, jobs_frame
+from sm_magic.table_view import BEST_MARK, ShownFrame, compare_html, compare_text, jobs_frame
 
 from helpers.html_tables import Tables as _Html
 from helpers.jobscripts import EPOCHS_SCRIPT, script
@@ -91,6 +91,16 @@ def test_a_min_metric_marks_its_lowest_row_and_no_metric_marks_none():
     view = _Html(compare_html(frame.drop(columns=[c for c in frame.columns if c.startswith(("loss", "accuracy"))]),
                               None, "min", ["lr"]))
     assert view.tables[0]["head"] == ["", "name", "status", "lr", "duration"] and not any(view.tables[0]["best"])
+
+
+def test_the_compact_table_as_text_marks_the_best_row_and_right_aligns_numbers():
+    lines = compare_text(_frame(), "loss", "min", ["lr", "epochs", "optimizer"]).splitlines()
+    assert lines[0].split() == ["name", "status", "loss", "(min)", "lr", "duration"]
+    assert [line[:1] for line in lines[1:]] == ["*", " ", " "]
+    assert lines[1].split()[1:] == ["lr-sweep-2026-12\u2026-07-35-12-123-2", "Completed", "0.27", "0.05", "0:33"]
+    assert lines[2].endswith("1:02:03") and lines[3].endswith("   0:05")  # right-aligned under "duration"
+    assert lines[2].index("0.36") + len("0.36") == lines[0].index("(min)") + len("(min)")
+    assert max(map(len, lines)) <= 100
 
 
 @pytest.mark.jobs
