@@ -5,7 +5,9 @@ must not stay with a Stop button that looks live and does nothing: in its place 
 kernel is gone, that the job keeps running and that `%sagemaker_attach NAME` follows it again;
 and that command, run in the new kernel, does. The same note shows in a notebook saved while the
 job ran and reopened later (instead of "Error displaying widget" alone). A job that ends while
-its kernel lives leaves its summary and nothing else: no note, no empty output.
+its kernel lives leaves its summary and nothing else: no note, no empty output (after
+`%sagemaker_attach`, under a `--wait -o job` cell and under `job` as a later cell's value); and
+the note never flashes while a widget lives.
 
 The same holds for a sweep's widget, whose note says the sweep's started jobs go on.
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from helpers import lab
-from helpers.jobscripts import script
+from helpers.jobscripts import EPOCHS_SCRIPT, script
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]  # one worker: one server per UI
 
@@ -68,6 +70,14 @@ OUTPUTS = """([selector, index, live, summary]) => [...document.querySelectorAll
     summary: !!o.querySelector(summary),
     note: !!o.querySelector('.sm-magic-disconnected'),
     text: o.textContent.slice(0, 120)}))"""
+
+
+# Counts the animation frames in which a companion's note was visible, from now on: it must never
+# flash while a widget lives (before its view renders, the note's rule alone would show it).
+WATCH_NOTES = """() => { window.__smNotes = 0; const tick = () => {
+    for (const el of document.querySelectorAll('.sm-magic-disconnected'))
+        if (el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden') window.__smNotes++;
+    requestAnimationFrame(tick); }; tick(); }"""
 
 
 def _outputs(page, index, view):
@@ -129,13 +139,16 @@ def _launch(page, lab_server, view):
     cells = ["%load_ext sm_magic", view.launch.replace("{gate}", str(gate)), f"%load_ext sm_magic\n%sagemaker_attach {view.name}"]
     page.nb_path = lab.write_notebook(lab_server.root, f"{view.name}.ipynb", cells)
     lab.open_notebook(page, lab_server, page.nb_path)
+    page.evaluate(WATCH_NOTES)
     lab.click_cell_latency(page, JOB)  # so that LOAD is not the active cell, which may lack the focus
     lab.run_cell_latency(page, LOAD, "")
     lab.run_cell_latency(page, JOB, view.name)
     out = lab.cell_output(page, JOB)
     out.locator(view.image).wait_for(state="visible", timeout=lab.TIMEOUT_MS)
     assert out.locator(view.stop).is_enabled()
-    assert out.locator(".sm-magic-disconnected").is_hidden()  # no note while the widget lives
+    # No note while the widget lives, not even for a frame while its view was being made.
+    assert out.locator(".sm-magic-disconnected").is_hidden()
+    assert page.evaluate("() => window.__smNotes") == 0, "the note flashed while the widget lived"
     assert [o["live"] for o in _shown(page, JOB, view)] == [True], _outputs(page, JOB, view)
     return gate
 
@@ -196,3 +209,25 @@ def test_after_a_restart_the_old_sweep_widget_says_how_to_follow_the_sweep_again
     shot(lab.cells(page).nth(JOB), "restart-old-sweep-widget")
     summary = _follow_again(page, view, gate)
     lab.expect_text(summary.locator(".sm-magic-sweep-header"), "2 Completed")
+
+
+def test_a_waited_job_and_its_value_leave_the_summary_and_no_note(nb_page, lab_server):
+    """`--wait -o job`: the widget while the cell blocks, then its summary and the streamed lines,
+    no note and no empty output; `job` as a later cell's value shows the summary alone."""
+    page, view = nb_page, JOB_VIEW
+    cells = ["%load_ext sm_magic", f"%%sagemaker_train --wait -o job --name e2e-wait\n{EPOCHS_SCRIPT}", "job"]
+    page.nb_path = lab.write_notebook(lab_server.root, "e2e-wait.ipynb", cells)
+    lab.open_notebook(page, lab_server, page.nb_path)
+    page.evaluate(WATCH_NOTES)
+    lab.run_all_cells(page)
+    lab.wait_cells_done(page, timeout=180_000)
+    out = lab.cell_output(page, JOB)
+    lab.expect_text(out.locator(view.summary + " .sm-magic-status"), "Completed")
+    shown = _shown(page, JOB, view)
+    assert [o["summary"] for o in shown] == [True, False], _outputs(page, JOB, view)  # the summary, the stream
+    assert "Starting - Preparing the instances for training" in shown[1]["text"], shown  # the --wait stream
+    assert sum(o["height"] for o in shown) >= out.locator(".jp-OutputArea").first.bounding_box()["height"] - 1
+    value = lab.cell_output(page, ATTACH).locator(view.summary)
+    value.wait_for(state="visible", timeout=lab.TIMEOUT_MS)
+    _only_the_summary(page, ATTACH, view, "`job` after the end")
+    assert page.evaluate("() => window.__smNotes") == 0, "the note showed though no kernel was lost"
