@@ -112,9 +112,21 @@ def full_table(frame: pd.DataFrame, durations: Sequence[str] = ()) -> str:
     return _table([shown(c) for c in frame.columns], rows, "all-columns")
 
 
+def row_limit() -> int | None:
+    """Rows a view shows at most: pandas' own `display.max_rows` (60 by default; None: all)."""
+    limit = pd.get_option("display.max_rows")
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
 def _wrap(compact: str, frame: pd.DataFrame, durations: Sequence[str], what: str) -> str:
     n_rows, n_cols = frame.shape
-    return (f'<div class="{CLASS}">{compact}<details style="margin-top:4px"><summary style="cursor:pointer">'
+    limit = row_limit()
+    more = ""
+    if limit is not None and n_rows > limit:
+        frame = frame.head(limit)
+        more = (f'<div style="color:#666">{n_rows - limit} more rows not shown (pandas\' display.max_rows is {limit}); '
+                "the DataFrame has them all</div>")
+    return (f'<div class="{CLASS}">{compact}{more}<details style="margin-top:4px"><summary style="cursor:pointer">'
             f'All {n_cols} columns ({n_rows} row{"s" if n_rows != 1 else ""}; {html.escape(what)})</summary>'
             f'<div class="all" style="overflow-x:auto;max-width:100%">{full_table(frame, durations)}</div></details></div>')
 
@@ -174,7 +186,7 @@ def compare_html(frame: pd.DataFrame, metric: str | None, way: str, hp_columns: 
     """compare()'s table as a notebook shows it: the compact table, then all columns one click away."""
     head, numeric, rows = compare_rows(frame, metric, way, hp_columns)
     cells = []
-    for r in rows:
+    for r in rows[:row_limit()]:
         tds = [_td(r.cells[0], title="best" if r.best else ""),
                _td(r.cells[1], title=r.name if r.cells[1] != r.name else "")]
         tds += [_td(text, numeric=h in numeric) for h, text in zip(head[2:], r.cells[2:])]
@@ -210,7 +222,7 @@ def jobs_html(frame: pd.DataFrame) -> str:
     hyperparameters and when; every column below."""
     head = [c for c in JOBS_COMPACT if c in frame.columns]
     rows = []
-    for _, row in frame.iterrows():
+    for _, row in frame.head(row_limit() or len(frame)).iterrows():
         cells = []
         for column in head:
             value = row[column]

@@ -137,6 +137,20 @@ def test_the_job_list_in_a_notebook_is_compact_with_every_column_one_click_away(
     assert compact["rows"][0][:2] == ["listed-1", "Completed"] and compact["rows"][0][2].count(":") == 1
 
 
+def test_a_long_table_shows_pandas_max_rows_and_says_how_many_more():
+    frame = pd.DataFrame({"name": [f"job-{i}" for i in range(75)], "status": ["Completed"] * 75,
+                          "lr": [i / 100 for i in range(75)], "duration_s": [5.0] * 75,
+                          "loss_best": [1 - i / 100 for i in range(75)]})
+    with pd.option_context("display.max_rows", 60):
+        markup = compare_html(frame, "loss", "min", ["lr"])
+    view = _Html(markup)
+    assert len(view.tables[0]["rows"]) == 60 and len(view.tables[1]["rows"]) == 60
+    assert "15 more rows not shown" in markup and "All 5 columns (75 rows" in view.summary
+    assert view.tables[0]["best"].count(True) == 0  # the best (job-74) is past the 60 shown: not marked wrongly
+    with pd.option_context("display.max_rows", None):
+        assert len(_Html(compare_html(frame, "loss", "min", ["lr"])).tables[0]["rows"]) == 75
+
+
 def test_a_job_list_view_keeps_its_data():
     frame = pd.DataFrame({"name": ["a" * 60], "backend": ["local"], "status": ["Completed"], "duration": ["0:05"],
                           "metrics": ["accuracy=0.9 f1=0.85"], "hyperparameters": ["--lr=0.1 " * 10],
