@@ -52,6 +52,28 @@ def test_the_rules_hide_the_note_while_the_widget_is_connected_and_the_dead_widg
     assert "note" not in ended["text/html"]
 
 
+def test_an_update_is_sent_when_the_note_changed_and_never_after_the_end(monkeypatch):
+    import IPython.display
+
+    sent = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=None, **kw: sent.append(("show", obj)))
+    monkeypatch.setattr(IPython.display, "update_display",
+                        lambda obj, display_id=None, **kw: sent.append((display_id, obj)))
+    c = Companion("a", "a", prefix="sm-magic-form", css_class="sm-magic-form-static", style="margin:0")
+    assert c.live_class.startswith("sm-magic-form-") and c.id == f"{c.live_class}-companion"
+    assert c.bundle()["text/html"].startswith(f'<div id="{c.id}" class="sm-magic-form-static" style="margin:0">')
+    c.update("b", "b")  # not shown yet: nothing sent, but kept
+    c.show()
+    c.update("b", "b")  # the same: nothing sent
+    c.update("<i>c</i>", "c")
+    c.end()
+    c.update("d", "d")
+    c.end()
+    assert [k for k, _ in sent] == ["show", c.id, c.id]
+    assert sent[0][1]["text/plain"] == "b" and sent[1][1]["text/html"].endswith("<i>c</i></div>")
+    assert sent[2][1] == c.ended_bundle()
+
+
 def test_the_progress_widget_carries_its_class_and_the_rule_that_hides_its_companion():
     progress = ProgressWidget(_Job())
     assert progress.companion.live_class in progress.box._dom_classes

@@ -31,6 +31,7 @@ import uuid
 
 DISCONNECTED = "jupyter-widgets-disconnected"  # the class ipywidgets gives a view whose kernel went
 OUTPUT = ".jp-OutputArea-child"                # one output of a cell, in JupyterLab and Notebook 7
+NOTE_STYLE = "border-left:3px solid #ef6c00;padding:2px 8px;margin:2px 0"
 
 
 class Companion:
@@ -38,11 +39,14 @@ class Companion:
     class) and a child holding `widget_style()`; display the widget, then `show()` right after
     it; `end()` before the widget's output is replaced by what it leaves."""
 
-    def __init__(self, note_html: str, note_text: str, prefix: str = "sm-magic-live"):
+    def __init__(self, note_html: str, note_text: str, prefix: str = "sm-magic-live",
+                 css_class: str = "sm-magic-disconnected", style: str = NOTE_STYLE):
         self.live_class = f"{prefix}-{uuid.uuid4().hex[:12]}"
         self.id = f"{self.live_class}-companion"   # the companion's element id and display id
         self.note_html = note_html
         self.note_text = note_text
+        self.css_class = css_class
+        self.style = style
         self.shown = False
         self.ended = False
 
@@ -60,8 +64,8 @@ class Companion:
         """The companion's output while the widget may be live: the note, and a style that hides
         the output just before it when that output holds no connected view."""
         hide_dead = f"<style>{OUTPUT}:has(+ {OUTPUT} #{self.id}):not(:has({self.live_selector()})){{display:none}}</style>"
-        return {"text/html": (f'<div id="{self.id}" class="sm-magic-disconnected" style="border-left:3px solid '
-                              f'#ef6c00;padding:2px 8px;margin:2px 0">{hide_dead}{self.note_html}</div>'),
+        return {"text/html": (f'<div id="{self.id}" class="{self.css_class}" style="{self.style}">'
+                              f"{hide_dead}{self.note_html}</div>"),
                 "text/plain": self.note_text}
 
     def ended_bundle(self) -> dict:
@@ -77,6 +81,17 @@ class Companion:
 
         display(self.bundle(), raw=True, display_id=self.id)
         self.shown = True
+
+    def update(self, note_html: str, note_text: str) -> None:
+        """Say something else (a form's last state, say): sent only when it changed, and never
+        once the work ended."""
+        if (note_html, note_text) == (self.note_html, self.note_text):
+            return
+        self.note_html, self.note_text = note_html, note_text
+        if self.shown and not self.ended:
+            from IPython.display import update_display
+
+            update_display(self.bundle(), raw=True, display_id=self.id)
 
     def end(self) -> None:
         """The widget's work ended while its kernel lives: the companion leaves nothing."""
