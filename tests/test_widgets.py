@@ -236,8 +236,9 @@ NEW_VALUES = {  # a valid value different from the default, for fields whose typ
 def _new_value(name, control):
     if name in NEW_VALUES:
         return NEW_VALUES[name]
-    if hasattr(control, "options") and control.options:
-        return next(o for o in control.options if o != control.value)
+    if hasattr(control, "options") and control.options:  # a Dropdown's (label, value) pairs, a Combobox's names
+        values = [o[1] if isinstance(o, tuple) else o for o in control.options]
+        return next(v for v in values if v is not None and v != control.value)
     if isinstance(control.value, bool):
         return not control.value
     return f"value-of-{name}"
@@ -247,9 +248,12 @@ def test_every_field_has_a_grouped_control_with_help():
     form = ConfigForm(TrainConfig(), None)
     expected = {n for n, f in TrainConfig.model_fields.items() if not f.exclude}
     assert set(form.controls) == expected
-    assert form.controls["distributed_type"].options == ("NO", "DATA_PARALLEL", "FSDP", "DEEPSPEED", "MODEL_PARALLEL")
-    assert form.controls["fsdp_sharding_strategy"].options[0] == "FULL_SHARD"
-    assert form.controls["mixed_precision"].options == ("no", "fp16", "bf16", "fp8")
+    distributed = form.controls["distributed_type"]
+    assert [value for _, value in distributed.options] == [None, "NO", "DATA_PARALLEL", "FSDP", "DEEPSPEED",
+                                                          "MODEL_PARALLEL"]
+    assert distributed.label == "(not set)" and distributed.value is None  # unset: every GPU trains
+    assert form.controls["fsdp_sharding_strategy"].options[0] == ("FULL_SHARD", "FULL_SHARD")
+    assert [value for _, value in form.controls["mixed_precision"].options] == ["no", "fp16", "bf16", "fp8"]
     text = str([c.value for c in form.box.children if hasattr(c, "value")])
     for group in ("Compute", "Distributed", "Spot &amp; checkpoints", "Software versions", "Advanced"):
         assert group in text

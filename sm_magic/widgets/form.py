@@ -52,6 +52,9 @@ _WORDS = {"fsdp": "FSDP", "gpu": "GPU", "gpus": "GPUs", "ids": "IDs", "ec2": "EC
           "params": "parameters", "args": "arguments", "max": "maximum", "min": "minimum"}
 
 
+NOT_SET = "(not set)"
+
+
 def _kind(annotation) -> tuple[str, tuple]:
     """('choice', options) | ('bool',) | ('int',) | ('dict',) | ('str',); Optional unwrapped."""
     annotation, _ = unwrap_optional(annotation)
@@ -202,7 +205,9 @@ class ConfigForm:
             control = w.Combobox(value=value, options=list(LOCAL_INSTANCE_TYPES) + list(INSTANCE_TYPES),
                                  ensure_option=False, placeholder="ml.g5.xlarge", **common)
         elif kind == "choice":
-            control = w.Dropdown(options=list(options), value=value, **common)
+            # An optional choice can go back to "not set" (distributed_type: every GPU trains).
+            pairs = ([(NOT_SET, None)] if unwrap_optional(field.annotation)[1] else []) + [(o, o) for o in options]
+            control = w.Dropdown(options=pairs, index=[v for _, v in pairs].index(value), **common)
         elif kind == "bool":
             control = w.Checkbox(value=bool(value), indent=False, **common)
         elif kind == "dict":
