@@ -91,7 +91,15 @@ def notebook(monkeypatch):
     shown: list[Shown] = []
     monkeypatch.setattr(magic, "_in_kernel", lambda shell: True)
     monkeypatch.setattr(magic_sweep, "_in_kernel", lambda shell: True)
-    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(Shown(obj)) or shown[-1])
+
+    def display(obj, display_id=None, **kw):
+        if str(display_id).endswith("-companion"):  # the note under a live widget (widgets/companion.py)
+            return None
+        shown.append(Shown(obj))
+        return shown[-1]
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(IPython.display, "update_display", lambda obj, **kw: None)
     return shown
 
 

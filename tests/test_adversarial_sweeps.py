@@ -229,7 +229,7 @@ def test_sm_magic_wait_says_the_launcher_is_gone_when_its_kernel_was_killed(serv
     assert err.startswith("sm-magic: sweep orphan: the process that launched it (pid "), err
     assert "is gone: 3 of its 4 points never launched (orphan-2, orphan-3, orphan-4)" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert "Sweep orphan: 4 jobs: 1 Completed, 3 NotStarted" in wait.stdout
+    assert "Sweep orphan: 4 jobs: 1 Completed, 3 Cancelled" in wait.stdout
     assert service.created() == ["orphan-1"]
 
 
@@ -245,7 +245,7 @@ def test_sm_magic_wait_ends_when_the_kernel_was_killed_in_the_middle_of_a_launch
     wait = sm_magic("wait", "cut", "--timeout", "60")
     assert wait.returncode == 1, wait.stdout
     assert "is gone: 2 of its 3 points never launched (cut-2, cut-3)" in wait.stderr, (wait.stdout, wait.stderr)
-    assert "Sweep cut: 3 jobs: 1 Completed, 2 NotStarted" in wait.stdout
+    assert "Sweep cut: 3 jobs: 1 Completed, 2 Cancelled" in wait.stdout
 
 
 def test_a_stop_from_another_kernel_is_obeyed_by_the_kernel_that_launches(service, launchers):

@@ -63,11 +63,14 @@ def test_live_display_without_wait_ends_showing_the_result(sm_env):
     launch_cell, wait_cell = nb.cells[1], nb.cells[2]
     assert "Completed" in _text(wait_cell)
     # The cell's value is the Job (Out[2], `_`), but shown as nothing: no `<Job ... InProgress>`
-    # frozen at launch time stays in the saved notebook.
-    assert [o.output_type for o in launch_cell.outputs] == ["display_data"], launch_cell.outputs
+    # frozen at launch time stays in the saved notebook. The outputs are the live display and its
+    # companion (widgets/companion.py), which the job's end left empty and hidden.
+    assert [o.output_type for o in launch_cell.outputs] == ["display_data"] * 2, launch_cell.outputs
+    _ended_companion(launch_cell.outputs[1])
     assert _text(nb.cells[4]).strip().startswith("True")
     # `job` in a later cell shows the job as it is: here the finished summary.
-    [shown] = nb.cells[3].outputs
+    shown, companion = nb.cells[3].outputs
+    _ended_companion(companion)
     assert shown.output_type == "display_data" and 'class="sm-magic-summary"' in shown["data"]["text/html"]
     assert "Completed" in shown["data"]["text/plain"]
     displays = [o for o in launch_cell.outputs if o.output_type == "display_data"]
@@ -83,6 +86,14 @@ def test_live_display_without_wait_ends_showing_the_result(sm_env):
     assert 'class="sm-magic-summary"' in html and 'class="sm-magic-metrics"' in html
     assert '<img class="sm-magic-plot"' in html and "data:image/png;base64," in html
     assert "application/vnd.jupyter.widget-view+json" not in displays[0]["data"]
+
+
+def _ended_companion(output) -> None:
+    """The note that stands in for a live widget once its kernel is gone, after the job ended: no
+    text, and a style that hides its own output."""
+    assert output["data"]["text/plain"] == "", output
+    assert 'class="sm-magic-companion-ended"' in output["data"]["text/html"], output
+    assert "Disconnected" not in output["data"]["text/html"]
 
 
 def test_spot_resume_notebook_is_interrupted_and_trains_every_epoch(sm_env):
