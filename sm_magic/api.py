@@ -26,7 +26,7 @@ from .launch_checks import LaunchError, absolute_local, check_job_name, job_name
 from .launch_text import command_lines, software_lines
 from .metrics import MetricDefinition
 from .registry import JobRecord, Registry, RegistryError
-from .request import CodeSource, LaunchRequest
+from .request import KEEP_ALIVE_FIELD, CodeSource, LaunchRequest
 from .requirements import RequirementsError
 from .wheelhouse import WheelhouseError
 
@@ -172,6 +172,18 @@ def _interruptions(given) -> tuple[float, ...]:
     return seconds
 
 
+def _check_keep_alive(cfg: TrainConfig, backend_name: str, request: LaunchRequest) -> None:
+    """Warm pools are SageMaker's: asked for on this launch (--keep-alive, keep_alive=) with another
+    backend, refused; set in a config file used for a local run, said and left unused."""
+    if not cfg.keep_alive_period_in_seconds or backend_name == "sagemaker":
+        return
+    if KEEP_ALIVE_FIELD in request.config.overrides:
+        raise LaunchError(f"--keep-alive asks SageMaker for a warm pool; the {backend_name} backend has none: "
+                          "remove --keep-alive, or run with --backend sagemaker")
+    progress(f"keep_alive_period_in_seconds {cfg.keep_alive_period_in_seconds} (a SageMaker warm pool) does not "
+             f"apply to the {backend_name} backend: this job keeps nothing warm")
+
+
 def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bool = False,
          checkout: git_source.Checkout | None = None) -> Plan:
     """Check a launch request without writing anything: the config, the cell, names, inputs,
@@ -227,6 +239,7 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
         raise LaunchError(f"--simulate-interruption works on the local backend only, not {backend_name}: "
                           "there, spot interruptions are real")
     be.check_config(cfg)
+    _check_keep_alive(cfg, backend_name, request)
     if not export:
         registry = registry or Registry()
         name = name or job_name(cfg.base_job_name, registry=registry)  # one no other launch is given
@@ -247,7 +260,8 @@ def launch(source: str | None, config: TrainConfig | str | os.PathLike | None = 
     `config` is a TrainConfig, a YAML path or None (accelerate's SageMaker default config if any,
     else defaults). Keyword overrides: `name`, `backend`, `inputs` (NAME=URI strings), `metrics`
     (NAME=REGEX strings), `jobs_dir`, `simulate_interruptions` (seconds; local backend only: each
-    kills the job that far into a run of its hosts, which then restart), and any config field (`instance_type`, `instance_count`,
+    kills the job that far into a run of its hosts, which then restart), `keep_alive` (minutes:
+    a SageMaker warm pool, as --keep-alive), and any config field (`instance_type`, `instance_count`,
     `mixed_precision`, ...). Code from git: `git_repo` (URL), `git_branch` or `git_commit` (full
     or abbreviated SHA), `entry` (the script's path in the repository, default train.py); the
     whole repository at that commit becomes the bundle, `source` (None, or text that replaces the
@@ -299,6 +313,8 @@ def _register(p: Plan, bundle: Bundle, extra: dict) -> None:
                               **({"image": bundle.image.to_record()} if bundle.image else {}),
                               **({"accelerate": p.software.launcher.to_record()}
                                  if p.software is not None and p.software.launcher is not None else {}),
+                              **({"keep_alive_seconds": p.config.keep_alive_period_in_seconds}
+                                 if p.config.keep_alive_period_in_seconds and p.backend_name == "sagemaker" else {}),
                               **p.origin(), **extra})
     try:
         registry.add(record, on_wait=progress)

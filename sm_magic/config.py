@@ -30,6 +30,9 @@ MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # SageMaker's upper limit on a training
 # The API sets no maximum on InstanceCount (account quotas do, far lower by default); this bound
 # only stops a typo (10000 for 10) from being sent or run.
 MAX_INSTANCE_COUNT = 512
+# ResourceConfig.KeepAlivePeriodInSeconds: botocore's model of the API allows 0 to 21600 s
+# (tests/test_warm_pool.py keeps this equal to the installed model's bound).
+MAX_KEEP_ALIVE_SECONDS = 21600
 MAX_INT = 2**63 - 1  # every integer setting fits a signed 64-bit integer, as the APIs' do
 # Script arguments reach the script on its command line (and are recorded as the job's
 # hyperparameters): SageMaker's limit on one hyperparameter value, on every backend, and a total
@@ -158,6 +161,11 @@ class TrainConfig(BaseModel):
     checkpoint_local_path: str | None = Field(
         None, description="Checkpoint directory inside the container (default /opt/ml/checkpoints).",
         json_schema_extra={"group": "Spot & checkpoints", "yaml": "additional_args"})
+    keep_alive_period_in_seconds: int | None = Field(
+        None, ge=0, description="SageMaker only: keep the instances this many seconds after the job "
+        "(a warm pool) for the next matching job, which then starts without provisioning and reuses the "
+        "requirements installed in the pool's cache (at most 21600; billed while kept).",
+        json_schema_extra={"group": "Compute", "yaml": "additional_args", "label": "Warm pool keep-alive (s)"})
     additional_args: dict[str, Any] = Field(
         default_factory=dict, description="Extra training-job arguments (use_spot_instances, "
         "max_wait, max_run, enable_network_isolation, ...).", json_schema_extra=_group("Advanced"))
@@ -195,7 +203,8 @@ class TrainConfig(BaseModel):
             f"or one of {', '.join(LOCAL_INSTANCE_TYPES)}")
 
     @field_validator("num_machines", "fsdp_min_num_params", "deepspeed_zero_stage",
-                     "deepspeed_gradient_accumulation_steps", "max_run", "max_wait", mode="before")
+                     "deepspeed_gradient_accumulation_steps", "max_run", "max_wait", "keep_alive_period_in_seconds",
+                     mode="before")
     @classmethod
     def _whole_number(cls, v, info: ValidationInfo):
         """A count or a number of seconds, from a flag, YAML or Python: true/false and fractions
@@ -230,6 +239,14 @@ class TrainConfig(BaseModel):
     def _api_limit(cls, v):
         if v is not None and v > MAX_RUNTIME_SECONDS:
             raise ValueError(f"at most {MAX_RUNTIME_SECONDS} s (28 days), SageMaker's limit")
+        return v
+
+    @field_validator("keep_alive_period_in_seconds")
+    @classmethod
+    def _keep_alive_limit(cls, v):
+        if v is not None and v > MAX_KEEP_ALIVE_SECONDS:
+            raise ValueError(f"at most {MAX_KEEP_ALIVE_SECONDS} s ({MAX_KEEP_ALIVE_SECONDS // 60} minutes), "
+                             "SageMaker's limit on ResourceConfig.KeepAlivePeriodInSeconds")
         return v
 
     @field_validator("py_version")

@@ -29,6 +29,30 @@ class RequestError(UsageProblem, ValueError):
     """A request's JSON form that cannot be read; the message names the file and the key."""
 
 
+KEEP_ALIVE_FIELD = "keep_alive_period_in_seconds"
+
+
+def keep_alive_seconds(minutes, where: str = "--keep-alive") -> int:
+    """`--keep-alive MINUTES` (or launch's `keep_alive=`) as the config field's seconds, checked
+    against the API's bounds for ResourceConfig.KeepAlivePeriodInSeconds before anything is written."""
+    from .config import MAX_KEEP_ALIVE_SECONDS
+
+    most = MAX_KEEP_ALIVE_SECONDS // 60
+    try:
+        value = float(minutes)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(minutes, bool) or not 0 <= value <= most:  # NaN too
+        raise KeepAliveError(f"{where} {minutes}: give the minutes SageMaker keeps the instances for the next job "
+                             f"(a warm pool), from 0 to {most} (ResourceConfig.KeepAlivePeriodInSeconds "
+                             f"allows 0 to {MAX_KEEP_ALIVE_SECONDS} s)")
+    return round(value * 60)
+
+
+class KeepAliveError(UsageProblem, ValueError):
+    """A keep-alive that SageMaker would refuse; the message names the flag and the bounds."""
+
+
 @dataclass
 class CodeSource:
     """What the job runs: the cell's text, a git repository's files, or a code tree (an exported
@@ -119,6 +143,9 @@ class LaunchRequest:
                          simulate_interruptions=(interruptions,) if isinstance(interruptions, (int, float, str))
                          else tuple(interruptions))
         notebook = NotebookContext(tagged_cells=take("include_cells", None) or {}, names=take("notebook_names", None))
+        keep_alive = take("keep_alive", None)  # minutes, as the flag takes them
+        if keep_alive is not None:
+            keywords[KEEP_ALIVE_FIELD] = keep_alive_seconds(keep_alive, "keep_alive")
         return cls(code, job, ConfigSource(config, overrides=keywords),
                    args if isinstance(args, (str, bytes)) else list(args), notebook)
 

@@ -10,10 +10,18 @@ reclaim, max_run) is passed on so that the script gets it exactly once; its exit
 and when it fails, the reason (the user's exception and line) goes to /opt/ml/output/failure,
 where SageMaker takes FailureReason from; on several hosts, each host's file leads with the job's
 first failure (failure_board.py).
+
+With a warm pool (the job's environment names the requirements file in REQUIREMENTS_ENV), this
+command installs the requirements itself, into the pool's persistent cache directory: a virtual
+environment over the image's own packages, keyed by the requirements and the image's Python, so
+that the next job on the same warm instance with the same requirements installs nothing.
 """
 
+import fcntl
+import hashlib
 import json
 import os
+import shutil
 import select
 import signal
 import subprocess
@@ -35,9 +43,109 @@ _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # keeps copying what they printed and reports no failure of its own (on SageMaker nobody sends it).
 RECLAIMED = signal.SIGUSR2
 DRAIN_SECONDS = 1.0  # at most this long output is still read after the launcher ended, while it flows
+# Set in the job's environment when this command, not the SDK's driver, installs the requirements.
+REQUIREMENTS_ENV = "SM_ENTRY_REQUIREMENTS"
+# SageMaker sets it in a job that uses a warm pool: a directory that outlives the job on the instance.
+WARM_CACHE_ENV = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"
+WARM_DIR = "sm_magic-requirements"
+WARM_KEEP = 3  # installed environments kept in the cache (the newest used)
+COMPLETE = ".complete"  # written last, atomically: an environment without it is never used
 
 
-def launch_command(spec, env, bundle_dir=HERE):
+class InstallFailed(Exception):
+    """pip could not install the requirements; pip's own output is in the log above."""
+
+
+def requirements_key(requirements):
+    """What an installed environment depends on: the requirements file, the wheels carried beside
+    it (network isolation), and the image's Python (version, interpreter and site-packages), with
+    those site-packages directories."""
+    import site
+
+    digest = hashlib.sha256()
+    with open(requirements, "rb") as f:
+        digest.update(f.read())
+    wheels = os.path.join(os.path.dirname(requirements), "sm_wheels")
+    if os.path.isdir(wheels):
+        for name in sorted(os.listdir(wheels)):
+            digest.update(f"\0{name}:{os.path.getsize(os.path.join(wheels, name))}".encode())
+    sites = site.getsitepackages()
+    digest.update(json.dumps([sys.version, os.path.realpath(sys.executable), sites]).encode())
+    return digest.hexdigest()[:20], sites
+
+
+def _pip(python, requirements, cwd):
+    print(f"sm_magic: pip install -r {os.path.basename(requirements)}", flush=True)
+    done = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                           "-r", requirements], cwd=cwd, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise InstallFailed(f"installing the job's requirements failed (pip exit status {done.returncode}); "
+                            "pip's output is in the job's log")
+
+
+def _prune(root, keep):
+    """Leave the `keep` most recently used environments (and the one in use), remove the rest."""
+    entries = [os.path.join(root, n) for n in os.listdir(root) if not n.startswith(".")]
+    used = sorted(entries, key=lambda p: os.path.getmtime(os.path.join(p, COMPLETE))
+                  if os.path.isfile(os.path.join(p, COMPLETE)) else 0.0, reverse=True)
+    for path in used[keep:]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def install_requirements(env, bundle_dir=HERE, python=sys.executable):
+    """Install the requirements named by REQUIREMENTS_ENV; returns the Python to launch with.
+
+    In a warm pool's cache: reuse the environment whose key matches (nothing installed), else make
+    one (a venv with the image's site-packages behind it, so the image's torch stays the image's)
+    and mark it complete only once pip succeeded. Without a cache: into the image, as the SDK's
+    driver does."""
+    name = env.get(REQUIREMENTS_ENV)
+    requirements = os.path.join(bundle_dir, name) if name else None
+    if requirements is None or not os.path.isfile(requirements):
+        return python
+    cache = env.get(WARM_CACHE_ENV)
+    if not cache or not os.path.isdir(cache):
+        print("sm_magic: no warm pool cache directory: installing the requirements into the image", flush=True)
+        _pip(python, requirements, bundle_dir)
+        return python
+    started = time.monotonic()
+    key, image_sites = requirements_key(requirements)
+    root = os.path.join(cache, WARM_DIR)
+    os.makedirs(root, exist_ok=True)
+    target = os.path.join(root, key)
+    venv_python = os.path.join(target, "bin", "python")
+    with open(os.path.join(root, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = os.path.join(target, COMPLETE)
+        if os.path.isfile(marker):
+            with open(marker, encoding="utf-8") as f:
+                made = json.load(f)
+            os.utime(marker)  # most recently used: kept when the cache is pruned
+            print(f"sm_magic: warm pool cache: requirements unchanged (key {key}, installed by job "
+                  f"{made.get('job') or '?'}): reused, nothing installed", flush=True)
+            return venv_python
+        print(f"sm_magic: warm pool cache: no environment for these requirements (key {key}): installing "
+              f"into {target}", flush=True)
+        shutil.rmtree(target, ignore_errors=True)  # a half-finished install is never used
+        subprocess.run([python, "-m", "venv", "--without-pip", target], check=True)
+        sites = subprocess.run([venv_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        with open(os.path.join(sites, "_sm_magic_image.pth"), "w", encoding="utf-8") as f:
+            f.write("".join(f"{p}\n" for p in image_sites))  # the image's packages (and its pip), behind ours
+        _pip(venv_python, requirements, bundle_dir)
+        partial = marker + ".partial"
+        with open(partial, "w", encoding="utf-8") as f:
+            json.dump({"job": env.get("TRAINING_JOB_NAME"), "key": key, "at": time.time()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, marker)
+        _prune(root, WARM_KEEP)
+        print(f"sm_magic: warm pool cache: installed in {time.monotonic() - started:.1f} s; the next job on "
+              "this instance with the same requirements reuses it", flush=True)
+        return venv_python
+
+
+def launch_command(spec, env, bundle_dir=HERE, python=sys.executable):
     """The accelerate command line for this host, and notes to print before it runs."""
     notes = []
     hosts = json.loads(env.get("SM_HOSTS") or '["algo-1"]')
@@ -49,7 +157,7 @@ def launch_command(spec, env, bundle_dir=HERE):
         notes.append("fp16 needs a GPU and this host has none: training in full precision (fp32)")
         precision = "no"
 
-    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+    cmd = [python, "-m", "accelerate.commands.launch",
            "--config_file", os.path.join(bundle_dir, "accelerate_config.yaml"),
            "--mixed_precision", precision]
     distributed = spec.get("distributed_type")
@@ -303,14 +411,22 @@ def record_exit(status, env=os.environ):
 def main():
     with open(os.path.join(HERE, "sm_launch.json"), encoding="utf-8") as f:
         spec = json.load(f)
-    cmd, notes = launch_command(spec, os.environ)
+    sys.path.insert(0, HERE)
+    from sm_magic.failure import error_summary, write_failure_file
+
+    try:
+        python = install_requirements(os.environ)
+    except (InstallFailed, OSError, subprocess.CalledProcessError) as e:
+        write_failure_file(failure_path(os.environ), str(e) if isinstance(e, InstallFailed)
+                           else f"installing the job's requirements failed: {e}")
+        record_exit(1)
+        sys.exit(1)
+    cmd, notes = launch_command(spec, os.environ, python=python)
     for note in notes:
         print(f"sm_magic: {note}", flush=True)
     env = dict(os.environ)
     env.update(launch_env(spec, os.environ))
     env.pop("SM_MAGIC_EXIT_FILE", None)  # this command's own record, not its children's
-    sys.path.insert(0, HERE)
-    from sm_magic.failure import error_summary, write_failure_file
     from sm_magic.failure_board import Board, consequence, first_failure, reason_with_first
 
     hosts = sorted(json.loads(os.environ.get("SM_HOSTS") or '["algo-1"]'))

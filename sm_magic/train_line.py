@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import UsageProblem
 from .backends import BACKEND_NAMES
-from .request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext
+from .request import (KEEP_ALIVE_FIELD, CodeSource, ConfigSource, JobOptions, KeepAliveError, LaunchRequest,
+                      NotebookContext, keep_alive_seconds)
 
 PROG = "%%sagemaker_train"
 
@@ -38,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     a("--name", help="exact job name (default: base_job_name plus a timestamp)")
     a("--instance-type", dest="instance_type", help="ec2_instance_type, e.g. ml.p3.2xlarge")
     a("--instance-count", dest="instance_count", type=int, help="num_machines: number of hosts")
+    a("--keep-alive", dest="keep_alive", metavar="MINUTES",
+      help="SageMaker: keep the instances MINUTES after the job (a warm pool, billed meanwhile); the next "
+      "matching job starts on them and reuses the requirements installed there (0 to 360)")
     a("--input", dest="inputs", action="append", default=[], metavar="NAME=URI", help="input channel (repeatable)")
     a("--metric", dest="metrics", action="append", default=[], metavar="NAME=REGEX",
       help="SageMaker metric definition; the first group is the value (repeatable)")
@@ -123,6 +127,11 @@ def parse(line: str, cell: str | None = "", notebook: NotebookContext | None = N
                      simulate_interruptions=tuple(opts.simulate_interruptions))
     overrides = {k: v for k, v in (("instance_type", opts.instance_type), ("instance_count", opts.instance_count))
                  if v is not None}
+    if opts.keep_alive is not None:
+        try:
+            overrides[KEEP_ALIVE_FIELD] = keep_alive_seconds(opts.keep_alive)
+        except KeepAliveError as e:
+            raise LineError(f"{PROG}: {e}") from None
     request = LaunchRequest(code, job, ConfigSource(opts.config, overrides), script_args, notebook)
     return request, MagicFlags(wait=opts.wait, edit=opts.edit, dry_run=opts.dry_run, out=opts.out,
                                sweep=tuple(opts.sweep), sweep_max_parallel=opts.sweep_max_parallel, yes=opts.yes)

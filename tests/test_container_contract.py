@@ -419,3 +419,41 @@ def test_the_mount_point_is_removed_by_its_last_user_and_only_when_tests_made_it
     with mount_point(ml, lock, created):
         (ml / "left.txt").write_text("x")
     assert (ml / "left.txt").is_file() and created.is_file(), "a mount point with files in it was removed"
+
+
+@pytest.mark.jobs
+def test_a_warm_pool_installs_the_requirements_once_and_a_changed_one_again(sagemaker_wire, sm_platform, sm_env):
+    """--keep-alive: the entry command installs requirements.txt into the warm pool's persistent
+    cache; the same job again on the same warm instance installs nothing, and a job whose
+    requirements changed installs them anew (never a half-made environment)."""
+    launch(instance_type="ml.g5.xlarge", keep_alive=10, **MODERN)
+    request = sagemaker_wire.create_training_job_request()
+    assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 600
+    p = sm_platform(request, gpus=1)
+    [first] = p.run()
+    assert_trained(first)
+    log = first.log()
+    assert "Installing requirements" not in log  # the SDK's driver installs nothing into the image
+    assert "warm pool cache: no environment for these requirements" in log, first.tail()
+    assert re.search(r"Successfully installed .*\baccelerate-", log), first.tail()
+
+    [second] = p.run()  # the same job again: a fresh container on the same warm instance
+    assert_trained(second)
+    log = second.log()
+    assert re.search(r"warm pool cache: requirements unchanged \(key \w+, installed by job "
+                     rf"{request['TrainingJobName']}\): reused, nothing installed", log), second.tail()
+    assert "pip install" not in log and "Successfully installed" not in log, second.tail()
+    cached = [d.name for d in (p.warm_cache / "algo-1" / "sm_magic-requirements").iterdir() if not d.name.startswith(".")]
+    assert len(cached) == 1, cached
+
+    # A changed requirement: the next job on the same warm instance installs again, beside the first.
+    requirements = sm_env / "requirements.txt"
+    requirements.write_text((first.opt_ml / "input" / "data" / "code" / "requirements.txt").read_text() + "packaging\n")
+    launch(instance_type="ml.g5.xlarge", keep_alive=10, requirements=str(requirements), **MODERN)
+    changed = sagemaker_wire.requests[-1]
+    [third] = sm_platform(changed, gpus=1, warm_cache=p.warm_cache).run()
+    assert_trained(third)
+    assert "warm pool cache: no environment for these requirements" in third.log(), third.tail()
+    assert "sm_magic: pip install -r requirements.txt" in third.log(), third.tail()
+    cached = [d.name for d in (p.warm_cache / "algo-1" / "sm_magic-requirements").iterdir() if not d.name.startswith(".")]
+    assert len(cached) == 2, cached

@@ -508,3 +508,39 @@ def test_launch_on_sagemaker_then_watch_and_attach(sm):
     again = sm_magic.attach(name)  # through the registry, the same backend settings
     assert again._backend is job._backend
     assert again.status == "Completed" and again.logs().splitlines() == [epoch_line(0), epoch_line(1)]
+
+
+def test_a_warm_pool_is_requested_and_its_status_reaches_the_job(sm, capsys):
+    """--keep-alive on SageMaker: the launch says what it asked for, the request carries
+    KeepAlivePeriodInSeconds, the registry records it, and the job's state follows
+    DescribeTrainingJob's WarmPoolStatus (moto has no warm pools: the test plays the service)."""
+    import sm_magic
+    from helpers.aws_moto import ROLE_NAME
+    from sm_magic.registry import Registry
+    from sm_magic.warm_pool import status_line
+
+    name = f"smm-warm-{uuid.uuid4().hex[:8]}"
+    job = sm_magic.launch(E2E_SCRIPT, name=name, backend="sagemaker", iam_role_name=ROLE_NAME,
+                          instance_type="ml.g5.xlarge", keep_alive=10)
+    assert "sm_magic: warm pool: the instances stay 10 min after the job" in capsys.readouterr().out
+    moto_job = sm.aws.training_job(name)
+    assert moto_job.resource_config["KeepAlivePeriodInSeconds"] == 600
+    assert Registry().get(name).extra["keep_alive_seconds"] == 600
+    sm.aws.start_lifecycle(name)
+    sm.to(name, "Training")
+    moto_job.warm_pool_status = {"Status": "InUse"}
+    state = job._backend.describe(name)
+    assert state.extra["warm_pool"] == {"keep_alive_seconds": 600, "status": "InUse", "reused_by": None,
+                                        "retained_billable_seconds": None}
+    assert status_line(state.extra["warm_pool"]) == "warm pool (10 min keep-alive): in use by this job"
+    # The next matching job took the instances over before this one was seen ending.
+    moto_job.warm_pool_status = {"Status": "Reused", "ReusedByJob": "smm-next", "ResourceRetainedBillableTimeInSeconds": 42}
+    sm.to(name, "Completed")
+    job.wait(timeout=60)
+    assert status_line(job.describe().extra["warm_pool"]) == (
+        "warm pool (10 min keep-alive): reused by job smm-next; 42 s billed while kept")
+
+
+def test_a_job_without_a_warm_pool_has_no_warm_pool_facts(sm):
+    name = sm.create()
+    assert "warm_pool" not in get_backend("sagemaker", region="us-east-1").describe(name).extra

@@ -471,3 +471,27 @@ def test_local_container_job_ends_failed_with_the_reason_when_the_sdk_cannot_run
     assert [t.status for t in state.transitions] == ["Starting", "Downloading", "Training", "Failed"]
     lines, _ = backend.logs("container-job-2")
     assert any(line.startswith("sm_magic: ") and state.failure_reason.split(":")[0] in line for line in lines)
+
+
+@pytest.mark.jobs
+def test_a_warm_pool_job_installs_its_requirements_in_the_entry_command(aws, tmp_path):
+    """keep_alive_period_in_seconds: ResourceConfig.KeepAlivePeriodInSeconds, and (on purpose, unlike
+    every other job) the SDK's driver is given no requirements: the bundle's entry command installs
+    them into the warm pool's cache, told so by the job's environment."""
+    config = guide_config(tmp_path, "additional_args:\n  keep_alive_period_in_seconds: 900\n")
+    sub = submit(make_bundle(tmp_path, config, "warm-job-1"), config)
+    req = sub.request
+    assert req["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
+    assert req["Environment"]["SM_ENTRY_REQUIREMENTS"] == "requirements.txt"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in req["InputDataConfig"]}
+    bucket, _, drivers = channels["sm_drivers"].removeprefix("s3://").partition("/")
+    train_sh = aws.client("s3").get_object(Bucket=bucket, Key=f"{drivers}/sm_train.sh")["Body"].read().decode()
+    assert "\npython sm_entry.py\n" in train_sh and "install_requirements.py" not in train_sh
+    code = channels["code"].removeprefix("s3://").partition("/")[2]
+    assert any(k.endswith(f"{code}/requirements.txt") for k in s3_keys(aws, bucket, code + "/"))
+
+
+def test_keep_alive_beyond_the_apis_bound_is_refused_when_the_config_is_read(tmp_path):
+    with pytest.raises(ValueError, match=r"keep_alive_period_in_seconds: at most 21600 s \(360 minutes\), "
+                                         r"SageMaker's limit on ResourceConfig.KeepAlivePeriodInSeconds"):
+        guide_config(tmp_path, "additional_args:\n  keep_alive_period_in_seconds: 86400\n")

@@ -48,3 +48,15 @@ def test_the_image_tables_are_where_images_reads_them(framework):
     path = metadata.distribution("sagemaker-core").locate_file(f"sagemaker/core/image_uri_config/{framework}.json")
     table = json.loads(path.read_text(encoding="utf-8"))
     assert table["training"]["versions"], f"{path} has no training versions"
+
+
+def test_the_driver_installs_requirements_only_when_given_some():
+    # sagemaker_request.build_trainer gives SourceCode no requirements for a warm-pool job, whose
+    # entry command installs them into the pool's cache: the SDK's sm_train.sh must then install none.
+    from sagemaker.train import templates
+    from sagemaker.train.model_trainer import ModelTrainer
+
+    assert "{install_requirements}" in templates.TRAIN_SCRIPT_TEMPLATE
+    assert "install_requirements.py" not in templates.TRAIN_SCRIPT_TEMPLATE.replace("{install_requirements}", "")
+    source = inspect.getsource(ModelTrainer._prepare_train_script)
+    assert 'install_requirements = ""' in source and "if source_code.requirements:" in source

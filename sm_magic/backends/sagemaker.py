@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
-from .base import BackendError, JobState, SubmitOptions, Transition
+from .. import warm_pool
+from .base import BackendError, JobState, SubmitOptions, Transition, progress
 from .cloudwatch_fanout import LogFanout
 from .cloudwatch_logs import LogCursor
 from .s3_tensorboard import S3Scalars, training_began
@@ -80,6 +81,9 @@ def state_from_description(d: dict) -> JobState:
         extra["last_modified"] = api_seconds(d["LastModifiedTime"])
     if d.get("EnableManagedSpotTraining"):
         extra["spot"] = True
+    warm = warm_pool.facts(d)
+    if warm:
+        extra["warm_pool"] = warm  # requested, and what became of the pool (WarmPoolStatus)
     tensorboard = (d.get("TensorBoardOutputConfig") or {}).get("S3OutputPath")
     if tensorboard:
         extra["tensorboard"] = tensorboard  # where SageMaker uploads $SM_OUTPUT_DIR/tensorboard
@@ -253,6 +257,9 @@ class SageMakerBackend:
 
         key = self._key(getattr(config, "profile", None), getattr(config, "region", None))
         submission = sagemaker_submit.submit(bundle, config)
+        line = warm_pool.launch_line(config.keep_alive_period_in_seconds)
+        if line:
+            progress(line)
         with self._lock:
             self._entries[submission.name] = _Entry(key)
         return submission.name
@@ -261,7 +268,9 @@ class SageMakerBackend:
         """The CreateTrainingJob request that submit would send, as text; nothing is sent."""
         from . import sagemaker_submit
 
-        return sagemaker_submit.dry_run_text(sagemaker_submit.submit(bundle, config, dry_run=True))
+        text = sagemaker_submit.dry_run_text(sagemaker_submit.submit(bundle, config, dry_run=True))
+        line = warm_pool.launch_line(config.keep_alive_period_in_seconds)
+        return f"{line[0].upper()}{line[1:]}.\n\n{text}" if line else text
 
     # -- describe ----------------------------------------------------------------------------
 

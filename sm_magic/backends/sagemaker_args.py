@@ -108,7 +108,6 @@ class _Arg:
 ADDITIONAL_ARGS: dict[str, _Arg] = {
     "volume_size": _Arg("ResourceConfig.VolumeSizeInGB", _int(1)),
     "volume_kms_key": _Arg("ResourceConfig.VolumeKmsKeyId", _str),
-    "keep_alive_period_in_seconds": _Arg("ResourceConfig.KeepAlivePeriodInSeconds", _int(0)),
     "output_path": _Arg("OutputDataConfig.S3OutputPath; the bundle is uploaded under it too", _s3_uri),
     "output_kms_key": _Arg("OutputDataConfig.KmsKeyId", _str),
     "disable_output_compression": _Arg("OutputDataConfig.CompressionType NONE", _bool),
@@ -142,6 +141,7 @@ CONFIG_ARGS: dict[str, str] = {
     "max_wait": "StoppingCondition.MaxWaitTimeInSeconds (spot only)",
     "checkpoint_s3_uri": "CheckpointConfig.S3Uri (default <output_path>/<job>/checkpoints)",
     "checkpoint_local_path": f"CheckpointConfig.LocalPath (default {CHECKPOINT_LOCAL_PATH})",
+    "keep_alive_period_in_seconds": "ResourceConfig.KeepAlivePeriodInSeconds (0 to 21600: a warm pool)",
 }
 
 

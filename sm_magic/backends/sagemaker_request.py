@@ -23,6 +23,7 @@ from .sagemaker_limits import hyperparameter_limits
 from .images import Image, choose as choose_image
 from .s3_tensorboard import LOCAL_PATH as TENSORBOARD_LOCAL_PATH
 from .sagemaker_args import CHECKPOINT_LOCAL_PATH
+from ..sm_entry import REQUIREMENTS_ENV
 
 DEFAULT_MAX_RUN = 24 * 60 * 60  # the API's own default (SDK v3 would send 3600: a job cut at one hour)
 REQUIREMENTS_FILE = "requirements.txt"
@@ -50,6 +51,21 @@ def job_environment(config: TrainConfig, extra: dict | None = None) -> dict[str,
     }
     env.update(extra or {})
     return env
+
+
+def sagemaker_environment(config: TrainConfig, extra: dict | None = None) -> dict[str, str]:
+    """job_environment, and for a job with a warm pool the variable that has the bundle's entry
+    command install the requirements into the pool's cache, where the next job on the same instance
+    finds them (sm_entry.install_requirements), instead of the SDK's driver."""
+    env = job_environment(config, extra)
+    if warm_pool(config):
+        env[REQUIREMENTS_ENV] = REQUIREMENTS_FILE
+    return env
+
+
+def warm_pool(config: TrainConfig) -> bool:
+    """Whether the job asks for a warm pool (ResourceConfig.KeepAlivePeriodInSeconds above 0)."""
+    return bool(config.keep_alive_period_in_seconds)
 
 
 def api_hyperparameters(hyperparameters: dict[str, str]) -> dict[str, str]:
@@ -161,12 +177,15 @@ def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session
                                                  TrainingImageConfig)
     from sagemaker.train.model_trainer import ModelTrainer
 
+    # With a warm pool the entry command installs the requirements (into the pool's cache), so the
+    # SDK's driver is given none: it would install them into the image again on every job.
+    own_install = (bundle.path / REQUIREMENTS_FILE).is_file() and not warm_pool(config)
     source = SourceCode(source_dir=str(bundle.path), command=entry_command(bundle),
-                        requirements=REQUIREMENTS_FILE if (bundle.path / REQUIREMENTS_FILE).is_file() else None)
+                        requirements=REQUIREMENTS_FILE if own_install else None)
     compute = Compute(instance_type=config.ec2_instance_type, instance_count=config.num_machines,
                       volume_size_in_gb=options.get("volume_size", 30),
                       volume_kms_key_id=options.get("volume_kms_key"),
-                      keep_alive_period_in_seconds=options.get("keep_alive_period_in_seconds"),
+                      keep_alive_period_in_seconds=config.keep_alive_period_in_seconds,
                       enable_managed_spot_training=True if config.use_spot_instances else None)
     max_run, max_wait = stopping_seconds(config)
     stopping = StoppingCondition(max_runtime_in_seconds=max_run, max_wait_time_in_seconds=max_wait,
@@ -199,7 +218,7 @@ def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session
             compression_type="NONE" if options.get("disable_output_compression") else "GZIP"),
         input_data_config=[InputData(channel_name=c, data_source=uri) for c, uri in inputs.items()] or None,
         checkpoint_config=checkpoint, training_input_mode=options.get("input_mode", "File"),
-        environment=job_environment(config, options.get("environment")),
+        environment=sagemaker_environment(config, options.get("environment")),
         hyperparameters=api_hyperparameters(bundle.hyperparameters),
         tags=[Tag(key=k, value=v) for k, v in options.get("tags", [])] or None,
     )

@@ -27,7 +27,7 @@ from .sagemaker_args import check_additional_args
 from .sagemaker_errors import aws_failure, create_failure
 from .sagemaker_limits import check_environment, check_instance_type, check_repository_access
 from .sagemaker_request import (DEFAULT_MAX_RUN, SDK_CONFIG, QuietHyperparameterWarning, build_trainer, entry_command,
-                                image_for, job_environment, role_check_skipped, stopping_seconds)
+                                image_for, role_check_skipped, sagemaker_environment, stopping_seconds)
 from .sdk_recorder import DryRunStop, Recorder, session_class
 
 
@@ -66,7 +66,8 @@ def check_config(config: TrainConfig) -> dict:
     check_instance_type(config.ec2_instance_type)
     options = check_additional_args(config)
     check_repository_access(options)
-    check_environment(job_environment(config, options.get("environment")), ours=len(job_environment(config)))
+    check_environment(sagemaker_environment(config, options.get("environment")),
+                      ours=len(sagemaker_environment(config)))
     if config.use_spot_instances and config.max_wait is None:
         raise BackendError(f"use_spot_instances needs max_wait: the seconds the job may take, waiting for spot "
                            f"capacity included (at least max_run, {config.max_run or DEFAULT_MAX_RUN} s); "

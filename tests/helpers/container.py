@@ -15,6 +15,10 @@ Three parts:
   layer and, for network isolation, there is no network at all; a clean environment with only
   what the request and the platform set; output to a per-host log, as CloudWatch would get it.
   `run()` runs every host at once and waits; `interrupt_and_resume()` plays a spot reclaim.
+  A request with a warm pool (ResourceConfig.KeepAlivePeriodInSeconds) gets each host's persistent
+  cache directory, as SageMaker gives it: `warm_cache/<host>` bind mounted at WARM_CACHE and named
+  in SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY, kept between runs (and between Platforms given
+  the same `warm_cache`: the next job on the same warm instances), while all else is fresh.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ MOUNT_POINT = Path("/opt/ml")
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What the platform calls a homogeneous cluster's one group (resourceconfig.json).
 GROUP = "homogeneousCluster"
+# Where SageMaker mounts a warm pool's persistent cache, and the variable that names it.
+WARM_CACHE = MOUNT_POINT / "sagemaker" / "warmpoolcache"
+WARM_CACHE_ENV = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"
 
 
 # -- the wire: moto, with every CreateTrainingJob body kept ------------------------------------
@@ -272,6 +279,7 @@ class Host:
     name: str
     root: Path
     process: subprocess.Popen
+    started_at: float = 0.0  # time.time() when its container was started
 
     @property
     def opt_ml(self) -> Path:
@@ -347,8 +355,10 @@ class Platform:
     request's EnableNetworkIsolation says)."""
 
     def __init__(self, aws: MotoAWS, request: dict, workdir: Path, image: Path, gpus: int = 0,
-                 network: bool | None = None):
+                 network: bool | None = None, warm_cache: Path | None = None):
         self.request, self.workdir, self.image, self.gpus = request, Path(workdir), Path(image), gpus
+        warm = (request.get("ResourceConfig") or {}).get("KeepAlivePeriodInSeconds")
+        self.warm_cache = Path(warm_cache or self.workdir / "warm-pool") if warm else None
         self.network = not request.get("EnableNetworkIsolation", False) if network is None else network
         self.s3 = aws.client("s3")
         self.name = request["TrainingJobName"]
@@ -387,6 +397,13 @@ class Platform:
             smi.chmod(0o755)
             path.insert(0, str(smi.parent))
         env = dict(self.request.get("Environment") or {})
+        warm_mount = []
+        if self.warm_cache is not None:
+            cache = self.warm_cache / host
+            cache.mkdir(parents=True, exist_ok=True)
+            (root / "opt_ml" / WARM_CACHE.relative_to(MOUNT_POINT)).mkdir(parents=True)
+            env[WARM_CACHE_ENV] = str(WARM_CACHE)
+            warm_mount = [f"mount --bind {shlex.quote(str(cache))} {WARM_CACHE}"]
         env.update({"TRAINING_JOB_NAME": self.name,
                     "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{self.name}",
                     "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "PATH": ":".join(path),
@@ -399,6 +416,7 @@ class Platform:
         layer = f"lowerdir={self.image},upperdir={root / 'image-upper'},workdir={root / 'image-work'}"
         steps = [f"mount -t overlay image -o {shlex.quote(layer)} {shlex.quote(str(self.image))}",
                  f"mount --bind {shlex.quote(str(root / 'opt_ml'))} {MOUNT_POINT}",
+                 *warm_mount,
                  f"mount --bind {shlex.quote(str(root / 'hosts'))} /etc/hosts",
                  f"hostname {shlex.quote(host)}",
                  *([] if self.network else ["ip link set lo up"]),
@@ -406,11 +424,12 @@ class Platform:
                  "exec " + shlex.join(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command])]
         namespaces = ["--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
                       *([] if self.network else ["--net"])]
+        started_at = time.time()
         with open(root / "log", "wb") as log:
             process = subprocess.Popen(["unshare", *namespaces, "/bin/sh", "-c", " && ".join(steps)],
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}, start_new_session=True)
-        self.started.append(Host(host, root, process))
+        self.started.append(Host(host, root, process, started_at))
         return self.started[-1]
 
     def interrupt_and_resume(self, reclaim_when=lambda hosts: all(map(has_checkpoint, hosts)),
@@ -506,12 +525,15 @@ def sm_platform(sagemaker_wire, opt_ml_mount_point, tmp_path, pytestconfig):
     request, with the image venv its TrainingImage names; every host is killed at the end."""
     made: list[Platform] = []
 
-    def make(request: dict | None = None, *, gpus: int = 0, network: bool | None = None) -> Platform:
+    def make(request: dict | None = None, *, gpus: int = 0, network: bool | None = None,
+             warm_cache: Path | None = None) -> Platform:
         request = request or sagemaker_wire.create_training_job_request()
         # A first build takes minutes: its progress goes to the terminal, not the captured output.
         with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
             image = image_for(request)
-        made.append(Platform(sagemaker_wire, request, tmp_path / "platform", image, gpus=gpus, network=network))
+        workdir = tmp_path / f"platform-{len(made)}" if made else tmp_path / "platform"
+        made.append(Platform(sagemaker_wire, request, workdir, image, gpus=gpus, network=network,
+                             warm_cache=warm_cache))
         return made[-1]
 
     yield make
