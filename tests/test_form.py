@@ -141,10 +141,16 @@ def test_a_refused_save_names_the_fields_writes_nothing_and_says_so_at_the_top(t
 @pytest.fixture
 def shown(monkeypatch):
     """What the form displays and updates, as (kind, object, display_id) in order."""
+    import IPython.display
+
     calls = []
-    monkeypatch.setattr(form_module, "display", lambda obj, raw=False, display_id=None: calls.append(
-        ("display", obj, display_id)))
-    monkeypatch.setattr(form_module, "update_display", lambda obj, raw=False, display_id=None: calls.append(
+
+    def display(obj, raw=False, display_id=None):
+        calls.append(("display", obj, display_id))
+
+    monkeypatch.setattr(form_module, "display", display)
+    monkeypatch.setattr(IPython.display, "display", display)  # the companion's note
+    monkeypatch.setattr(IPython.display, "update_display", lambda obj, raw=False, display_id=None: calls.append(
         ("update", obj, display_id)))
     return calls
 

@@ -15,7 +15,8 @@ the message stay in sight while the form scrolls (sticky), and the groups a firs
 needs wait behind "More settings", so the form stays within about two screens at any width.
 
 A saved notebook keeps no live widget, so the form is displayed with a second output: a static
-description of its last state, hidden by CSS while the widget lives and shown once it is gone.
+description of its last state, hidden by CSS while the widget lives and shown once it is gone
+(companion.py, as the progress and sweep widgets' notes).
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from __future__ import annotations
 import html
 import time
 import typing
-import uuid
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
 import ipywidgets as w
 import yaml
-from IPython.display import display, update_display
+from IPython.display import display
 from pydantic import ValidationError
 
 from ..accelerate_yaml import NESTED_MODE, nested_key
@@ -39,6 +39,7 @@ from ..config_files import accelerate_default_config_path
 from ..instance_types import INSTANCE_TYPES, describe
 from ..masking import masked, unmasked
 from ..safe_yaml import safe_yaml
+from .companion import Companion
 from .form_style import CSS
 
 GROUPS = ("Compute", "Distributed", "Spot & checkpoints", "Software versions", "Advanced")
@@ -133,14 +134,12 @@ class ConfigForm:
         self.on_launch = on_launch
         self.config: TrainConfig | None = config
         self._opened = config  # what the masked credentials in its text areas stand for
-        # This form's class, the static description's element id (also its display id), and
-        # what that description last said.
-        self.form_id = f"sm-magic-form-{uuid.uuid4().hex[:12]}"
-        self.static_id = f"{self.form_id}-static"
-        self.shown = False
         self._saved: TrainConfig = config
         self._saved_at: str | None = None
-        self._static_sent: dict | None = None
+        # The static description under the widget (companion.py); its element id is also its
+        # display id, and the form's view carries its class.
+        self.companion = Companion("", "", prefix="sm-magic-form", css_class="sm-magic-form-static", style="")
+        self.form_id, self.static_id = self.companion.live_class, self.companion.id
         for name, field in TrainConfig.model_fields.items():
             if field.exclude:
                 continue
@@ -163,14 +162,11 @@ class ConfigForm:
             self.launch_button.on_click(lambda _b: self.launch())
             buttons.append(self.launch_button)
         self.output = w.VBox([]).add_class("sm-magic-form-output")
-        # While this widget lives, its style hides the static description (see static_bundle).
-        sid, live = self.static_id, self._live_selector()
-        hide_static = (f"<style>body:has({live}) #{sid}, body:has({live}) .jp-OutputArea-child:has(#{sid})"
-                       "{display:none}</style>")
         # Buttons and message at the top, where the person looks after pressing a button, and
         # sticky, so they stay in sight from anywhere in the form; a launched job's progress under them.
         self.actions = w.VBox([w.HBox(buttons), self.message]).add_class("sm-magic-actions")
-        sections = [w.HTML(f"{hide_static}<style>{CSS}</style><b>{self._title_html()}</b>").add_class("sm-magic-title"),
+        # While this widget lives, its style hides the static description.
+        sections = [w.HTML(f"{self.companion.widget_style()}<style>{CSS}</style><b>{self._title_html()}</b>").add_class("sm-magic-title"),
                     self.actions, self.output]
         more = [n for g in MORE for n in self.groups.get(g, [])]
         self.more_toggle = w.ToggleButton(value=not all(is_default(config, n) for n in more),
@@ -392,15 +388,13 @@ class ConfigForm:
         return (f"sm_magic config form{where} (interactive: run the cell again in Jupyter to edit; "
                 "its last state is in the next output)")
 
-    def static_bundle(self) -> dict:
-        """The form's last state as HTML and text: the display_id output under the widget.
+    def static_note(self) -> tuple[str, str]:
+        """The form's last state as (HTML, text): what the description under the widget says.
 
-        The widget's own style hides this while the widget lives. Once it is gone (a reopened
-        notebook) or disconnected (a restarted kernel), this shows, and its own style hides the
+        The widget's own style hides it while the widget lives. Once the widget is gone (a
+        reopened notebook) or disconnected (a restarted kernel), it shows, and its style hides the
         widget output just before it ("Error displaying widget: model not found", or the
-        disconnected form). The selectors need CSS :has() (Chromium 105, Firefox 121, Safari 15.4)
-        and JupyterLab's output classes (JupyterLab, Notebook 7, nbconvert's HTML); elsewhere
-        both outputs show."""
+        disconnected form): see companion.py."""
         config = self.config or self._saved
         path = str(self.path)
         if self._saved_at:
@@ -421,30 +415,21 @@ class ConfigForm:
         cells = "".join(f'<tr><td title="{html.escape(key)}" style="text-align:left">{html.escape(name)}</td>'
                         f'<td style="text-align:left"><code>{html.escape(value)}</code></td></tr>'
                         for name, key, value in rows)
-        hide_dead_widget = (f"<style>.jp-OutputArea-child:has(+ .jp-OutputArea-child #{self.static_id})"
-                            f":not(:has({self._live_selector()})){{display:none}}</style>")
         head = f"sm_magic config ({state}); run the cell to edit it."
-        return {
-            "text/html": (f'<div id="{self.static_id}" class="sm-magic-form-static">{hide_dead_widget}'
-                          f'<b>{html.escape(head)}</b><table style="font-size:0.9em">{cells}</table></div>'),
-            "text/plain": "\n".join([head] + [f"  {key}: {value}" for _, key, value in rows]),
-        }
+        return (f'<b>{html.escape(head)}</b><table style="font-size:0.9em">{cells}</table>',
+                "\n".join([head] + [f"  {key}: {value}" for _, key, value in rows]))
 
-    def _live_selector(self) -> str:
-        # ipywidgets marks a view "disconnected" when its kernel restarts: a form that no longer
-        # edits anything, so the static description takes its place then too.
-        return f".{self.form_id}:not(.jupyter-widgets-disconnected)"
+    def static_bundle(self) -> dict:
+        """The description's output, as the saved notebook keeps it."""
+        self.companion.note_html, self.companion.note_text = self.static_note()
+        return self.companion.bundle()
 
     def display(self, widget_bundle: dict) -> None:
         """Display the widget, then the static description under it (updated as the form changes)."""
         widget_bundle["text/plain"] = self.text_summary()  # what nbconvert and GitHub show for the widget
         display(widget_bundle, raw=True)
-        self._static_sent = self.static_bundle()
-        display(self._static_sent, raw=True, display_id=self.static_id)
-        self.shown = True
+        self.companion.note_html, self.companion.note_text = self.static_note()
+        self.companion.show()
 
     def _update_static(self) -> None:
-        bundle = self.static_bundle()
-        if self.shown and bundle != self._static_sent:
-            update_display(bundle, raw=True, display_id=self.static_id)
-        self._static_sent = bundle
+        self.companion.update(*self.static_note())
