@@ -31,7 +31,8 @@ or the script's intro and notes, then run `{COMMAND}`. -->
 config` writes for Amazon SageMaker, so the Accelerate guide's example loads unchanged and a saved
 config still works with `accelerate launch`. `TrainConfig.from_yaml(path)` reads one file,
 `.to_yaml(path)` writes one (atomically); `%sagemaker_config --edit` shows the config form, one
-control per field below, grouped as below, and its Save writes the file
+control per field below (but `compute_environment`, which has one possible value; an optional
+choice offers "(not set)"), grouped as below, and its Save writes the file
 (see [the config form](widgets.md#the-config-form)).
 
 Layers, later wins: built-in defaults, accelerate's default config file
