@@ -44,24 +44,23 @@ def _bounds(shape_name: str, default: int) -> int:
         return default
 
 
+def _map_limits(member: str, key_shape: str, value_shape: str, defaults: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(entries, key length, value length) the API allows in the CreateTrainingJob map `member`."""
+    model = _model()
+    entries = defaults[0]
+    if model is not None:
+        entries = int(model.operation_model("CreateTrainingJob").input_shape.members[member].metadata.get("max", entries))
+    return entries, _bounds(key_shape, defaults[1]), _bounds(value_shape, defaults[2])
+
+
 def env_limits() -> tuple[int, int, int]:
     """(entries, key length, value length) the API allows in Environment."""
-    model = _model()
-    entries = 100
-    if model is not None:
-        env = model.operation_model("CreateTrainingJob").input_shape.members["Environment"]
-        entries = int(env.metadata.get("max", entries))
-    return entries, _bounds("TrainingEnvironmentKey", 512), _bounds("TrainingEnvironmentValue", 512)
+    return _map_limits("Environment", "TrainingEnvironmentKey", "TrainingEnvironmentValue", (100, 512, 512))
 
 
 def hyperparameter_limits() -> tuple[int, int, int]:
     """(entries, key length, value length) the API allows in HyperParameters."""
-    model = _model()
-    entries = 100
-    if model is not None:
-        hps = model.operation_model("CreateTrainingJob").input_shape.members["HyperParameters"]
-        entries = int(hps.metadata.get("max", entries))
-    return entries, _bounds("HyperParameterKey", 256), _bounds("HyperParameterValue", 2500)
+    return _map_limits("HyperParameters", "HyperParameterKey", "HyperParameterValue", (100, 256, 2500))
 
 
 def check_instance_type(name: str) -> None:
