@@ -124,7 +124,10 @@ def install_requirements(env, bundle_dir=HERE, python=sys.executable):
             print(f"sm_magic: warm pool cache: requirements unchanged (key {key}, installed by job "
                   f"{made.get('job') or '?'}): reused, nothing installed", flush=True)
             return venv_python
-        print(f"sm_magic: warm pool cache: no environment for these requirements (key {key}): installing "
+        earlier = [n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, COMPLETE))]
+        kept = (f"; this instance was kept from an earlier job (its cache holds {len(earlier)} other "
+                f"environment{'s' if len(earlier) != 1 else ''})") if earlier else ""
+        print(f"sm_magic: warm pool cache: no environment for these requirements (key {key}{kept}): installing "
               f"into {target}", flush=True)
         shutil.rmtree(target, ignore_errors=True)  # a half-finished install is never used
         subprocess.run([python, "-m", "venv", "--without-pip", target], check=True)

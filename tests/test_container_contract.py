@@ -453,7 +453,25 @@ def test_a_warm_pool_installs_the_requirements_once_and_a_changed_one_again(sage
     changed = sagemaker_wire.requests[-1]
     [third] = sm_platform(changed, gpus=1, warm_cache=p.warm_cache).run()
     assert_trained(third)
-    assert "warm pool cache: no environment for these requirements" in third.log(), third.tail()
+    assert re.search(r"warm pool cache: no environment for these requirements \(key \w+; this instance was kept "
+                     r"from an earlier job \(its cache holds 1 other environment\)\)", third.log()), third.tail()
     assert "sm_magic: pip install -r requirements.txt" in third.log(), third.tail()
     cached = [d.name for d in (p.warm_cache / "algo-1" / "sm_magic-requirements").iterdir() if not d.name.startswith(".")]
     assert len(cached) == 2, cached
+
+
+@pytest.mark.jobs
+def test_a_warm_pool_without_network_installs_the_carried_wheels_once(sagemaker_wire, sm_platform):
+    """Network isolation and a warm pool: the cache's environment is made from the wheels the
+    bundle carries (no network at all), and the next run on the warm host installs nothing."""
+    launch(args=[*ARGS, "--probe-network"], instance_type="ml.g5.xlarge", keep_alive=5,
+           additional_args={"enable_network_isolation": True}, **MODERN)
+    p = sm_platform(gpus=1)
+    assert p.network is False and p.warm_cache is not None
+    [first] = p.run()
+    assert_trained(first, args=[*ARGS, "--probe-network"])
+    assert "network: none" in first.log()
+    assert re.search(r"Successfully installed .*\baccelerate-", first.log()), first.tail()
+    [second] = p.run()
+    assert_trained(second, args=[*ARGS, "--probe-network"])
+    assert "reused, nothing installed" in second.log() and "Successfully installed" not in second.log(), second.tail()
