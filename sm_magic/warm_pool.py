@@ -34,7 +34,8 @@ def launch_line(keep_alive_seconds: int | None) -> str | None:
 
 def facts(description: dict) -> dict[str, Any] | None:
     """The warm-pool facts of a DescribeTrainingJob answer, for JobState.extra["warm_pool"] (None:
-    the job asked for no warm pool)."""
+    the job asked for no warm pool). The backend adds "started_on_pool_of": the job whose pool this
+    one took over (None: none), once it has asked (SageMakerBackend._warm_pool_origin)."""
     keep = (description.get("ResourceConfig") or {}).get("KeepAlivePeriodInSeconds")
     status = description.get("WarmPoolStatus") or {}
     if not keep and not status:
@@ -56,6 +57,11 @@ def status_line(warm: dict | None) -> str | None:
         parts.append(STATUS_WORDS.get(status, status))
     else:
         parts.append("requested")
+    origin = warm.get("started_on_pool_of", "")
+    if origin:
+        parts.append(f"started on the warm pool of job {origin}")
+    elif origin is None:
+        parts.append("started on newly provisioned instances")
     if warm.get("retained_billable_seconds"):
         parts.append(f"{warm['retained_billable_seconds']} s billed while kept")
     return ": ".join(parts[:2]) + "".join(f"; {p}" for p in parts[2:])

@@ -510,7 +510,7 @@ def test_launch_on_sagemaker_then_watch_and_attach(sm):
     assert again.status == "Completed" and again.logs().splitlines() == [epoch_line(0), epoch_line(1)]
 
 
-def test_a_warm_pool_is_requested_and_its_status_reaches_the_job(sm, capsys):
+def test_a_warm_pool_is_requested_and_its_status_reaches_the_job(sm, capsys, moto_warm_pools):
     """--keep-alive on SageMaker: the launch says what it asked for, the request carries
     KeepAlivePeriodInSeconds, the registry records it, and the job's state follows
     DescribeTrainingJob's WarmPoolStatus (moto has no warm pools: the test plays the service)."""
@@ -531,14 +531,73 @@ def test_a_warm_pool_is_requested_and_its_status_reaches_the_job(sm, capsys):
     moto_job.warm_pool_status = {"Status": "InUse"}
     state = job._backend.describe(name)
     assert state.extra["warm_pool"] == {"keep_alive_seconds": 600, "status": "InUse", "reused_by": None,
-                                        "retained_billable_seconds": None}
-    assert status_line(state.extra["warm_pool"]) == "warm pool (10 min keep-alive): in use by this job"
+                                        "retained_billable_seconds": None, "started_on_pool_of": None}
+    assert status_line(state.extra["warm_pool"]) == ("warm pool (10 min keep-alive): in use by this job; "
+                                                     "started on newly provisioned instances")
     # The next matching job took the instances over before this one was seen ending.
     moto_job.warm_pool_status = {"Status": "Reused", "ReusedByJob": "smm-next", "ResourceRetainedBillableTimeInSeconds": 42}
     sm.to(name, "Completed")
     job.wait(timeout=60)
     assert status_line(job.describe().extra["warm_pool"]) == (
-        "warm pool (10 min keep-alive): reused by job smm-next; 42 s billed while kept")
+        "warm pool (10 min keep-alive): reused by job smm-next; started on newly provisioned instances; "
+        "42 s billed while kept")
+
+
+@pytest.fixture
+def moto_warm_pools(monkeypatch):
+    """ListTrainingJobs with WarmPoolStatusEquals, as the service answers it (moto 5.2 ignores the
+    filter and has no WarmPoolStatus): the jobs whose `warm_pool_status` (set by the test on moto's
+    job) has that status, newest first, each summary with it."""
+    import json
+
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    listed = SageMakerResponse.list_training_jobs  # tests/helpers/aws_moto.py's answer to the rest
+
+    def list_training_jobs(self):
+        wanted = json.loads(self.body or "{}").get("WarmPoolStatusEquals")
+        if wanted is None:
+            return listed(self)
+        jobs = [j for j in self.sagemaker_backend.training_jobs.values()
+                if (getattr(j, "warm_pool_status", None) or {}).get("Status") == wanted]
+        jobs.sort(key=lambda j: j.creation_time.timestamp(), reverse=True)
+        return ActionResult({"TrainingJobSummaries": [
+            {"TrainingJobName": j.training_job_name, "TrainingJobArn": j.arn, "CreationTime": j.creation_time,
+             "TrainingJobStatus": j.training_job_status, "WarmPoolStatus": j.warm_pool_status} for j in jobs]})
+
+    monkeypatch.setattr(SageMakerResponse, "list_training_jobs", list_training_jobs)
+
+
+def test_a_job_on_a_reused_warm_pool_says_whose_it_was(sm, moto_warm_pools):
+    """The second of two matching jobs takes the first one's warm pool: the API says so on the
+    first (Reused, ReusedByJob); the second job's state names the first once it is past Starting,
+    and a job that found no pool says it started on new instances."""
+    import sm_magic
+    from helpers.aws_moto import ROLE_NAME
+    from sm_magic.warm_pool import status_line
+
+    options = dict(backend="sagemaker", iam_role_name=ROLE_NAME, instance_type="ml.g5.xlarge", keep_alive=10)
+    first, second = (f"smm-pool-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    sm_magic.launch(E2E_SCRIPT, name=first, **options)
+    sm.aws.start_lifecycle(first)
+    sm.to(first, "Training")
+    backend = get_backend("sagemaker", region="us-east-1")
+    assert backend.describe(first).extra["warm_pool"]["started_on_pool_of"] is None
+    sm.to(first, "Completed")
+    sm.aws.training_job(first).warm_pool_status = {"Status": "Available"}
+
+    job = sm_magic.launch(E2E_SCRIPT, name=second, **options)
+    sm.aws.start_lifecycle(second)
+    assert "started_on_pool_of" not in job.describe().extra["warm_pool"]  # Starting: not asked yet
+    sm.aws.training_job(first).warm_pool_status = {"Status": "Reused", "ReusedByJob": second}
+    sm.aws.training_job(second).warm_pool_status = {"Status": "InUse"}
+    sm.to(second, "Training")
+    wait_until(lambda: job.describe().secondary_status == "Training", 20, "the second job training")
+    warm = job.describe().extra["warm_pool"]
+    assert warm["started_on_pool_of"] == first
+    assert status_line(warm) == (f"warm pool (10 min keep-alive): in use by this job; "
+                                 f"started on the warm pool of job {first}")
 
 
 def test_a_job_without_a_warm_pool_has_no_warm_pool_facts(sm):

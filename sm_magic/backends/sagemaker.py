@@ -117,6 +117,8 @@ class _Entry:
     ended_at: float | None = None   # monotonic time the end was observed (by a sweep or a describe)
     seen_at: float = 0.0         # monotonic time of the last describe() asked
     answer: JobState | None = None  # the state describe() answered last (running jobs)
+    pool_from: str | None = None  # the job whose warm pool this one started on (warm_pool_origin)
+    pool_looked: bool = False     # warm_pool_origin asked once
 
 
 @dataclasses.dataclass
@@ -298,12 +300,35 @@ class SageMakerBackend:
             raise self._client_error(e, name, entry.key, "describe") from None
         state = state_from_description(d)
         state.extra["region"] = entry.key[1]
+        self._warm_pool_origin(entry, name, state)
         with self._lock:
             entry.state, entry.force = state, False
             entry.final = state.done
             if state.done:  # seen ended by the sweep that made this describe happen, if one did
                 entry.ended_at = sweep.at if summary is not None and sweep is not None else now
         return self._answer(entry)
+
+    def _warm_pool_origin(self, entry: _Entry, name: str, state: JobState) -> None:
+        """For a job that asked for a warm pool: whether it started on one another job left. The
+        API says so on that other job only (WarmPoolStatus Reused, ReusedByJob naming this one),
+        so it is asked once, with ListTrainingJobs' WarmPoolStatusEquals, when the instances are
+        this job's (past Starting)."""
+        warm = state.extra.get("warm_pool")
+        if not warm or not warm.get("keep_alive_seconds"):
+            return
+        if not entry.pool_looked and state.secondary_status != "Starting":
+            from botocore.exceptions import ClientError
+
+            try:  # the newest pools reused: the one this job took over is among them
+                page = self._call(entry.key, "sagemaker", "list_training_jobs", WarmPoolStatusEquals="Reused",
+                                  SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
+            except (Unreachable, ClientError, BackendError):
+                return  # asked again with the next describe
+            entry.pool_from = next((s["TrainingJobName"] for s in page.get("TrainingJobSummaries", [])
+                                    if (s.get("WarmPoolStatus") or {}).get("ReusedByJob") == name), None)
+            entry.pool_looked = True
+        if entry.pool_looked:
+            warm["started_on_pool_of"] = entry.pool_from  # None: on instances provisioned for it
 
     def _from_summary(self, entry: _Entry, summary: tuple) -> bool:
         """Whether the sweep's (status, secondary status, LastModifiedTime) answers for the job
