@@ -130,7 +130,13 @@ def install_requirements(env, bundle_dir=HERE, python=sys.executable):
         print(f"sm_magic: warm pool cache: no environment for these requirements (key {key}{kept}): installing "
               f"into {target}", flush=True)
         shutil.rmtree(target, ignore_errors=True)  # a half-finished install is never used
-        subprocess.run([python, "-m", "venv", "--without-pip", target], check=True)
+        made = subprocess.run([python, "-m", "venv", "--without-pip", target], stdin=subprocess.DEVNULL)
+        if made.returncode != 0:  # an image whose Python has no venv module: as the SDK's driver would
+            shutil.rmtree(target, ignore_errors=True)
+            print("sm_magic: warm pool cache: the image's Python cannot make a virtual environment: installing "
+                  "the requirements into the image (again in the next job)", flush=True)
+            _pip(python, requirements, bundle_dir)
+            return python
         sites = subprocess.run([venv_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip()
         with open(os.path.join(sites, "_sm_magic_image.pth"), "w", encoding="utf-8") as f:
