@@ -25,8 +25,12 @@ _CONSEQUENCE = re.compile(
     r"Connection (?:closed|reset|refused) by peer|Broken pipe|ProcessGroup(?:Gloo|NCCL)|NCCL (?:error|communicator)"
     r"|Watchdog caught collective operation timeout|Socket Timeout|DistBackendError|DistNetworkError"
     r"|DistStoreError|SIGTERM|SignalException|killed by signal")
-WAIT_SECONDS = 20.0   # how long a host that failed of a consequence waits for the first failure's report
-LINGER_SECONDS = 20.0  # how long the board outlives its host's failure, for the other hosts' reports
+# How long a host that failed of a consequence waits for the first failure's report, and how long
+# the board outlives its own host's failure for the others' reports. The failing host reports once
+# its launcher has ended, which can take torch's elastic agent 30 s (it TERMs the host's other
+# ranks, then KILLs them): a wait shorter than that named only the consequence on a busy machine.
+WAIT_SECONDS = 60.0
+LINGER_SECONDS = 60.0
 _IO_SECONDS = 2.0
 
 
