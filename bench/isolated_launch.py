@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,14 +38,10 @@ def code_channel_size(aws, name: str) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    from helpers.aws_moto import ROLE_NAME, MotoAWS, user_env
+    from helpers.aws_moto import ROLE_NAME, MotoAWS, bench_user
 
     aws = MotoAWS()
-    work = Path(tempfile.mkdtemp(prefix="sm_magic-bench-"))
-    os.environ.update(user_env(aws.endpoint))
-    os.environ.update(SM_MAGIC_REGISTRY=str(work / "registry.sqlite3"), SM_MAGIC_CACHE=str(work / "cache"),
-                      HOME=str(work))
-    aws.create_role()
+    bench_user(aws)
     import sm_magic
 
     source = quickstart_cell()

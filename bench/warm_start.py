@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,15 +68,11 @@ def main() -> None:
     parser.add_argument("--network-isolation", action="store_true", help="wheels carried in the bundle, no network")
     opts = parser.parse_args()
     logging.disable(logging.ERROR)  # moto's traceback for the IAM call it lacks (the SDK's role check) is noise here
-    from helpers.aws_moto import ROLE_NAME, user_env
+    from helpers.aws_moto import ROLE_NAME, bench_user
     from helpers.container import CapturingMoto, Platform, image_for, mount_point
 
     aws = CapturingMoto()
-    work = Path(tempfile.mkdtemp(prefix="sm_magic-bench-"))
-    os.environ.update(user_env(aws.endpoint))
-    os.environ.update(SM_MAGIC_REGISTRY=str(work / "registry.sqlite3"), SM_MAGIC_CACHE=str(work / "cache"),
-                      HOME=str(work))
-    aws.create_role()
+    work = bench_user(aws)
     import sm_magic
 
     extra = {"enable_network_isolation": True} if opts.network_isolation else {}

@@ -5,8 +5,11 @@ the StopTrainingJob call moto lacks. No real AWS endpoint is ever contacted."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import boto3
 
@@ -28,6 +31,17 @@ def user_env(endpoint: str) -> dict[str, str]:
         "AWS_DEFAULT_REGION": REGION,
         "SAGEMAKER_VALIDATE_ROLE": "false",
     }
+
+
+def bench_user(server) -> Path:
+    """A bench's process becomes a user of `server` (an AWS endpoint with its role made), with a
+    throwaway registry, cache and HOME; returns that directory."""
+    work = Path(tempfile.mkdtemp(prefix="sm_magic-bench-"))
+    os.environ.update(user_env(server.endpoint))
+    os.environ.update(SM_MAGIC_REGISTRY=str(work / "registry.sqlite3"), SM_MAGIC_CACHE=str(work / "cache"),
+                      HOME=str(work))
+    server.create_role()
+    return work
 
 
 def become_user(server: "MotoAWS", home, monkeypatch) -> "MotoAWS":
