@@ -4,8 +4,11 @@
 job (Job objects, or names found in the registry; a mix is fine; a sweep's name or a Sweep
 stands for its jobs, in the grid's order), with the columns
 
-    name, status, <each hyperparameter>, billable_s, duration_s,
+    name, status, <each hyperparameter>, billable_s, duration_s, cost_usd,
     <metric>_last, <metric>_best (for each metric), created[, note]
+
+(`cost_usd`: a SageMaker job's billable seconds x instances x the instance's on-demand price, an
+estimate (backends/pricing.py); NaN where no price is known, and for the local backends.)
 
 Flat columns rather than a MultiIndex: they read as one header row in a notebook, and
 `df["accuracy_best"]` or `df.sort_values("loss_last")` need no tuples. A hyperparameter whose name
@@ -71,6 +74,7 @@ class _Run:
     created: float | None = None
     hyperparameters: dict[str, str] = field(default_factory=dict)
     billable: float | None = None
+    cost: float | None = None   # USD, an estimate (SageMaker's billable seconds at the instance's price)
     duration: float | None = None
     rows: Sequence[dict] = ()
     note: str = ""
@@ -149,6 +153,7 @@ def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
         run.status, run.created = state.status, state.creation_time or run.created
         run.hyperparameters = dict(state.hyperparameters) or run.hyperparameters
         run.billable, run.duration = state.billable_seconds, final_metrics.duration(state)
+        run.cost = (state.extra.get("cost") or {}).get("usd")
         try:
             run.rows = job.metric_rows()
         except Exception as e:  # noqa: BLE001 - its status still says something
@@ -238,7 +243,7 @@ def comparison(jobs_or_names, sort_by: str | None = None, best: Mapping[str, str
     metrics = _metric_names(runs)
     overrides = check_overrides(best, metrics)
     directions = {name: direction(name, overrides) for name in metrics}
-    fixed = {"name", "status", "billable_s", "duration_s", "created", "note",
+    fixed = {"name", "status", "billable_s", "duration_s", "cost_usd", "created", "note",
              *(f"{m}_{kind}" for m in metrics for kind in ("last", "best"))}
     hp_names: dict[str, None] = {}
     for run in runs:
@@ -249,7 +254,7 @@ def comparison(jobs_or_names, sort_by: str | None = None, best: Mapping[str, str
         last = final_metrics.last_values(run.rows)
         record: dict[str, Any] = {"name": run.name, "status": run.status}
         record.update({hp_columns[hp]: run.hyperparameters.get(hp) for hp in hp_names})
-        record.update(billable_s=_float(run.billable), duration_s=_float(run.duration))
+        record.update(billable_s=_float(run.billable), duration_s=_float(run.duration), cost_usd=_float(run.cost))
         for m in metrics:
             record[f"{m}_last"] = last.get(m, math.nan)
             record[f"{m}_best"] = _best(run.rows, m, directions[m])

@@ -166,6 +166,11 @@ class TrainConfig(BaseModel):
         "(a warm pool) for the next matching job, which then starts without provisioning and reuses the "
         "requirements installed in the pool's cache (at most 21600; billed while kept).",
         json_schema_extra={"group": "Compute", "yaml": "additional_args", "label": "Warm pool keep-alive (s)"})
+    max_cost: float | None = Field(
+        None, gt=0, description="SageMaker only: refuse a launch whose worst case (instances x on-demand "
+        "price x max_run) is above this many US dollars; the price is an estimate (AWS Price List API, "
+        "else sm_magic's table), and a launch whose price is unknown is refused too.",
+        json_schema_extra={"group": "Compute", "yaml": "additional_args", "label": "Maximum cost (USD)"})
     additional_args: dict[str, Any] = Field(
         default_factory=dict, description="Extra training-job arguments (use_spot_instances, "
         "max_wait, max_run, enable_network_isolation, ...).", json_schema_extra=_group("Advanced"))

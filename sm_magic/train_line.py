@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     a("--keep-alive", dest="keep_alive", metavar="MINUTES",
       help="SageMaker: keep the instances MINUTES after the job (a warm pool, billed meanwhile); the next "
       "matching job starts on them and reuses the requirements installed there (0 to 360)")
+    a("--max-cost", dest="max_cost", type=float, metavar="DOLLARS",
+      help="SageMaker: refuse the launch if its worst case (instances x price x max_run) costs more")
     a("--input", dest="inputs", action="append", default=[], metavar="NAME=URI", help="input channel (repeatable)")
     a("--metric", dest="metrics", action="append", default=[], metavar="NAME=REGEX",
       help="SageMaker metric definition; the first group is the value (repeatable)")
@@ -125,8 +127,8 @@ def parse(line: str, cell: str | None = "", notebook: NotebookContext | None = N
                       entry=opts.entry, include=tuple(opts.include), requirements=requirements)
     job = JobOptions(name=opts.name, backend=opts.backend, inputs=list(opts.inputs), metrics=list(opts.metrics),
                      simulate_interruptions=tuple(opts.simulate_interruptions))
-    overrides = {k: v for k, v in (("instance_type", opts.instance_type), ("instance_count", opts.instance_count))
-                 if v is not None}
+    overrides = {k: v for k, v in (("instance_type", opts.instance_type), ("instance_count", opts.instance_count),
+                                   ("max_cost", opts.max_cost)) if v is not None}
     if opts.keep_alive is not None:
         try:
             overrides[KEEP_ALIVE_FIELD] = keep_alive_seconds(opts.keep_alive)

@@ -150,7 +150,7 @@ def three(sm_env):
 
 def test_one_row_per_job_with_hyperparameters_seconds_and_last_and_best_metrics(three):
     df = compare(three)
-    assert list(df.columns) == ["name", "status", "lr", "epochs", "warmup", "billable_s", "duration_s",
+    assert list(df.columns) == ["name", "status", "lr", "epochs", "warmup", "billable_s", "duration_s", "cost_usd",
                                 "accuracy_last", "accuracy_best", "loss_last", "loss_best", "created"]
     # Sorted by the first metric's best value, best first.
     assert list(df["name"]) == ["lr-mid", "lr-small", "lr-big"]
@@ -183,7 +183,7 @@ def test_without_metrics_jobs_are_in_launch_order_and_a_hyperparameter_never_hid
     _recorded(sm_env, "a-first", ["nothing"], {"name": "z"}, created=T0)
     df = compare(["b-later", "a-first"])
     assert list(df["name"]) == ["a-first", "b-later"]
-    assert list(df.columns) == ["name", "status", "hp.name", "hp.status", "billable_s", "duration_s", "created"]
+    assert list(df.columns) == ["name", "status", "hp.name", "hp.status", "billable_s", "duration_s", "cost_usd", "created"]
     assert list(df["hp.name"]) == ["z", "x"] and df["hp.status"].isna().tolist() == [True, False]
     with pytest.raises(CompareError, match="no metric named loss to plot; these jobs log no metrics"):
         plot(["a-first"], "loss")

@@ -227,7 +227,7 @@ NEW_VALUES = {  # a valid value different from the default, for fields whose typ
     "ec2_instance_type": "ml.g5.xlarge", "base_job_name": "my-run", "region": "eu-west-1",
     "gpu_ids": "0,1", "pytorch_version": "2.1.0", "transformers_version": "4.36.0", "py_version": "py310",
     "max_run": "3600", "max_wait": "7200", "keep_alive_period_in_seconds": "1800", "num_machines": "3", "fsdp_min_num_params": "1000000",
-    "deepspeed_zero_stage": "3", "deepspeed_gradient_accumulation_steps": "4",
+    "deepspeed_zero_stage": "3", "deepspeed_gradient_accumulation_steps": "4", "max_cost": "25.5",
     "additional_args": "enable_network_isolation: true\ntags:\n  team: ml",
     "dynamo_config": "dynamo_backend: INDUCTOR",
 }

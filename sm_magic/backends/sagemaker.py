@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
 from .. import warm_pool
+from . import pricing
 from .base import BackendError, JobState, SubmitOptions, Transition, progress
 from .cloudwatch_fanout import LogFanout
 from .cloudwatch_logs import LogCursor
@@ -259,6 +260,7 @@ class SageMakerBackend:
 
         key = self._key(getattr(config, "profile", None), getattr(config, "region", None))
         submission = sagemaker_submit.submit(bundle, config)
+        progress(f"cost: {submission.cost_line(config)}")
         line = warm_pool.launch_line(config.keep_alive_period_in_seconds)
         if line:
             progress(line)
@@ -270,7 +272,8 @@ class SageMakerBackend:
         """The CreateTrainingJob request that submit would send, as text; nothing is sent."""
         from . import sagemaker_submit
 
-        text = sagemaker_submit.dry_run_text(sagemaker_submit.submit(bundle, config, dry_run=True))
+        submission = sagemaker_submit.submit(bundle, config, dry_run=True)
+        text = f"Cost: {submission.cost_line(config)}\n\n{sagemaker_submit.dry_run_text(submission)}"
         line = warm_pool.launch_line(config.keep_alive_period_in_seconds)
         return f"{line[0].upper()}{line[1:]}.\n\n{text}" if line else text
 
@@ -300,6 +303,9 @@ class SageMakerBackend:
             raise self._client_error(e, name, entry.key, "describe") from None
         state = state_from_description(d)
         state.extra["region"] = entry.key[1]
+        cost = pricing.cost_facts(state.instance_type, entry.key[1], state.billable_seconds, state.instance_count)
+        if cost:
+            state.extra["cost"] = cost
         self._warm_pool_origin(entry, name, state)
         with self._lock:
             entry.state, entry.force = state, False

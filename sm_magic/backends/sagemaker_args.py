@@ -142,6 +142,7 @@ CONFIG_ARGS: dict[str, str] = {
     "checkpoint_s3_uri": "CheckpointConfig.S3Uri (default <output_path>/<job>/checkpoints)",
     "checkpoint_local_path": f"CheckpointConfig.LocalPath (default {CHECKPOINT_LOCAL_PATH})",
     "keep_alive_period_in_seconds": "ResourceConfig.KeepAlivePeriodInSeconds (0 to 21600: a warm pool)",
+    "max_cost": "nothing in the request: sm_magic refuses a launch whose worst case costs more (USD)",
 }
 
 

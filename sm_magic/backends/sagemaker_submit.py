@@ -25,6 +25,7 @@ from .aws_account import (ACCOUNT_PLACEHOLDER, anonymous_session, boto_session, 
 from .base import BackendError, progress
 from .sagemaker_args import check_additional_args
 from .sagemaker_errors import aws_failure, create_failure
+from .pricing import Price, launch_line, training_price
 from .sagemaker_limits import check_environment, check_instance_type, check_repository_access
 from .sagemaker_request import (DEFAULT_MAX_RUN, SDK_CONFIG, QuietHyperparameterWarning, build_trainer, entry_command,
                                 image_for, role_check_skipped, sagemaker_environment, stopping_seconds)
@@ -40,6 +41,13 @@ class Submission:
     request: dict | None   # the CreateTrainingJob request, PascalCase, as passed to the boto3 client (None: none sent)
     output_path: str          # OutputDataConfig.S3OutputPath: s3://bucket/<prefix>
     notes: list = field(default_factory=list)  # what a dry run could not look up
+    price: Price | None = None  # one instance's on-demand price, when known (pricing.py)
+
+    def cost_line(self, config: TrainConfig) -> str:
+        """What the job costs at most, in one line (an estimate, and said so)."""
+        max_run, _ = stopping_seconds(config)
+        return launch_line(self.price, config.ec2_instance_type, config.num_machines, max_run,
+                           config.use_spot_instances)
 
     @property
     def model_data(self) -> str:
@@ -95,6 +103,21 @@ def _offline_checks(bundle: Bundle, config: TrainConfig) -> dict:
     return options
 
 
+def check_max_cost(config: TrainConfig, price: Price | None) -> None:
+    """max_cost against the launch's worst case; an unknown price cannot pass it."""
+    if config.max_cost is None:
+        return
+    max_run, _ = stopping_seconds(config)
+    line = launch_line(price, config.ec2_instance_type, config.num_machines, max_run, config.use_spot_instances)
+    if price is None:
+        raise BackendError(f"max_cost {config.max_cost:g} USD cannot be checked: {line}. Nothing was uploaded; "
+                           "remove max_cost, or allow pricing:GetProducts to the job's AWS identity")
+    worst = price.of(max_run, config.num_machines)
+    if worst > config.max_cost:
+        raise BackendError(f"max_cost {config.max_cost:g} USD: this launch may cost up to {worst:,.2f} USD ({line}). "
+                           "Nothing was uploaded; lower max_run, use fewer or smaller instances, or raise max_cost")
+
+
 def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Submission:
     """Create training job `bundle.name` from the bundle; with dry_run, build the same request and
     stop before anything is uploaded or created. Raises BackendError naming what to fix."""
@@ -114,6 +137,8 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
                   "a real launch also needs AWS credentials (`aws configure`, `aws sso login` or AWS_PROFILE)"
                   + ("" if config.iam_role_name else " and iam_role_name in the config (a role trusted by "
                                                      "sagemaker.amazonaws.com)") + "."]
+    price = training_price(config.ec2_instance_type, config.region, session if caller_arn else None)
+    check_max_cost(config, price)  # before anything is uploaded
     try:
         role = role_arn(session, config, account, partition, caller_arn) if caller_arn else placeholder_role(config)
     except BackendError as e:
@@ -159,7 +184,7 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
         try:
             job = TrainingJob.create(session=session, region=config.region, **args)
         except DryRunStop:
-            return Submission(bundle.name, None, recorder.request, output_path, notes)
+            return Submission(bundle.name, None, recorder.request, output_path, notes, price)
         except Exception as e:
             if recorder.response is None:  # not created: nothing of this call may stay behind
                 if not dry_run:
@@ -168,7 +193,7 @@ def submit(bundle: Bundle, config: TrainConfig, *, dry_run: bool = False) -> Sub
             job = None  # created; only the DescribeTrainingJob that follows failed
         arn = getattr(job, "training_job_arn", None) if job is not None else None
         arn = arn or (recorder.response or {}).get("TrainingJobArn")
-        return Submission(bundle.name, arn, recorder.request, output_path)
+        return Submission(bundle.name, arn, recorder.request, output_path, price=price)
     finally:
         recorder.armed = False
         sdk_logger.removeFilter(quiet)

@@ -34,6 +34,7 @@ from IPython.display import display
 from pydantic import ValidationError
 
 from ..accelerate_yaml import NESTED_MODE, nested_key
+from ..backends.pricing import money, training_price
 from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
 from ..config_files import accelerate_default_config_path
 from ..instance_types import INSTANCE_TYPES, describe
@@ -236,11 +237,14 @@ class ConfigForm:
         self.rows[name] = row.add_class(f"sm-magic-row-{name}")
         return row
 
-    @staticmethod
-    def _specs_html(name: str) -> str:
+    def _specs_html(self, name: str) -> str:
         text = describe(name.strip())
         if text is None:
             text = "not in the list; any ml.* name is accepted" if name.strip() else ""
+        region = self.controls["region"].value if "region" in self.controls else self._opened.region
+        price = training_price(name.strip(), region) if name.strip().startswith("ml.") else None
+        if price is not None:  # known here (the cache a launch filled, or the package's table): no API call
+            text += f"; {money(price.usd_per_hour)}/h in {region} ({price.source}; an estimate)"
         return f'<div style="color:#555;font-size:0.85em;line-height:1.3">{html.escape(text)}</div>'
 
     def applies(self, name: str) -> bool:
@@ -325,8 +329,8 @@ class ConfigForm:
         return f'<span style="color:{ERROR_COLOR}">&#9888; {lead} {"; ".join(parts)}{tail}</span>'
 
     def _changed(self, change) -> None:
-        if change["owner"] is self.controls["ec2_instance_type"]:
-            self.instance_specs.value = self._specs_html(change["new"])
+        if change["owner"] in (self.controls["ec2_instance_type"], self.controls["region"]):
+            self.instance_specs.value = self._specs_html(self.controls["ec2_instance_type"].value)
         if self.validate() is None:
             self.message.value = self._problems_html("Fix", " &mdash; nothing is saved until the config is valid.")
         else:

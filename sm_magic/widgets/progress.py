@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from collections.abc import Callable, Sequence
 
 from ..artifacts import READY, model_note
+from ..backends.pricing import cost_text, money
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from ..terminal import render
@@ -56,6 +57,10 @@ def header_html(snap: Snapshot) -> str:
     end = s.training_end_time or time.time()
     elapsed = max(0.0, end - s.creation_time) if s.creation_time else 0.0
     billable = f" &middot; billable {clock(s.billable_seconds)}" if s.billable_seconds is not None else ""
+    cost = s.extra.get("cost") or {}
+    if cost.get("usd") is not None:  # SageMaker's billable seconds at the instance's price: an estimate
+        billable += (f' &middot; <span title="{_esc(cost_text(cost))}">&asymp; {_esc(money(cost["usd"]))}'
+                     "</span>")
     hps = " ".join(f"{k}={v}" for k, v in s.hyperparameters.items())
     return (f"<b>{_esc(s.name)}</b> &middot; {_esc(snap.backend)} &middot; {_esc(s.instance_type)}"
             f" &times; {s.instance_count} &middot; elapsed {clock(elapsed)}{billable}"
