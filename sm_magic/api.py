@@ -400,6 +400,7 @@ class JobRow:
     note: str = ""         # what is wrong with the job's record or files, when something is
     metrics: dict[str, float] = field(default_factory=dict)  # an ended job's last metric values
     duration: float | None = None  # seconds from creation to its end (or to now, while it runs)
+    cost: float | None = None      # USD so far, an estimate, where the backend knows a price
 
     @property
     def sweep(self) -> str:
@@ -418,12 +419,14 @@ def list_jobs(limit: int | None = None, registry: Registry | None = None) -> lis
     rows = []
     for record in registry.list(limit=limit):
         final = final_metrics.read(record.extra)
-        row = JobRow(record, record.status, record.extra.get("unreadable", ""), final.metrics, final.duration)
+        row = JobRow(record, record.status, record.extra.get("unreadable", ""), final.metrics, final.duration,
+                     final.cost)
         if record.status not in TERMINAL_STATUSES:
             try:
                 job = attach(record.name, registry)
                 state = job.describe()
                 row.status, row.duration = state.status, final_metrics.duration(state)
+                row.cost = final_metrics.cost(state)
                 if state.done:  # ended since the registry last looked: its status hook recorded it
                     row.metrics = final_metrics.last_values(job.metric_rows())
             except Exception as e:  # noqa: BLE001 - whatever broke this job must not break the list

@@ -12,6 +12,7 @@ import os
 import sys
 
 from .api import attach, list_jobs
+from .backends.pricing import money
 from .backends import BACKEND_NAMES
 from .errors import RUNTIME_EXIT, USAGE_EXIT, SmMagicError, UsageProblem
 from .export import export_notebook, launch_bundle
@@ -106,16 +107,21 @@ def _jobs_wide(rows) -> int:
     swept = any(row.sweep for row in rows)  # a SWEEP column only when some job is a sweep's
     name_width = max(40, *(len(row.record.name) for row in rows))
     print(f"{'NAME':{name_width}s} {'BACKEND':15s} {'STATUS':11s} {'CREATED':19s} {'INSTANCE':22s} {'DURATION':9s} "
-          + (f"{'SWEEP':24s} " if swept else "") + "METRICS")
+          f"{'COST':9s} " + (f"{'SWEEP':24s} " if swept else "") + "METRICS")
     for row in rows:
         r = row.record
         instance = f"{r.instance_type} x{r.instance_count}"
         sweep = f"{row.sweep or '-':24s} " if swept else ""
         print(f"{r.name:{name_width}s} {r.backend:15s} {row.status:11s} {when(r.created, year=True):19s} {instance:22s} "
-              f"{duration(row.duration) or '-':9s} {sweep}{compact(row.metrics, width=80)}".rstrip())
+              f"{duration(row.duration) or '-':9s} {_cost(row.cost):9s} {sweep}{compact(row.metrics, width=80)}".rstrip())
         if row.note:
             print(f"{'':{name_width}s} ^ {row.note}")
     return 0
+
+
+def _cost(usd: float | None) -> str:
+    """A job's cost in the wide listing: "~$0.14" (an estimate, as the docs say), "-" where unknown."""
+    return f"~{money(usd)}" if usd is not None else "-"
 
 
 def _compare(opts) -> int:

@@ -28,6 +28,7 @@ class Final:
     metrics: dict[str, float] = field(default_factory=dict)
     duration: float | None = None   # seconds from creation to the end
     billable: float | None = None   # BillableTimeInSeconds (local: what SageMaker would bill)
+    cost: float | None = None       # USD, an estimate (SageMaker: backends/pricing.py), when known
 
 
 def last_values(rows: Sequence[Mapping]) -> dict[str, float]:
@@ -64,7 +65,12 @@ def record(registry, name: str, state: JobState, rows: Sequence[Mapping]) -> Non
     """Keep what the ended job `name` shows in its registry record (raises RegistryError)."""
     values = dict(list(last_values(rows).items())[:MAX_METRICS])
     registry.merge_extra(name, {KEY: {"metrics": values, "duration": duration(state),
-                                      "billable": state.billable_seconds}})
+                                      "billable": state.billable_seconds, "cost": cost(state)}})
+
+
+def cost(state: JobState) -> float | None:
+    """The job's cost so far in USD, where its backend knows a price (an estimate)."""
+    return _seconds((state.extra.get("cost") or {}).get("usd"))
 
 
 def read(extra: Mapping) -> Final:
@@ -76,7 +82,7 @@ def read(extra: Mapping) -> Final:
     metrics = kept.get("metrics")
     metrics = {str(k): float(v) for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)} if isinstance(metrics, Mapping) else {}
-    return Final(metrics, _seconds(kept.get("duration")), _seconds(kept.get("billable")))
+    return Final(metrics, _seconds(kept.get("duration")), _seconds(kept.get("billable")), _seconds(kept.get("cost")))
 
 
 def _seconds(value) -> float | None:

@@ -193,11 +193,14 @@ class SageMakerMagics(Magics):
                  "instance": f"{row.record.instance_type} x{row.record.instance_count}",
                  "created": pd.Timestamp(row.record.created, unit="s").floor("s"),
                  "duration": clock(row.duration) if row.duration is not None else "",
+                 "cost_usd": row.cost,
                  "metrics": compact(row.metrics),
                  "hyperparameters": " ".join(f"{k}={v}" for k, v in row.record.hyperparameters.items()),
                  "sweep": row.sweep, "note": row.note}
                 for row in found]
         columns = ["name", "backend", "status", "instance", "created", "duration", "metrics", "hyperparameters"]
+        if any(row.cost is not None for row in found):  # a column only where a price is known (SageMaker)
+            columns.insert(columns.index("duration") + 1, "cost_usd")
         if any(row.sweep for row in found):  # a column only when some job is a sweep's
             columns.append("sweep")
         if any(row.note for row in found):  # a column only when some job has something wrong

@@ -372,9 +372,9 @@ def test_a_job_seen_ending_records_its_final_metrics_and_later_listings_read_no_
     assert line.split()[2] == "Completed" and line.endswith("1:10     accuracy=0.75 loss=0.25")
     assert cli(["jobs", "--wide"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "BACKEND", "STATUS", "CREATED", "INSTANCE", "DURATION", "METRICS"]
+    assert lines[0].split() == ["NAME", "BACKEND", "STATUS", "CREATED", "INSTANCE", "DURATION", "COST", "METRICS"]
     line = next(l for l in lines if l.startswith("ended-since"))
-    assert line.split()[2] == "Completed" and line.endswith("1:10      accuracy=0.75 loss=0.25")
+    assert line.split()[2] == "Completed" and line.endswith("1:10      -         accuracy=0.75 loss=0.25")  # a local job: no price
 
 
 def test_a_running_job_is_listed_with_its_time_so_far_and_no_metrics(sm_env, monkeypatch):

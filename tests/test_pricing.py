@@ -184,3 +184,13 @@ def test_a_launch_shows_its_worst_case_max_cost_refuses_one_above_it_and_the_job
     out = io.StringIO()
     StreamPrinter(out)(job.snapshot())
     assert f"Cost: about $0.14 (an estimate: AWS Price List API, {today})" in out.getvalue()
+
+    # The listings: the registry keeps the ended job's cost, so they read no log and ask no API.
+    from sm_magic.api import list_jobs
+    from sm_magic.cli import main as sm_magic_cli
+
+    assert [row.cost for row in list_jobs() if row.record.name == "costly-2"] == [pytest.approx(0.1379, abs=1e-4)]
+    capsys.readouterr()
+    assert sm_magic_cli(["jobs", "--wide"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "COST" in listing[0] and "~$0.14" in next(line for line in listing if line.startswith("costly-2")).split()

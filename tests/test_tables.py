@@ -110,7 +110,7 @@ def test_compare_returns_the_data_as_documented_and_shows_it_compact(sm_env):
     df = sm_magic.compare("lrs")
     # The data: numbers stay numbers, the documented columns in their order.
     assert isinstance(df, pd.DataFrame) and isinstance(df, ShownFrame)
-    assert list(df.columns) == ["name", "status", "lr", "epochs", "billable_s", "duration_s", "accuracy_last",
+    assert list(df.columns) == ["name", "status", "lr", "epochs", "billable_s", "duration_s", "cost_usd", "accuracy_last",
                                 "accuracy_best", "f1_last", "f1_best", "created"]
     assert df["accuracy_best"].dtype.kind == "f" and df["duration_s"].dtype.kind == "f"
     assert df["duration_s"].iloc[0] == pytest.approx(sweep[0].describe().training_end_time
