@@ -534,6 +534,9 @@ def test_a_warm_pool_is_requested_and_its_status_reaches_the_job(sm, capsys, mot
                                         "retained_billable_seconds": None, "started_on_pool_of": None}
     assert status_line(state.extra["warm_pool"]) == ("warm pool (10 min keep-alive): in use by this job; "
                                                      "started on newly provisioned instances")
+    from sm_magic.widgets.progress import header_html  # the widget's header says it too
+
+    assert "warm pool (10 min keep-alive): in use by this job" in header_html(job.snapshot())
     # The next matching job took the instances over before this one was seen ending.
     moto_job.warm_pool_status = {"Status": "Reused", "ReusedByJob": "smm-next", "ResourceRetainedBillableTimeInSeconds": 42}
     sm.to(name, "Completed")

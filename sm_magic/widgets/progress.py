@@ -20,6 +20,7 @@ from ..backends.pricing import cost_text, money
 from ..eta import Estimate, clock, describe
 from ..job import Job, Snapshot
 from ..terminal import render
+from ..warm_pool import status_line
 from .companion import Companion, note
 from .literal import drawn, figure, legend, png, shown
 from .row_kinds import is_schedule, is_timing
@@ -62,8 +63,10 @@ def header_html(snap: Snapshot) -> str:
         billable += (f' &middot; <span title="{_esc(cost_text(cost))}">&asymp; {_esc(money(cost["usd"]))}'
                      "</span>")
     hps = " ".join(f"{k}={v}" for k, v in s.hyperparameters.items())
+    warm = status_line(s.extra.get("warm_pool"))
     return (f"<b>{_esc(s.name)}</b> &middot; {_esc(snap.backend)} &middot; {_esc(s.instance_type)}"
             f" &times; {s.instance_count} &middot; elapsed {clock(elapsed)}{billable}"
+            + (f'<br><span style="color:#666">{_esc(warm)}</span>' if warm else "")
             + (f'<br><span style="color:#666">{_esc(hps)}</span>' if hps else ""))
 
 
