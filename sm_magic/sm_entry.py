@@ -5,11 +5,11 @@ command), so it is stdlib only and imports nothing from sm_magic but the bundle'
 sm_magic/failure.py and failure_board.py. It reads sm_launch.json and the SageMaker container
 environment (SM_HOSTS, SM_CURRENT_HOST, SM_NUM_GPUS, ...), works out this host's rank, the
 process count and the main address, and runs `accelerate launch ... <script> <args>` as its
-child: arguments go through as a list, never a shell string. The child's output passes through unchanged; SIGTERM (a stop, a spot
-reclaim, max_run) is passed on so that the script gets it exactly once; its exit status is kept;
-and when it fails, the reason (the user's exception and line) goes to /opt/ml/output/failure,
-where SageMaker takes FailureReason from; on several hosts, each host's file leads with the job's
-first failure (failure_board.py).
+child: arguments go through as a list, never a shell string. The child's output passes through
+unchanged; SIGTERM (a stop, a spot reclaim, max_run) is passed on so that the script gets it
+exactly once; its exit status is kept; and when it fails, the reason (the user's exception and
+line) goes to /opt/ml/output/failure, where SageMaker takes FailureReason from; on several hosts,
+each host's file leads with the job's first failure (failure_board.py).
 
 With a warm pool (the job's environment names the requirements file in REQUIREMENTS_ENV), this
 command installs the requirements itself, into the pool's persistent cache directory: a virtual
