@@ -153,7 +153,7 @@ def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
         run.status, run.created = state.status, state.creation_time or run.created
         run.hyperparameters = dict(state.hyperparameters) or run.hyperparameters
         run.billable, run.duration = state.billable_seconds, final_metrics.duration(state)
-        run.cost = (state.extra.get("cost") or {}).get("usd")
+        run.cost = final_metrics.cost(state)
         try:
             run.rows = job.metric_rows()
         except Exception as e:  # noqa: BLE001 - its status still says something

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config_files import atomic_write, cache_home
+from ..eta import clock
 
 CACHE_SECONDS = 7 * 24 * 3600
 SERVICE = "AmazonSageMaker"
@@ -109,12 +110,12 @@ def training_price(instance_type: str, region: str, session: Any = None, *,
     """The on-demand price of one `instance_type` training instance in `region`: from the cache
     (a week), the Price List API (with `session`), or the package's table; None if none knows."""
     now = time.time() if now is None else now
-    cached = _cached(region).get(instance_type)
+    entries = _cached(region)
+    cached = entries.get(instance_type)
     if cached and now - cached.get("at", 0) < CACHE_SECONDS:
         return Price(cached["usd"], cached["source"])
     price = from_api(session, instance_type, region, endpoint_url) if session is not None else None
     if price is not None:
-        entries = _cached(region)
         entries[instance_type] = {"usd": price.usd_per_hour, "source": price.source, "at": now}
         try:
             atomic_write(cache_home() / "prices" / f"{region}.json", json.dumps(entries, indent=1))
@@ -124,11 +125,9 @@ def training_price(instance_type: str, region: str, session: Any = None, *,
     return from_table(instance_type, region)
 
 
-def cost_facts(instance_type: str, region: str, billable_seconds: int | None, instances: int) -> dict | None:
+def cost_facts(price: Price | None, billable_seconds: int | None, instances: int) -> dict | None:
     """A job's state's `extra["cost"]`: the hourly price, its source, and the cost so far of
-    `billable_seconds` (None until SageMaker reports them), from what this machine knows (the cache
-    the launch filled, or the package's table): no API call while a job is followed."""
-    price = training_price(instance_type, region) if instance_type else None
+    `billable_seconds` (None until SageMaker reports them); None without a price."""
     if price is None:
         return None
     usd = price.of(billable_seconds, instances) if billable_seconds is not None else None
@@ -152,8 +151,7 @@ def launch_line(price: Price | None, instance_type: str, instances: int, max_run
     if price is None:
         return (f"{instance_type} x {instances}: price unknown (no pricing:GetProducts access and not in "
                 "sm_magic's price table); see https://aws.amazon.com/sagemaker/pricing/")
-    hours = max_run_s // 3600
-    limit = f"{hours}:{max_run_s % 3600 // 60:02d}:{max_run_s % 60:02d}"
+    limit = clock(max_run_s)
     spot_note = ", spot: billed less, SageMaker reports the saving when it ends" if spot else ""
     return (f"{instance_type} x {instances} at {money(price.usd_per_hour)}/h: at most "
             f"{money(price.of(max_run_s, instances))} (max_run {limit}{spot_note}) [{price.source}; an estimate]")

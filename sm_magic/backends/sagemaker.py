@@ -120,6 +120,8 @@ class _Entry:
     answer: JobState | None = None  # the state describe() answered last (running jobs)
     pool_from: str | None = None  # the job whose warm pool this one started on (warm_pool_origin)
     pool_looked: bool = False     # warm_pool_origin asked once
+    price: pricing.Price | None = None  # one instance's price, looked up once (pricing.training_price)
+    price_looked: bool = False
 
 
 @dataclasses.dataclass
@@ -303,7 +305,10 @@ class SageMakerBackend:
             raise self._client_error(e, name, entry.key, "describe") from None
         state = state_from_description(d)
         state.extra["region"] = entry.key[1]
-        cost = pricing.cost_facts(state.instance_type, entry.key[1], state.billable_seconds, state.instance_count)
+        if not entry.price_looked:  # what this machine knows (the cache the launch filled): no API call
+            entry.price = pricing.training_price(state.instance_type, entry.key[1]) if state.instance_type else None
+            entry.price_looked = True
+        cost = pricing.cost_facts(entry.price, state.billable_seconds, state.instance_count)
         if cost:
             state.extra["cost"] = cost
         self._warm_pool_origin(entry, name, state)

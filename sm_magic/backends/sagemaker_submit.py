@@ -44,10 +44,7 @@ class Submission:
     price: Price | None = None  # one instance's on-demand price, when known (pricing.py)
 
     def cost_line(self, config: TrainConfig) -> str:
-        """What the job costs at most, in one line (an estimate, and said so)."""
-        max_run, _ = stopping_seconds(config)
-        return launch_line(self.price, config.ec2_instance_type, config.num_machines, max_run,
-                           config.use_spot_instances)
+        return cost_line(config, self.price)
 
     @property
     def model_data(self) -> str:
@@ -103,12 +100,18 @@ def _offline_checks(bundle: Bundle, config: TrainConfig) -> dict:
     return options
 
 
+def cost_line(config: TrainConfig, price: Price | None) -> str:
+    """What the job costs at most, in one line (an estimate, and said so)."""
+    max_run, _ = stopping_seconds(config)
+    return launch_line(price, config.ec2_instance_type, config.num_machines, max_run, config.use_spot_instances)
+
+
 def check_max_cost(config: TrainConfig, price: Price | None) -> None:
     """max_cost against the launch's worst case; an unknown price cannot pass it."""
     if config.max_cost is None:
         return
     max_run, _ = stopping_seconds(config)
-    line = launch_line(price, config.ec2_instance_type, config.num_machines, max_run, config.use_spot_instances)
+    line = cost_line(config, price)
     if price is None:
         raise BackendError(f"max_cost {config.max_cost:g} USD cannot be checked: {line}. Nothing was uploaded; "
                            "remove max_cost, or allow pricing:GetProducts to the job's AWS identity")

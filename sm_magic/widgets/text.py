@@ -13,7 +13,6 @@ from typing import TextIO
 from collections.abc import Sequence
 
 from ..backends.pricing import cost_text
-
 from ..eta import clock, describe, text_bar
 from ..job import Snapshot, format_transition
 from ..log_folding import FoldedStream
@@ -201,8 +200,9 @@ class StreamPrinter:
                 if s.billable_seconds is not None and 0 < s.billable_seconds < s.training_seconds:
                     saved = 100 * (1 - s.billable_seconds / s.training_seconds)
                     print(f"Managed Spot Training savings: {saved:.1f}%", file=out)
-                if cost_text(s.extra.get("cost")):
-                    print(f"Cost: {cost_text(s.extra.get('cost'))}", file=out)
+                cost = cost_text(s.extra.get("cost"))
+                if cost:
+                    print(f"Cost: {cost}", file=out)
             if s.model_artifacts:
                 print(f"You can find your model data at: {s.model_artifacts}", file=out)
         out.flush()
