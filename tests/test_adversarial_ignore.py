@@ -26,8 +26,8 @@ from sm_magic.registry import Registry
 from sm_magic.smignore import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, IgnoreRules
 
 from helpers.gitrepos import Repo
+from helpers.jobscripts import SM_MAGIC
 
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 HOSTILE = "*a" * 14 + "*b"       # finding 5: Python's re tried every way to place 14 a's
 LONG_NAME = "a" * 40              # ... in a name that has no b to end it
 NAMED = "xa" * 14 + "yb"          # a name the hostile pattern does name

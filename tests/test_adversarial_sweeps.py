@@ -32,11 +32,10 @@ import pytest
 from sm_magic.registry import Registry
 
 from helpers.aws_moto import ROLE_NAME
-from helpers.jobscripts import script, wait_until
+from helpers.jobscripts import SM_MAGIC, script, wait_until
 
 pytestmark = pytest.mark.jobs
 
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 SAGEMAKER = {"backend": "sagemaker", "instance_type": "ml.g5.xlarge", "iam_role_name": ROLE_NAME}
 START = 120  # s: a launcher process imports sm_magic, the SageMaker SDK and uploads its first bundle
 

@@ -3,7 +3,6 @@ them launched from a shell), on the example notebook and on a synthetic one."""
 
 import json
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -15,11 +14,10 @@ from sm_magic.cli import main
 from sm_magic.registry import Registry
 
 from helpers.gitrepos import EXP_TRAIN, TRAIN as REPO_TRAIN, Repo
-from helpers.jobscripts import INCLUDE_HELPERS as HELPERS, script
+from helpers.jobscripts import SM_MAGIC, INCLUDE_HELPERS as HELPERS, script
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "example_notebooks" / "quickstart.ipynb"
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 
 TRAIN_A = script("""
     import argparse

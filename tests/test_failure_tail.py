@@ -2,8 +2,6 @@
 accelerate's wrapper printed after it), and with --wait the failure reason is said once."""
 
 import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,11 +11,10 @@ from sm_magic.cli import main
 from sm_magic.job import JobFailedError
 from sm_magic.widgets.text import render_text
 
-from helpers.jobscripts import script
+from helpers.jobscripts import SM_MAGIC, script
 
 pytestmark = pytest.mark.jobs
 
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 
 FAILING = script("""
     def load_batches(size):

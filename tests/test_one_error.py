@@ -6,8 +6,6 @@ and `job.logs()`; the log on disk keeps every line, and one flag shows them. A l
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
@@ -16,9 +14,8 @@ import sm_magic
 from sm_magic.job import JobFailedError
 from sm_magic.log_folding import FoldedStream, fold
 
-from helpers.jobscripts import script
+from helpers.jobscripts import SM_MAGIC, script
 
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 
 FAILING = script("""
     import sys

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,8 @@ from sm_magic.sweep_points import LAUNCH_FAILED, NOT_STARTED, QUEUED
 from sm_magic.widgets.sweep_widget import SweepWidget
 
 from helpers.html_tables import Tables
-from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
+from helpers.jobscripts import SM_MAGIC, EPOCHS_SCRIPT, script, wait_until
 
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 WORDS = {states.IN_PROGRESS, states.STOPPING, states.COMPLETED, states.FAILED, states.STOPPED, states.UNKNOWN,
          states.QUEUED, states.LAUNCHING, states.CANCELLED, states.LAUNCH_FAILED}
 # `[lrs-1] lr=0.01: Completed` (a note may follow in parentheses)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +18,8 @@ from sm_magic.table_text import cut, cut_middle, duration, number
 from sm_magic.table_view import BEST_MARK, ShownFrame, compare_html, compare_text, jobs_frame
 
 from helpers.html_tables import Tables as _Html
-from helpers.jobscripts import EPOCHS_SCRIPT, script
+from helpers.jobscripts import SM_MAGIC, EPOCHS_SCRIPT, script
 
-SM_MAGIC = Path(sys.executable).parent / "sm-magic"
 
 
 # -- cells ------------------------------------------------------------------------------------------

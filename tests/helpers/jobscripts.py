@@ -1,8 +1,10 @@
 """Training scripts the tests launch (shared by several test modules)."""
 
 import signal
+import sys
 import textwrap
 import time
+from pathlib import Path
 
 
 def script(body: str) -> str:
@@ -10,6 +12,9 @@ def script(body: str) -> str:
 
 
 # A training script with no torch import: the local backend's path is what is under test.
+# The `sm-magic` command of the environment the tests run in (its console script).
+SM_MAGIC = Path(sys.executable).parent / "sm-magic"
+
 EPOCHS_SCRIPT = script("""
     import argparse, json, os, sys
     parser = argparse.ArgumentParser()
