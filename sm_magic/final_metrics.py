@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import JobState
 from .metrics import ROW_KEYS
+from .table_text import cut
 
 KEY = "final"       # the registry record's extra[KEY]
 MAX_METRICS = 50    # metrics kept per job: a record stays small whatever a script logs
@@ -94,7 +95,7 @@ def compact(values: Mapping[str, float], most: int = 3, width: int = 40) -> str:
     most (a long name is cut with "…"), and how many more there are."""
     parts: list[str] = []
     for name, value in values.items():
-        label = name if len(name) <= 20 else name[:19] + "\u2026"
+        label = cut(name, 20)
         text = f"{label}={_number(value)}"
         if len(parts) == most or (parts and len(" ".join(parts + [text])) > width):
             break

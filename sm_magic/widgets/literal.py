@@ -17,6 +17,8 @@ import io
 import re
 from collections.abc import Callable
 
+from ..table_text import cut
+
 LABEL_MAX = 80   # characters of a name shown; a longer one ends in an ellipsis
 TEXT_MAX = 2 * LABEL_MAX   # characters of a text in a plot that says a name and more
 
@@ -34,8 +36,7 @@ def _visible(m: re.Match) -> str:
 def shown(text, limit: int = LABEL_MAX) -> str:
     """`text` as displays show it: each control character as its escape (`\\x1b`), a lone
     surrogate as U+FFFD, at most `limit` characters."""
-    text = _UNSHOWN.sub(_visible, str(text))
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+    return cut(_UNSHOWN.sub(_visible, str(text)), limit)
 
 
 def figure(width: float, height: float):

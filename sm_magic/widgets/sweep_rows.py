@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from ..job import Snapshot
 from ..metric_direction import direction
 from ..metrics import ROW_KEYS
+from ..table_text import cut
 from ..states import CANCELLED, ENDED, FAILED, LAUNCH_FAILED, LAUNCHING, QUEUED
 from .literal import shown
 from .progress import STATUS_COLORS
@@ -32,10 +33,6 @@ STYLE = ("<style>.sm-magic-sweep-rows{border-collapse:collapse;font-size:0.9em}"
 
 def esc(value) -> str:
     return html.escape(str(value))
-
-
-def short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _number(value) -> float | None:
@@ -154,7 +151,7 @@ def table_html(rows: list[dict], metrics: list[str], more_metrics: int, ways: Ma
         cells.append(f'<td class="n">{r["elapsed"]}</td>')
         note = r["note"]
         cells.append(f'<td style="color:#c62828;white-space:normal" title="{esc(note[:300])}">'
-                     f"{esc(short(note, MAX_NOTE))}</td>" if note else "<td></td>")
+                     f"{esc(cut(note, MAX_NOTE))}</td>" if note else "<td></td>")
         body.append(f'<tr data-job="{esc(p.name)}">' + "".join(cells) + "</tr>")
     notes = []
     if len(listed) < len(rows):
@@ -188,4 +185,4 @@ def shown_rows(rows: list[dict]) -> list[dict]:
     return [r for _, r in keep]
 
 
-__all__ = ["ENDED", "MAX_ROWS", "MAX_TEXT", "Folded", "default_metric", "esc", "short", "status_color", "table_html"]
+__all__ = ["ENDED", "MAX_ROWS", "MAX_TEXT", "Folded", "default_metric", "esc", "status_color", "table_html"]

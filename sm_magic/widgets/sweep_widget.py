@@ -37,12 +37,13 @@ from ..job import Snapshot
 from ..metric_direction import direction
 from ..sweep_grid import values_text
 from ..sweeps import QUEUED, Point, Sweep
+from ..table_text import cut
 from .companion import Companion, note
 from .literal import drawn, shown
 from .overlay import overlay_png
 from .progress import MAX_REDRAW, MIN_REDRAW, REDRAW_FACTOR, STATUS_COLORS, CellDisplay
 from .series import PlotSeries
-from .sweep_rows import ENDED, MAX_ROWS, MAX_TEXT, Folded, default_metric, esc, short, status_color, table_html
+from .sweep_rows import ENDED, MAX_ROWS, MAX_TEXT, Folded, default_metric, esc, status_color, table_html
 from .sweep_table import SweepView, point_row, status_counts, sweep_text
 
 MAX_METRICS = 6       # metric columns at most (the chosen metric's first); a line says how many more
@@ -219,7 +220,7 @@ class SweepWidget:
         if not errors:
             return ""
         earlier = len(errors) - MAX_ERRORS
-        lines = [f'<div style="color:#c62828">{esc(short(e, 300))}</div>' for e in errors[-MAX_ERRORS:]]
+        lines = [f'<div style="color:#c62828">{esc(cut(e, 300))}</div>' for e in errors[-MAX_ERRORS:]]
         if earlier > 0:
             lines.insert(0, f'<div style="color:#666">{earlier} earlier (sweep.errors has them all)</div>')
         return "".join(lines)
