@@ -170,9 +170,9 @@ class Service:
 
 
 def watch_ours(names: list[str], scale: float) -> None:
-    from sm_magic.backends.sagemaker import SageMakerBackend
-    from sm_magic.job import Job
-    from sm_magic.monitor import Monitor
+    from sm_magic.backends.sagemaker.backend import SageMakerBackend
+    from sm_magic.jobs.job import Job
+    from sm_magic.jobs.monitor import Monitor
 
     backend = SageMakerBackend(poll_interval=OUR_POLL / scale)
     describe = backend.describe

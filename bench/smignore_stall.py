@@ -29,7 +29,7 @@ ORDINARY = ["# build output", "build/", "dist/", "*.egg-info/", "__pycache__/", 
 
 MATCH = """
 import sys, time
-from sm_magic.smignore import IgnoreRules
+from sm_magic.bundle.smignore import IgnoreRules
 rules = IgnoreRules([{pattern!r}])
 started = time.perf_counter()
 rules.match("a" * int(sys.argv[1]), False)
@@ -46,7 +46,7 @@ print(time.perf_counter() - started)
 
 ORDINARY_MATCH = """
 import sys, time
-from sm_magic.smignore import IgnoreRules
+from sm_magic.bundle.smignore import IgnoreRules
 rules = IgnoreRules({patterns!r})
 paths = [f"src/pkg{{i % 50}}/sub{{i % 7}}/module_{{i}}.py" for i in range(10_000)]
 started = time.perf_counter()

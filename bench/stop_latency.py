@@ -40,9 +40,9 @@ time.sleep(600)
 
 def one_run(stubborn: bool) -> tuple[float, float]:
     import sm_magic
-    from sm_magic.backends.local import LocalBackend
-    from sm_magic.backends.local_procs import token_pids
-    from sm_magic.backends.local_state import JobFiles, job_token, read_state
+    from sm_magic.backends.local.backend import LocalBackend
+    from sm_magic.backends.local.procs import token_pids
+    from sm_magic.backends.local.state import JobFiles, job_token, read_state
 
     job = sm_magic.launch(SCRIPT.format(stubborn=stubborn), instance_count=2, distributed_type="DATA_PARALLEL")
     files = JobFiles(Path(os.environ["SM_MAGIC_JOBS_DIR"]) / job.name)
@@ -89,8 +89,8 @@ def main() -> int:
             for stubborn in (True, False):
                 results[stubborn] = [one_run(stubborn) for _ in range(opts.runs)]
         finally:  # nothing of a failed run may outlive the bench
-            from sm_magic.backends.local_procs import end_token_processes
-            from sm_magic.backends.local_state import job_token, read_state
+            from sm_magic.backends.local.procs import end_token_processes
+            from sm_magic.backends.local.state import job_token, read_state
 
             for state in (Path(tmp) / "sm_jobs").glob("*/state.json"):
                 token = job_token(read_state(state))

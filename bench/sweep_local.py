@@ -45,7 +45,7 @@ def run_sweep(source: str, epochs: int, tag: str) -> tuple[float, int]:
 
 def run_cells(source: str, epochs: int, tag: str) -> float:
     import sm_magic
-    from sm_magic.sweep_grid import point_args, points
+    from sm_magic.sweeps.grid import point_args, points
 
     t0 = time.time()
     for i, values in enumerate(points(GRID), start=1):

@@ -51,7 +51,7 @@ LAUNCHER = textwrap.dedent("""
 
 KERNEL = textwrap.dedent("""
     import sys
-    from sm_magic.sweeps import stop_named  # what `%sagemaker_stop NAME` runs
+    from sm_magic.sweeps.sweep import stop_named  # what `%sagemaker_stop NAME` runs
 
     name = sys.stdin.readline().strip()
     print(stop_named(name), flush=True)
@@ -69,8 +69,8 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def one_run(run: int, way: str, points: int, rng: random.Random) -> dict:
-    from sm_magic import sweep_record
-    from sm_magic.registry import Registry
+    from sm_magic.sweeps import record as sweep_record
+    from sm_magic.jobs.registry import Registry
 
     name = f"bench-stop-{run}"
     registry = Registry()

@@ -1,4 +1,4 @@
-"""CPU of rendering a log as a terminal shows it (sm_magic.terminal), at the sizes a job reaches.
+"""CPU of rendering a log as a terminal shows it (sm_magic.metrics.terminal), at the sizes a job reaches.
 
     .venv/bin/python bench/terminal_render.py
 
@@ -18,7 +18,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from sm_magic.terminal import LogStream, render, render_tail
+from sm_magic.metrics.terminal import LogStream, render, render_tail
 
 LINES = 200_000
 HF_LOG = Path(__file__).resolve().parent.parent / "tests" / "data" / "logs" / "hf_trainer.log"

@@ -43,7 +43,7 @@ def with_epochs(script: str, rows: int, epochs: int) -> str:
 
 WAIT = """
 import time
-from sm_magic.monitor import get_monitor
+from sm_magic.jobs.monitor import get_monitor
 job.wait()
 while get_monitor().watched():  # until the display shows the final summary
     time.sleep(0.05)

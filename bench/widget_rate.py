@@ -65,7 +65,7 @@ def main() -> None:
     import matplotlib.figure  # noqa: F401
 
     import sm_magic
-    from sm_magic.monitor import Monitor
+    from sm_magic.jobs.monitor import Monitor
     from sm_magic.widgets.progress import ProgressWidget
 
     with tempfile.TemporaryDirectory(prefix="sm_magic-bench-") as tmp:

@@ -13,7 +13,7 @@ table drawn afresh from every row (what the summary and the text table do once, 
 import math
 import time
 
-from sm_magic.widgets import series
+from sm_magic.metrics import series
 from sm_magic.widgets.progress import metrics_html, plot_png
 
 ROWS = 40_000

@@ -13,8 +13,8 @@ import sys
 import typing
 from pathlib import Path
 
-from sm_magic.backends.sagemaker_args import accepted_additional_args
-from sm_magic.config import TrainConfig, field_extra, unwrap_optional
+from sm_magic.backends.sagemaker.args import accepted_additional_args
+from sm_magic.config.model import TrainConfig, field_extra, unwrap_optional
 from sm_magic.widgets.form import GROUPS, label, yaml_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +22,12 @@ OUTPUT = ROOT / "docs" / "config.md"
 COMMAND = "python scripts/config_reference.py"
 
 INTRO = f"""\
-<!-- Written by scripts/config_reference.py from TrainConfig's fields: edit the fields (sm_magic/config.py)
+<!-- Written by scripts/config_reference.py from TrainConfig's fields: edit the fields (sm_magic/config/model.py)
 or the script's intro and notes, then run `{COMMAND}`. -->
 
 # Config reference
 
-`TrainConfig` (`from sm_magic.config import TrainConfig`) reads and writes the YAML `accelerate
+`TrainConfig` (`from sm_magic import TrainConfig`) reads and writes the YAML `accelerate
 config` writes for Amazon SageMaker, so the Accelerate guide's example loads unchanged and a saved
 config still works with `accelerate launch`. `TrainConfig.from_yaml(path)` reads one file,
 `.to_yaml(path)` writes one (atomically); `%sagemaker_config --edit` shows the config form, one

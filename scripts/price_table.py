@@ -1,4 +1,4 @@
-"""Write sm_magic/price_table.json, the on-demand training prices sm_magic falls back on when the
+"""Write sm_magic/backends/sagemaker/price_table.json, the on-demand training prices sm_magic falls back on when the
 Price List API cannot be asked, from AWS's public bulk offer file for SageMaker (no credentials
 needed; one file per region).
 
@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "sm_magic" / "price_table.json"
+OUTPUT = ROOT / "sm_magic" / "backends" / "sagemaker" / "price_table.json"
 URL = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"
 REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "ap-southeast-2")
 

@@ -16,7 +16,7 @@ EXECUTED = WORKDIR / "quickstart.executed.ipynb"
 
 def main() -> int:
     from sm_magic import attach
-    from sm_magic.registry import Registry
+    from sm_magic.jobs.registry import Registry
 
     WORKDIR.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -8,18 +8,16 @@ this package) starts without pandas, pydantic or IPython.
 __version__ = "0.1.0"
 
 _LAZY = {
-    "launch": ("api", "launch"),
-    "attach": ("sweeps", "attach"),   # a job's name gives its Job, a sweep's name its Sweep
-    "sweep": ("sweep_launch", "sweep"),
-    "Sweep": ("sweeps", "Sweep"),
-    "LaunchError": ("launch_checks", "LaunchError"),
-    "Job": ("job", "Job"),
-    "JobFailedError": ("job", "JobFailedError"),
-    "TrainConfig": ("config", "TrainConfig"),
-    "ConfigError": ("config", "ConfigError"),
-    # The module itself, which is callable: `sm_magic.compare(jobs)` and `sm_magic.compare.plot(jobs,
-    # metric)`. (Importing sm_magic.compare binds the module to this name whatever __getattr__ says.)
-    "compare": ("compare", None),
+    "launch": ("plan.planner", "launch"),
+    "attach": ("sweeps.sweep", "attach"),   # a job's name gives its Job, a sweep's name its Sweep
+    "sweep": ("sweeps.launch", "sweep"),
+    "Sweep": ("sweeps.sweep", "Sweep"),
+    "LaunchError": ("plan.checks", "LaunchError"),
+    "Job": ("jobs.job", "Job"),
+    "JobFailedError": ("jobs.job", "JobFailedError"),
+    "TrainConfig": ("config.model", "TrainConfig"),
+    "ConfigError": ("config.model", "ConfigError"),
+    "compare": ("sweeps.compare", "compare"),   # and `sm_magic.compare.plot(jobs, metric)`
 }
 
 
@@ -29,13 +27,13 @@ def __getattr__(name):
 
         module, attr = _LAZY[name]
         loaded = importlib.import_module(f"{__name__}.{module}")
-        return loaded if attr is None else getattr(loaded, attr)
+        return getattr(loaded, attr)
     raise AttributeError(f"module 'sm_magic' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython):
     """`%load_ext sm_magic`: register the magics."""
-    from .magic import load_ipython_extension as load
+    from .magic.magics import load_ipython_extension as load
 
     load(ipython)
 

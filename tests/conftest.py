@@ -68,7 +68,7 @@ def ip(ip_shell, sm_env):
 @pytest.fixture
 def live_sweeps(sm_env):
     """No sweep of a test goes on queueing jobs after it: its sweeps are stopped before sm_env ends their jobs."""
-    from sm_magic import sweeps
+    from sm_magic.sweeps import sweep as sweeps
 
     yield
     for sweep in list(sweeps._live.values()):

@@ -29,11 +29,11 @@ import yaml
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic import api
-from sm_magic.config import TrainConfig
-from sm_magic.failure import MAX_REASON
-from sm_magic.job import JobFailedError
-from sm_magic.registry import Registry
+from sm_magic.plan import planner as api
+from sm_magic.config.model import TrainConfig
+from sm_magic.container.failure import MAX_REASON
+from sm_magic.jobs.job import JobFailedError
+from sm_magic.jobs.registry import Registry
 
 BOUNDED_S = 60  # what a probe that used to hang may take before it counts as hanging
 
@@ -56,7 +56,7 @@ CREDENTIAL_CONFIG = textwrap.dedent(f"""\
 
 def cli(*argv, timeout=BOUNDED_S, **env):
     """`sm-magic ARGV` as a real process (arguments may be bytes, as a shell passes them)."""
-    return subprocess.run([sys.executable, "-m", "sm_magic.cli", *argv], capture_output=True, timeout=timeout,
+    return subprocess.run([sys.executable, "-m", "sm_magic.cli.main", *argv], capture_output=True, timeout=timeout,
                           env={**os.environ, **env})
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from sm_magic.registry import Registry
+from sm_magic.jobs.registry import Registry
 
 from helpers.aws_moto import ROLE_NAME
 from helpers.jobscripts import SM_MAGIC, script, wait_until

@@ -30,8 +30,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.api import LaunchError, dry_run
-from sm_magic.registry import Registry
+from sm_magic.plan.planner import LaunchError, dry_run
+from sm_magic.jobs.registry import Registry
 
 from helpers.aws_moto import ROLE_NAME
 from helpers.jobscripts import EPOCHS_SCRIPT
@@ -474,7 +474,7 @@ def test_an_export_refuses_a_password_in_an_index_url(pip_offline):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%%sagemaker_train --requirements requirements.txt\nprint(1)\n")]
     nbformat.write(nb, "nb.ipynb")
-    done = subprocess.run([sys.executable, "-m", "sm_magic.cli", "export", "nb.ipynb"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "sm_magic.cli.main", "export", "nb.ipynb"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("sm-magic: ") and "Traceback" not in done.stderr
     assert "holds a password, which would be written into an exported bundle" in done.stderr

@@ -13,16 +13,10 @@ import pytest
 import yaml
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 
-import sm_magic.sm_entry as sm_entry_module
-from sm_magic.bundle import (
-    ENTRY_COMMAND,
-    BundleError,
-    build_bundle,
-    check_source,
-    hyperparameters_from_args,
-)
-from sm_magic.config import TrainConfig
-from sm_magic.sm_entry import launch_command
+import sm_magic.container.entry as sm_entry_module
+from sm_magic.bundle.build import ENTRY_COMMAND, BundleError, build_bundle, check_source, hyperparameters_from_args
+from sm_magic.config.model import TrainConfig
+from sm_magic.container.entry import launch_command
 
 # Arguments as a user types them after the magic: a store_true flag, --k=v, a negative number,
 # a value with a space, and shell metacharacters that must never reach a shell.
@@ -77,8 +71,9 @@ def test_bundle_layout_and_train_py_verbatim(out_dir):
     assert bundle.name == "job-1"
     assert sorted(p.name for p in dest.iterdir()) == [
         "accelerate_config.yaml", "requirements.txt", "sm_entry.py", "sm_launch.json", "sm_magic", "train.py"]
-    assert sorted(p.name for p in (dest / "sm_magic").iterdir()) == ["__init__.py", "failure.py", "failure_board.py",
-                                                                        "runtime.py"]
+    assert sorted(p.relative_to(dest / "sm_magic").as_posix() for p in (dest / "sm_magic").rglob("*.py")) == [
+        "__init__.py", "container/__init__.py", "container/failure.py", "container/failure_board.py",
+        "container/runtime.py", "runtime.py"]
     assert (dest / "train.py").read_bytes() == source.encode("utf-8")
     # Nothing else left next to the bundle (no staging directory).
     assert [p.name for p in out_dir.iterdir()] == ["job"]
@@ -394,7 +389,7 @@ def test_no_distribution_on_cpu_host_adds_cpu_flag():
 def test_launched_processes_do_not_ask_accelerate_for_smddp():
     # A SageMaker job's environment carries what accelerate's launcher sets; the entry command
     # distributes with accelerate itself, so its processes must not import smdistributed.
-    from sm_magic.sm_entry import launch_env
+    from sm_magic.container.entry import launch_env
 
     env = {"ACCELERATE_USE_SAGEMAKER": "true", "ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE": "DATA_PARALLEL",
            "SM_NUM_GPUS": "8"}

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import sm_magic
-from sm_magic.cli import main
+from sm_magic.cli.main import main
 
 from helpers.jobscripts import EPOCHS_SCRIPT
 
@@ -25,7 +25,7 @@ def test_jobs_logs_and_wait(sm_env, capsys):
 
 
 def test_unknown_job_is_a_clear_error_not_a_traceback(sm_env):
-    out = subprocess.run([sys.executable, "-m", "sm_magic.cli", "logs", "nope"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "sm_magic.cli.main", "logs", "nope"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("sm-magic: no job named nope in the registry")
     assert "Traceback" not in out.stderr
@@ -33,7 +33,7 @@ def test_unknown_job_is_a_clear_error_not_a_traceback(sm_env):
 
 def test_usage_mistakes_and_runtime_problems_exit_2_and_1_with_one_line(sm_env):
     def run(*argv, **env):
-        return subprocess.run([sys.executable, "-m", "sm_magic.cli", *argv], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "sm_magic.cli.main", *argv], capture_output=True, text=True,
                               env={**os.environ, **env})
 
     out = run("jobs", "--limit", "-1")

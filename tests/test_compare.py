@@ -13,15 +13,16 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic import api, final_metrics
+from sm_magic.plan import planner as api
+from sm_magic.jobs import final_metrics
 from sm_magic.backends.base import BackendError, JobState, Transition
-from sm_magic.cli import main as cli
-from sm_magic.compare import CompareError, compare, comparison, plot
-from sm_magic.job import Job
-from sm_magic.metric_direction import MetricDirectionError, check_overrides, direction
-from sm_magic.registry import JobRecord, Registry
-from sm_magic.widgets import series
-from sm_magic.widgets.overlay import overlay_lines, overlay_png
+from sm_magic.cli.main import main as cli
+from sm_magic.sweeps.compare import CompareError, compare, comparison, plot
+from sm_magic.jobs.job import Job
+from sm_magic.metrics.direction import MetricDirectionError, check_overrides, direction
+from sm_magic.jobs.registry import JobRecord, Registry
+from sm_magic.metrics import series
+from sm_magic.metrics.overlay import overlay_lines, overlay_png
 
 from helpers.jobscripts import EPOCHS_SCRIPT
 
@@ -267,7 +268,7 @@ def test_a_long_job_over_a_backend_is_plotted_from_its_whole_log():
 # -- %sagemaker_jobs --compare and sm-magic jobs --compare ------------------------------------------
 
 def test_the_magic_compares_named_jobs(ip, three, capsys, monkeypatch):
-    import sm_magic.magic as magic
+    import sm_magic.magic.magics as magic
 
     df = ip.run_line_magic("sagemaker_jobs", "--compare lr-small lr-mid lr-big --sort loss")
     assert isinstance(df, pd.DataFrame) and list(df["name"]) == ["lr-mid", "lr-small", "lr-big"]
@@ -283,7 +284,7 @@ def test_the_magic_compares_named_jobs(ip, three, capsys, monkeypatch):
 
 
 def test_a_sweeps_name_compares_its_jobs_in_the_grids_order(three, ip, capsys):
-    from sm_magic.sweeps import grid_record
+    from sm_magic.sweeps.sweep import grid_record
 
     grid = {"lr": ["0.01", "0.05", "0.5"]}
     # Recorded as a sweep's launches record them, listed newest first by the registry.
@@ -378,7 +379,7 @@ def test_a_job_seen_ending_records_its_final_metrics_and_later_listings_read_no_
 
 
 def test_a_running_job_is_listed_with_its_time_so_far_and_no_metrics(sm_env, monkeypatch):
-    from sm_magic.backends.local import LocalBackend
+    from sm_magic.backends.local.backend import LocalBackend
 
     _recorded(sm_env, "running", _epochs([0.5]), status="InProgress", created=time.time() - 125)
     with monkeypatch.context() as patched:  # only while listing: the teardown's end_jobs must see it has no runner

@@ -10,9 +10,9 @@ from collections import defaultdict
 import pytest
 
 import sm_magic
-from sm_magic.backends.local import LocalBackend
-from sm_magic.monitor import Monitor
-from sm_magic.registry import Registry
+from sm_magic.backends.local.backend import LocalBackend
+from sm_magic.jobs.monitor import Monitor
+from sm_magic.jobs.registry import Registry
 
 from helpers.jobscripts import script, wait_until
 

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-from sm_magic.bundle import build_bundle
-from sm_magic.config import TrainConfig
-from sm_magic.sm_entry import launch_command, launch_env
+from sm_magic.bundle.build import build_bundle
+from sm_magic.config.model import TrainConfig
+from sm_magic.container.entry import launch_command, launch_env
 
 from helpers.jobscripts import script, wait_until
 

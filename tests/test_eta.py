@@ -1,4 +1,4 @@
-"""How far along a job is and how long it has left (sm_magic/eta.py): every signal the log has
+"""How far along a job is and how long it has left (sm_magic/jobs/eta.py): every signal the log has
 (tqdm bars, `step N/M`, epochs on any row or header, Lightning's 0-based epoch and its bar, the
 script's --epochs), the final state of an ended job, and `Job.progress`, shown in the widget, the
 text output and the static summary."""
@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-from sm_magic.eta import Tracker, clock, describe
-from sm_magic.job import JobFailedError
-from sm_magic.metrics import MetricsParser
+from sm_magic.display.table_text import clock
+from sm_magic.jobs.eta import Tracker, describe
+from sm_magic.jobs.job import JobFailedError
+from sm_magic.metrics.parser import MetricsParser
 from sm_magic.widgets.progress import summary_html
 from sm_magic.widgets.text import render_text
 

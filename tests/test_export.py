@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sm_magic.config import TrainConfig
-from sm_magic.cli import main
-from sm_magic.registry import Registry
+from sm_magic.config.model import TrainConfig
+from sm_magic.cli.main import main
+from sm_magic.jobs.registry import Registry
 
 from helpers.gitrepos import EXP_TRAIN, TRAIN as REPO_TRAIN, Repo
 from helpers.jobscripts import SM_MAGIC, INCLUDE_HELPERS as HELPERS, script

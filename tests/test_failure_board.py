@@ -4,7 +4,7 @@ the entry commands of two hosts use it (the container test runs it in two emulat
 import socket
 import threading
 
-from sm_magic.failure_board import Board, consequence, first_failure, reason_with_first, tell
+from sm_magic.container.failure_board import Board, consequence, first_failure, reason_with_first, tell
 
 ROOT = "ValueError: bad batch [train.py, line 6] on rank 3"
 LOST = "RuntimeError: [pair.cc:547] Connection closed by peer [127.0.0.1]:5838 [train.py, line 7] on rank 1"

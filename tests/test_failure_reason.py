@@ -1,8 +1,8 @@
 """FailureReason from a log, and the tail a failed job shows: the user's error, not the
 launcher's wrapper around it."""
 
-from sm_magic import failure
-from sm_magic.failure import error_tail, log_summary as error_summary
+from sm_magic.container import failure
+from sm_magic.container.failure import error_tail, log_summary as error_summary
 
 ACCELERATE_WRAPPED = """\
 loading

@@ -7,8 +7,8 @@ import nbformat
 import pytest
 
 import sm_magic
-from sm_magic.cli import main
-from sm_magic.job import JobFailedError
+from sm_magic.cli.main import main
+from sm_magic.jobs.job import JobFailedError
 from sm_magic.widgets.text import render_text
 
 from helpers.jobscripts import SM_MAGIC, script

@@ -27,7 +27,7 @@ def no_runner(tmp_path, monkeypatch):
     popen = subprocess.Popen
 
     def runner_stops_here(args, *rest, **kwargs):
-        if "sm_magic.backends.local_runner" in args:
+        if "sm_magic.backends.local.runner" in args:
             raise RunnerStarted
         return popen(args, *rest, **kwargs)
 

@@ -6,10 +6,17 @@ from __future__ import annotations
 import pytest
 
 from helpers.releases import ACCELERATE_1_16, installed, notebook_accelerate
-from sm_magic import requirements as reqs
-from sm_magic.backends.images import (ACCELERATE_DEFAULTS, ImageError, choose, cuda_runs_on, hugging_face_images,
-                                      instance_gpus, pytorch_images)
-from sm_magic.config import TrainConfig
+from sm_magic.software import requirements as reqs
+from sm_magic.software.images import (
+    ACCELERATE_DEFAULTS,
+    ImageError,
+    choose,
+    cuda_runs_on,
+    hugging_face_images,
+    instance_gpus,
+    pytorch_images,
+)
+from sm_magic.config.model import TrainConfig
 
 ECR = "763104351884.dkr.ecr.us-east-1.amazonaws.com"
 QUICKSTART_IMPORTS = ["import argparse, os\nimport torch\nfrom torch import nn\nfrom accelerate import Accelerator\n"]

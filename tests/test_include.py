@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
-from sm_magic import includes, names
-from sm_magic.registry import Registry
+from sm_magic.bundle import includes, names
+from sm_magic.jobs.registry import Registry
 
 from helpers.jobscripts import INCLUDE_HELPERS as HELPERS, script
 
@@ -116,7 +116,7 @@ def test_include_mistakes_are_clear_errors(ip, sm_env):
 @pytest.mark.jobs
 def test_a_traceback_in_the_bundled_cell_keeps_the_cells_line_numbers(ip, sm_env):
     ip.run_cell_magic("sagemaker_include", "inc-helpers-3", HELPERS)
-    from sm_magic.job import JobFailedError
+    from sm_magic.jobs.job import JobFailedError
 
     with pytest.raises(JobFailedError):
         ip.run_cell_magic("sagemaker_train", "--wait -o inc_failed --include inc-helpers-3",

@@ -15,16 +15,17 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic import api, errors
+from sm_magic.plan import planner as api
+from sm_magic import errors
 from sm_magic.backends import BackendError
-from sm_magic.bundle import BundleError
-from sm_magic.cli import main
-from sm_magic.config import MAX_ARG_CHARS, ConfigError, TrainConfig
-from sm_magic.safe_yaml import safe_yaml
-from sm_magic.export import ExportError
-from sm_magic.job import JobFailedError
-from sm_magic.metrics import MetricsError
-from sm_magic.registry import Registry, RegistryError
+from sm_magic.bundle.build import BundleError
+from sm_magic.cli.main import main
+from sm_magic.config.model import MAX_ARG_CHARS, ConfigError, TrainConfig
+from sm_magic.config.safe_yaml import safe_yaml
+from sm_magic.cli.export import ExportError
+from sm_magic.jobs.job import JobFailedError
+from sm_magic.metrics.parser import MetricsError
+from sm_magic.jobs.registry import Registry, RegistryError
 
 # Nine levels of nine aliases: 387 bytes that expand to 9**9 (387 million) strings.
 BOMB = textwrap.dedent("""\
@@ -66,12 +67,12 @@ def cli_fails(capsys, argv, status=2) -> str:
 # -- the one error base --------------------------------------------------------------------
 
 def test_every_user_facing_error_has_the_one_base_and_keeps_its_old_one():
-    from sm_magic.backends.images import ImageError
-    from sm_magic.git_source import GitSourceError
-    from sm_magic.includes import IncludeError
-    from sm_magic.requirements import RequirementsError
-    from sm_magic.train_line import LineError
-    from sm_magic.wheelhouse import WheelhouseError
+    from sm_magic.software.images import ImageError
+    from sm_magic.bundle.git_source import GitSourceError
+    from sm_magic.bundle.includes import IncludeError
+    from sm_magic.software.requirements import RequirementsError
+    from sm_magic.plan.train_line import LineError
+    from sm_magic.software.wheelhouse import WheelhouseError
 
     usage = [ConfigError, api.LaunchError, BundleError, IncludeError, MetricsError, ExportError,
              RequirementsError, WheelhouseError, GitSourceError, LineError]
@@ -80,9 +81,9 @@ def test_every_user_facing_error_has_the_one_base_and_keeps_its_old_one():
         assert issubclass(cls, errors.UsageProblem) and issubclass(cls, ValueError) and cls.exit_code == 2, cls
     for cls in runtime:
         assert issubclass(cls, errors.RuntimeProblem) and issubclass(cls, RuntimeError) and cls.exit_code == 1, cls
-    # No image fits the versions or instance type asked for: the user's to change (exit 2), though
-    # the SageMaker backend is what finds it.
-    assert issubclass(ImageError, BackendError) and ImageError.exit_code == 2
+    # No image fits the versions or instance type asked for: the user's to change, whichever
+    # backend would have run it.
+    assert issubclass(ImageError, errors.UsageProblem) and issubclass(ImageError, ValueError) and ImageError.exit_code == 2
 
 
 # -- finding 10: a YAML alias bomb, refused before it expands ----------------------------------
@@ -96,9 +97,9 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 import sm_magic
 from sm_magic import api
-from sm_magic.cli import main
-from sm_magic.config import ConfigError, TrainConfig
-from sm_magic.safe_yaml import safe_yaml
+from sm_magic.cli.main import main
+from sm_magic.config.model import ConfigError, TrainConfig
+from sm_magic.config.safe_yaml import safe_yaml
 
 bomb, out = Path(sys.argv[1]), {}
 def refused(name, call, errors):
@@ -290,7 +291,7 @@ def test_cli_runtime_problems_are_one_line_and_exit_1(sm_env, capsys, monkeypatc
     monkeypatch.setenv("SM_MAGIC_REGISTRY", str(sm_env / "registry-dir"))
     assert "is a directory" in cli_fails(capsys, ["jobs"], status=1)
     # An OSError the command did not foresee is still one line.
-    monkeypatch.setattr("sm_magic.cli.list_jobs", lambda limit: open(sm_env / "no" / "such"))
+    monkeypatch.setattr("sm_magic.cli.main.list_jobs", lambda limit: open(sm_env / "no" / "such"))
     assert "No such file or directory" in cli_fails(capsys, ["jobs"], status=1)
 
 

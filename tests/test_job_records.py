@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-import sm_magic.registry
-from sm_magic.api import LaunchError
-from sm_magic.cli import main as cli
-from sm_magic.registry import JobRecord, Registry
+import sm_magic.jobs.registry
+from sm_magic.plan.planner import LaunchError
+from sm_magic.cli.main import main as cli
+from sm_magic.jobs.registry import JobRecord, Registry
 
 from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
 
@@ -43,7 +43,7 @@ def _runner_processes(jobs_dir: Path) -> list[int]:
 
 @pytest.mark.jobs
 def test_a_registry_locked_past_the_wait_starts_nothing_and_keeps_the_name_free(sm_env, monkeypatch, capsys):
-    monkeypatch.setattr(sm_magic.registry, "ADD_WAIT_S", 1.5)
+    monkeypatch.setattr(sm_magic.jobs.registry, "ADD_WAIT_S", 1.5)
     con = _lock(_registry_path(sm_env))
     try:
         with pytest.raises(LaunchError, match="stayed locked by another process .*nothing was started"):
@@ -58,7 +58,7 @@ def test_a_registry_locked_past_the_wait_starts_nothing_and_keeps_the_name_free(
     # The name was never taken: the same launch works once the registry is free.
     job = sm_magic.launch(EPOCHS_SCRIPT, name="locked-out", backend="local", wait=True)
     assert job.status == "Completed"
-    assert [r.record.name for r in sm_magic.api.list_jobs()] == ["locked-out"]
+    assert [r.record.name for r in sm_magic.plan.planner.list_jobs()] == ["locked-out"]
 
 
 @pytest.mark.jobs

@@ -210,7 +210,7 @@ def test_job_survives_a_kernel_restart_and_the_new_kernel_follows_it(sm_env):
             assert re.search(rf"<tr><td[^>]*>{epoch}( \u2605)?</td>", html), f"epoch {epoch} missing from the summary table"
 
         # And the registry, read from the test process, agrees.
-        from sm_magic.registry import Registry
+        from sm_magic.jobs.registry import Registry
 
         assert Registry().get("kr-job").status == "Completed"
     finally:

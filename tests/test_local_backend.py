@@ -11,11 +11,11 @@ import time
 import pytest
 
 import sm_magic
-from sm_magic.api import LaunchError
+from sm_magic.plan.planner import LaunchError
 from sm_magic.backends import BackendError
-from sm_magic.backends.local_state import live_session_members
-from sm_magic.job import JobFailedError
-from sm_magic.registry import Registry
+from sm_magic.backends.local.state import live_session_members
+from sm_magic.jobs.job import JobFailedError
+from sm_magic.jobs.registry import Registry
 
 from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
@@ -287,7 +287,7 @@ def test_a_poll_of_quiet_jobs_opens_no_file_and_a_changed_job_only_its_log(sm_en
     jobs = [sm_magic.launch(gated, args=[str(gate)], backend="local") for gate in gates]
     for job in jobs:
         wait_until(lambda job=job: job.status == "InProgress" and "waiting" in job.logs(), 60, "the job to start")
-    from sm_magic.backends.changed_files import RACY_SECONDS
+    from sm_magic.backends.local.changed_files import RACY_SECONDS
 
     def settled() -> bool:  # every job file older than the racy window, so none must be read again
         newest = max(p.stat().st_mtime for p in (sm_env / "sm_jobs").rglob("*") if p.is_file())

@@ -1,4 +1,4 @@
-"""The formats read with no set-up (sm_magic/log_formats.py): the lines each format prints, the
+"""The formats read with no set-up (sm_magic/metrics/log_formats.py): the lines each format prints, the
 real logs of real frameworks in tests/data/logs (captured from local jobs, every redraw and escape
 kept), and the prose that must not become metrics."""
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sm_magic.metrics import MetricsParser, parse_metric_flag
+from sm_magic.metrics.parser import MetricsParser, parse_metric_flag
 
 LOGS = Path(__file__).parent / "data" / "logs"
 

@@ -4,13 +4,7 @@ import re
 import pandas as pd
 import pytest
 
-from sm_magic.metrics import (
-    MetricDefinition,
-    MetricsError,
-    MetricsParser,
-    load_metrics_file,
-    parse_metric_flag,
-)
+from sm_magic.metrics.parser import MetricDefinition, MetricsError, MetricsParser, load_metrics_file, parse_metric_flag
 
 # The three lines printed by the Accelerate SageMaker guide's example job.
 GUIDE_LINES = [

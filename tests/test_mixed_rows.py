@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sm_magic.metrics import MetricsParser
-from sm_magic.widgets import series
+from sm_magic.metrics.parser import MetricsParser
+from sm_magic.metrics import series
 from sm_magic.widgets.progress import ProgressWidget, metrics_html, plot_lines, plot_png, summary_html
 from sm_magic.widgets.text import BEST_MARK, metrics_table, render_text
 
@@ -320,7 +320,7 @@ def test_the_widget_draws_a_mixed_job_as_it_arrives_like_a_fresh_table(monkeypat
 
 
 def test_the_comparison_plot_draws_a_mixed_job_over_its_steps_and_a_trainer_job_over_epochs():
-    from sm_magic.widgets.overlay import overlay_lines
+    from sm_magic.metrics.overlay import overlay_lines
 
     mixed, trainer = parsed(mixed_lines()), parsed(hf_lines())
     key, lines = overlay_lines({"mixed": mixed}, "val_loss")

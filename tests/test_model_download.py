@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from helpers.jobscripts import script, wait_until
-from sm_magic import artifacts
-from sm_magic.artifacts import DownloadError, OutputFile
-from sm_magic.backends.sagemaker import SageMakerBackend
-from sm_magic.job import Job
+from sm_magic.jobs import artifacts
+from sm_magic.jobs.artifacts import DownloadError, OutputFile
+from sm_magic.backends.sagemaker.backend import SageMakerBackend
+from sm_magic.jobs.job import Job
 from sm_magic.widgets.progress import summary_html
 
 # A script as people write one: weights, a tokenizer folder, and predictions as output data.

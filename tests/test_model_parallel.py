@@ -15,12 +15,12 @@ from accelerate.commands.launch import _validate_launch_command, launch_command_
 
 import sm_magic
 from helpers.aws_moto import ROLE_NAME
-from sm_magic import requirements as reqs
+from sm_magic.software import requirements as reqs
 from sm_magic.backends import BackendError
-from sm_magic.bundle import build_bundle
-from sm_magic.config import TrainConfig
-from sm_magic.registry import Registry
-from sm_magic.sm_entry import launch_command
+from sm_magic.bundle.build import build_bundle
+from sm_magic.config.model import TrainConfig
+from sm_magic.jobs.registry import Registry
+from sm_magic.container.entry import launch_command
 
 FSDP = dict(distributed_type="FSDP", fsdp_sharding_strategy="SHARD_GRAD_OP", fsdp_auto_wrap_policy="SIZE_BASED_WRAP",
             fsdp_min_num_params=2000, fsdp_state_dict_type="SHARDED_STATE_DICT", fsdp_offload_params=True)

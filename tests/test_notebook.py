@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from sm_magic.registry import Registry
+from sm_magic.jobs.registry import Registry
 
 pytestmark = pytest.mark.jobs
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # A cell that returns once the kernel's monitor follows no job: every display it updates is final.
-WAIT_FOR_DISPLAYS = ("import time\nfrom sm_magic.monitor import get_monitor\nstart = time.monotonic()\n"
+WAIT_FOR_DISPLAYS = ("import time\nfrom sm_magic.jobs.monitor import get_monitor\nstart = time.monotonic()\n"
                      "while get_monitor().watched() and time.monotonic() - start < 60:\n    time.sleep(0.05)\n"
                      "assert not get_monitor().watched(), 'the monitor still follows a job after 60 s'\n")
 

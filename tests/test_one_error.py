@@ -11,8 +11,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.job import JobFailedError
-from sm_magic.log_folding import FoldedStream, fold
+from sm_magic.jobs.job import JobFailedError
+from sm_magic.jobs.log_folding import FoldedStream, fold
 
 from helpers.jobscripts import SM_MAGIC, script
 
@@ -202,7 +202,7 @@ def test_script_arguments_without_the_dashes_say_where_they_go(ip, sm_env):
 
 
 def test_cli_run_without_the_dashes_says_where_they_go(sm_env, capsys):
-    from sm_magic.cli import main
+    from sm_magic.cli.main import main
 
     assert main(["run", "bundles/x", "--wait", "--epochs", "3"]) == 2
     err = capsys.readouterr().err

@@ -10,7 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from sm_magic.backends.pricing import CACHE_SECONDS, Price, from_table, launch_line, training_price, training_rate
+from sm_magic.backends.sagemaker.pricing import (
+    CACHE_SECONDS,
+    Price,
+    from_table,
+    launch_line,
+    training_price,
+    training_rate,
+)
 
 
 def product(instance, usage, kind, usd):
@@ -94,7 +101,7 @@ def test_a_price_list_without_a_training_product_has_no_training_rate():
 
 
 def test_the_form_shows_the_price_this_machine_knows_beside_the_instance_type(price_list):
-    from sm_magic.config import TrainConfig
+    from sm_magic.config.model import TrainConfig
     from sm_magic.widgets.form import ConfigForm
 
     form = ConfigForm(TrainConfig(ec2_instance_type="ml.g5.xlarge"), None)
@@ -150,9 +157,9 @@ def test_a_launch_shows_its_worst_case_max_cost_refuses_one_above_it_and_the_job
 
     import sm_magic
     from helpers.aws_moto import ROLE_NAME
-    from sm_magic.api import dry_run
+    from sm_magic.plan.planner import dry_run
     from sm_magic.backends.base import BackendError
-    from sm_magic.registry import Registry
+    from sm_magic.jobs.registry import Registry
     from sm_magic.widgets.progress import header_html
     from sm_magic.widgets.text import StreamPrinter
 
@@ -186,8 +193,8 @@ def test_a_launch_shows_its_worst_case_max_cost_refuses_one_above_it_and_the_job
     assert f"Cost: about $0.14 (an estimate: AWS Price List API, {today})" in out.getvalue()
 
     # The listings: the registry keeps the ended job's cost, so they read no log and ask no API.
-    from sm_magic.api import list_jobs
-    from sm_magic.cli import main as sm_magic_cli
+    from sm_magic.plan.planner import list_jobs
+    from sm_magic.cli.main import main as sm_magic_cli
 
     assert [row.cost for row in list_jobs() if row.record.name == "costly-2"] == [pytest.approx(0.1379, abs=1e-4)]
     capsys.readouterr()

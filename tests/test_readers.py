@@ -11,9 +11,9 @@ import time
 import pytest
 
 import sm_magic
-from sm_magic import metric_regex, metrics
-from sm_magic.cli import main
-from sm_magic.metrics import MetricsError, MetricsParser, parse_metric_flag
+from sm_magic.metrics import regex as metric_regex, parser as metrics
+from sm_magic.cli.main import main
+from sm_magic.metrics.parser import MetricsError, MetricsParser, parse_metric_flag
 
 from helpers.jobscripts import script
 

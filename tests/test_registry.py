@@ -4,11 +4,11 @@ import sys
 import threading
 from pathlib import Path
 
-import sm_magic.registry
+import sm_magic.jobs.registry
 
 import pytest
 
-from sm_magic.registry import JobRecord, Registry, RegistryError
+from sm_magic.jobs.registry import JobRecord, Registry, RegistryError
 
 
 @pytest.fixture
@@ -127,12 +127,12 @@ def test_several_processes_write_at_once(tmp_path):
     path = tmp_path / "shared.sqlite3"
     script = (
         "import sys, time\n"
-        "from sm_magic.registry import JobRecord, Registry\n"
+        "from sm_magic.jobs.registry import JobRecord, Registry\n"
         "r = Registry(sys.argv[1])\n"
         "for i in range(40):\n"
         "    r.add(JobRecord(f'{sys.argv[2]}-{i}', 'local', time.time()))\n"
     )
-    src = str(Path(sm_magic.registry.__file__).resolve().parents[1])
+    src = str(Path(sm_magic.jobs.registry.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = [
         subprocess.Popen([sys.executable, "-c", script, str(path), f"kernel{k}"], env=env)

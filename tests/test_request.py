@@ -10,13 +10,12 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic import api, train_line
-from sm_magic.cli import main
-from sm_magic.export import launch_bundle, read_request
-from sm_magic.metrics import MetricDefinition, MetricsError
-from sm_magic.registry import Registry
-from sm_magic.request import (CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext,
-                              RequestError)
+from sm_magic.plan import planner as api, train_line
+from sm_magic.cli.main import main
+from sm_magic.cli.export import launch_bundle, read_request
+from sm_magic.metrics.parser import MetricDefinition, MetricsError
+from sm_magic.jobs.registry import Registry
+from sm_magic.plan.request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext, RequestError
 
 from helpers.jobscripts import EPOCHS_SCRIPT
 
@@ -149,7 +148,7 @@ def test_export_refuses_a_simulated_interruption_on_sagemaker_as_the_magic_does(
 def test_a_bad_metric_definition_is_refused_before_any_job_is_registered_or_started(ip, sm_env, monkeypatch):
     calls = []
     monkeypatch.setattr(Registry, "add", lambda self, *a, **k: calls.append("registered"))
-    monkeypatch.setattr("sm_magic.backends.local.LocalBackend.submit", lambda *a, **k: calls.append("submitted"))
+    monkeypatch.setattr("sm_magic.backends.local.backend.LocalBackend.submit", lambda *a, **k: calls.append("submitted"))
     with pytest.raises(MetricsError, match=r"metric 'loss': the regex 'loss=\(\[0-9\.' does not compile"):
         sm_magic.launch(EPOCHS_SCRIPT, metrics=[MetricDefinition("loss", "loss=([0-9.")])
     with pytest.raises(UsageError, match=r"metric 'loss': the regex 'loss=\(\[0-9\.' does not compile"):
@@ -164,7 +163,7 @@ def test_the_forms_launch_button_plans_the_cells_request(ip, sm_env, monkeypatch
     """--edit: the Launch button launches the line's request with the edited config, through
     api.plan: a refusal shows in the form, and nothing is started."""
     shown = []
-    monkeypatch.setattr("sm_magic.magic._display", shown.append)
+    monkeypatch.setattr("sm_magic.magic.magics._display", shown.append)
     planned = []
     plan = api.plan
     monkeypatch.setattr(api, "plan", lambda request, **k: planned.append(request) or plan(request, **k))

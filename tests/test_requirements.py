@@ -9,9 +9,9 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic import requirements as reqs
-from sm_magic.api import LaunchError, dry_run
-from sm_magic.backends.images import ImageError
+from sm_magic.software import requirements as reqs
+from sm_magic.plan.planner import LaunchError, dry_run
+from sm_magic.software.images import ImageError
 
 from helpers.jobscripts import EPOCHS_SCRIPT
 from helpers.releases import ACCELERATE_1_16, notebook_accelerate
@@ -72,7 +72,7 @@ def test_bad_requirements_files_are_refused_before_anything_is_written(ip, sm_en
     nested.write_text("-r base.txt\n")
     with pytest.raises(LaunchError, match=r"refers to another file, which the bundle does not carry"):
         sm_magic.launch(EPOCHS_SCRIPT, requirements=nested)
-    assert sm_magic.api.Registry().list() == [] and not any((sm_env / "sm_jobs").glob("*"))
+    assert sm_magic.plan.planner.Registry().list() == [] and not any((sm_env / "sm_jobs").glob("*"))
 
 
 @pytest.mark.jobs
@@ -109,7 +109,7 @@ def test_the_dry_run_the_bundle_and_the_record_say_which_accelerate_the_job_gets
 
     job = sm_magic.launch(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
                           image_uri=PY310_IMAGE)
-    record = sm_magic.api.Registry().get(job.name)
+    record = sm_magic.plan.planner.Registry().get(job.name)
     assert record.extra["accelerate"] == {"version": "1.15.0", "notebook": "1.16.0", "note": PY310_NOTE}
     request = aws.client("sagemaker").describe_training_job(TrainingJobName=job.name)
     assert request["AlgorithmSpecification"]["TrainingImage"] == PY310_IMAGE
@@ -142,7 +142,7 @@ def test_a_users_own_accelerate_pin_is_used_as_written_or_refused(aws, sm_env, m
                                           r"accelerate==1\.16\.0 requires torch>=2\.6\.0 \(the image has torch 2\.5\.1\)"):
         dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME,
                 pytorch_version="2.5.1", requirements=mine)
-    assert sm_magic.api.Registry().list() == []
+    assert sm_magic.plan.planner.Registry().list() == []
 
     mine.write_text("PyYAML==6.0.1\n")
     text = dry_run("import yaml\n" + EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.g5.xlarge",

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-from sm_magic import cli
+from sm_magic.cli import main as cli
 from sm_magic.backends.base import BackendError
-from sm_magic.backends.local import JobMissingError, LocalBackend, max_local_hosts
-from sm_magic.backends.local_procs import token_pids
-from sm_magic.backends.local_state import JobFiles, job_token, read_state
-from sm_magic.registry import Registry
+from sm_magic.backends.local.backend import JobMissingError, LocalBackend, max_local_hosts
+from sm_magic.backends.local.procs import token_pids
+from sm_magic.backends.local.state import JobFiles, job_token, read_state
+from sm_magic.jobs.registry import Registry
 from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 TESTS = Path(__file__).parent
@@ -36,10 +36,10 @@ SCENARIO = textwrap.dedent('''
     sys.path.insert(0, {tests!r})
     import sm_magic
     from sm_magic import cli
-    from sm_magic.backends.local import LocalBackend
-    from sm_magic.backends.local_procs import token_pids
-    from sm_magic.backends.local_state import JobFiles, job_token, read_state
-    from sm_magic.job import JobFailedError
+    from sm_magic.backends.local.backend import LocalBackend
+    from sm_magic.backends.local.procs import token_pids
+    from sm_magic.backends.local.state import JobFiles, job_token, read_state
+    from sm_magic.jobs.job import JobFailedError
     from helpers.jobscripts import end_jobs, script, wait_until
 
     jobs, mode, out, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from sm_magic.bundle import build_bundle
-from sm_magic.config import TrainConfig
+from sm_magic.bundle.build import build_bundle
+from sm_magic.config.model import TrainConfig
 from sm_magic.runtime import checkpoint_dir, checkpoints, latest_checkpoint, resume, save_checkpoint
-from sm_magic.sm_entry import launch_env
+from sm_magic.container.entry import launch_env
 
 
 def writer(value):

@@ -15,10 +15,10 @@ import time
 import pytest
 
 from helpers.jobscripts import wait_until
-from sm_magic.backends import cloudwatch_fanout
-from sm_magic.backends.sagemaker import SageMakerBackend
-from sm_magic.job import Job
-from sm_magic.monitor import Monitor
+from sm_magic.backends.sagemaker import cloudwatch_fanout
+from sm_magic.backends.sagemaker.backend import SageMakerBackend
+from sm_magic.jobs.job import Job
+from sm_magic.jobs.monitor import Monitor
 import test_sagemaker_backend as single
 from test_sagemaker_backend import LIFECYCLE, Service, epoch_line
 

@@ -20,11 +20,11 @@ from helpers.aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
 from helpers.jobscripts import wait_until
 
 from sm_magic.backends.base import BackendError
-from sm_magic.backends.sagemaker_args import accepted_additional_args
-from sm_magic.backends.sagemaker_submit import Submission, dry_run_text, submit
-from sm_magic.bundle import build_bundle
-from sm_magic.config import TrainConfig
-from sm_magic.metrics import MetricDefinition
+from sm_magic.backends.sagemaker.args import accepted_additional_args
+from sm_magic.backends.sagemaker.submit import Submission, dry_run_text, submit
+from sm_magic.bundle.build import build_bundle
+from sm_magic.config.model import TrainConfig
+from sm_magic.metrics.parser import MetricDefinition
 
 SCRIPT = textwrap.dedent("""\
     import argparse, os

@@ -18,8 +18,8 @@ import pytest
 import sm_magic
 from helpers.aws_moto import ACCOUNT, ROLE_NAME
 from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
-from sm_magic.backends.sagemaker import SageMakerBackend
-from sm_magic.job import Job
+from sm_magic.backends.sagemaker.backend import SageMakerBackend
+from sm_magic.jobs.job import Job
 
 pytestmark = pytest.mark.jobs
 SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
@@ -163,7 +163,7 @@ def test_event_files_in_s3_become_rows_while_the_job_runs_with_bounded_calls(aws
 
 @pytest.mark.parametrize("region, asked", [("eu-west-1", True), ("ap-southeast-3", False)])
 def test_no_tensorboard_output_where_sagemaker_has_no_debugger(aws, region, asked):
-    from sm_magic.api import dry_run
+    from sm_magic.plan.planner import dry_run
 
     text = dry_run(EPOCHS_SCRIPT, backend="sagemaker", instance_type="ml.m5.xlarge", iam_role_name=ROLE_NAME,
                    region=region)

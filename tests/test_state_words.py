@@ -1,4 +1,4 @@
-"""The same words for the same states everywhere (sm_magic/states.py), and no state shown that a
+"""The same words for the same states everywhere (sm_magic/jobs/states.py), and no state shown that a
 job is no longer in: the sweep widget, `sm-magic wait`, the magics, `Sweep.counts()` and
 `Job.status` name the points of real local sweeps alike, whichever process looks."""
 
@@ -13,8 +13,9 @@ import sys
 import pytest
 
 import sm_magic
-from sm_magic import states, sweeps
-from sm_magic.sweep_points import LAUNCH_FAILED, NOT_STARTED, QUEUED
+from sm_magic.jobs import states
+from sm_magic.sweeps import sweep as sweeps
+from sm_magic.sweeps.points import LAUNCH_FAILED, NOT_STARTED, QUEUED
 from sm_magic.widgets.sweep_widget import SweepWidget
 
 from helpers.html_tables import Tables

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-from sm_magic.backends.local_procs import TOKEN_VAR, alive, end_token_processes, new_token, token_pids
-from sm_magic.backends.local_state import JobFiles, job_token, read_runner, read_state
-from sm_magic.bundle import build_bundle
-from sm_magic.config import TrainConfig
+from sm_magic.backends.local.procs import TOKEN_VAR, alive, end_token_processes, new_token, token_pids
+from sm_magic.backends.local.state import JobFiles, job_token, read_runner, read_state
+from sm_magic.bundle.build import build_bundle
+from sm_magic.config.model import TrainConfig
 
 from helpers.jobscripts import script, wait_until
 
@@ -168,7 +168,7 @@ LAUNCHERS = {
 SUPERVISE = """
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
-from sm_magic.sm_entry import supervise
+from sm_magic.container.entry import supervise
 cmd = json.loads(sys.argv[2])
 sys.exit(supervise(cmd, dict(os.environ), os.getcwd(), sys.stdout.buffer, lambda tail, status: None) & 255)
 """

@@ -11,18 +11,18 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic import sweep_grid, sweeps
+from sm_magic.sweeps import grid as sweep_grid, sweep as sweeps
 from sm_magic.backends import BackendError
 from sm_magic.backends.base import JobState
-from sm_magic.bundle import hyperparameters_from_args
-from sm_magic.cli import main
-from sm_magic.config import TrainConfig
-from sm_magic.job import Snapshot
-from sm_magic.launch_checks import LaunchError
-from sm_magic.registry import JobRecord, Registry
-from sm_magic.sweep_launch import _parallel, default_parallel
-from sm_magic.sweeps import CANCELLED, LAUNCH_FAILED, NOT_STARTED, QUEUED, Point, Sweep, quota_refused
-from sm_magic.train_line import LineError
+from sm_magic.bundle.build import hyperparameters_from_args
+from sm_magic.cli.main import main
+from sm_magic.config.model import TrainConfig
+from sm_magic.jobs.job import Snapshot
+from sm_magic.plan.checks import LaunchError
+from sm_magic.jobs.registry import JobRecord, Registry
+from sm_magic.sweeps.launch import _parallel, default_parallel
+from sm_magic.sweeps.sweep import CANCELLED, LAUNCH_FAILED, NOT_STARTED, QUEUED, Point, Sweep, quota_refused
+from sm_magic.plan.train_line import LineError
 from sm_magic.widgets.sweep_table import print_sweep, sweep_text
 
 from helpers.jobscripts import script, wait_until
@@ -218,7 +218,7 @@ def test_export_refuses_a_sweep_cell(sm_env, capsys):
 
 @pytest.mark.jobs
 def test_a_sweep_from_a_branch_fetches_once_and_every_job_runs_that_commit(sm_env, tmp_dir, monkeypatch):
-    from sm_magic import git_source
+    from sm_magic.bundle import git_source
 
     from helpers.gitrepos import Repo
 
@@ -240,17 +240,17 @@ def test_a_sweep_from_a_branch_fetches_once_and_every_job_runs_that_commit(sm_en
 
 
 def test_the_function_sm_magic_sweep_outlives_the_import_of_its_modules():
-    import sm_magic.sweep_launch  # noqa: F401
-    import sm_magic.sweeps  # noqa: F401
+    import sm_magic.sweeps.launch  # noqa: F401
+    import sm_magic.sweeps.sweep  # noqa: F401
 
-    assert callable(sm_magic.sweep) and sm_magic.sweep.__module__ == "sm_magic.sweep_launch"
+    assert callable(sm_magic.sweep) and sm_magic.sweep.__module__ == "sm_magic.sweeps.launch"
     assert sm_magic.Sweep is Sweep and sm_magic.attach is sweeps.attach
 
 
 # -- how many at once -------------------------------------------------------------------------------
 
 def test_the_default_parallelism_is_one_host_per_cpu_locally_one_with_gpus_and_all_on_sagemaker(monkeypatch):
-    import sm_magic.sweep_launch as sl
+    import sm_magic.sweeps.launch as sl
 
     monkeypatch.setattr(sl, "gpu_count", lambda: 0)
     monkeypatch.setattr(sl.os, "cpu_count", lambda: 8)

@@ -14,11 +14,11 @@ from html.parser import HTMLParser
 import pytest
 
 import sm_magic
-from sm_magic import sweep_grid
+from sm_magic.sweeps import grid as sweep_grid
 from sm_magic.backends.base import JobState
-from sm_magic.job import Job
-from sm_magic.launch_checks import LaunchError
-from sm_magic.sweeps import CANCELLED, Point, Sweep
+from sm_magic.jobs.job import Job
+from sm_magic.plan.checks import LaunchError
+from sm_magic.sweeps.sweep import CANCELLED, Point, Sweep
 from sm_magic.widgets import sweep_widget
 from sm_magic.widgets.sweep_widget import MAX_ROWS, SweepWidget, default_metric, show_sweep_widget
 
@@ -335,8 +335,8 @@ def test_the_plot_is_redrawn_when_rows_arrive_paced_as_the_single_job_plot(sim, 
 
 
 def test_costs_follow_the_new_rows_not_all_of_them(sim, monkeypatch):
-    from sm_magic.job import Snapshot
-    from sm_magic.metrics import Rows
+    from sm_magic.jobs.job import Snapshot
+    from sm_magic.metrics.parser import Rows
 
     class Counted(Rows):
         reads = 0
@@ -431,7 +431,7 @@ def test_at_the_end_the_widget_is_replaced_by_a_static_summary(sim, monkeypatch)
 def test_follow_shows_the_widget_in_a_kernel(sim, monkeypatch):
     import IPython.display
 
-    from sm_magic import magic_sweep
+    from sm_magic.magic import sweep as magic_sweep
 
     shown = []
     monkeypatch.setattr(magic_sweep, "_in_kernel", lambda shell: True)

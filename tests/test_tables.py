@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import sm_magic
-from sm_magic import states
-from sm_magic.table_text import cut, cut_middle, duration, number
-from sm_magic.table_view import BEST_MARK, ShownFrame, compare_html, compare_text, jobs_frame
+from sm_magic.jobs import states
+from sm_magic.display.table_text import cut, cut_middle, duration, number
+from sm_magic.display.table_view import BEST_MARK, ShownFrame, compare_html, compare_text, jobs_frame
 
 from helpers.html_tables import Tables as _Html
 from helpers.jobscripts import SM_MAGIC, EPOCHS_SCRIPT, script
@@ -180,7 +180,7 @@ def test_sm_magic_jobs_fits_100_columns_with_the_state_words_and_wide_shows_ever
     long_name = "a-rather-long-experiment-name-for-the-tokenizer-ablation-7"
     sm_magic.launch(MANY_METRICS, name=long_name, wait=True)
     default = sm_magic.launch(EPOCHS_SCRIPT, wait=True, args=["--epochs", "1"])  # base name and timestamp
-    with pytest.raises(sm_magic.job.JobFailedError):
+    with pytest.raises(sm_magic.jobs.job.JobFailedError):
         sm_magic.launch(FAILS, name="fails", wait=True)
     sweep = sm_magic.sweep(EPOCHS_SCRIPT, grid={"lr": ["0.01", "0.1"]}, name="lrs")
     sweep.wait(timeout=120)

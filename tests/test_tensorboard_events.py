@@ -1,4 +1,4 @@
-"""TensorBoard event files as metric rows (sm_magic/tensorboard_events.py), written by the real
+"""TensorBoard event files as metric rows (sm_magic/metrics/tensorboard_events.py), written by the real
 writers scripts use: torch's SummaryWriter, Lightning's TensorBoardLogger, accelerate's tracker.
 Read incrementally: only what was appended, a record cut anywhere is read once it is whole, and a
 file read while another thread writes it gives every scalar exactly once."""
@@ -13,8 +13,8 @@ import threading
 import pytest
 
 from sm_magic.backends.base import BackendError, JobState
-from sm_magic.job import Job
-from sm_magic.tensorboard_events import Columns, ScalarReader, TensorBoardMissing, run_label
+from sm_magic.jobs.job import Job
+from sm_magic.metrics.tensorboard_events import Columns, ScalarReader, TensorBoardMissing, run_label
 
 SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter
 
@@ -41,7 +41,7 @@ def test_a_poll_reads_only_what_was_appended(tmp_path):
 
 
 def test_a_read_stops_after_a_bounded_number_of_events_and_the_next_goes_on(tmp_path, monkeypatch):
-    import sm_magic.tensorboard_events as tbe
+    import sm_magic.metrics.tensorboard_events as tbe
 
     monkeypatch.setattr(tbe, "MAX_EVENTS_PER_READ", 4)
     with SummaryWriter(tmp_path) as writer:

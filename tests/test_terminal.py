@@ -1,4 +1,4 @@
-"""The log as a terminal shows it (sm_magic.terminal): redraws, cursor moves, colours, hosts.
+"""The log as a terminal shows it (sm_magic.metrics.terminal): redraws, cursor moves, colours, hosts.
 
 The expected screens of the real logs in tests/data/logs were checked against pyte, a VT100
 emulator, fed the same bytes (it agreed on every row; it only wraps rows wider than its screen).
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sm_magic import terminal
-from sm_magic.backends.local import LocalBackend
-from sm_magic.terminal import LogStream, redraws, render, render_tail, strip_escapes
+from sm_magic.metrics import terminal
+from sm_magic.backends.local.backend import LocalBackend
+from sm_magic.metrics.terminal import LogStream, redraws, render, render_tail, strip_escapes
 
 LOGS = Path(__file__).parent / "data" / "logs"
 ESC = "\x1b"
@@ -273,7 +273,7 @@ def test_local_logs_of_several_hosts_carry_their_prefix_once_per_line(tmp_path):
 
 
 def test_an_overlong_line_is_cut_between_redraws(tmp_path, monkeypatch):
-    monkeypatch.setattr("sm_magic.backends.local.MAX_LOG_CHUNK", 64)
+    monkeypatch.setattr("sm_magic.backends.local.backend.MAX_LOG_CHUNK", 64)
     bar = "".join(f"\r{i:3d}%|━━━━| {i}/100" for i in range(101)) + "\n"
     backend = _log_job(tmp_path, bar.encode())
     lines, cursor = [], None
@@ -288,7 +288,7 @@ def test_an_overlong_line_is_cut_between_redraws(tmp_path, monkeypatch):
 
 
 def test_an_overlong_line_with_no_redraw_is_cut_between_characters(tmp_path, monkeypatch):
-    monkeypatch.setattr("sm_magic.backends.local.MAX_LOG_CHUNK", 64)
+    monkeypatch.setattr("sm_magic.backends.local.backend.MAX_LOG_CHUNK", 64)
     text = "━" * 100 + "\n"  # 3 bytes each: 64 is not a multiple
     backend = _log_job(tmp_path, text.encode())
     lines, cursor = [], None
@@ -301,7 +301,7 @@ def test_an_overlong_line_with_no_redraw_is_cut_between_characters(tmp_path, mon
 
 
 def test_cloudwatch_events_are_split_on_newlines_only():
-    from sm_magic.backends.cloudwatch_logs import lines_of
+    from sm_magic.backends.sagemaker.cloudwatch_logs import lines_of
 
     events = ["\r 10%|#  |\r 20%|## |\x1b[A", "a\nb\n", "x\x0by\u2028z"]
     assert lines_of("job/algo-1-1700000000", events, prefix=False) == [

@@ -6,7 +6,7 @@ import io
 import pytest
 
 import sm_magic
-from sm_magic.cli import main
+from sm_magic.cli.main import main
 from sm_magic.widgets.progress import log_html, summary_html
 from sm_magic.widgets.text import StreamPrinter, render_text
 

@@ -15,14 +15,21 @@ import sys
 
 import pytest
 
-from sm_magic.api import plan
-from sm_magic.config import MAX_KEEP_ALIVE_SECONDS, TrainConfig
-from sm_magic.config_resolve import resolve_config
+from sm_magic.plan.planner import plan
+from sm_magic.config.model import MAX_KEEP_ALIVE_SECONDS, TrainConfig
+from sm_magic.config.resolve import resolve_config
 from sm_magic.errors import UsageProblem
-from sm_magic.launch_checks import LaunchError
-from sm_magic.request import LaunchRequest
-from sm_magic.sm_entry import COMPLETE, REQUIREMENTS_ENV, WARM_CACHE_ENV, WARM_DIR, InstallFailed, install_requirements
-from sm_magic.train_line import LineError, parse
+from sm_magic.plan.checks import LaunchError
+from sm_magic.plan.request import LaunchRequest
+from sm_magic.container.entry import (
+    COMPLETE,
+    REQUIREMENTS_ENV,
+    WARM_CACHE_ENV,
+    WARM_DIR,
+    InstallFailed,
+    install_requirements,
+)
+from sm_magic.plan.train_line import LineError, parse
 
 
 def test_the_bound_is_the_apis_own():

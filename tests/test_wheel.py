@@ -93,7 +93,7 @@ def _source_files() -> list[str]:
 
 
 def _module_name(member: str) -> str:
-    """sm_magic/backends/local.py -> sm_magic.backends.local; sm_magic/widgets/__init__.py -> sm_magic.widgets"""
+    """sm_magic/backends/local/backend.py -> sm_magic.backends.local.backend; sm_magic/widgets/__init__.py -> sm_magic.widgets"""
     parts = member[:-len(".py")].split("/")
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -137,7 +137,7 @@ def test_the_wheel_holds_every_file_of_the_package_and_nothing_else(built):
     # byte for byte as in the source that was built.
     for member in sorted(package):
         assert built.read(member) == (built.source / member).read_bytes(), member
-    for carried in ("sm_magic/sm_entry.py", "sm_magic/runtime.py", "sm_magic/failure.py"):
+    for carried in ("sm_magic/container/entry.py", "sm_magic/container/runtime.py", "sm_magic/container/failure.py"):
         assert carried in package
     # Nothing else: no tests/, no helpers, only the package and its metadata.
     tops = {m.split("/")[0] for m in built.members}
@@ -195,10 +195,10 @@ def test_a_job_runs_from_the_wheel_installed_in_a_fresh_virtualenv(built, sm_env
     venv, site = _fresh_venv(outside / "fresh", built)
     installed = site / PACKAGE
 
-    # Every top-level module of the install gets a mark: a bundled runtime file that carries it
-    # was copied from the install, not from the repository.
+    # Every module of the install gets a mark: a bundled runtime file that carries it was copied
+    # from the install, not from the repository.
     mark = f"\n# installed from the wheel ({uuid.uuid4().hex})\n"
-    for module in installed.glob("*.py"):
+    for module in installed.rglob("*.py"):
         with open(module, "a", encoding="utf-8") as f:
             f.write(mark)
 
@@ -238,14 +238,16 @@ def test_a_job_runs_from_the_wheel_installed_in_a_fresh_virtualenv(built, sm_env
 
     # The bundled runtime is the install's: each file the bundle carries is an installed module
     # (with the mark), and without the mark it is the wheel's file.
-    carried = {"sm_entry.py": bundle / "sm_entry.py",
-               **{f"{PACKAGE}/{p.name}": p for p in (bundle / PACKAGE).glob("*.py") if p.name != "__init__.py"}}
-    assert {"sm_entry.py", f"{PACKAGE}/runtime.py", f"{PACKAGE}/failure.py"} <= set(carried), sorted(carried)
-    for name_in_bundle, path in carried.items():
-        member = f"{PACKAGE}/{Path(name_in_bundle).name}"
+    # The bundle's sm_magic/__init__.py is its own: the install's imports what a container lacks.
+    carried = {f"{PACKAGE}/container/entry.py": bundle / "sm_entry.py",
+               **{f"{PACKAGE}/{p.relative_to(bundle / PACKAGE).as_posix()}": p for p in (bundle / PACKAGE).rglob("*.py")
+                  if p != bundle / PACKAGE / "__init__.py"}}
+    assert {f"{PACKAGE}/{m}" for m in ("container/entry.py", "runtime.py", "container/runtime.py", "container/failure.py",
+                                       "container/failure_board.py")} <= set(carried), sorted(carried)
+    for member, path in carried.items():
         text = path.read_bytes()
-        assert text == (installed / Path(member).name).read_bytes(), f"{name_in_bundle} is not the installed {member}"
-        assert text.endswith(mark.encode()) and text[:-len(mark)] == built.read(member), name_in_bundle
+        assert text == (site / member).read_bytes(), f"{path.relative_to(bundle)} is not the installed {member}"
+        assert text.endswith(mark.encode()) and text[:-len(mark)] == built.read(member), member
 
     # The console script was installed with the wheel and lists the job.
     command = venv / "bin" / "sm-magic"

@@ -3,7 +3,7 @@ does not grow with the number of rows (job.metrics keeps every row)."""
 
 import math
 
-from sm_magic.widgets import series
+from sm_magic.metrics import series
 from sm_magic.widgets.progress import metrics_html, plot_png, summary_html
 from sm_magic.widgets.text import render_text
 
@@ -90,7 +90,7 @@ def test_means_kept_across_redraws_sum_only_the_new_rows_and_match_a_fresh_count
 
 
 def test_a_snapshot_holds_the_rows_without_copying_and_no_row_added_later():
-    from sm_magic.metrics import MetricsParser
+    from sm_magic.metrics.parser import MetricsParser
 
     parser = MetricsParser()
     parser.feed(['{"epoch": 0, "loss": 0.5}', '{"epoch": 1, "loss": 0.4}'])

@@ -9,9 +9,9 @@ import yaml
 
 import sm_magic
 from sm_magic.backends.base import JobState, Transition
-from sm_magic.config import TrainConfig
-from sm_magic.job import Snapshot
-from sm_magic.monitor import Monitor
+from sm_magic.config.model import TrainConfig
+from sm_magic.jobs.job import Snapshot
+from sm_magic.jobs.monitor import Monitor
 from sm_magic.widgets.form import ConfigForm
 from sm_magic.widgets.progress import ProgressWidget, summary_html
 
@@ -135,7 +135,7 @@ def test_epoch_axes_have_whole_numbers_only(monkeypatch, epochs):
 def test_a_terminal_prints_each_row_once_and_again_when_it_changes():
     import io
 
-    from sm_magic.metrics import MetricsParser
+    from sm_magic.metrics.parser import MetricsParser
     from sm_magic.widgets.text import TerminalLines
 
     out, parser = io.StringIO(), MetricsParser()
@@ -155,7 +155,7 @@ def test_a_terminal_prints_each_row_once_and_again_when_it_changes():
 
 
 def test_a_slow_plot_is_still_redrawn_every_few_seconds_and_a_changed_row_redraws(monkeypatch):
-    from sm_magic.metrics import MetricsParser
+    from sm_magic.metrics.parser import MetricsParser
     from sm_magic.widgets import progress
 
     now, drawn = [1000.0], []
@@ -364,7 +364,7 @@ def test_a_flood_of_log_lines_sends_a_bounded_number_of_messages(sm_env, comm_me
 
 @pytest.mark.jobs
 def test_one_monitor_thread_follows_every_job(sm_env):
-    from sm_magic.monitor import get_monitor
+    from sm_magic.jobs.monitor import get_monitor
 
     jobs = [sm_magic.launch(script(f"""
         import time

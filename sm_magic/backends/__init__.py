@@ -13,7 +13,7 @@ BACKEND_NAMES = ("local", "sagemaker", "local-container")
 def get_backend(name: str, **options) -> Backend:
     """The backend called `name` ("local", "sagemaker", "local-container")."""
     if name == "local":
-        from .local import LocalBackend
+        from .local.backend import LocalBackend
 
         return LocalBackend(**options)
     if name == "sagemaker":
@@ -38,7 +38,7 @@ def _sagemaker_backend(**options) -> Backend:
     with _sagemaker_lock:
         backend = _sagemaker_backends.get(key)
         if backend is None:
-            from .sagemaker import SageMakerBackend
+            from .sagemaker.backend import SageMakerBackend
 
             backend = _sagemaker_backends[key] = SageMakerBackend(**options)
         return backend

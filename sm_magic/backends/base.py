@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import RuntimeProblem
 
 if TYPE_CHECKING:  # the local job runner imports this module and must stay quick to start
-    from ..bundle import Bundle
-    from ..config import TrainConfig
+    from ..bundle.build import Bundle
+    from ..config.model import TrainConfig
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
 
-def progress(text: str) -> None:
-    """A line about slow work before a job starts (an upload, a download), printed where the user
-    launched it (the cell's output)."""
-    print(f"sm_magic: {text}", flush=True)
+def local_path(uri: str) -> Path:
+    """The directory or file an input channel's URI names when it is not s3:// (a path, or file://)."""
+    return Path(uri.removeprefix("file://")).expanduser().absolute()
 
 
 class BackendError(RuntimeProblem, RuntimeError):

@@ -20,11 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from ..bundle import Bundle
-from ..config import TrainConfig
+from ..bundle.build import Bundle
+from ..config.model import TrainConfig
 from .base import BackendError, SubmitOptions
-from .local import LocalBackend, gpu_count
-from .local_state import JobFiles, enter, finish, live_group_members, read_state, write_state
+from .local.backend import LocalBackend, gpu_count
+from .local.state import JobFiles, enter, finish, live_group_members, read_state, write_state
 
 DOCKER_TIMEOUT = 20  # seconds `docker info` may take before the engine counts as not answering
 LOG_HOST = "algo-1"  # docker compose prefixes every line with its container, so one log holds all hosts
@@ -88,8 +88,8 @@ class LocalContainerBackend(LocalBackend):
 
     def _spec(self, bundle: Bundle, config: TrainConfig) -> dict:
         """What the runner needs, all checked here (the SDK import is paid by the runner)."""
-        from .sagemaker_args import check_additional_args
-        from .sagemaker_request import api_hyperparameters, entry_command, image_for, job_environment
+        from .sagemaker.args import check_additional_args
+        from .sagemaker.request import api_hyperparameters, entry_command, image_for, job_environment
 
         options = check_additional_args(config)
         instance_type = "local_gpu" if not config.use_cpu and gpu_count() > 0 else "local"
@@ -197,7 +197,7 @@ class _Runner:
 
         import boto3
 
-        from .sagemaker_request import REQUIREMENTS_FILE, SDK_CONFIG, QuietHyperparameterWarning, import_sdk
+        from .sagemaker.request import REQUIREMENTS_FILE, SDK_CONFIG, QuietHyperparameterWarning, import_sdk
 
         import_sdk()
         from sagemaker.core.helper.session_helper import Session

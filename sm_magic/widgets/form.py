@@ -33,13 +33,13 @@ import yaml
 from IPython.display import display
 from pydantic import ValidationError
 
-from ..accelerate_yaml import NESTED_MODE, nested_key
-from ..backends.pricing import money, training_price
-from ..config import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
-from ..config_files import accelerate_default_config_path
-from ..instance_types import INSTANCE_TYPES, describe
-from ..masking import masked, unmasked
-from ..safe_yaml import safe_yaml
+from ..config.accelerate_yaml import NESTED_MODE, nested_key
+from ..backends.sagemaker.pricing import money, training_price
+from ..config.model import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
+from ..config.files import accelerate_default_config_path
+from ..config.instance_types import INSTANCE_TYPES, describe
+from ..config.masking import masked, unmasked
+from ..config.safe_yaml import safe_yaml
 from .companion import Companion
 from .form_style import CSS
 

@@ -15,16 +15,16 @@ import time
 from contextlib import ExitStack
 from collections.abc import Callable, Sequence
 
-from ..artifacts import READY, model_note
-from ..backends.pricing import cost_text, money
-from ..eta import Estimate, clock, describe
-from ..job import Job, Snapshot
-from ..terminal import render
-from ..warm_pool import status_line
+from ..jobs.artifacts import READY, model_note
+from ..backends.sagemaker.pricing import cost_text, money
+from ..jobs.eta import Estimate, clock, describe
+from ..jobs.job import Job, Snapshot
+from ..metrics.terminal import render
+from ..backends.sagemaker.warm_pool import status_line
 from .companion import Companion, note
-from .literal import drawn, figure, legend, png, shown
-from .row_kinds import is_schedule, is_timing
-from .series import Means, PlotSeries, spans_decades, window
+from ..display.literal import drawn, figure, legend, png, shown
+from ..metrics.row_kinds import is_schedule, is_timing
+from ..metrics.series import Means, PlotSeries, spans_decades, window
 from .text import LATEST, best_note, hidden_note, means_title, metric_columns, render_text, secondary_status, table_cell
 
 LOG_TAIL = 12

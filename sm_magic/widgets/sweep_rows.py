@@ -8,14 +8,14 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
-from ..job import Snapshot
-from ..metric_direction import direction
-from ..metrics import ROW_KEYS
-from ..table_text import cut
-from ..states import CANCELLED, ENDED, FAILED, LAUNCH_FAILED, LAUNCHING, QUEUED
-from .literal import shown
+from ..jobs.job import Snapshot
+from ..metrics.direction import direction
+from ..metrics.parser import ROW_KEYS
+from ..display.table_text import cut
+from ..jobs.states import CANCELLED, ENDED, FAILED, LAUNCH_FAILED, LAUNCHING, QUEUED
+from ..display.literal import shown
 from .progress import STATUS_COLORS
-from .series import PlotSeries
+from ..metrics.series import PlotSeries
 from .sweep_table import status_counts
 from .text import fmt_value
 

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from ..eta import clock
-from ..job import Job, Snapshot
-from ..monitor import get_monitor
-from ..sweep_grid import values_text
-from ..sweeps import QUEUED, Point, Sweep
+from ..display.table_text import clock
+from ..jobs.job import Job, Snapshot
+from ..jobs.monitor import get_monitor
+from ..sweeps.grid import values_text
+from ..sweeps.sweep import QUEUED, Point, Sweep
 from .text import fmt_value, secondary_status
 
 MAX_METRICS = 4  # latest metrics shown per row

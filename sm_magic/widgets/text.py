@@ -12,15 +12,16 @@ import time
 from typing import TextIO
 from collections.abc import Sequence
 
-from ..backends.pricing import cost_text
-from ..eta import clock, describe, text_bar
-from ..job import Snapshot, format_transition
-from ..log_folding import FoldedStream
-from ..metrics import ROW_KEYS
-from ..terminal import LogStream, render
-from .literal import shown
-from .row_kinds import is_timing
-from .series import Window, lower_is_better, window
+from ..backends.sagemaker.pricing import cost_text
+from ..display.table_text import clock
+from ..jobs.eta import describe, text_bar
+from ..jobs.job import Snapshot, format_transition
+from ..jobs.log_folding import FoldedStream
+from ..metrics.parser import ROW_KEYS
+from ..metrics.terminal import LogStream, render
+from ..display.literal import shown
+from ..metrics.row_kinds import is_timing
+from ..metrics.series import Window, lower_is_better, window
 
 TAIL_LINES = 10
 BEST_MARK = "\u2605"   # ★ after the best row's epoch

@@ -85,9 +85,9 @@ def end_jobs(jobs_dir):
     """No test may leave a job running: stop what runs (the stop marker also catches a runner
     that has not started its hosts yet), wait for it to end, then kill whatever is left: the
     runner (proven by its recorded identity) and every process carrying the job's token."""
-    from sm_magic.backends.local import LocalBackend
-    from sm_magic.backends.local_procs import end_token_processes, proven_signal
-    from sm_magic.backends.local_state import JobFiles, job_token, read_runner, read_state
+    from sm_magic.backends.local.backend import LocalBackend
+    from sm_magic.backends.local.procs import end_token_processes, proven_signal
+    from sm_magic.backends.local.state import JobFiles, job_token, read_runner, read_state
 
     backend = LocalBackend(jobs_dir)
     states = sorted(jobs_dir.glob("*/state.json"))

@@ -101,7 +101,7 @@ def pytest_configure(config):
     _wrapped = True
     from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-    from sm_magic.backends.local import LocalBackend
+    from sm_magic.backends.local.backend import LocalBackend
 
     # Both the local backend and the local container backend start their runner process here.
     _guard(LocalBackend, "_start_runner", "jobs", "starts a real local job (the local backend's runner process)")

@@ -1,12 +1,12 @@
 """A notebook with a given accelerate release: its facts stand in for the installed metadata
-(sm_magic.requirements.installed_release), so a test of which accelerate a job installs says which
+(sm_magic.software.requirements.installed_release), so a test of which accelerate a job installs says which
 release the notebook has instead of depending on what the index installed today."""
 
 from __future__ import annotations
 
 import pytest
 
-from sm_magic import requirements as reqs
+from sm_magic.software import requirements as reqs
 
 # accelerate 1.16.0 as PyPI states it: the first release that needs Python >= 3.11 and torch >= 2.6.
 ACCELERATE_1_16 = reqs.Release("1.16.0", ">=3.11.0", ">=2.6.0")

@@ -1,0 +1,294 @@
+"""A cell becomes a job bundle: the directory both backends run.
+
+Layout: train.py (the cell, verbatim), requirements.txt, accelerate_config.yaml, sm_launch.json
+(script, arguments, distribution), sm_entry.py, the one entry command, and sm_magic/container/runtime.py,
+the checkpoint helpers a script may import. A bundle is built in a
+staging directory and renamed into place, so a failure never leaves half of one behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+
+import yaml
+
+from ..console import progress
+from ..errors import UsageProblem
+from ..software import requirements as reqs
+from ..config import credentials
+from . import safe_copy
+from ..config.model import TrainConfig
+from ..metrics.parser import MetricDefinition
+from ..container.runtime import DEFAULT_DIR as CHECKPOINT_DIR
+from ..software.wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
+
+if TYPE_CHECKING:
+    from ..software.images import Image
+
+SCRIPT_NAME = "train.py"
+ENTRY_NAME = "sm_entry.py"
+ENTRY_COMMAND = ("python", ENTRY_NAME)
+_PACKAGE = Path(__file__).resolve().parents[1]
+_ENTRY_SOURCE = _PACKAGE / "container" / "entry.py"
+# The bundle's own `sm_magic` package holds only the standard-library code of sm_magic/container/
+# and the public name of its runtime, so that a script's `from sm_magic.runtime import ...` and the
+# entry command's failure reasons work in a container where sm_magic is not installed.
+_CARRIED = ("runtime.py", "container/__init__.py", "container/runtime.py", "container/failure.py",
+            "container/failure_board.py")
+_RUNTIME_INIT = '"""sm_magic\'s runtime helpers, carried in the job bundle (sm_magic.runtime)."""\n'
+
+# SageMaker's rule for training job names; every backend's jobs follow it.
+JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_NUMBER_RE = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class BundleError(UsageProblem, ValueError):
+    """The cell cannot become a bundle; the message says where and what to change."""
+
+
+@dataclass
+class Bundle:
+    """A built bundle directory and what a backend needs to run it."""
+
+    path: Path
+    name: str
+    args: list[str]
+    hyperparameters: dict[str, str]
+    requirements: list[str]
+    metric_definitions: list[MetricDefinition] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
+    entry_command: tuple[str, ...] = ENTRY_COMMAND
+    script: str = SCRIPT_NAME                        # the entry script, relative to the bundle
+    origin: dict = field(default_factory=dict)       # where the code came from (git, notebook)
+    image: Image | None = None                    # the training image it was checked against
+
+
+def check_source(source: str) -> None:
+    """Refuse an empty cell or one that does not compile, naming the line."""
+    if not source.strip() or all(l.strip().startswith("#") for l in source.splitlines() if l.strip()):
+        raise BundleError("the cell is empty: write the training script under the %%sagemaker_train line")
+    try:  # a NUL byte or a lone surrogate: no file can hold the script (refused before one is written)
+        source.encode("utf-8")
+        at = source.find("\0")
+    except UnicodeEncodeError as e:
+        at = e.start
+    if at >= 0:
+        what = "a NUL byte" if source[at] == "\0" else f"{source[at]!r}, a lone surrogate that is no text"
+        raise BundleError(f"line {source.count(chr(10), 0, at) + 1} of the cell holds {what}: remove it "
+                          "(nothing was written or launched)")
+    try:
+        # A pseudo file name: with a real one, CPython quotes that file's line from disk.
+        compile(source, "<cell>", "exec", dont_inherit=True)
+    except SyntaxError as e:
+        lines = source.splitlines()
+        text = lines[e.lineno - 1].rstrip() if e.lineno and e.lineno <= len(lines) else ""
+        pointer = f"\n    {text}" if text else ""
+        raise BundleError(f"syntax error in the cell, line {e.lineno}: {e.msg}{pointer}\n"
+                          "Nothing was written or launched; fix the line and run the cell again.") from None
+
+
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+SDK_CHANNELS = ("code", "sm_drivers")  # the SageMaker SDK's own channels
+
+
+def check_channel(channel: str, where: str = "") -> None:
+    """A channel name the training container can export as SM_CHANNEL_<NAME>, the same on every
+    backend: SageMaker allows '-' and '.', but the SDK's driver then writes `export
+    SM_CHANNEL_MY-DATA=...`, which is no shell variable, and the job dies before the script."""
+    if channel in SDK_CHANNELS:
+        raise BundleError(f"{where}input channel name {channel!r} is used by the SageMaker SDK itself "
+                          f"({', '.join(SDK_CHANNELS)}): choose another name")
+    if not CHANNEL_RE.fullmatch(channel):
+        fix = re.sub(r"[^A-Za-z0-9_]", "_", channel)[:64] or "train"
+        raise BundleError(f"{where}input channel name {channel!r}: the container exports each channel as "
+                          f"SM_CHANNEL_{channel.upper()}, so a name may use only letters, digits and _ (1 to 64 "
+                          f"of them); e.g. {fix!r}, read as os.environ['SM_CHANNEL_{fix.upper()}']")
+
+
+def hyperparameters_from_args(args: Sequence[str]) -> dict[str, str]:
+    """Script arguments as SageMaker-style hyperparameters, for display only.
+
+    `--lr=5e-5` and `--lr 5e-5` give {"lr": "5e-5"}, a flag alone gives "True", a negative
+    number counts as a value; positional arguments are kept as `_positional`.
+    """
+    hps: dict[str, str] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token.startswith("-") and not _NUMBER_RE.match(token) and token.strip("-"):
+            key = token.lstrip("-")
+            if "=" in key:
+                key, value = key.split("=", 1)
+            elif i + 1 < len(args) and (not args[i + 1].startswith("-") or _NUMBER_RE.match(args[i + 1])):
+                value = args[i + 1]
+                i += 1
+            else:
+                value = "True"
+            hps[key] = value
+        else:
+            positional.append(token)
+        i += 1
+    if positional:
+        hps["_positional"] = json.dumps(positional)
+    return hps
+
+
+def accelerate_launch_config(config: TrainConfig) -> dict:
+    """The accelerate config the entry command launches with inside a host. Host counts,
+    ranks and addresses are left to sm_entry.py, which knows the host it runs on."""
+    launch = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": {"DATA_PARALLEL": "MULTI_GPU", "FSDP": "FSDP", "DEEPSPEED": "DEEPSPEED"}.get(
+            config.distributed_type or "NO", "NO"),
+        "mixed_precision": config.mixed_precision,
+        "use_cpu": config.use_cpu,
+        "debug": config.debug,
+        "num_machines": 1,
+        "num_processes": 1,
+        "machine_rank": 0,
+        "gpu_ids": config.gpu_ids,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "main_training_function": "main",
+        "enable_cpu_affinity": config.enable_cpu_affinity,
+        "downcast_bf16": "no",
+    }
+    # The section accelerate reads for the chosen mode, as TrainConfig writes it.
+    section = {"FSDP": "fsdp_config", "DEEPSPEED": "deepspeed_config"}.get(config.distributed_type or "NO")
+    if section:
+        launch[section] = yaml.safe_load(config.to_yaml())[section]
+    return launch
+
+
+GENERATED = ("accelerate_config.yaml", "sm_launch.json", ENTRY_NAME, "sm_magic", WHEELS_DIR)
+
+
+def _script_path(script: str) -> str:
+    path = Path(script)
+    if path.is_absolute() or ".." in path.parts or path.suffix != ".py":
+        raise BundleError(f"entry script {script!r}: give a .py path relative to the code's top directory, "
+                          "e.g. train.py or src/train.py")
+    return path.as_posix()
+
+
+def tree_clashes(tree: Path) -> list[str]:
+    """The names of the bundle's own files that the user's code tree has too."""
+    return [n for n in GENERATED if (tree / n).exists()]
+
+
+def _check_tree(tree: Path) -> None:
+    """The bundle's own files may not be shadowed by the user's code tree."""
+    if not tree.is_dir():
+        raise BundleError(f"no code directory {tree}")
+    clashes = tree_clashes(tree)
+    if clashes:
+        raise BundleError(f"{tree} has its own {', '.join(clashes)}, which sm_magic writes into every bundle: "
+                          "rename them")
+
+
+def _check_credentials(staging: Path, requirements: Sequence[str]) -> None:
+    """Refuse a bundle whose code (or requirements, e.g. a token in a git URL) holds a
+    credential-shaped string, naming the file and line, never the string. A tree's own
+    requirements.txt is replaced by `requirements` (its lines as written, so the same numbers)."""
+    hits = credentials.find_credentials(staging, skip_top=(*GENERATED, "requirements.txt"))
+    hits += credentials.credentials_in_text("requirements.txt", "\n".join(requirements))
+    if hits:
+        raise BundleError(credentials.credentials_message(hits))
+
+
+def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *, name: str,
+                 metric_definitions: Sequence[MetricDefinition] = (),
+                 inputs: dict[str, str] | None = None, dest: Path | None = None,
+                 tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None,
+                 requirements: Sequence[str] | None = None, wheels: Wheelhouse | None = None,
+                 image: Image | None = None) -> Bundle:
+    """Write the bundle to `dest` (a new temporary directory when None).
+
+    `source` is the entry script's text, written to `script`. With `tree` (a directory of code,
+    e.g. a git checkout) the whole tree is copied in first (safe_copy: regular files only, no link
+    out of it, secrets and .smignore'd files left out), and `source` None means the tree's own
+    `script` is the entry. `requirements`: the requirements.txt lines (default: the tree's
+    requirements.txt, if any, else generated from the script's imports; see requirements.py).
+    `wheels`: carried in sm_wheels/ for a container without network, requirements.txt then installing
+    only from them. `image`: the training image the requirements were checked against, kept on the
+    Bundle for the backend. `origin` is recorded in sm_launch.json (e.g. the git commit).
+    A bundle whose code holds a credential-shaped string is refused.
+    """
+    script = _script_path(script)
+    plan = None
+    if tree is not None:
+        _check_tree(Path(tree))
+        # Walked before the tree's files are read: a link out of it is refused here.
+        plan = safe_copy.plan_tree(Path(tree), label="the code", error=BundleError)
+    if source is None:
+        if tree is None or not (Path(tree) / script).is_file():
+            raise BundleError(f"no entry script {script} in {tree}: name one that exists with --entry PATH")
+        source = (Path(tree) / script).read_text(encoding="utf-8")
+    check_source(source)
+    if config.distributed_type == "MODEL_PARALLEL":
+        raise BundleError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
+                          "supported: use FSDP or DEEPSPEED for a model split across GPUs, DATA_PARALLEL for "
+                          "data parallel, or NO for a single process")
+    for channel in inputs or {}:
+        check_channel(channel)
+    args = [str(a) for a in args]
+    if requirements is None:
+        own = Path(tree) / "requirements.txt" if tree is not None else None
+        requirements = reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
+                                    own_file=own if own is not None and own.is_file() else None).lines
+    requirements = list(requirements)
+    launch_spec: dict[str, Any] = {
+        "script": script, "args": args, "distributed_type": config.distributed_type,
+        "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
+        "checkpoint_dir": config.checkpoint_local_path or CHECKPOINT_DIR}
+    if origin:
+        launch_spec["origin"] = origin
+    # Everything above is checked before anything is written; from here a failure removes what
+    # this call made: the staging directory, and the temporary parent when `dest` is None.
+    own_parent = None
+    if dest is None:
+        own_parent = Path(tempfile.mkdtemp(prefix=f"sm_magic-{name}-"))
+        dest = own_parent / "bundle"
+    dest = Path(dest)
+    staging = None
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+        if plan is not None:
+            safe_copy.copy_plan(plan, staging)
+            if plan.left_out:
+                progress(safe_copy.left_out_note(plan.left_out))
+        (staging / script).parent.mkdir(parents=True, exist_ok=True)
+        (staging / script).write_text(source, encoding="utf-8")
+        _check_credentials(staging, requirements)
+        if wheels is not None:
+            wheels.copy_to(staging / WHEELS_DIR)
+            requirements = offline_requirements(requirements)
+        (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        (staging / "accelerate_config.yaml").write_text(
+            yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
+        (staging / "sm_launch.json").write_text(json.dumps(launch_spec, indent=2), encoding="utf-8")
+        shutil.copyfile(_ENTRY_SOURCE, staging / ENTRY_NAME)
+        (staging / "sm_magic" / "container").mkdir(parents=True)
+        (staging / "sm_magic" / "__init__.py").write_text(_RUNTIME_INIT, encoding="utf-8")
+        for module in _CARRIED:
+            shutil.copyfile(_PACKAGE / module, staging / "sm_magic" / module)
+        os.rename(staging, dest)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if own_parent is not None:
+            shutil.rmtree(own_parent, ignore_errors=True)
+        raise
+    return Bundle(path=dest, name=name, args=args, hyperparameters=hyperparameters_from_args(args),
+                  requirements=requirements, metric_definitions=list(metric_definitions),
+                  inputs=dict(inputs or {}), script=script, origin=dict(origin or {}), image=image)
