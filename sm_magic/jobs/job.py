@@ -40,7 +40,19 @@ FOLD_MARGIN = 200         # lines read beyond a tail so a launcher region it cut
 
 
 class JobFailedError(RuntimeProblem, RuntimeError):
-    """Raised by `Job.wait()` when the job ends Failed; `.reason` is its FailureReason."""
+    """Raised by `Job.wait()` when the job ends Failed.
+
+    Attributes:
+        job: the `Job` that failed.
+        reason: its FailureReason, the one line saying why (the script's own error where it
+            raised one).
+
+    Example:
+        try:
+            job.wait()
+        except sm_magic.JobFailedError as e:
+            print(e.reason, job.logs(tail=50))
+    """
 
     def __init__(self, job: "Job", reason: str):
         self.job, self.reason = job, reason
@@ -66,7 +78,25 @@ class Snapshot:
 
 
 class Job(LiveDisplay):
-    """A training job. Attributes read live state from the backend (cached for half a second)."""
+    """A handle on one training job, whatever backend runs it.
+
+    `sm_magic.launch(...)` returns one, and so does `sm_magic.attach(name)` for a job launched
+    earlier, by this kernel or another. The attributes read the job's live state from its backend
+    (a state read is reused for half a second); status words are SageMaker's. A Job as a cell's
+    value shows its progress view. Safe to use from several threads at once.
+
+    Args:
+        name: the job's name, as its backend knows it.
+        backend: the `Backend` that runs it (`sm_magic.backends.get_backend(name)`).
+        metric_definitions: regexes for metrics the log parser would not find by itself
+            (`--metric NAME=REGEX`).
+        on_status: called with the new `JobState` each time the status changes.
+
+    Example:
+        job = sm_magic.launch(open("train.py").read(), args=["--epochs", "3"])
+        job.wait()
+        print(job.status, job.metrics.tail())
+    """
 
     #: A Job as a cell's value (LiveDisplay): the magics follow it with a progress view.
     display_hook: ClassVar[Callable[["Job"], bool] | None] = None
@@ -93,7 +123,7 @@ class Job(LiveDisplay):
 
     @property
     def backend(self) -> str:
-        """The backend's name: "local", "sagemaker", ..."""
+        """The name of the backend that runs the job: "local", "sagemaker" or "local-container"."""
         return self._backend.name
 
     @property
@@ -102,7 +132,16 @@ class Job(LiveDisplay):
         return self._backend.poll_interval
 
     def refresh(self) -> JobState:
-        """Describe the job now."""
+        """Describe the job now, whatever was read last.
+
+        Returns:
+            The job's `JobState` (backends.base): status, secondary status, transitions, failure
+            reason, model artifacts, times and hyperparameters.
+
+        Raises:
+            BackendError: the backend could not be asked (e.g. AWS unreachable, the job's
+                directory gone).
+        """
         with self._lock:
             old = self._state.status if self._state else None
             self._state = _literal(self._backend.describe(self.name))
@@ -112,29 +151,95 @@ class Job(LiveDisplay):
             return self._state
 
     def describe(self) -> JobState:
-        """The last state if fresh (or final), else a new one."""
+        """The job's state: the last one read if it is under half a second old or final, else a
+        fresh one (`refresh`).
+
+        Returns:
+            The job's `JobState`; the properties below (`status`, `transitions`, ...) read it.
+
+        Example:
+            state = job.describe()
+            print(state.status, state.secondary_status, state.billable_seconds)
+        """
         with self._lock:
             if self._state is None or (not self._state.done
                                        and time.monotonic() - self._state_at > STATE_TTL_SECONDS):
                 return self.refresh()
             return self._state
 
-    status = property(lambda self: self.describe().status, doc="TrainingJobStatus: InProgress, Completed, Failed, Stopping, Stopped")
-    secondary_status = property(lambda self: self.describe().secondary_status, doc="SecondaryStatus")
-    transitions = property(lambda self: list(self.describe().transitions), doc="SecondaryStatusTransitions")
-    failure_reason = property(lambda self: self.describe().failure_reason, doc="why the job failed, or None")
-    model_data = property(lambda self: self.describe().model_artifacts, doc="model.tar.gz path or S3 URI once written")
-    hyperparameters = property(lambda self: dict(self.describe().hyperparameters), doc="the script's arguments, as recorded")
+    @property
+    def status(self) -> str:
+        """The job's TrainingJobStatus, SageMaker's word as a plain str: "InProgress",
+        "Completed", "Failed", "Stopping" or "Stopped".
+
+        Example:
+            if job.status == "Failed":
+                print(job.failure_reason)
+        """
+        return self.describe().status
+
+    @property
+    def secondary_status(self) -> str:
+        """The job's SecondaryStatus, what it is doing now: "Starting", "Downloading",
+        "Training", "Uploading", "Completed", "Failed", "Stopped", "Interrupted", "Restarting",
+        "MaxRuntimeExceeded", ..."""
+        return self.describe().secondary_status
+
+    @property
+    def transitions(self) -> list[Transition]:
+        """The job's timeline, SageMaker's SecondaryStatusTransitions: a new list of
+        `Transition(status, start, end, message)`, oldest first; times in seconds since the epoch,
+        `end` None for the current one.
+
+        Example:
+            for t in job.transitions:
+                print(t.status, t.message, t.seconds)
+        """
+        return list(self.describe().transitions)
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the job failed, in one line (the script's own error where it raised one), or None."""
+        return self.describe().failure_reason
+
+    @property
+    def model_data(self) -> str | None:
+        """Where the job's model.tar.gz is once written: a path on this machine (local backends)
+        or an S3 URI (SageMaker); None before then, and for a job that saved nothing.
+        `download()` brings it here unpacked."""
+        return self.describe().model_artifacts
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:
+        """The script's arguments as recorded with the job (`{"epochs": "3", "lr": "5e-05"}`):
+        a new dict, values as strings. The script itself gets them exactly as typed."""
+        return dict(self.describe().hyperparameters)
 
     @property
     def done(self) -> bool:
+        """Whether the job has ended: Completed, Failed or Stopped."""
         return self.describe().done
 
     # -- logs and metrics --------------------------------------------------------------------
 
     def pull_logs(self, max_reads: int | None = None) -> list[str]:
-        """Fetch the lines logged since the last call (at most `max_reads` backend reads, so a
-        flood cannot hold a caller forever), feed them to the metrics parser, return them."""
+        """Fetch the lines logged since the last call and feed them to the metrics parser.
+
+        `logs()`, `metrics` and `progress` call this first; a caller that streams a job's log
+        calls it in a loop.
+
+        Args:
+            max_reads: at most this many backend reads (None: until nothing is new), so a flood
+                of output cannot hold the caller forever.
+
+        Returns:
+            The new lines, raw (progress-bar redraws and escapes kept), with a `[sm_magic] ...`
+            line for what the parser gave up on or TensorBoard scalars that cannot be read.
+
+        Example:
+            for line in job.pull_logs():
+                print(line)
+        """
         with self._lock:
             new: list[str] = []
             reads = 0
@@ -186,11 +291,27 @@ class Job(LiveDisplay):
         return []
 
     def logs(self, tail: int | None = None, raw: bool = False, full: bool = False) -> str:
-        """The job's log so far (the last `tail` lines when given), as a terminal would show it:
-        a progress bar's redraws collapsed to its last state, cursor moves applied, colours
-        removed (sm_magic.metrics.terminal), and a failed launcher's own traceback folded into one line
-        (sm_magic.jobs.log_folding). `full=True`: every line, none folded. `raw=True`: the lines as
-        logged, "\r" and escapes kept, none folded."""
+        """The job's log so far, as a terminal would show it.
+
+        A progress bar's redraws are collapsed to its last state, cursor moves applied and colours
+        removed (sm_magic.metrics.terminal), and a failed launcher's own traceback is folded into
+        one line (sm_magic.jobs.log_folding). Reads the new lines from the backend first. The last
+        200,000 lines are kept in memory; older ones are counted in a first line.
+
+        Args:
+            tail: only the last `tail` lines (None: all that are kept).
+            raw: the lines exactly as logged, "\r" and escapes kept, none folded.
+            full: every line rendered, none folded.
+
+        Returns:
+            The lines joined with newlines ("" while the job has logged nothing).
+
+        Raises:
+            BackendError: the backend could not read the log.
+
+        Example:
+            print(job.logs(tail=20))
+        """
         with self._lock:
             self.pull_logs()
             if raw:
@@ -211,20 +332,47 @@ class Job(LiveDisplay):
 
     @property
     def metrics(self):
-        """A pandas DataFrame: one row per epoch (or step), one column per metric."""
+        """The metrics the job has logged so far, as a pandas DataFrame.
+
+        One row per epoch (or step), one column per metric: read from what the script prints
+        (`epoch 0: {'accuracy': 0.9}`, `epoch=2, loss=0.2`, Hugging Face Trainer, Lightning, Keras
+        and tqdm lines, `--metric` regexes; docs/metrics.md lists them) and from TensorBoard
+        scalars under $SM_OUTPUT_DIR/tensorboard. Reads the new log lines first; each read is a
+        new frame (a copy).
+
+        Returns:
+            A `pandas.DataFrame`, empty while no metric has been logged.
+
+        Example:
+            df = job.metrics
+            df.plot(x="epoch", y="accuracy")
+        """
         with self._lock:
             self.pull_logs()
             return self._parser.to_frame()
 
     def metric_rows(self) -> Sequence[dict]:
-        """The metric rows so far as dicts (`{"epoch": 0, "accuracy": 0.75}`), after reading the
-        new log lines: a view, not a copy (metrics.Rows), for summaries and plots of long jobs."""
+        """The metric rows so far as dicts, after reading the new log lines: a view, not a copy
+        (metrics.Rows), for summaries and plots of long jobs.
+
+        Returns:
+            A sequence of dicts such as `{"epoch": 0, "accuracy": 0.75}`; read it, never change it.
+        """
         with self._lock:
             self.pull_logs()
             return self._parser.view()
 
     def snapshot(self, tail: int = 20) -> Snapshot:
-        """State, metric rows, the last `tail` log lines and the lines new since the last snapshot."""
+        """What a progress view shows now: the state (read fresh), the metric rows, the last
+        `tail` log lines (a failed job's: its traceback) and the lines new since the last snapshot.
+
+        Args:
+            tail: how many of the newest log lines to include, rendered as a terminal shows them.
+
+        Returns:
+            A `Snapshot`. A running job's log is read a bounded slice per snapshot, so the state
+            stays current while it floods; an ended job's is read to the end.
+        """
         with self._lock:
             state = self.refresh()
             # A running job's flood is read a bounded slice per snapshot, so the state shown stays
@@ -253,11 +401,24 @@ class Job(LiveDisplay):
 
     @property
     def progress(self) -> Estimate | None:
-        """How far along the job is: an `eta.Estimate` (`done` of `total` `unit`s, "epoch" or
-        "step"; `fraction` 0 to 1; `remaining` seconds or None; `elapsed`; `rate`), or None when
-        its log shows no total. Reads the new log lines first, as `metrics` does. An ended job
-        shows its final state: Completed is 1.0 done, Failed or Stopped where it stopped, with
-        nothing left to estimate (`remaining` 0 or None)."""
+        """How far along the job is, and how long it has left.
+
+        Reads the new log lines first, as `metrics` does. The total comes from the log (the job's
+        tqdm bar, `step N/M`, `Epoch N/M`) or the script's `--epochs` (`--num_train_epochs`,
+        `--max_epochs`, ...) against the latest epoch seen (sm_magic.jobs.eta).
+        An ended job shows its final state: Completed is 1.0 done, Failed or Stopped where it
+        stopped, with nothing left to estimate (`remaining` 0 or None).
+
+        Returns:
+            An `eta.Estimate`: `done` of `total` `unit`s ("epoch" or "step"), `fraction` 0.0 to
+            1.0, `remaining` seconds (None until a rate is known), `elapsed` seconds and `rate`
+            units per second; or None while the log shows no total.
+
+        Example:
+            p = job.progress
+            if p is not None:
+                print(f"{p.fraction:.0%}, {p.remaining or 0:.0f} s left")
+        """
         with self._lock:
             state = self.describe()
             self.pull_logs()
@@ -276,8 +437,25 @@ class Job(LiveDisplay):
 
     def wait(self, timeout: float | None = None, poll: float | None = None,
              on_snapshot: Callable[[Snapshot], None] | None = None) -> "Job":
-        """Block until the job ends; returns the job, raises JobFailedError if it Failed
-        and TimeoutError after `timeout` seconds (the job keeps running)."""
+        """Block until the job ends (Completed, Failed or Stopped).
+
+        Args:
+            timeout: give up after this many seconds (None: wait as long as it runs); the job
+                keeps running.
+            poll: seconds between two looks at the job (default: its backend's pace).
+            on_snapshot: called with each `Snapshot` taken while waiting (a text or widget view).
+
+        Returns:
+            The job itself, ended: Completed or Stopped.
+
+        Raises:
+            JobFailedError: the job ended Failed; its `reason` is the FailureReason.
+            TimeoutError: `timeout` passed before the job ended.
+
+        Example:
+            job = sm_magic.launch(source).wait(timeout=3600)
+            print(job.metrics)
+        """
         poll = poll if poll is not None else self.poll_interval
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -295,7 +473,21 @@ class Job(LiveDisplay):
         return self
 
     def stop(self) -> "Job":
-        """Ask the job to stop; it ends Stopped, keeping what it saved. Returns at once."""
+        """Ask the job to stop; returns at once, without waiting for it to end.
+
+        The job goes Stopping, then Stopped, keeping what it saved (its model directory and
+        checkpoints). Stopping a job that has already ended does nothing.
+
+        Returns:
+            The job itself, so `job.stop().wait()` waits for the end.
+
+        Raises:
+            BackendError: the backend could not be asked (e.g. SageMaker unreachable); the job
+                keeps running.
+
+        Example:
+            job.stop().wait()
+        """
         self._backend.stop(self.name)
         with self._lock:
             self._state_at = 0.0
@@ -305,16 +497,33 @@ class Job(LiveDisplay):
 
     def download(self, path: str | os.PathLike | None = None, overwrite: bool = False, *,
                  max_bytes: int | None = None) -> Path:
-        """Fetch the ended job's model.tar.gz (a local path, or from S3) and unpack it into `path`
-        (default: `./<job name>-model/`); returns that directory. A directory that already holds
-        files is refused unless `overwrite=True` (which replaces the files of the same names), and
-        so is an archive member that would land outside it (sm_magic.jobs.artifacts), and an archive
-        that unpacks to more than `max_bytes` (default: no cap) or than the disk can hold, before
-        anything is written.
+        """Bring the ended job's model here: its model.tar.gz (a local path, or fetched from S3
+        with the job's credentials) unpacked into a directory.
+
+        Everything is checked before anything is written (sm_magic.jobs.artifacts): a member that
+        would land outside the directory (absolute, `..`, a link that climbs, a device) refuses
+        the archive, and so does one that unpacks to more than `max_bytes` or than the disk can
+        hold (1 GiB is kept free). A refused or broken archive leaves nothing behind.
+
+        Args:
+            path: the directory to unpack into, made if missing (default: `./<job name>-model/`).
+            overwrite: unpack into a directory that already holds files, replacing the files of
+                the same names and keeping the rest (default: such a directory is refused).
+            max_bytes: refuse an archive whose members add up to more (default: no cap but the
+                disk's room).
+
+        Returns:
+            The directory the model is in, as an absolute `Path`.
+
+        Raises:
+            DownloadError: the job has not ended, failed or saved no model, the target is a file
+                or already holds files, or the archive is refused or cannot be read; the message
+                says what to do (nothing was written).
 
         Example:
-            >>> model_dir = job.download()           # ./<job name>-model/
-            >>> model = torch.load(model_dir / "model.pt")"""
+            model_dir = job.wait().download()          # ./<job name>-model/
+            state = torch.load(model_dir / "model.pt")
+        """
         from . import artifacts
 
         state = self.describe()
@@ -322,9 +531,25 @@ class Job(LiveDisplay):
                                   max_bytes=max_bytes)
 
     def output_files(self) -> list[OutputFile]:
-        """What the ended job wrote: `artifacts.OutputFile(path, size)` for each file of its model
-        (`model/...`, the members of model.tar.gz) and of its output (`output/...`: what it wrote
-        to $SM_OUTPUT_DATA_DIR; on SageMaker the members of output.tar.gz, when there is one)."""
+        """List what the ended job wrote, without unpacking it.
+
+        On SageMaker the archives are fetched from S3 to a scratch directory to be read, then
+        removed.
+
+        Returns:
+            An `artifacts.OutputFile(path, size)` for each regular file: its model as
+            `model/...` (the members of model.tar.gz) and its output as `output/...` (what it
+            wrote to $SM_OUTPUT_DATA_DIR; on SageMaker the members of output.tar.gz, when there
+            is one). Sizes in bytes.
+
+        Raises:
+            DownloadError: the job is still running (its files are complete when it ends), or an
+                archive cannot be read.
+
+        Example:
+            for f in job.output_files():
+                print(f.path, f.size)
+        """
         from . import artifacts
 
         state = self.describe()
