@@ -2,7 +2,7 @@
 
 The form is derived from its fields and the magic's flags override them, so each setting, its
 limits and the message for a bad value are written once, here. Reading and layering config files
-is config_resolve.py; where accelerate nests settings in its YAML is accelerate_yaml.py.
+is resolve.py; where accelerate nests settings in its YAML is accelerate_yaml.py.
 """
 
 from __future__ import annotations
@@ -54,8 +54,25 @@ def _group(name: str, label: str | None = None) -> dict:
 class TrainConfig(BaseModel):
     """A training job's launch configuration, field names as in accelerate's SageMaker YAML.
 
-    `TrainConfig.from_yaml(path)` / `.to_yaml(path)` read and write that YAML; keys accelerate
-    knows but this model has no field for are kept in `extra_keys` and written back.
+    The one source of every setting: `%sagemaker_config --edit` shows its fields, the magic's
+    flags and `sm_magic.launch(..., **overrides)` override them, and `from_yaml` / `to_yaml` read
+    and write the file `accelerate config` writes. Keys accelerate knows but this model has no
+    field for are kept in `extra_keys` and written back. Every value is checked when the config is
+    made and when a field is assigned; docs/config.md lists the fields.
+
+    Args:
+        **fields: any of the fields by name (`ec2_instance_type`, `num_machines`,
+            `distributed_type`, `mixed_precision`, `iam_role_name`, `region`, ...); the rest keep
+            their defaults. `ec2_instance_type` "local" (the default) runs on this machine,
+            "local_container" in the SDK's Docker local mode, an `ml.*` type on SageMaker.
+
+    Raises:
+        pydantic.ValidationError: a value that cannot be used, or an unknown field (a
+            ValueError; `from_yaml` turns it into a ConfigError naming the file and line).
+
+    Example:
+        config = TrainConfig(ec2_instance_type="ml.g5.xlarge", iam_role_name="SageMakerRole")
+        job = sm_magic.launch(source, config=config)
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -302,13 +319,52 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "TrainConfig":
-        """Read one accelerate config file (defaults for the keys it lacks)."""
+        """Read one accelerate config file: the YAML `accelerate config` writes for
+        `compute_environment: AMAZON_SAGEMAKER`, or one `to_yaml` wrote.
+
+        Keys the file lacks keep their defaults (accelerate's own default config is not read).
+        Nested sections are lifted into the fields (spot and checkpoint settings in
+        `additional_args`, `fsdp_config`, `deepspeed_config`); a key with no field here is kept
+        in `extra_keys` (one accelerate does not write either, with a warning: a newer version
+        may use it).
+
+        Args:
+            path: the YAML file.
+
+        Returns:
+            The config the file describes.
+
+        Raises:
+            ConfigError: the file is missing, unreadable, larger than a config file can be, not
+                UTF-8 or not YAML; it is for another compute environment; a key is misspelt (the
+                message names the closest valid one) or holds a credential; or a value is invalid.
+                The message names the file and, where there is one, the line and the key.
+
+        Example:
+            config = TrainConfig.from_yaml("sagemaker.yaml")
+            config.num_machines = 2
+        """
         from .resolve import resolve_config  # it builds TrainConfig, so it imports this module
 
         return resolve_config(config_file=path, use_accelerate_default=False)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
-        """The config as accelerate YAML; written atomically to `path` when given. No credentials."""
+        """The config as accelerate YAML, the file `accelerate launch` and `from_yaml` read.
+
+        Keys sorted, nested sections as accelerate nests them, `extra_keys` written back; no
+        credentials (`profile` names a profile, never a key). The file is written whole or not at
+        all: a reader never sees half of it, and an interrupted save leaves the old one.
+
+        Args:
+            path: where to write it (its directory is made if missing); None: only return the text.
+
+        Returns:
+            The YAML text (also when it was written to `path`).
+
+        Example:
+            config.to_yaml("sagemaker.yaml")
+            print(config.to_yaml())
+        """
         text = yaml.safe_dump(self._yaml_data(), sort_keys=True, default_flow_style=False)
         if path is not None:
             atomic_write(Path(path), text)
