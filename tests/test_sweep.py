@@ -250,19 +250,20 @@ def test_the_function_sm_magic_sweep_outlives_the_import_of_its_modules():
 # -- how many at once -------------------------------------------------------------------------------
 
 def test_the_default_parallelism_is_one_host_per_cpu_locally_one_with_gpus_and_all_on_sagemaker(monkeypatch):
+    import sm_magic.backends.local.backend as lb
     import sm_magic.sweeps.launch as sl
 
-    monkeypatch.setattr(sl, "gpu_count", lambda: 0)
+    monkeypatch.setattr(lb, "gpu_count", lambda: 0)
     monkeypatch.setattr(sl.os, "cpu_count", lambda: 8)
     assert default_parallel("local", TrainConfig()) == 8
     assert default_parallel("local", TrainConfig(num_machines=2, distributed_type="DATA_PARALLEL")) == 4
     assert default_parallel("sagemaker", TrainConfig()) is None
     assert _parallel(None, "sagemaker", TrainConfig(), 30) == 30 and _parallel(5, "sagemaker", TrainConfig(), 30) == 5
     assert _parallel(None, "local", TrainConfig(), 3) == 3  # never more than the points
-    monkeypatch.setattr(sl, "gpu_count", lambda: 2)
+    monkeypatch.setattr(lb, "gpu_count", lambda: 2)
     assert default_parallel("local", TrainConfig()) == 1
     assert default_parallel("local", TrainConfig(use_cpu=True)) == 8
-    monkeypatch.setattr(sl, "max_local_hosts", lambda: 8)
+    monkeypatch.setattr(lb, "max_local_hosts", lambda: 8)
     with pytest.raises(LaunchError, match="at most 8 hosts at once .* give --sweep-max-parallel 8 or fewer"):
         _parallel(9, "local", TrainConfig(), 20)
 

@@ -1,28 +1,40 @@
-"""Where jobs run. `get_backend(name)` returns a Backend; each is imported only when used."""
+"""Where jobs run. `get_backend(name)` returns a Backend, `backend_class(name)` its class (what it
+says about itself: Traits, host facts); each backend's module is imported only when used."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 
-from .base import Backend, BackendError, JobState, SubmitOptions, Transition, TERMINAL_STATUSES
+from .base import Backend, BackendError, JobState, SubmitOptions, Traits, Transition, TERMINAL_STATUSES
 
 BACKEND_NAMES = ("local", "sagemaker", "local-container")
+_CLASSES = {"local": ("local.backend", "LocalBackend"), "sagemaker": ("sagemaker.backend", "SageMakerBackend"),
+            "local-container": ("local_container", "LocalContainerBackend")}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of the backend called `name`, read without making one.
+
+    Args:
+        name: "local", "sagemaker" or "local-container".
+
+    Returns:
+        The class, whose `traits`, `find_options`, `host_gpus`, `max_hosts` and
+        `image_instance_type` describe the backend.
+    """
+    if name not in _CLASSES:
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    module, cls = _CLASSES[name]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 
 def get_backend(name: str, **options) -> Backend:
     """The backend called `name` ("local", "sagemaker", "local-container")."""
-    if name == "local":
-        from .local.backend import LocalBackend
-
-        return LocalBackend(**options)
     if name == "sagemaker":
         return _sagemaker_backend(**options)
-    if name == "local-container":
-        from .local_container import LocalContainerBackend
-
-        return LocalContainerBackend(**options)
-    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    return backend_class(name)(**options)
 
 
 _SAGEMAKER_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
@@ -38,11 +50,9 @@ def _sagemaker_backend(**options) -> Backend:
     with _sagemaker_lock:
         backend = _sagemaker_backends.get(key)
         if backend is None:
-            from .sagemaker.backend import SageMakerBackend
-
-            backend = _sagemaker_backends[key] = SageMakerBackend(**options)
+            backend = _sagemaker_backends[key] = backend_class("sagemaker")(**options)
         return backend
 
 
-__all__ = ["Backend", "BackendError", "JobState", "SubmitOptions", "Transition", "TERMINAL_STATUSES", "get_backend",
-           "BACKEND_NAMES"]
+__all__ = ["Backend", "BackendError", "JobState", "SubmitOptions", "Traits", "Transition", "TERMINAL_STATUSES",
+           "get_backend", "backend_class", "BACKEND_NAMES"]

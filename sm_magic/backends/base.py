@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import RuntimeProblem
 
@@ -84,17 +84,71 @@ class SubmitOptions:
     """What a launch asks of a backend besides the bundle and the config."""
 
     # Simulated spot interruptions, seconds into each successive run of the hosts; only a
-    # backend with `simulates_interruptions` takes them (api.plan refuses them elsewhere).
+    # backend with `simulates_interruptions` takes them (the planner refuses them elsewhere).
     interruptions: tuple[float, ...] = ()
 
 
+@dataclass(frozen=True)
+class Traits:
+    """What a backend is, as the planner and the sweeps need to know it before one is made
+    (making a SageMakerBackend makes AWS clients): read from the class, `backend_class(name).traits`."""
+
+    in_image: bool = False           # its jobs run in a training image, chosen so their requirements install there
+    job_dir: bool = False            # keeps each job in a directory on this machine (the `jobs_dir` option)
+    warm_pools: bool = False         # keeps instances warm after a job (keep_alive_period_in_seconds)
+    network_isolation: bool = False  # honours additional_args enable_network_isolation (wheels in the bundle)
+    bundle_goes: str = ""            # where the bundle is sent, as a message says it ("uploaded to S3")
+
+
+class BackendClass:
+    """What every backend class says about itself without being made; a backend overrides what
+    differs. Host facts are this machine's: None where the job's instances decide them."""
+
+    traits: ClassVar[Traits] = Traits()
+
+    @classmethod
+    def find_options(cls, config: "TrainConfig") -> dict:
+        """The options (no secrets) that make a backend able to find a job of `config` again,
+        recorded with the job for attach."""
+        return {}
+
+    @classmethod
+    def host_gpus(cls) -> int | None:
+        """GPUs of this machine a job's hosts get; None when the instance type decides."""
+        return None
+
+    @classmethod
+    def max_hosts(cls) -> int | None:
+        """How many hosts this machine runs at once, the jobs of a sweep together; None: no bound here."""
+        return None
+
+    @classmethod
+    def image_instance_type(cls, config: "TrainConfig") -> str:
+        """The instance type whose training image the job runs in (with `traits.in_image`)."""
+        return config.ec2_instance_type
+
+
 class Backend(Protocol):
-    """Where jobs run: everything `api`, `Job` and the monitor ask of one. Every method may raise
-    BackendError with a message a user can act on."""
+    """Where jobs run: everything the planner, `Job` and the monitor ask of one. Every method may
+    raise BackendError with a message a user can act on. Implementations derive from
+    BackendClass for what they say about themselves."""
 
     name: str
     poll_interval: float            # seconds between two polls of one job (describe, logs)
     simulates_interruptions: bool   # takes SubmitOptions.interruptions
+    traits: ClassVar[Traits]
+
+    @classmethod
+    def find_options(cls, config: "TrainConfig") -> dict: ...
+
+    @classmethod
+    def host_gpus(cls) -> int | None: ...
+
+    @classmethod
+    def max_hosts(cls) -> int | None: ...
+
+    @classmethod
+    def image_instance_type(cls, config: "TrainConfig") -> str: ...
 
     def check_config(self, config: "TrainConfig") -> None:
         """Refuse, before anything is written, a config this backend cannot run."""

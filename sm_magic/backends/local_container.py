@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..bundle.build import Bundle
 from ..config.model import TrainConfig
-from .base import BackendError, SubmitOptions
+from .base import BackendError, SubmitOptions, Traits
 from .local.backend import LocalBackend, gpu_count
 from .local.state import JobFiles, enter, finish, live_group_members, read_state, write_state
 
@@ -68,6 +68,12 @@ class LocalContainerBackend(LocalBackend):
     name = "local-container"
     poll_interval = 1.0
     simulates_interruptions = False  # the SDK's local mode has no spot capacity to lose
+    traits = Traits(in_image=True, job_dir=True)
+
+    @classmethod
+    def image_instance_type(cls, config: TrainConfig) -> str:
+        """The SDK's local mode names its images by platform: "local" a CPU image, "local_gpu" a GPU one."""
+        return "local_gpu" if not config.use_cpu and gpu_count() > 0 else "local"
 
     def submit(self, bundle: Bundle, config: TrainConfig, options: SubmitOptions = SubmitOptions()) -> str:
         if options.interruptions:
@@ -92,7 +98,7 @@ class LocalContainerBackend(LocalBackend):
         from .sagemaker.request import api_hyperparameters, entry_command, image_for, job_environment
 
         options = check_additional_args(config)
-        instance_type = "local_gpu" if not config.use_cpu and gpu_count() > 0 else "local"
+        instance_type = self.image_instance_type(config)
         inputs = {}
         for channel, uri in bundle.inputs.items():
             if not uri.startswith("s3://"):

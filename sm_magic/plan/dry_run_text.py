@@ -8,7 +8,7 @@ import shlex
 
 from . import software
 from ..software.images import instance_gpus
-from ..backends.local.backend import gpu_count
+from ..backends import Backend
 from ..bundle.build import Bundle
 from ..config.model import TrainConfig
 from ..container.entry import launch_command
@@ -29,14 +29,16 @@ def software_lines(sw: software.Software | None) -> list[str]:
     return out
 
 
-def command_lines(config: TrainConfig, backend_name: str, bundle: Bundle) -> list[str]:
-    """What the entry command runs on the first host, when its GPU count is known."""
+def command_lines(config: TrainConfig, backend: type[Backend], bundle: Bundle) -> list[str]:
+    """What the entry command runs on the first host, when its GPU count is known (this machine's,
+    for a backend whose hosts run here; else the instance type's)."""
     hosts = [f"algo-{i}" for i in range(1, config.num_machines + 1)]
     gpus: int | None
     if config.use_cpu:
         gpus = 0
     else:
-        gpus = gpu_count() if backend_name == "local" else instance_gpus(config.ec2_instance_type)
+        here = backend.host_gpus()
+        gpus = here if here is not None else instance_gpus(config.ec2_instance_type)
     out = ["", f"Entry command: {' '.join(bundle.entry_command)}"]
     if gpus is None:
         if config.distributed_type == "NO":

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backends import BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, get_backend
+from ..backends import (BACKEND_NAMES, TERMINAL_STATUSES, Backend, BackendError, SubmitOptions, backend_class,
+                        get_backend)
 from ..console import progress
-from ..backends.local.backend import gpu_count
 from ..bundle.build import SCRIPT_NAME, Bundle, build_bundle, check_source, tree_clashes
 from ..jobs import final_metrics
 from ..bundle import git_source, includes
@@ -31,16 +31,6 @@ from ..jobs.registry import JobRecord, Registry, RegistryError
 from .request import KEEP_ALIVE_FIELD, CodeSource, LaunchRequest
 from ..software.requirements import RequirementsError
 from ..software.wheelhouse import WheelhouseError
-
-LOCAL_BACKENDS = ("local", "local-container")  # their jobs live in a job directory on this machine
-
-
-def _backend_options(backend_name: str, config: TrainConfig) -> dict:
-    """What a backend needs to find a job again (region and profile for SageMaker; no secrets)."""
-    if backend_name == "sagemaker":
-        return {"region": config.region, "profile": config.profile}
-    return {}
-
 
 @dataclass
 class Plan:
@@ -82,10 +72,9 @@ class Plan:
         default image, its image being chosen when it runs) and the launch files."""
         tree = self.checkout.path if self.checkout is not None else self.request.code.tree
         with includes.staged(self.source, self.included, tree=tree, script=self.entry) as code:
-            gpus = 0 if self.config.use_cpu else gpu_count()
             try:
-                self.software = software.resolve(None if self.export else self.backend_name, self.config,
-                                                 code, self.requirements_file, gpus=gpus, log=progress)
+                self.software = software.resolve(None if self.export else type(self.backend), self.config,
+                                                 code, self.requirements_file, log=progress)
             except (RequirementsError, WheelhouseError) as e:
                 raise LaunchError(str(e)) from None
             return build_bundle(config=self.config, args=self.args, name=name or self.job_key()[0], inputs=self.inputs,
@@ -174,10 +163,11 @@ def _interruptions(given) -> tuple[float, ...]:
     return seconds
 
 
-def _check_keep_alive(cfg: TrainConfig, backend_name: str, request: LaunchRequest) -> None:
-    """Warm pools are SageMaker's: asked for on this launch (--keep-alive, keep_alive=) with another
-    backend, refused; set in a config file used for a local run, said and left unused."""
-    if not cfg.keep_alive_period_in_seconds or backend_name == "sagemaker":
+def _check_keep_alive(cfg: TrainConfig, backend: type[Backend], request: LaunchRequest) -> None:
+    """Warm pools are SageMaker's: asked for on this launch (--keep-alive, keep_alive=) with a
+    backend that has none, refused; set in a config file used for a local run, said and left unused."""
+    backend_name = backend.name
+    if not cfg.keep_alive_period_in_seconds or backend.traits.warm_pools:
         return
     if KEEP_ALIVE_FIELD in request.config.overrides:
         raise LaunchError(f"--keep-alive asks SageMaker for a warm pool; the {backend_name} backend has none: "
@@ -234,14 +224,15 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
         channel_map = {k: absolute_local(v, notebook.directory) for k, v in channel_map.items()}
     name = check_job_name(options.name) if options.name else None
     interruptions = _interruptions(options.simulate_interruptions)
-    backend_options = ({"jobs_dir": options.jobs_dir} if backend_name in LOCAL_BACKENDS and options.jobs_dir
-                       else _backend_options(backend_name, cfg))
+    kind = backend_class(backend_name)
+    backend_options = ({"jobs_dir": options.jobs_dir} if kind.traits.job_dir and options.jobs_dir
+                       else kind.find_options(cfg))
     be = get_backend(backend_name, **backend_options)
     if interruptions and not be.simulates_interruptions:
         raise LaunchError(f"--simulate-interruption works on the local backend only, not {backend_name}: "
                           "there, spot interruptions are real")
     be.check_config(cfg)
-    _check_keep_alive(cfg, backend_name, request)
+    _check_keep_alive(cfg, kind, request)
     if not export:
         registry = registry or Registry()
         name = name or job_name(cfg.base_job_name, registry=registry)  # one no other launch is given
@@ -311,12 +302,12 @@ def _register(p: Plan, bundle: Bundle, extra: dict) -> None:
                        instance_type=p.config.ec2_instance_type, instance_count=p.config.num_machines,
                        location=p.backend.job_location(name), hyperparameters=bundle.hyperparameters,
                        extra={"metric_definitions": [m.to_api() for m in p.metric_definitions],
-                              "backend_options": _backend_options(p.backend_name, p.config),
+                              "backend_options": type(p.backend).find_options(p.config),
                               **({"image": bundle.image.to_record()} if bundle.image else {}),
                               **({"accelerate": p.software.launcher.to_record()}
                                  if p.software is not None and p.software.launcher is not None else {}),
                               **({"keep_alive_seconds": p.config.keep_alive_period_in_seconds}
-                                 if p.config.keep_alive_period_in_seconds and p.backend_name == "sagemaker" else {}),
+                                 if p.config.keep_alive_period_in_seconds and p.backend.traits.warm_pools else {}),
                               **p.origin(), **extra})
     try:
         registry.add(record, on_wait=progress)
@@ -354,7 +345,7 @@ def dry_run_plan(p: Plan) -> str:
              + (" (replaced by the given source)" if p.source is not None else "")] if p.checkout else [])
     try:
         return "\n".join([f"Dry run: nothing started. Job {p.name} on the {p.backend_name} backend.", *code,
-                          *software_lines(p.software), *command_lines(p.config, p.backend_name, bundle),
+                          *software_lines(p.software), *command_lines(p.config, type(p.backend), bundle),
                           "", p.backend.dry_run(bundle, p.config)])
     finally:
         shutil.rmtree(bundle.path.parent, ignore_errors=True)
@@ -383,9 +374,10 @@ def attach(name: str, registry: Registry | None = None) -> Job:
     if record is None:
         raise LaunchError(f"no job named {name} in the registry ({registry.path}); "
                           "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs")
-    options = ({"jobs_dir": str(Path(record.location).parent)} if record.backend in LOCAL_BACKENDS
-               else record.extra.get("backend_options", {}))
     try:
+        kind = backend_class(record.backend)
+        options = ({"jobs_dir": str(Path(record.location).parent)} if kind.traits.job_dir
+                   else record.extra.get("backend_options", {}))
         be = get_backend(record.backend, **options)
     except BackendError as e:
         raise LaunchError(str(e)) from None

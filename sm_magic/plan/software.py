@@ -8,14 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
+from ..backends import Backend
 from ..software import requirements as reqs
 from ..software.images import Image, ImageError, choose
 from ..config.model import TrainConfig
 from ..bundle.includes import Code
 from ..software.wheelhouse import Wheelhouse, collect, without_passwords
-
-IMAGE_BACKENDS = ("sagemaker", "local-container")  # backends whose jobs run in a training image
-
 
 @dataclass
 class Software:
@@ -26,10 +24,10 @@ class Software:
     launcher: reqs.JobLauncher | None = None  # the accelerate added for the image (None: no image, or the user's file names one)
 
 
-def resolve(backend_name: str | None, config: TrainConfig, code: Code, requirements_file: Path | None = None,
-            gpus: int = 0, log: Callable[[str], None] | None = None) -> Software:
-    """The software for a job of `config` on `backend_name` running `code` (None: no backend yet,
-    as for an export: the requirements as for the default image, nothing checked).
+def resolve(backend: type[Backend] | None, config: TrainConfig, code: Code, requirements_file: Path | None = None,
+            log: Callable[[str], None] | None = None) -> Software:
+    """The software for a job of `config` on `backend` (its class) running `code` (None: no
+    backend yet, as for an export: the requirements as for the default image, nothing checked).
     `requirements_file` (--requirements) replaces the generated requirements.txt; so does the code
     tree's own.
     Raises ImageError or reqs.RequirementsError / WheelhouseError naming what to change."""
@@ -42,14 +40,15 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
                             bundled=code.bundled, distributed_type=config.distributed_type,
                             launcher=reqs.job_launcher(image.python, image.versions) if image else None)
 
-    if backend_name not in IMAGE_BACKENDS:
+    if backend is None or not backend.traits.in_image:
         job = lines_for(None)
-        if backend_name is None:  # an export: the bundle may go anywhere, and its container would need the password
+        if backend is None:  # an export: the bundle may go anywhere, and its container would need the password
             _refuse_passwords(job.lines, job.origin, "an exported bundle")
         # A local job runs in this environment and installs nothing: its requirements.txt is a record.
         return Software(without_passwords(job.lines), job.origin)
-    if backend_name == "local-container":  # the SDK's local mode: "local" is a CPU image, "local_gpu" a GPU one
-        config = config.model_copy(update={"ec2_instance_type": "local_gpu" if gpus else "local"})
+    instance_type = backend.image_instance_type(config)
+    if instance_type != config.ec2_instance_type:
+        config = config.model_copy(update={"ec2_instance_type": instance_type})
     computed: dict[str, reqs.JobRequirements] = {}
 
     def check(image: Image) -> list[str]:
@@ -60,7 +59,7 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
     job = computed.get(image.uri) or lines_for(image)
     lines, origin = job.lines, job.origin
     wheels = None
-    if backend_name == "sagemaker" and config.additional_args.get("enable_network_isolation"):
+    if backend.traits.network_isolation and config.additional_args.get("enable_network_isolation"):
         if image.python is None:
             raise ImageError(f"enable_network_isolation: the job installs its requirements from wheels carried in "
                              f"the bundle, built for the image's Python, and the Python of {image.uri} is not "
@@ -69,8 +68,8 @@ def resolve(backend_name: str | None, config: TrainConfig, code: Code, requireme
                          base=own.parent if own else None)
         lines = without_passwords(lines)  # a private index's token was for the download, here
     else:
-        _refuse_passwords(lines, origin, "the job's bundle (uploaded to S3)" if backend_name == "sagemaker"
-                          else "the job's bundle")
+        goes = backend.traits.bundle_goes
+        _refuse_passwords(lines, origin, f"the job's bundle ({goes})" if goes else "the job's bundle")
     return Software(lines, origin, image, wheels, job.launcher)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from ..plan import planner as api
 from . import grid as sweep_grid, record as sweep_record
-from ..backends.local.backend import gpu_count, max_local_hosts
+from ..backends import backend_class
 from ..config.model import TrainConfig, check_script_args
 from ..bundle.git_source import Checkout
 from ..jobs.job import Job
@@ -46,15 +46,17 @@ class SweepPlan:
 
 def default_parallel(backend: str, config: TrainConfig) -> int | None:
     """How many jobs of a sweep run at once when not asked (None: all). On a local backend, one
-    host per CPU, as the local backend bounds a job's hosts (max_local_hosts; at least 1 job):
+    host per CPU, as the local backend bounds a job's hosts (its max_hosts; at least 1 job):
     each job's hosts are processes here, so more would only share the CPUs. On a machine with
     GPUs (and use_cpu off) one at a time: every local job is given every GPU. On SageMaker all
     of them; the account's quota holds back what it refuses, which is retried."""
-    if backend not in api.LOCAL_BACKENDS:
+    here = backend_class(backend)
+    hosts = here.max_hosts()
+    if hosts is None:
         return None
-    if gpu_count() and not config.use_cpu:
+    if here.host_gpus() and not config.use_cpu:
         return 1
-    return max(1, min(os.cpu_count() or 1, max_local_hosts()) // config.num_machines)
+    return max(1, min(os.cpu_count() or 1, hosts) // config.num_machines)
 
 
 def _check_parallel(asked) -> None:
@@ -66,12 +68,13 @@ def _check_parallel(asked) -> None:
 def _parallel(asked: int | None, backend: str, config: TrainConfig, count: int) -> int:
     chosen = default_parallel(backend, config) if asked is None else asked
     parallel = count if chosen is None else min(chosen, count)
-    if asked is not None and backend in api.LOCAL_BACKENDS:
-        cap = max(1, max_local_hosts() // config.num_machines)
+    hosts = backend_class(backend).max_hosts() if asked is not None else None
+    if hosts is not None:
+        cap = max(1, hosts // config.num_machines)
         if parallel > cap:
             raise LaunchError(
                 f"--sweep-max-parallel {asked}: the {backend} backend runs every host as processes on this machine, "
-                f"at most {max_local_hosts()} hosts at once ({os.cpu_count()} CPUs here), and each job of this sweep "
+                f"at most {hosts} hosts at once ({os.cpu_count()} CPUs here), and each job of this sweep "
                 f"has {config.num_machines}: give --sweep-max-parallel {cap} or fewer, or run the sweep on SageMaker")
     return parallel
 

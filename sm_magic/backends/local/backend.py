@@ -35,7 +35,7 @@ from ...bundle.build import Bundle
 from ...config.model import TrainConfig
 from ...metrics.tensorboard_events import ScalarReader
 from . import procs as local_procs, s3_download
-from ..base import BackendError, JobState, SubmitOptions, local_path
+from ..base import BackendClass, BackendError, JobState, SubmitOptions, Traits, local_path
 from ...console import progress
 from .changed_files import ChangedFiles, unchanged_since
 from .recovery import failed_in_memory, recover
@@ -85,12 +85,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class LocalBackend:
+class LocalBackend(BackendClass):
     """Runs jobs under `jobs_dir` (default: $SM_MAGIC_JOBS_DIR or ./sm_jobs)."""
 
     name = "local"
     poll_interval = 0.2  # seconds; describing a local job is one small file read
     simulates_interruptions = True
+    traits = Traits(job_dir=True)
+
+    @classmethod
+    def host_gpus(cls) -> int | None:
+        return gpu_count()  # every host of a local job is given every GPU here
+
+    @classmethod
+    def max_hosts(cls) -> int | None:
+        return max_local_hosts()
 
     def __init__(self, jobs_dir: str | os.PathLike | None = None):
         self.jobs_dir = Path(jobs_dir).absolute() if jobs_dir else default_jobs_dir()

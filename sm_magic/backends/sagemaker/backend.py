@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
 from . import warm_pool
 from . import pricing
-from ..base import BackendError, JobState, SubmitOptions, Transition
+from ..base import BackendClass, BackendError, JobState, SubmitOptions, Traits, Transition
 from ...console import progress
 from .cloudwatch_fanout import LogFanout
 from .cloudwatch_logs import LogCursor
@@ -131,12 +131,17 @@ class _Sweep:
     jobs: dict
 
 
-class SageMakerBackend:
+class SageMakerBackend(BackendClass):
     """Jobs on Amazon SageMaker. `profile` / `region` default to the boto3 chain (environment,
     ~/.aws, instance role); a job submitted with a config uses the config's."""
 
     name = "sagemaker"
     simulates_interruptions = False  # spot interruptions there are real
+    traits = Traits(in_image=True, warm_pools=True, network_isolation=True, bundle_goes="uploaded to S3")
+
+    @classmethod
+    def find_options(cls, config: TrainConfig) -> dict:
+        return {"region": config.region, "profile": config.profile}  # a profile's name, never its keys
 
     def __init__(self, profile: str | None = None, region: str | None = None,
                  poll_interval: float | None = None, max_attempts: int = MAX_ATTEMPTS):
