@@ -40,8 +40,17 @@ __all__ = ["checkpoint_dir", "checkpoints", "latest_checkpoint", "resume", "save
 
 
 def checkpoint_dir() -> str:
-    """Where this job keeps checkpoints: $SM_CHECKPOINT_DIR (set by every sm_magic backend),
-    else /opt/ml/checkpoints in a SageMaker container, else ./checkpoints."""
+    """Where this job keeps its checkpoints.
+
+    Returns:
+        $SM_CHECKPOINT_DIR (the bundle's entry command sets it on every backend: on SageMaker
+        the directory synced to `checkpoint_s3_uri`, locally the job's own), else
+        /opt/ml/checkpoints where it exists (a SageMaker container), else ./checkpoints as an
+        absolute path. The directory may not exist yet.
+
+    Example:
+        print("checkpoints go to", checkpoint_dir())
+    """
     path = os.environ.get("SM_CHECKPOINT_DIR")
     if not path:
         path = DEFAULT_DIR if os.path.isdir(DEFAULT_DIR) else os.path.abspath("checkpoints")
@@ -49,7 +58,20 @@ def checkpoint_dir() -> str:
 
 
 def latest_checkpoint(directory: str | None = None):
-    """`(step, path)` of the newest complete checkpoint, or None when there is none."""
+    """The newest complete checkpoint, without loading it.
+
+    Args:
+        directory: where to look (default: `checkpoint_dir()`).
+
+    Returns:
+        `(step, path)` of the newest checkpoint every host finished, or None when there is none
+        (also when the directory does not exist).
+
+    Example:
+        found = latest_checkpoint()
+        if found:
+            model.load_state_dict(torch.load(os.path.join(found[1], "model.pt")))
+    """
     for step, path, missing in checkpoints(directory):
         if missing is None:
             return step, path
@@ -57,8 +79,20 @@ def latest_checkpoint(directory: str | None = None):
 
 
 def checkpoints(directory: str | None = None) -> list[tuple[int, str, str | None]]:
-    """Every checkpoint directory, newest first: `(step, path, missing)`, where `missing` says
-    what a checkpoint lacks (None when it is complete)."""
+    """Every checkpoint in the directory, complete or not, newest first.
+
+    Args:
+        directory: where to look (default: `checkpoint_dir()`).
+
+    Returns:
+        A list of `(step, path, missing)`: `missing` is None for a complete checkpoint, else what
+        it lacks ("algo-2's part is missing", "model.safetensors from algo-1 is incomplete",
+        ...). Empty when the directory does not exist.
+
+    Example:
+        for step, path, missing in checkpoints():
+            print(step, path, missing or "complete")
+    """
     directory = directory or checkpoint_dir()
     try:
         names = os.listdir(directory)
@@ -99,10 +133,28 @@ def _missing(path: str) -> str | None:
 
 
 def resume(accelerator=None, *, load=None, directory: str | None = None) -> int:
-    """Load the newest complete checkpoint, if any, and return the step to start from:
-    the saved step plus one, or 0 for a fresh start. `accelerator.load_state(path)` loads it
-    (models, optimizers, schedulers and RNG states prepared by that Accelerator), or `load(path)`.
-    A newer checkpoint that is not complete is skipped, and said so."""
+    """Load the newest complete checkpoint, if there is one, and say where to start.
+
+    Call it once, after `accelerator.prepare(...)` and before the training loop, in every
+    process. A newer checkpoint that is not complete (a host's part missing or half synced) is
+    skipped, and a line in the log says so; so does the line saying where training starts.
+
+    Args:
+        accelerator: the script's `accelerate.Accelerator`; `accelerator.load_state(path)` loads
+            the models, optimizers, schedulers and RNG states prepared by it. None without
+            Accelerate.
+        load: called as `load(path)` with the checkpoint's directory, to read what the script
+            saved itself (with or instead of the Accelerator's state).
+        directory: where the checkpoints are (default: `checkpoint_dir()`).
+
+    Returns:
+        The step to start from: the saved step plus one, or 0 when there is no complete
+        checkpoint (a fresh start).
+
+    Example:
+        start = resume(accelerator)   # 0, or the step after the newest checkpoint, its state loaded
+        for epoch in range(start, args.epochs): ...
+    """
     found = None
     for step, path, missing in checkpoints(directory):
         if missing is None:
@@ -123,9 +175,34 @@ def resume(accelerator=None, *, load=None, directory: str | None = None) -> int:
 
 def save_checkpoint(accelerator, step: int, *, save=None, keep: int = 2,
                     directory: str | None = None) -> str:
-    """Save checkpoint `step` (an epoch or global step number, increasing) and keep the newest
-    `keep`. With an Accelerator every process must call it, as with `save_state`; `accelerator`
-    may be None for a single process that passes `save(path)`. Returns the checkpoint's path."""
+    """Save checkpoint `step` and keep only the newest `keep`.
+
+    With an Accelerator every process must call it, as with `save_state` (it waits for all of
+    them). The checkpoint is written into a temporary directory, marked with each host's list of
+    files and renamed into place as `<directory>/ckpt-<step>/`, so a process killed while saving
+    leaves the previous checkpoint as the newest complete one.
+
+    Args:
+        accelerator: the script's `accelerate.Accelerator` (its `save_state` writes the
+            checkpoint), or None for a single process that passes `save`.
+        step: the epoch or global step number just finished, 0 or more, increasing; `resume`
+            returns it plus one. Saving a step that exists replaces it.
+        save: called as `save(path)` with the directory to write into, by each host's first
+            process (with or instead of the Accelerator's state).
+        keep: how many of the newest checkpoints to keep (0: keep them all).
+        directory: where to save (default: `checkpoint_dir()`).
+
+    Returns:
+        The checkpoint's path, `<directory>/ckpt-<step>`.
+
+    Raises:
+        TypeError: neither an Accelerator nor `save` was given.
+        ValueError: `step` is negative.
+
+    Example:
+        save_checkpoint(accelerator, epoch)
+        save_checkpoint(None, step, save=lambda path: torch.save(model.state_dict(), f"{path}/model.pt"))
+    """
     if accelerator is None and save is None:
         raise TypeError("save_checkpoint needs an Accelerator, or save=fn that writes into a directory")
     step = int(step)
