@@ -73,9 +73,36 @@ class Bounds(NamedTuple):
 def download(name: str, backend: Any, status: str, model: str | None, path: str | os.PathLike | None,
              overwrite: bool, *, max_bytes: int | None = None, max_members: int = MAX_MEMBERS,
              keep_free: int = KEEP_FREE) -> Path:
-    """Job `name`'s model.tar.gz unpacked into `path` (default: default_target); returns it.
-    Refused before anything is written when its members declare more than `max_bytes` (None: no
-    fixed cap) or than the target's disk has free less `keep_free`, or number over `max_members`."""
+    """Bring job `name`'s model.tar.gz here and unpack it: what `Job.download()` does.
+
+    The target is checked before a download that may take minutes; an S3 archive is fetched
+    beside the target (through the backend's `fetch_object`, with the job's credentials) and
+    removed afterwards; then `unpack` checks every member and bound before writing anything.
+
+    Args:
+        name: the job's name, as messages name it.
+        backend: the job's Backend; an S3 archive needs one with `fetch_object` (SageMaker).
+        status: the job's TrainingJobStatus: only a Completed or Stopped job has a model.
+        model: where its model.tar.gz is (a local path or an S3 URI; the state's
+            `model_artifacts`), or None when it saved none.
+        path: the directory to unpack into (default: `./<job name>-model/`).
+        overwrite: unpack into a directory that already holds files, replacing the entries of
+            the same names and keeping the rest.
+        max_bytes: refuse an archive whose members declare more in all (None: no fixed cap).
+        max_members: refuse an archive with more members than this.
+        keep_free: bytes the target's disk keeps free after unpacking.
+
+    Returns:
+        The target directory, absolute.
+
+    Raises:
+        DownloadError: the job is not ended, failed or saved no model; the model is gone from
+            its path or S3; the target is a file or holds files (without `overwrite`); or the
+            archive is refused or unreadable. Nothing is left behind.
+
+    Example:
+        target = download(job.name, backend, state.status, state.model_artifacts, "model", False)
+    """
     archive = model_archive(name, status, model)
     target = (default_target(name) if path is None else Path(path)).expanduser().absolute()
     check_target(target, overwrite)  # before a download that may take minutes
@@ -218,8 +245,36 @@ def _checked(tar: tarfile.TarFile, what: str, bounds: Bounds, room: int, where: 
 
 def unpack(archive: Path, target: Path, overwrite: bool, what: str, *, max_bytes: int | None = None,
            max_members: int = MAX_MEMBERS, keep_free: int = KEEP_FREE) -> Path:
-    """Unpack `archive` into `target` (made if missing) within the bounds `download` names;
-    returns `target`."""
+    """Unpack a tar archive (any compression tarfile reads) into a directory, safely.
+
+    Every member is checked first, header by header: an absolute name, `..`, a link that is
+    absolute or climbs, a device or FIFO refuses the archive, and so does a running total of
+    declared sizes past `max_bytes` or the disk's room (its free space less `keep_free`), or more
+    than `max_members` members, before the rest of the stream is decompressed. The members are
+    extracted into a scratch directory beside the target (with tarfile's "data" filter where this
+    Python has it) and moved into place, so a refused or broken archive leaves nothing behind.
+
+    Args:
+        archive: the archive on this machine.
+        target: the directory to unpack into, made if missing.
+        overwrite: unpack into a directory that already holds files, replacing the entries of
+            the same names and keeping the rest.
+        what: how messages name the archive (`"job NAME's model.tar.gz"`).
+        max_bytes: refuse an archive whose members declare more in all (None: no fixed cap).
+        max_members: refuse an archive with more members than this.
+        keep_free: bytes the target's disk keeps free after unpacking.
+
+    Returns:
+        `target`, absolute.
+
+    Raises:
+        DownloadError: the target is a file or holds files (without `overwrite`), a member or
+            bound refuses the archive, it is not a readable tar archive, or the disk cannot take
+            it; the message names the member and says what to do.
+
+    Example:
+        unpack(Path("model.tar.gz"), Path("model"), overwrite=False, what="model.tar.gz")
+    """
     bounds = Bounds(max_bytes, keep_free, max_members)
     target = Path(target).expanduser().absolute()
     check_target(target, overwrite)

@@ -8,14 +8,14 @@ stands for its jobs, in the grid's order), with the columns
     <metric>_last, <metric>_best (for each metric), created[, note]
 
 (`cost_usd`: a SageMaker job's billable seconds x instances x the instance's on-demand price, an
-estimate (backends/pricing.py); NaN where no price is known, and for the local backends.)
+estimate (backends/sagemaker/pricing.py); NaN where no price is known, and for the local backends.)
 
 Flat columns rather than a MultiIndex: they read as one header row in a notebook, and
 `df["accuracy_best"]` or `df.sort_values("loss_last")` need no tuples. A hyperparameter whose name
 is taken by one of these columns is `hp.<name>`. Hyperparameters are the script's arguments as
 recorded (strings); a column whose values all read as numbers holds numbers, so `lr` sorts as one.
 
-`best` is the max or the min over the job's rows, as metric_direction decides from the name
+`best` is the max or the min over the job's rows, as metrics/direction.py decides from the name
 (accuracy-like max, loss-like min, anything else min), overridden by `best={"metric": "max"}`.
 Sorted by `sort_by`: a metric name means its best value, best first; any column sorts as that
 column (a metric's columns best first, the others ascending); missing values go last. Default:
@@ -297,16 +297,68 @@ def _sort(frame: pandas.DataFrame, sort_by: str | None, metrics: list[str],
 
 def compare(jobs_or_names: Iterable[Job | str] | Job | str, sort_by: str | None = None,
             best: Mapping[str, str] | None = None, *, registry: Registry | None = None) -> pandas.DataFrame:
-    """One row per job: name, status, hyperparameters, billable and wall seconds, and the last
-    and the best value of each metric (see the module's doc), sorted by `sort_by`. Raises
-    CompareError for an unknown job name, sort key or `best` metric."""
+    """Several jobs side by side, one row each: which run was best.
+
+    Each job's log is read once, whole, for its best values. A job whose record, state or log
+    cannot be read is still listed (status "Unknown" when its state cannot be read) with a `note`
+    saying why. In a notebook the frame shows compact (the best row marked, the hyperparameters
+    that differ); its data is every column below.
+
+    Args:
+        jobs_or_names: a Job, a job's name, a Sweep or a sweep's name, or a list of them (a mix
+            is fine; a sweep stands for its jobs, in the grid's order; each job is listed once).
+        sort_by: a metric (its best value, best first) or any column (a metric's columns best
+            first, the others ascending); missing values go last. Default: the first metric's
+            best, else creation time, oldest first.
+        best: which way is better, per metric (`{"grad_norm": "max"}`), where the name does not
+            say it (accuracy-like names are max, loss-like and other names min).
+        registry: the job registry the names are looked up in (default: this user's).
+
+    Returns:
+        A pandas DataFrame with the columns `name`, `status`, one per hyperparameter (`hp.<name>`
+        where a fixed column has that name; numbers where every value reads as one),
+        `billable_s`, `duration_s`, `cost_usd` (an estimate; NaN without a known price),
+        `<metric>_last` and `<metric>_best` for each metric, `created`, and `note` when some job
+        could not be read.
+
+    Raises:
+        CompareError: no jobs were given, a name is no job or sweep in the registry, or
+            `sort_by` is no metric or column of these jobs.
+        MetricDirectionError: `best` is not {metric: "max" | "min"}, or names a metric none of
+            the jobs logged.
+
+    Example:
+        df = sm_magic.compare(["sweep-lr-0.01", "sweep-lr-0.05", job], sort_by="loss")
+        df[["name", "lr", "loss_best"]]
+    """
     return comparison(jobs_or_names, sort_by, best, registry=registry).frame
 
 
 def plot(jobs_or_names: Iterable[Job | str] | Job | str, metric: str, best: Mapping[str, str] | None = None, *,
          registry: Registry | None = None) -> bytes:
-    """`metric` of each job, one line a job, as PNG bytes (each line thinned to a few hundred
-    points, however many rows a job logged). CompareError if no job logged `metric`."""
+    """One metric of every job, one line a job, in one plot; `sm_magic.compare.plot`.
+
+    Each line is thinned to a few hundred points that keep spikes and dips, however many rows a
+    job logged; the axis label says which way is better. Past 12 jobs the legend gives way to a
+    title saying how many.
+
+    Args:
+        jobs_or_names: what `compare` takes: Jobs, job or sweep names, Sweeps, or a mix.
+        metric: the metric to draw, as the jobs log it (`"accuracy"`, `"eval_loss"`).
+        best: which way is better, per metric, as for `compare`.
+        registry: the job registry the names are looked up in (default: this user's).
+
+    Returns:
+        The plot as PNG bytes (matplotlib's Agg canvas: no display needed).
+
+    Raises:
+        CompareError: a name is no job or sweep in the registry, or no job logged `metric`
+            (the message lists the metrics they did log).
+
+    Example:
+        png = sm_magic.compare.plot(sweep, "accuracy")
+        IPython.display.Image(png)
+    """
     result = comparison(jobs_or_names, best=best, registry=registry)
     return result.png(result.metric(metric))
 
