@@ -19,7 +19,7 @@ from html.parser import HTMLParser
 import pytest
 
 import sm_magic
-from sm_magic.magic import magics as magic, sweep as magic_sweep
+from sm_magic.magic import follow
 from sm_magic.sweeps.compare import CompareError
 from sm_magic.jobs.job import Snapshot
 from sm_magic.backends.base import JobState
@@ -89,8 +89,7 @@ def notebook(monkeypatch):
     import IPython.display
 
     shown: list[Shown] = []
-    monkeypatch.setattr(magic, "_in_kernel", lambda shell: True)
-    monkeypatch.setattr(magic_sweep, "_in_kernel", lambda shell: True)
+    monkeypatch.setattr(follow, "in_kernel", lambda shell: True)
 
     def display(obj, display_id=None, **kw):
         if str(display_id).endswith("-companion"):  # the note under a live widget (widgets/companion.py)
@@ -212,7 +211,7 @@ def test_a_sweep_over_a_value_with_dollars_ends_with_its_summary_showing_the_val
             print(f"epoch {epoch}: " + json.dumps({"loss": 0.5 / (epoch + 1) + len(args.tag) / 100}), flush=True)
     """)
     sweep = sm_magic.sweep(body, grid={"tag": [DOLLARS, "plain"]}, name="dollars", max_parallel=2, backend="local")
-    magic_sweep.follow(ip, sweep)
+    follow.follow(ip, sweep)
     [cell] = notebook
     wait_until(lambda: cell.html is not None, 180, "the sweep's summary")
     page = Page(cell.html)
@@ -315,7 +314,7 @@ def test_a_sweep_whose_plot_cannot_be_drawn_still_ends_with_its_summary_and_the_
     monkeypatch.setattr(Figure, "savefig", broken)
     sweep = sm_magic.sweep(named_script("accuracy"), grid={"seed": ["1", "2"]}, name="unplotted", max_parallel=2,
                            backend="local")
-    magic_sweep.follow(ip, sweep)
+    follow.follow(ip, sweep)
     [cell] = notebook
     wait_until(lambda: cell.html is not None, 180, "the sweep's summary")
     assert "2 Completed" in cell.html and "data:image/png" not in cell.html

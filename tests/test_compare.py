@@ -268,7 +268,7 @@ def test_a_long_job_over_a_backend_is_plotted_from_its_whole_log():
 # -- %sagemaker_jobs --compare and sm-magic jobs --compare ------------------------------------------
 
 def test_the_magic_compares_named_jobs(ip, three, capsys, monkeypatch):
-    import sm_magic.magic.magics as magic
+    from sm_magic.magic import follow
 
     df = ip.run_line_magic("sagemaker_jobs", "--compare lr-small lr-mid lr-big --sort loss")
     assert isinstance(df, pd.DataFrame) and list(df["name"]) == ["lr-mid", "lr-small", "lr-big"]
@@ -276,8 +276,8 @@ def test_the_magic_compares_named_jobs(ip, three, capsys, monkeypatch):
     assert "The plot of loss across these jobs shows in a notebook" in capsys.readouterr().out
     # In a kernel, the plot of the chosen metric is displayed above the table.
     shown = []
-    monkeypatch.setattr(magic, "_in_kernel", lambda shell: True)
-    monkeypatch.setattr(magic, "_display", shown.append)
+    monkeypatch.setattr(follow, "in_kernel", lambda shell: True)
+    monkeypatch.setattr(follow, "display", shown.append)
     df = ip.run_line_magic("sagemaker_jobs", "--compare lr-small lr-mid --metric loss")
     assert list(df["name"]) == ["lr-mid", "lr-small"] and len(shown) == 1 and shown[0].data.startswith(PNG)
     assert shown[0].data == plot(["lr-small", "lr-mid"], "loss")

@@ -175,7 +175,7 @@ def test_simulated_interruption_through_the_magic_and_its_refusals(ip, capsys):
 @pytest.mark.jobs
 def test_the_forms_launch_button_starts_the_cells_job_with_the_edited_config(ip, sm_env, monkeypatch):
     shown = []
-    monkeypatch.setattr("sm_magic.magic.magics._display", shown.append)
+    monkeypatch.setattr("sm_magic.magic.follow.display", shown.append)
     ip.run_cell_magic("sagemaker_train", "--edit --name edited-1 -o edited -- --epochs 1 --lr 0.1", EPOCHS_SCRIPT)
     assert Registry().list() == []  # the form alone starts nothing
     [box] = shown

@@ -163,7 +163,7 @@ def test_the_forms_launch_button_plans_the_cells_request(ip, sm_env, monkeypatch
     """--edit: the Launch button launches the line's request with the edited config, through
     api.plan: a refusal shows in the form, and nothing is started."""
     shown = []
-    monkeypatch.setattr("sm_magic.magic.magics._display", shown.append)
+    monkeypatch.setattr("sm_magic.magic.follow.display", shown.append)
     planned = []
     plan = api.plan
     monkeypatch.setattr(api, "plan", lambda request, **k: planned.append(request) or plan(request, **k))

@@ -431,13 +431,13 @@ def test_at_the_end_the_widget_is_replaced_by_a_static_summary(sim, monkeypatch)
 def test_follow_shows_the_widget_in_a_kernel(sim, monkeypatch):
     import IPython.display
 
-    from sm_magic.magic import sweep as magic_sweep
+    from sm_magic.magic import follow
 
     shown = []
-    monkeypatch.setattr(magic_sweep, "_in_kernel", lambda shell: True)
+    monkeypatch.setattr(follow, "in_kernel", lambda shell: True)
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj) or None)
     sweep = _sweep(sim).start()
-    magic_sweep.follow(None, sweep)
+    follow.follow(None, sweep)
     # The widget, then its companion (the note shown in its place once the kernel is gone).
     assert len(shown) == 2 and "sm-magic-sweep" in shown[0]._dom_classes
     assert "Disconnected from the kernel" in shown[1]["text/html"]

@@ -1,4 +1,5 @@
-"""IPython glue: parse the magic's line, call the core, show progress.
+"""The Magics class: each magic parses its line and calls the core, then shows what came of it
+through follow.py (a Job or a Sweep), edit.py (the config form) or listing.py (the jobs table).
 
 Every error sm_magic raises for the user (errors.SmMagicError) becomes IPython's UsageError in
 one place, `_one_line_errors` (the message alone, no traceback); a failed job keeps its own
@@ -9,9 +10,6 @@ one-line display (JobFailedError). Everything after ` -- ` on the
 from __future__ import annotations
 
 import functools
-import os
-import queue
-from dataclasses import replace
 from pathlib import Path
 
 from IPython.core.error import UsageError
@@ -23,16 +21,14 @@ from IPython.utils.process import arg_split
 from ..plan import planner as api, train_line
 from ..bundle import includes
 from ..bundle.build import check_source
-from ..config.model import ConfigError, TrainConfig
 from ..config.files import accelerate_default_config_path
 from ..config.resolve import resolve_config
 from ..errors import SmMagicError
 from ..jobs.job import Job, JobFailedError
-from ..jobs.monitor import get_monitor
-from ..plan.request import ConfigSource, LaunchRequest, NotebookContext
-from ..widgets.text import StreamPrinter, TerminalLines
-
-WIDGET_INTERVAL = 1.0  # seconds between a display's updates: at most one message per child per second
+from ..plan.request import NotebookContext
+from ..sweeps.sweep import Sweep, attach
+from . import edit, follow, listing
+from .sweep import sweep_cell
 
 
 def _one_line_errors(magic):
@@ -50,11 +46,6 @@ def _one_line_errors(magic):
             raise UsageError(str(e)) from None
 
     return run
-
-
-def _in_kernel(shell) -> bool:
-    # Only a kernel has a frontend that renders widgets and replaces a display in place.
-    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 @magics_class
@@ -80,8 +71,6 @@ class SageMakerMagics(Magics):
         notebook = NotebookContext(tagged_cells=self.included_cells.as_dict(), names=_notebook_names(self._shell))
         request, flags = train_line.parse(line, cell or "", notebook)
         if flags.sweep:
-            from .sweep import sweep_cell
-
             return sweep_cell(self._shell, request, flags)
         if flags.dry_run:
             print(api.dry_run_request(request))
@@ -89,42 +78,12 @@ class SageMakerMagics(Magics):
         if flags.edit:
             if request.code.cell is not None and (request.code.cell.strip() or not request.code.git_repo):
                 check_source(request.code.cell)
-            self._edit_then_launch(request, flags)
+            edit.edit_then_launch(self._shell, request, flags.out)
             return None
         job = api.launch_request(request)
         if flags.out:
             self._shell.user_ns[flags.out] = job
-        if flags.wait:
-            return _shown(self._shell, _wait(self._shell, job))
-        _follow(self._shell, job)
-        return _shown(self._shell, job)
-
-    def _edit_then_launch(self, request: LaunchRequest, flags: train_line.MagicFlags) -> None:
-        """The form, with a Launch button that launches the cell's request with the edited config
-        (which started from the line's --config and instance flags), through the same api.plan."""
-        import ipywidgets as w
-
-        from ..widgets.form import ConfigForm
-        from ..widgets.progress import ProgressWidget, summary_html
-
-        given = request.config.given
-        path = Path(given) if isinstance(given, (str, os.PathLike)) else accelerate_default_config_path()
-
-        def launch(edited: TrainConfig) -> None:
-            job = api.launch_request(replace(request, config=ConfigSource(edited)))
-            if flags.out:
-                self._shell.user_ns[flags.out] = job
-
-            def done(snap):
-                form.output.children = (w.HTML(summary_html(snap)),)
-                progress.close()
-
-            progress = ProgressWidget(job, on_done=done)
-            form.output.children = (progress.box,)
-            get_monitor().watch(job, progress.update, min_interval=WIDGET_INTERVAL)
-
-        form = ConfigForm(_form_config(path, request.config.overrides), path, on_launch=launch)
-        _display(form.box)
+        return follow.show(self._shell, job, flags.wait)
 
     @magic_arguments()
     @argument("tags", nargs="+", metavar="TAG", help="the tag(s) a `%%%%sagemaker_train --include TAG` line names")
@@ -154,10 +113,7 @@ class SageMakerMagics(Magics):
         """Print the effective launch config, or edit and save it with `--edit`."""
         opts = self.sagemaker_config.parser.parse_args(arg_split(line, posix=True))
         if opts.edit:
-            from ..widgets.form import ConfigForm
-
-            path = Path(opts.config) if opts.config else accelerate_default_config_path()
-            _display(ConfigForm(_form_config(path, {}), path).box)
+            edit.edit_config(Path(opts.config) if opts.config else accelerate_default_config_path())
             return
         cfg = resolve_config(config_file=opts.config)
         print(f"# backend: {cfg.backend}")
@@ -176,62 +132,21 @@ class SageMakerMagics(Magics):
     def sagemaker_jobs(self, line: str = ""):
         """The known jobs, newest first, with their current status, duration and final metrics (a
         DataFrame); with `--compare NAME ...`, those jobs side by side and a plot of one metric."""
-        import pandas as pd
-
-        from ..display.table_text import clock
-        from ..jobs.final_metrics import compact
-
         opts = self.sagemaker_jobs.parser.parse_args(arg_split(line, posix=True))
         if opts.compare is not None:
-            return self._compare_jobs(opts)
+            if not opts.compare:
+                raise UsageError("%sagemaker_jobs --compare NAME [NAME ...]: name the jobs to compare "
+                                 "(`%sagemaker_jobs` lists them)")
+            if opts.limit is not None:
+                raise UsageError(f"%sagemaker_jobs --compare takes job names only; {opts.limit!r} came before "
+                                 "--compare (N limits the listing)")
+            return listing.compare_jobs(self._shell, opts.compare, opts.sort, opts.metric)
         if opts.sort or opts.metric:
             raise UsageError("%sagemaker_jobs: --sort and --metric go with --compare NAME [NAME ...]")
         if opts.limit is not None and not (opts.limit.isdecimal() and int(opts.limit) > 0):
             raise UsageError(f"%sagemaker_jobs [N]: N is how many of the newest jobs to list, a whole number of 1 "
                              f"or more; got {opts.limit!r}")
-        found = api.list_jobs(limit=int(opts.limit) if opts.limit is not None else None)
-        rows = [{"name": row.record.name, "backend": row.record.backend, "status": row.status,
-                 "instance": f"{row.record.instance_type} x{row.record.instance_count}",
-                 "created": pd.Timestamp(row.record.created, unit="s").floor("s"),
-                 "duration": clock(row.duration) if row.duration is not None else "",
-                 "cost_usd": row.cost,
-                 "metrics": compact(row.metrics),
-                 "hyperparameters": " ".join(f"{k}={v}" for k, v in row.record.hyperparameters.items()),
-                 "sweep": row.sweep, "note": row.note}
-                for row in found]
-        columns = ["name", "backend", "status", "instance", "created", "duration", "metrics", "hyperparameters"]
-        if any(row.cost is not None for row in found):  # a column only where a price is known (SageMaker)
-            columns.insert(columns.index("duration") + 1, "cost_usd")
-        if any(row.sweep for row in found):  # a column only when some job is a sweep's
-            columns.append("sweep")
-        if any(row.note for row in found):  # a column only when some job has something wrong
-            columns.append("note")
-        from ..display.table_view import jobs_frame
-
-        return jobs_frame(pd.DataFrame(rows, columns=columns))  # shown compact in a notebook, all columns a click away
-
-    def _compare_jobs(self, opts):
-        """`%sagemaker_jobs --compare NAME ...`: the plot is shown (in a notebook), the table is
-        the cell's value (so `df = _` keeps it)."""
-        from ..sweeps.compare import comparison
-
-        if not opts.compare:
-            raise UsageError("%sagemaker_jobs --compare NAME [NAME ...]: name the jobs to compare "
-                             "(`%sagemaker_jobs` lists them)")
-        if opts.limit is not None:
-            raise UsageError(f"%sagemaker_jobs --compare takes job names only; {opts.limit!r} came before --compare "
-                             "(N limits the listing)")
-        result = comparison(opts.compare, sort_by=opts.sort)
-        metric = result.metric(opts.metric)
-        if metric is not None:
-            if _in_kernel(self._shell):
-                from IPython.display import Image
-
-                _display(Image(data=result.png(metric), format="png"))
-            else:
-                print(f"(The plot of {metric} across these jobs shows in a notebook; "
-                      f"sm_magic.compare.plot(names, {metric!r}) returns it as PNG bytes.)")
-        return result.frame
+        return listing.jobs_table(int(opts.limit) if opts.limit is not None else None)
 
     @magic_arguments()
     @argument("name", help="job name")
@@ -242,7 +157,7 @@ class SageMakerMagics(Magics):
     def sagemaker_logs(self, line: str):
         """Print a job's log."""
         opts = self.sagemaker_logs.parser.parse_args(arg_split(line, posix=True))
-        print(_attach(opts.name).logs(tail=opts.tail, full=opts.full))
+        print(api.attach(opts.name).logs(tail=opts.tail, full=opts.full))
 
     @magic_arguments()
     @argument("name", help="job or sweep name")
@@ -257,27 +172,14 @@ class SageMakerMagics(Magics):
         print(stop_named(opts.name))
 
     @magic_arguments()
-    @argument("name", help="job name")
-    @argument("--wait", action="store_true", help="block until the job ends")
+    @argument("name", help="job or sweep name")
+    @argument("--wait", action="store_true", help="block until the job (or every job of the sweep) ends")
     @line_magic
     @_one_line_errors
     def sagemaker_attach(self, line: str):
         """Show a job launched earlier (by this or another kernel) and follow it live; NAME may be a sweep's."""
         opts = self.sagemaker_attach.parser.parse_args(arg_split(line, posix=True))
-        from .sweep import attached_sweep
-
-        sweep = attached_sweep(self._shell, opts.name, opts.wait)
-        if sweep is not None:
-            return sweep
-        job = _attach(opts.name)
-        if opts.wait:
-            return _shown(self._shell, _wait(self._shell, job))
-        _follow(self._shell, job)
-        return _shown(self._shell, job)
-
-
-def _attach(name: str) -> Job:
-    return api.attach(name)
+        return follow.show(self._shell, attach(opts.name), opts.wait)
 
 
 def _notebook_names(shell) -> includes.NamespaceNames:
@@ -293,88 +195,16 @@ def _cell_id(shell):
         return None
 
 
-def _form_config(path: Path, overrides: dict) -> TrainConfig:
-    """What the form starts from: the file when it exists (a new file starts from defaults),
-    with the line's instance flags over it."""
-    try:
-        return resolve_config(config_file=path if path.is_file() else None, overrides=overrides,
-                              use_accelerate_default=False)
-    except ConfigError as e:
-        # A LOCAL_MACHINE accelerate config lands here too: saving over it would destroy it.
-        raise UsageError(f"{e}\n(The form edits {path}; fix or move that file, or pass --config NEW.yaml.)") from None
-
-
-def _display(widget) -> None:
-    from IPython.display import display
-
-    display(widget)
-
-
-def _wait(shell, job: Job) -> Job:
-    """Block until the job ends: the SDK-style text stream, and the progress widget in a kernel.
-    Snapshots come from the monitor thread through a queue, so all output is made here."""
-    widget = None
-    if _in_kernel(shell):
-        from ..widgets.progress import show_progress
-
-        widget = show_progress(job)
-    printer = StreamPrinter()
-    snapshots: queue.Queue = queue.Queue()
-    watch = get_monitor().watch(job, snapshots.put, min_interval=WIDGET_INTERVAL)
-    try:
-        while True:
-            snap = snapshots.get()
-            printer(snap)
-            if widget is not None:
-                widget.update(snap)
-            if snap.state.done:
-                break
-    except KeyboardInterrupt:
-        # Only this cell stops waiting; the widget goes on following the job.
-        watch.callback = widget.update if widget is not None else (lambda snap: None)
-        print(f"\nStopped waiting; {job.name} keeps running. `%sagemaker_stop {job.name}` ends it.")
-        return job
-    if snap.state.status == "Failed":
-        raise JobFailedError(job, snap.state.failure_reason or "no reason given")
-    return job
-
-
-def _shown(shell, job: Job) -> Job:
-    """The cell's value: the Job (for `job = _`), showing nothing more where a widget shows it."""
-    return job.shown_in(shell.execution_count) if _in_kernel(shell) else job
-
-
-def _display_job(job: Job) -> bool:
-    """Job.display_hook: `job` as a cell's value in a kernel follows it with a progress view
-    (the summary once it has ended)."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    if shell is None or not _in_kernel(shell):
-        return False
-    _follow(shell, job)
-    return True
-
-
-def _follow(shell, job: Job) -> None:
-    """Follow a job without blocking: the progress widget in a kernel, text lines in a terminal."""
-    if _in_kernel(shell):
-        from ..widgets.progress import show_progress
-
-        get_monitor().watch(job, show_progress(job).update, min_interval=WIDGET_INTERVAL)
-    else:
-        print(f"{job.name} is running on the {job.backend} backend; its progress follows as lines "
-              f"(`%sagemaker_attach {job.name} --wait` blocks until it ends).")
-        get_monitor().watch(job, TerminalLines(), min_interval=WIDGET_INTERVAL)
-
-
 # `%%sagemaker_train?` shows the flags, from the one grammar the magic parses with.
 SageMakerMagics.sagemaker_train.__doc__ = train_line.help_text()
 
 
 def load_ipython_extension(ipython) -> None:
-    from .sweep import install
+    """Register the magics, and follow a Job or a Sweep shown as a cell's value.
 
+    Args:
+        ipython: the InteractiveShell `%load_ext sm_magic` runs in.
+    """
     ipython.register_magics(SageMakerMagics)
-    Job.display_hook = _display_job
-    install()  # Sweep.display_hook
+    Job.display_hook = follow.display_hook
+    Sweep.display_hook = follow.display_hook
