@@ -29,6 +29,7 @@ import yaml
 from IPython.core.error import UsageError
 
 import sm_magic
+from sm_magic.jobs import lookup
 from sm_magic.plan import planner as api
 from sm_magic.config.model import TrainConfig
 from sm_magic.container.failure import MAX_REASON
@@ -82,7 +83,7 @@ def test_jobs_limit_beyond_any_count_is_a_usage_error_not_an_overflow(sm_env):
     err = one_line_error(cli("jobs", "--limit", "99999999999999999999"))
     assert "--limit" in err and "at most" in err
     # The Python API answers every job for a limit past the registry's integers.
-    assert api.list_jobs(limit=99999999999999999999) == []
+    assert lookup.list_jobs(limit=99999999999999999999) == []
 
 
 def test_logs_tail_beyond_any_log_is_a_usage_error(sm_env):
@@ -101,8 +102,8 @@ def test_a_name_of_undecodable_bytes_is_one_line_not_a_unicode_error(sm_env, com
 def test_the_registry_finds_no_job_of_an_undecodable_name(sm_env):
     name = os.fsdecode(b"\xff\xfe")
     assert Registry().get(name) is None
-    with pytest.raises(sm_magic.LaunchError, match="no job named"):
-        api.attach(name)
+    with pytest.raises(lookup.AttachError, match="no job named"):
+        lookup.attach_job(name)
     with pytest.raises(sm_magic.LaunchError, match="no job or sweep named"):
         sm_magic.attach(name)   # the public attach looks for a sweep of that name too
 

@@ -13,7 +13,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.plan import planner as api
+from sm_magic.jobs import lookup
 from sm_magic.jobs import final_metrics
 from sm_magic.backends.base import BackendError, JobState, Transition
 from sm_magic.cli.main import main as cli
@@ -349,7 +349,7 @@ def test_a_job_seen_ending_records_its_final_metrics_and_later_listings_read_no_
               registry_status="InProgress")
     # Ended before sm_magic recorded final metrics: it shows none, and its log is not read.
     _recorded(sm_env, "ended-before", _epochs([0.9]), created=T0 - 100)
-    rows = {row.record.name: row for row in api.list_jobs()}
+    rows = {row.record.name: row for row in lookup.list_jobs()}
     assert rows["ended-since"].status == "Completed" and rows["ended-since"].metrics == {"accuracy": 0.75, "loss": 0.25}
     assert rows["ended-since"].duration == 70
     assert rows["ended-before"].metrics == {} and rows["ended-before"].duration is None
@@ -384,7 +384,7 @@ def test_a_running_job_is_listed_with_its_time_so_far_and_no_metrics(sm_env, mon
     _recorded(sm_env, "running", _epochs([0.5]), status="InProgress", created=time.time() - 125)
     with monkeypatch.context() as patched:  # only while listing: the teardown's end_jobs must see it has no runner
         patched.setattr(LocalBackend, "_runner_alive", lambda self, name, files, state: True)  # no runner to prove
-        (row,) = api.list_jobs()
+        (row,) = lookup.list_jobs()
     assert row.status == "InProgress" and row.metrics == {} and 124 <= row.duration <= 140
 
 

@@ -191,7 +191,7 @@ def test_concurrent_readers_never_see_a_torn_state_or_a_status_going_back(sm_env
         # Waiting reads the state files, not Job handles: the attach thread stays the only one that
         # writes statuses into the registry (each handle's refresh records what it read), so the
         # registry's order is the order that thread read them in. Two handles refreshing at once
-        # can record a stale InProgress after Completed (api._job's record_status has no ordering).
+        # can record a stale InProgress after Completed (jobs.lookup.job_handle's record_status has no ordering).
         wait_until(lambda: all(json.loads((jobs_dir / n / "state.json").read_text())["status"] == "Completed"
                                 for n in names), 90, "every job to complete")
         # Let the readers see the final states too.

@@ -58,7 +58,7 @@ def test_a_registry_locked_past_the_wait_starts_nothing_and_keeps_the_name_free(
     # The name was never taken: the same launch works once the registry is free.
     job = sm_magic.launch(EPOCHS_SCRIPT, name="locked-out", backend="local", wait=True)
     assert job.status == "Completed"
-    assert [r.record.name for r in sm_magic.plan.planner.list_jobs()] == ["locked-out"]
+    assert [r.record.name for r in sm_magic.jobs.lookup.list_jobs()] == ["locked-out"]
 
 
 @pytest.mark.jobs

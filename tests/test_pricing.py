@@ -193,7 +193,7 @@ def test_a_launch_shows_its_worst_case_max_cost_refuses_one_above_it_and_the_job
     assert f"Cost: about $0.14 (an estimate: AWS Price List API, {today})" in out.getvalue()
 
     # The listings: the registry keeps the ended job's cost, so they read no log and ask no API.
-    from sm_magic.plan.planner import list_jobs
+    from sm_magic.jobs.lookup import list_jobs
     from sm_magic.cli.main import main as sm_magic_cli
 
     assert [row.cost for row in list_jobs() if row.record.name == "costly-2"] == [pytest.approx(0.1379, abs=1e-4)]

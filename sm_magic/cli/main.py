@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from ..plan.planner import attach, list_jobs
+from ..jobs.lookup import attach_job, list_jobs
 from ..backends.sagemaker.pricing import money
 from ..backends import BACKEND_NAMES
 from ..errors import RUNTIME_EXIT, USAGE_EXIT, SmMagicError, UsageProblem
@@ -149,7 +149,7 @@ def _compare(opts) -> int:
 
 
 def _logs(opts) -> int:
-    print(attach(opts.name).logs(tail=opts.tail, raw=opts.raw, full=opts.full))
+    print(attach_job(opts.name).logs(tail=opts.tail, raw=opts.raw, full=opts.full))
     return 0
 
 

@@ -2,7 +2,7 @@
 kept in its registry record, so `%sagemaker_jobs` and `sm-magic jobs` show it without reading logs.
 
 Listing must stay cheap however many jobs ended: a terminal job's status comes from its record, and
-so does this. It is recorded once, by the Job handle that sees the job end (api._job's status
+so does this. It is recorded once, by the Job handle that sees the job end (jobs.lookup.job_handle's status
 hook: the handle has read most of the log by then, for its progress view); a job that ended before
 sm_magic recorded these shows none.
 """

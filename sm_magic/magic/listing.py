@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import follow
-from ..plan import planner as api
+from ..jobs.lookup import list_jobs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +29,7 @@ def jobs_table(limit: int | None = None) -> pd.DataFrame:
     from ..display.table_view import jobs_frame
     from ..jobs.final_metrics import compact
 
-    found = api.list_jobs(limit=limit)
+    found = list_jobs(limit=limit)
     rows = [{"name": row.record.name, "backend": row.record.backend, "status": row.status,
              "instance": f"{row.record.instance_type} x{row.record.instance_count}",
              "created": pd.Timestamp(row.record.created, unit="s").floor("s"),

@@ -125,7 +125,7 @@ def _takes(given) -> str:
 def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
     """Each job's state and metric rows (its whole log is read once, for the best values).
     Every name is looked up before any log is read: an unknown one is an error at once."""
-    from ..plan.planner import _one_line, attach
+    from ..jobs.lookup import attach_job, one_line
     from ..jobs.registry import Registry
 
     registry = registry or Registry()
@@ -141,10 +141,10 @@ def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
             run.created, run.hyperparameters = record.created, dict(record.hyperparameters)
             run.note = record.extra.get("unreadable", "")
         try:
-            job: Job = attach(item, registry) if isinstance(item, str) else item
+            job: Job = attach_job(item, registry) if isinstance(item, str) else item
             state = job.describe()
         except Exception as e:  # noqa: BLE001 - whatever broke this job must not hide the others
-            run.note = "; ".join(filter(None, [run.note, _one_line(e)]))
+            run.note = "; ".join(filter(None, [run.note, one_line(e)]))
             runs.append(run)
             continue
         run.status, run.created = state.status, state.creation_time or run.created
@@ -154,7 +154,7 @@ def _gather(jobs_or_names, registry: Registry | None) -> list[_Run]:
         try:
             run.rows = job.metric_rows()
         except Exception as e:  # noqa: BLE001 - its status still says something
-            run.note = "; ".join(filter(None, [run.note, f"its metrics could not be read: {_one_line(e)}"]))
+            run.note = "; ".join(filter(None, [run.note, f"its metrics could not be read: {one_line(e)}"]))
         runs.append(run)
     return runs
 

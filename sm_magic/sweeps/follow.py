@@ -95,7 +95,7 @@ class FollowsRecord:
                 self._settle_unlaunched(row)
 
     def _take_up(self, point: Point) -> None:
-        from ..plan.planner import attach as attach_job
+        from ..jobs.lookup import attach_job
 
         try:
             job = attach_job(point.name, self.registry)

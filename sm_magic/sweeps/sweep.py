@@ -480,7 +480,7 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
     that process ended or died without launching them. A sweep recorded before sweeps had their
     own record is made from its jobs' records alone (its points without a job Cancelled). None
     when the registry knows no sweep of that name, or when `name` is a job's."""
-    from ..plan.planner import attach
+    from ..jobs.lookup import attach_job
     from ..jobs.registry import Registry
 
     registry = registry or Registry()
@@ -513,7 +513,7 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
     for p in entries:
         record = by_index.get(p.index)
         if record is not None and record.name == p.name and p.index != launching:
-            p.state, p.job = STARTED, attach(record.name, registry)
+            p.state, p.job = STARTED, attach_job(record.name, registry)
     sweep = Sweep(name, grid, entries, max_parallel=parallel, backend=backend, registry=registry, row=row)
     if row is not None:
         sweep._settle_unlaunched(row)
@@ -540,7 +540,7 @@ def _sweep_info(extra: dict) -> dict:
 
 def attach(name: str, registry: Registry | None = None) -> Job | Sweep:
     """`sm_magic.attach(name)`: the Job called `name`, or the Sweep of that name."""
-    from ..plan.planner import attach as attach_job
+    from ..jobs.lookup import attach_job
     from ..jobs.registry import Registry
 
     registry = registry or Registry()
