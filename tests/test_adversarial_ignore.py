@@ -20,7 +20,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from sm_magic.plan import planner as api
-from sm_magic.bundle.build import BundleError, build_bundle
+from sm_magic.bundle.build import BundleCode, BundleError, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.jobs.registry import Registry
 from sm_magic.bundle.smignore import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, IgnoreRules
@@ -198,7 +198,7 @@ def test_an_smignore_at_every_bound_exports_in_time_with_nothing_on_stderr(sm_en
 def test_a_file_name_that_is_not_utf8_is_still_matched(sm_env):
     tree = _tree(sm_env / "code", "*.bin\n", "train.py")
     (tree / os.fsdecode(b"\xff\xfe.bin")).write_text("x\n")
-    bundle = build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+    bundle = build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
     assert not [p for p in bundle.path.iterdir() if p.name.endswith(".bin")]
 
 
@@ -207,7 +207,7 @@ def test_a_file_name_with_a_newline_under_an_ignored_directory_is_left_out(sm_en
     (tree / "cache").mkdir()
     (tree / "cache" / "a\nb").write_text("x\n")
     (tree / "x\n.log").write_text("x\n")
-    bundle = build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+    bundle = build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
     assert list((bundle.path / "cache").iterdir()) == []
     assert not (bundle.path / "x\n.log").exists()
 

@@ -14,8 +14,12 @@ import yaml
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 
 import sm_magic.container.entry as sm_entry_module
-from sm_magic.bundle.build import ENTRY_COMMAND, BundleError, build_bundle, check_source, hyperparameters_from_args
+from sm_magic.bundle.build import BundleCode, BundleError, ENTRY_COMMAND, JobSpec, build_bundle, check_source, hyperparameters_from_args
 from sm_magic.config.model import TrainConfig
+from sm_magic.plan import software as plan_software
+from sm_magic.plan.checks import LaunchError
+from sm_magic.plan.planner import plan
+from sm_magic.plan.request import LaunchRequest
 from sm_magic.container.entry import launch_command
 
 # Arguments as a user types them after the magic: a store_true flag, --k=v, a negative number,
@@ -39,6 +43,15 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def sm_home(tmp_path, monkeypatch):
+    """The working directory (where the local backend's jobs would go), empty."""
+    home = tmp_path / "work"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    return home
 
 
 @pytest.fixture
@@ -66,7 +79,7 @@ def launcher_part(cmd):
 def test_bundle_layout_and_train_py_verbatim(out_dir):
     source = "# the cell\nimport os\n\nprint('héllo', os.getcwd())  \n\n\n"
     dest = out_dir / "job"
-    bundle = build_bundle(source, TrainConfig(), ["--epochs", "3"], name="job-1", dest=dest)
+    bundle = build_bundle(BundleCode(source), JobSpec(TrainConfig(), ["--epochs", "3"], name="job-1"), dest=dest)
     assert bundle.path == dest
     assert bundle.name == "job-1"
     assert sorted(p.name for p in dest.iterdir()) == [
@@ -81,13 +94,13 @@ def test_bundle_layout_and_train_py_verbatim(out_dir):
 
 
 def test_sm_entry_is_the_packaged_entry_verbatim(out_dir):
-    bundle = build_bundle("print(1)\n", TrainConfig(), [], name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(TrainConfig(), [], name="j"), dest=out_dir / "b")
     assert (bundle.path / "sm_entry.py").read_bytes() == Path(sm_entry_module.__file__).read_bytes()
 
 
 def test_sm_launch_json_records_script_args_and_distribution(out_dir):
     cfg = TrainConfig(distributed_type="DATA_PARALLEL", mixed_precision="bf16", use_cpu=True)
-    bundle = build_bundle("print(1)\n", cfg, TRICKY_ARGS, name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(cfg, TRICKY_ARGS, name="j"), dest=out_dir / "b")
     spec = json.loads((bundle.path / "sm_launch.json").read_text(encoding="utf-8"))
     assert spec == {"script": "train.py", "args": TRICKY_ARGS, "distributed_type": "DATA_PARALLEL",
                     "mixed_precision": "bf16", "use_cpu": True, "checkpoint_dir": "/opt/ml/checkpoints"}
@@ -97,7 +110,7 @@ def test_sm_launch_json_records_script_args_and_distribution(out_dir):
 def test_requirements_pin_third_party_imports_and_skip_stdlib_and_image_packages(out_dir):
     source = ("import os, sys, json\nfrom collections import OrderedDict\nimport yaml\nimport torch\n"
               "from torch import nn\nimport accelerate\n\ndef f():\n    import subprocess\n")
-    bundle = build_bundle(source, TrainConfig(), [], name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode(source), JobSpec(TrainConfig(), [], name="j"), dest=out_dir / "b")
     lines = (bundle.path / "requirements.txt").read_text(encoding="utf-8").splitlines()
     assert lines == bundle.requirements
     assert lines[0] == f"accelerate=={md.version('accelerate')}"
@@ -120,14 +133,14 @@ def test_requirements_pin_third_party_imports_and_skip_stdlib_and_image_packages
 
 
 def test_requirements_of_a_stdlib_only_cell_are_just_accelerate(out_dir):
-    bundle = build_bundle("import math\nprint(math.pi)\n", TrainConfig(), [], name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode("import math\nprint(math.pi)\n"), JobSpec(TrainConfig(), [], name="j"), dest=out_dir / "b")
     assert (bundle.path / "requirements.txt").read_text() == f"accelerate=={md.version('accelerate')}\n"
 
 
 @pytest.mark.parametrize("distributed, accel_type", [("NO", "NO"), ("DATA_PARALLEL", "MULTI_GPU")])
 def test_accelerate_config_yaml_loads_with_accelerates_loader(out_dir, distributed, accel_type):
     cfg = TrainConfig(distributed_type=distributed, mixed_precision="fp16", gpu_ids="0,1")
-    bundle = build_bundle("print(1)\n", cfg, [], name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(cfg, [], name="j"), dest=out_dir / "b")
     path = bundle.path / "accelerate_config.yaml"
     loaded = load_config_from_file(str(path))
     assert isinstance(loaded, ClusterConfig)
@@ -140,22 +153,30 @@ def test_accelerate_config_yaml_loads_with_accelerates_loader(out_dir, distribut
 
 
 def test_bundle_records_hyperparameters_inputs_and_default_lists(out_dir):
-    bundle = build_bundle("print(1)\n", TrainConfig(), TRICKY_ARGS, name="j", dest=out_dir / "b",
-                          inputs={"train": "s3://bucket/train"})
+    job = JobSpec(TrainConfig(), TRICKY_ARGS, name="j", inputs={"train": "s3://bucket/train"})
+    bundle = build_bundle(BundleCode("print(1)\n"), job, dest=out_dir / "b")
     assert bundle.hyperparameters == hyperparameters_from_args(TRICKY_ARGS)
     assert bundle.inputs == {"train": "s3://bucket/train"}
     assert bundle.metric_definitions == []
 
 
-def test_model_parallel_is_refused_and_nothing_written(out_dir):
-    with pytest.raises(BundleError) as e:
-        build_bundle("print(1)\n", TrainConfig(distributed_type="MODEL_PARALLEL"), [], name="j",
-                     dest=out_dir / "b")
+def _planned(source, config=None, **keywords):
+    """The planner's checks of a launch (for export: no registry is asked), the plan closed."""
+    keywords = {"backend": "local", **keywords}
+    plan(LaunchRequest.from_keywords(source, config or TrainConfig(), **keywords), export=True).close()
+
+
+@pytest.mark.parametrize("backend", ["local", "sagemaker"])
+def test_model_parallel_is_refused_by_the_planner_before_the_image_is_chosen(backend, monkeypatch):
+    def chosen(*args, **kwargs):
+        raise AssertionError("the training image was chosen")
+    monkeypatch.setattr(plan_software, "choose", chosen)
+    with pytest.raises(LaunchError) as e:
+        _planned("print(1)\n", TrainConfig(distributed_type="MODEL_PARALLEL"), backend=backend)
     msg = str(e.value)
     assert "MODEL_PARALLEL" in msg
     assert "not supported" in msg
     assert "DATA_PARALLEL" in msg  # the fix
-    assert list(out_dir.iterdir()) == []
 
 
 
@@ -174,11 +195,9 @@ def test_a_refused_build_without_dest_leaves_no_temporary_directory(tmp_path, te
     (clashing / "sm_magic").mkdir(parents=True)
     (clashing / "train.py").write_text("print(1)\n")
     with pytest.raises(BundleError, match="has its own sm_magic"):  # the tree clashes with the bundle's own files
-        build_bundle(None, TrainConfig(), [], name="j", tree=clashing)
-    with pytest.raises(BundleError, match="syntax error"):
-        build_bundle("x = (\n", TrainConfig(), [], name="j")
-    with pytest.raises(BundleError, match="MODEL_PARALLEL"):
-        build_bundle("print(1)\n", TrainConfig(distributed_type="MODEL_PARALLEL"), [], name="j")
+        build_bundle(BundleCode(None, tree=clashing), JobSpec(TrainConfig(), [], name="j"))
+    with pytest.raises(BundleError, match="no entry script nope.py"):
+        build_bundle(BundleCode(None, tree=tmp_path, script="nope.py"), JobSpec(TrainConfig(), [], name="j"))
     assert list(temp_root.iterdir()) == []
 
     # A failure while writing, after the temporary directory was made: it is removed too.
@@ -187,10 +206,10 @@ def test_a_refused_build_without_dest_leaves_no_temporary_directory(tmp_path, te
     with monkeypatch.context() as m:
         m.setattr(shutil, "copyfile", fail)
         with pytest.raises(OSError, match="disk full"):
-            build_bundle("print(1)\n", TrainConfig(), [], name="j")
+            build_bundle(BundleCode("print(1)\n"), JobSpec(TrainConfig(), [], name="j"))
     assert list(temp_root.iterdir()) == []
 
-    bundle = build_bundle("print(1)\n", TrainConfig(), [], name="j")
+    bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(TrainConfig(), [], name="j"))
     assert bundle.path.parent.parent == temp_root and (bundle.path / "train.py").is_file()
     shutil.rmtree(bundle.path.parent)
 
@@ -208,11 +227,17 @@ def test_syntax_error_names_line_and_shows_it():
     assert "Nothing was written" in msg
 
 
-def test_syntax_error_in_build_bundle_writes_nothing(out_dir):
+def test_the_planner_refuses_a_syntax_error_before_anything_is_written(sm_home):
     with pytest.raises(BundleError) as e:
-        build_bundle("a = 1\nb = (2,\nc = 3 3\n", TrainConfig(), [], name="j", dest=out_dir / "b")
+        _planned("a = 1\nb = (2,\nc = 3 3\n")
     assert "line" in str(e.value)
-    assert list(out_dir.iterdir()) == []
+    assert list(sm_home.iterdir()) == []
+
+
+def test_the_planner_checks_a_code_trees_own_entry_script(tmp_path):
+    (tmp_path / "train.py").write_text("x = (\n")
+    with pytest.raises(BundleError, match="syntax error in the cell, line 1"):
+        _planned(None, tree=tmp_path)
 
 
 def test_indentation_error_names_line():
@@ -223,13 +248,13 @@ def test_indentation_error_names_line():
 
 
 @pytest.mark.parametrize("source", ["", "   \n\n", "# only a comment\n", "# one\n   # two\n\n"])
-def test_empty_or_comment_only_cell_is_refused(out_dir, source):
+def test_empty_or_comment_only_cell_is_refused(sm_home, source):
     with pytest.raises(BundleError) as e:
         check_source(source)
     assert "empty" in str(e.value)
-    with pytest.raises(BundleError):
-        build_bundle(source, TrainConfig(), [], name="j", dest=out_dir / "b")
-    assert list(out_dir.iterdir()) == []
+    with pytest.raises(BundleError, match="empty"):
+        _planned(source)
+    assert list(sm_home.iterdir()) == []
 
 
 def test_valid_cells_pass_check_source():
@@ -253,7 +278,7 @@ def test_hyperparameters_positional_and_trailing_flag():
 
 
 def test_launch_command_ends_with_args_exactly_as_typed(out_dir):
-    bundle = build_bundle(ARGV_SCRIPT, TrainConfig(), TRICKY_ARGS, name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode(ARGV_SCRIPT), JobSpec(TrainConfig(), TRICKY_ARGS, name="j"), dest=out_dir / "b")
     spec = json.loads((bundle.path / "sm_launch.json").read_text(encoding="utf-8"))
     env = {"SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1", "SM_NUM_GPUS": "0"}
     cmd, _notes = launch_command(spec, env, str(bundle.path))
@@ -267,7 +292,7 @@ def test_launch_command_ends_with_args_exactly_as_typed(out_dir):
 @pytest.mark.jobs
 def test_entry_runs_script_with_args_exactly_as_typed_and_no_shell(tmp_path, out_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    bundle = build_bundle(ARGV_SCRIPT, TrainConfig(), TRICKY_ARGS, name="j", dest=out_dir / "b")
+    bundle = build_bundle(BundleCode(ARGV_SCRIPT), JobSpec(TrainConfig(), TRICKY_ARGS, name="j"), dest=out_dir / "b")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path / "home"),

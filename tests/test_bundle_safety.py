@@ -14,7 +14,7 @@ import pytest
 import sm_magic
 from sm_magic.plan import planner as api
 from sm_magic.plan.planner import LaunchError
-from sm_magic.bundle.build import BundleError, build_bundle
+from sm_magic.bundle.build import BundleCode, BundleError, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.cli.export import ExportError, export_notebook, launch_bundle
 from sm_magic.config.credentials import credentials_in_text, find_credentials
@@ -188,7 +188,7 @@ def test_broken_links_link_loops_and_fifos_are_refused_naming_each_without_hangi
     # What .smignore names is not looked at: the same tree then builds.
     (tree / ".smignore").write_text("sub/\nold\n")
     with _deadline(20):
-        bundle = build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+        bundle = build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
     assert _files(bundle.path) >= {"helper.py", "train.py"} and not (bundle.path / "sub").exists()
     assert not (bundle.path / ".smignore").exists()
 
@@ -283,7 +283,7 @@ def test_smignore_leaves_out_what_it_names_in_gitignore_syntax(sm_env, tmp_dir):
     (tree / ".smignore").write_text("# comment\n\ndata/\n*.ckpt\n!keep.ckpt\n/top.txt\n**/scratch/**\n"
                                     "notes/*\n!notes/keep.md\n\\#hash.py\n")
 
-    bundle = build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+    bundle = build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
 
     assert {f for f in _files(bundle.path) if f in names} == {
         "helper.py", "keep.ckpt", "src/top.txt", "a/d.txt", "notes/keep.md"}
@@ -327,12 +327,12 @@ def test_a_file_with_a_private_key_is_refused_until_smignore_names_it(sm_env, tm
     (tree / "helper.py").write_text("WORD = 'x'\n")
     (tree / "conf" / "deploy.py").write_text(f'"""deploy"""\n\nKEY = """{PRIVATE_KEY}"""\n')
     with pytest.raises(BundleError, match=r"conf/deploy\.py line 3: a private key") as e:
-        build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+        build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
     assert "b3BlbnNzaC1rZXkt" not in str(e.value)
     assert not (sm_env / "b").exists() and list(sm_env.glob(".b.staging-*")) == []
 
     (tree / ".smignore").write_text("conf/deploy.py\n")
-    bundle = build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+    bundle = build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
     assert not (bundle.path / "conf" / "deploy.py").exists()
 
 
@@ -343,7 +343,7 @@ def test_a_token_in_the_requirements_is_refused_once(sm_env, tmp_dir):
     (tree / "helper.py").write_text("WORD = 'x'\n")
     (tree / "requirements.txt").write_text(f"tqdm\nprivate @ git+https://{token}@github.com/org/private.git\n")
     with pytest.raises(BundleError) as e:
-        build_bundle(CELL, TrainConfig(), [], name="j", dest=sm_env / "b", tree=tree)
+        build_bundle(BundleCode(CELL, tree=tree), JobSpec(TrainConfig(), [], name="j"), dest=sm_env / "b")
     message = str(e.value)
     assert message.count("requirements.txt line 2: a GitHub token") == 1 and token not in message
     assert not (sm_env / "b").exists()
@@ -379,8 +379,8 @@ def test_ordinary_code_is_not_taken_for_credentials(text):
 
 
 def test_the_bundles_own_files_hold_no_credentials(sm_env, tmp_path):
-    bundle = build_bundle("import math\nprint(math.pi)\n", TrainConfig(), ["--token-file", "t"], name="j",
-                          dest=tmp_path / "b")
+    bundle = build_bundle(BundleCode("import math\nprint(math.pi)\n"),
+                          JobSpec(TrainConfig(), ["--token-file", "t"], name="j"), dest=tmp_path / "b")
     assert find_credentials(bundle.path) == []
     spec = json.loads((bundle.path / "sm_launch.json").read_text())
     assert spec["script"] == "train.py"

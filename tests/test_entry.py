@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from sm_magic.bundle.build import build_bundle
+from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.container.entry import launch_command, launch_env
 
@@ -21,7 +21,7 @@ from helpers.jobscripts import script, wait_until
 
 def run_entry(tmp_path, source, args=(), **config):
     """Build a bundle and start its entry command with a one-host container environment."""
-    bundle = build_bundle(source, TrainConfig(**config), list(args), name="entry", dest=tmp_path / "bundle")
+    bundle = build_bundle(BundleCode(source), JobSpec(TrainConfig(**config), list(args), name="entry"), dest=tmp_path / "bundle")
     out = tmp_path / "output"
     out.mkdir()
     env = {**os.environ, "SM_HOSTS": '["algo-1"]', "SM_CURRENT_HOST": "algo-1", "SM_NUM_GPUS": "0",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import sm_magic
+import sm_magic.jobs.lookup
 import sm_magic.jobs.registry
 from sm_magic.plan.planner import LaunchError
 from sm_magic.cli.main import main as cli

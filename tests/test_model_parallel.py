@@ -17,7 +17,7 @@ import sm_magic
 from helpers.aws_moto import ROLE_NAME
 from sm_magic.software import requirements as reqs
 from sm_magic.backends import BackendError
-from sm_magic.bundle.build import build_bundle
+from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.jobs.registry import Registry
 from sm_magic.container.entry import launch_command
@@ -37,7 +37,7 @@ def accelerate_args(bundle, host="algo-2", gpus=8):
 
 
 def test_fsdp_options_reach_accelerates_launcher(tmp_path):
-    bundle = build_bundle("print(1)\n", TrainConfig(**FSDP), [], name="j", dest=tmp_path / "b")
+    bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(TrainConfig(**FSDP), [], name="j"), dest=tmp_path / "b")
     launch_cfg = load_config_from_file(str(bundle.path / "accelerate_config.yaml"))  # accelerate's own loader
     assert launch_cfg.distributed_type == "FSDP"
     cmd, args = accelerate_args(bundle)
@@ -53,7 +53,7 @@ def test_fsdp_options_reach_accelerates_launcher(tmp_path):
 def test_deepspeed_options_reach_accelerates_launcher_and_requirements(tmp_path):
     cfg = TrainConfig(distributed_type="DEEPSPEED", deepspeed_zero_stage=3, deepspeed_offload_param_device="cpu",
                       deepspeed_gradient_accumulation_steps=4)
-    bundle = build_bundle("print(1)\n", cfg, [], name="j", dest=tmp_path / "b")
+    bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(cfg, [], name="j"), dest=tmp_path / "b")
     written = yaml.safe_load((bundle.path / "accelerate_config.yaml").read_text())
     assert written["distributed_type"] == "DEEPSPEED"
     assert written["deepspeed_config"]["zero_stage"] == 3
@@ -122,7 +122,7 @@ def test_every_accelerate_1x_reads_the_launch_config_and_flags(tmp_path):
                TrainConfig(distributed_type="DEEPSPEED", deepspeed_zero_stage=3, deepspeed_offload_param_device="cpu",
                            deepspeed_offload_optimizer_device="cpu", deepspeed_gradient_accumulation_steps=4)]
     for i, cfg in enumerate(configs):
-        bundle = build_bundle("print(1)\n", cfg, ["--epochs", "1"], name="j", dest=tmp_path / str(i))
+        bundle = build_bundle(BundleCode("print(1)\n"), JobSpec(cfg, ["--epochs", "1"], name="j"), dest=tmp_path / str(i))
         written = yaml.safe_load((bundle.path / "accelerate_config.yaml").read_text())
         assert set(written) <= ACCELERATE_1_0_CONFIG_KEYS, set(written) - ACCELERATE_1_0_CONFIG_KEYS
         for section in ("fsdp_config", "deepspeed_config"):

@@ -105,7 +105,7 @@ def test_export_writes_the_request_that_run_reads_back(exported, sm_env, monkeyp
     assert request.args == ["--epochs", "2"]
     # `sm-magic run` plans it as any launch (here shown as a dry run instead of started): the bundle's
     # code and config.yaml, the exported name, inputs and metric definitions.
-    monkeypatch.setattr(api, "launch_request", api.dry_run_request)
+    monkeypatch.setattr(api.Plan, "launch", api.Plan.dry_run)
     text = launch_bundle(exported)
     assert text.startswith("Dry run: nothing started. Job exported-1 on the local backend.")
     assert "Bundle files: accelerate_config.yaml, requirements.txt, sm_entry.py, sm_launch.json, sm_magic, " \

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sm_magic.bundle.build import build_bundle
+from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.runtime import checkpoint_dir, checkpoints, latest_checkpoint, resume, save_checkpoint
 from sm_magic.container.entry import launch_env
@@ -78,8 +78,8 @@ def test_checkpoint_dir_comes_from_the_job_environment(monkeypatch, tmp_path):
 
 def test_the_bundle_carries_a_stdlib_only_runtime(tmp_path):
     cfg = TrainConfig(checkpoint_local_path="/opt/ml/checkpoints/custom")
-    bundle = build_bundle("from sm_magic.runtime import resume\nprint(resume(load=print))\n", cfg, [],
-                          name="j", dest=tmp_path / "b")
+    bundle = build_bundle(BundleCode("from sm_magic.runtime import resume\nprint(resume(load=print))\n"),
+                          JobSpec(cfg, [], name="j"), dest=tmp_path / "b")
     spec = json.loads((bundle.path / "sm_launch.json").read_text())
     assert spec["checkpoint_dir"] == "/opt/ml/checkpoints/custom"
     # -S -I: no site-packages and no user environment, as in a container without sm_magic.

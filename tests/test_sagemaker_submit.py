@@ -22,7 +22,7 @@ from helpers.jobscripts import wait_until
 from sm_magic.backends.base import BackendError
 from sm_magic.backends.sagemaker.args import accepted_additional_args
 from sm_magic.backends.sagemaker.submit import Submission, dry_run_text, submit
-from sm_magic.bundle.build import build_bundle
+from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.metrics.parser import MetricDefinition
 
@@ -70,7 +70,7 @@ def guide_config(tmp_path, extra: str = "") -> TrainConfig:
 
 def make_bundle(tmp_path, config, name, args=ARGS, **kw):
     dest = tmp_path / f"bundle-{name}-{next(_bundles)}"
-    return build_bundle(SCRIPT, config, args, name=name, dest=dest, **kw)
+    return build_bundle(BundleCode(SCRIPT), JobSpec(config, list(args), name, **kw), dest=dest)
 
 
 def s3_keys(aws, bucket=None, prefix=""):

@@ -18,7 +18,7 @@ import pytest
 import sm_magic
 from sm_magic.backends.local.procs import TOKEN_VAR, alive, end_token_processes, new_token, token_pids
 from sm_magic.backends.local.state import JobFiles, job_token, read_runner, read_state
-from sm_magic.bundle.build import build_bundle
+from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 
 from helpers.jobscripts import script, wait_until
@@ -91,7 +91,7 @@ def test_sigterm_to_the_entry_command_alone_reaches_each_rank_once(tmp_path, pro
     """SageMaker's path: the container's command alone gets SIGTERM; with two processes
     (--multi_gpu --num_processes 2, gloo on CPU) torch's elastic agent is the launcher."""
     config = {"distributed_type": "DATA_PARALLEL"} if processes > 1 else {}
-    bundle = build_bundle(CHECKPOINT_ON_STOP, TrainConfig(**config), [], name="stop", dest=tmp_path / "bundle")
+    bundle = build_bundle(BundleCode(CHECKPOINT_ON_STOP), JobSpec(TrainConfig(**config), [], name="stop"), dest=tmp_path / "bundle")
     where = tmp_path / "checkpoints"
     where.mkdir()
     out = tmp_path / "output"

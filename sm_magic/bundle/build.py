@@ -55,6 +55,42 @@ class BundleError(UsageProblem, ValueError):
 
 
 @dataclass
+class BundleCode:
+    """The code a bundle carries: the entry script's text (None: the tree's own `script`), the
+    directory of code copied in first (None: the script alone) and the entry script's path in
+    the bundle."""
+
+    source: str | None
+    tree: Path | None = None
+    script: str = SCRIPT_NAME
+
+
+@dataclass
+class JobSpec:
+    """What the job is besides its code and software, as sm_launch.json and the Bundle record it."""
+
+    config: TrainConfig
+    args: list[str] = field(default_factory=list)   # the script's own arguments, as given
+    name: str | None = None     # None only in an export's plan of a cell without --name
+    inputs: dict[str, str] = field(default_factory=dict)
+    metric_definitions: list[MetricDefinition] = field(default_factory=list)
+    origin: dict = field(default_factory=dict)      # where the code came from (git, notebook)
+
+
+@dataclass
+class Software:
+    """What the job's container installs and runs on: requirements.txt's lines and, on a backend
+    that runs a training image, that image and (for a job without network) the wheels the
+    requirements install from."""
+
+    requirements: list[str]
+    origin: str = ""                     # where requirements.txt comes from, for --dry-run
+    image: Image | None = None        # None: the job runs in this machine's environment
+    wheels: Wheelhouse | None = None  # a network-isolated job's wheels
+    launcher: reqs.JobLauncher | None = None  # the accelerate added for the image (None: no image, or the user's file names one)
+
+
+@dataclass
 class Bundle:
     """A built bundle directory and what a backend needs to run it."""
 
@@ -205,25 +241,34 @@ def _check_credentials(staging: Path, requirements: Sequence[str]) -> None:
         raise BundleError(credentials.credentials_message(hits))
 
 
-def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *, name: str,
-                 metric_definitions: Sequence[MetricDefinition] = (),
-                 inputs: dict[str, str] | None = None, dest: Path | None = None,
-                 tree: Path | None = None, script: str = SCRIPT_NAME, origin: dict | None = None,
-                 requirements: Sequence[str] | None = None, wheels: Wheelhouse | None = None,
-                 image: Image | None = None) -> Bundle:
-    """Write the bundle to `dest` (a new temporary directory when None).
+def build_bundle(code: BundleCode, job: JobSpec, software: Software | None = None,
+                 dest: Path | None = None) -> Bundle:
+    """Write the bundle to `dest` (a new temporary directory when None). The planner has checked
+    the script and the config; what is checked here is what only the files can tell.
 
-    `source` is the entry script's text, written to `script`. With `tree` (a directory of code,
-    e.g. a git checkout) the whole tree is copied in first (safe_copy: regular files only, no link
-    out of it, secrets and .smignore'd files left out), and `source` None means the tree's own
-    `script` is the entry. `requirements`: the requirements.txt lines (default: the tree's
-    requirements.txt, if any, else generated from the script's imports; see requirements.py).
-    `wheels`: carried in sm_wheels/ for a container without network, requirements.txt then installing
-    only from them. `image`: the training image the requirements were checked against, kept on the
-    Bundle for the backend. `origin` is recorded in sm_launch.json (e.g. the git commit).
-    A bundle whose code holds a credential-shaped string is refused.
+    Args:
+        code: the entry script's text, written to `code.script`; with `code.tree` (a directory
+            of code, e.g. a git checkout) the whole tree is copied in first (safe_copy: regular
+            files only, no link out of it, secrets and .smignore'd files left out), and a source
+            of None means the tree's own script is the entry.
+        job: its name (required here), config, script arguments, inputs and metric definitions,
+            and its origin (e.g. the git commit), recorded in sm_launch.json.
+        software: requirements.txt's lines (None: the tree's requirements.txt, if any, else
+            generated from the script's imports; see requirements.py), the wheels carried in
+            sm_wheels/ for a container without network (requirements.txt then installing only
+            from them), and the training image they were checked against, kept on the Bundle
+            for the backend.
+        dest: the bundle directory to create.
+
+    Returns:
+        The Bundle. A bundle whose code holds a credential-shaped string is refused (BundleError).
+
+    Example: `build_bundle(BundleCode("print(1)\\n"), JobSpec(TrainConfig(), name="job-1"))`
     """
-    script = _script_path(script)
+    if not job.name:
+        raise ValueError("build_bundle: the job has no name")
+    name, config, tree, source = job.name, job.config, code.tree, code.source
+    script = _script_path(code.script)
     plan = None
     if tree is not None:
         _check_tree(Path(tree))
@@ -233,19 +278,14 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
         if tree is None or not (Path(tree) / script).is_file():
             raise BundleError(f"no entry script {script} in {tree}: name one that exists with --entry PATH")
         source = (Path(tree) / script).read_text(encoding="utf-8")
-    check_source(source)
-    if config.distributed_type == "MODEL_PARALLEL":
-        raise BundleError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
-                          "supported: use FSDP or DEEPSPEED for a model split across GPUs, DATA_PARALLEL for "
-                          "data parallel, or NO for a single process")
-    for channel in inputs or {}:
+    for channel in job.inputs:
         check_channel(channel)
-    args = [str(a) for a in args]
-    if requirements is None:
+    args = [str(a) for a in job.args]
+    if software is None:
         own = Path(tree) / "requirements.txt" if tree is not None else None
-        requirements = reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
-                                    own_file=own if own is not None and own.is_file() else None).lines
-    requirements = list(requirements)
+        software = Software(reqs.for_job([source], reqs.HF_IMAGE_PROVIDES, distributed_type=config.distributed_type,
+                                         own_file=own if own is not None and own.is_file() else None).lines)
+    requirements, wheels, origin = list(software.requirements), software.wheels, job.origin
     launch_spec: dict[str, Any] = {
         "script": script, "args": args, "distributed_type": config.distributed_type,
         "mixed_precision": config.mixed_precision, "use_cpu": config.use_cpu,
@@ -290,5 +330,5 @@ def build_bundle(source: str | None, config: TrainConfig, args: Sequence[str], *
             shutil.rmtree(own_parent, ignore_errors=True)
         raise
     return Bundle(path=dest, name=name, args=args, hyperparameters=hyperparameters_from_args(args),
-                  requirements=requirements, metric_definitions=list(metric_definitions),
-                  inputs=dict(inputs or {}), script=script, origin=dict(origin or {}), image=image)
+                  requirements=requirements, metric_definitions=list(job.metric_definitions),
+                  inputs=dict(job.inputs), script=script, origin=dict(origin), image=software.image)

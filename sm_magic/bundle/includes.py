@@ -27,7 +27,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from ..console import progress
 from . import names as _names
 from . import safe_copy
-from .build import GENERATED, SCRIPT_NAME, BundleError
+from .build import GENERATED, SCRIPT_NAME, BundleCode, BundleError
 
 INCLUDED_NAME = "sm_included.py"   # the tagged cells, in notebook order
 MAIN_NAME = "sm_main.py"           # the entry script when cells are included
@@ -181,14 +181,11 @@ def check_names(source: str, included: Included, notebook_names: Container[str] 
 
 
 @dataclass
-class Code:
-    """What build_bundle takes: the entry script's text, the code tree (or None) and its path;
-    the texts whose imports the requirements come from and the module names the code carries;
-    `cleanup()` removes the temporary tree `stage` made."""
+class Code(BundleCode):
+    """The code build_bundle takes (BundleCode), with the texts whose imports the requirements
+    come from and the module names the code carries; `cleanup()` removes the temporary tree
+    `stage` made."""
 
-    source: str | None
-    tree: Path | None
-    script: str
     _tmp: Path | None = None
     texts: list = field(default_factory=list)
     bundled: list = field(default_factory=list)
@@ -197,9 +194,6 @@ class Code:
         """The code tree's own requirements.txt (a git repository's), if it has one."""
         path = self.tree / "requirements.txt" if self.tree is not None else None
         return path if path is not None and path.is_file() else None
-
-    def kwargs(self) -> dict:
-        return {"source": self.source, "tree": self.tree, "script": self.script}
 
     def cleanup(self) -> None:
         if self._tmp is not None:

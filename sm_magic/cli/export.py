@@ -1,7 +1,7 @@
 """`sm-magic export` and `sm-magic run`: a notebook's `%%sagemaker_train` cells as bundle
 directories that run without Jupyter, and their launch from a shell.
 
-Both go through api.plan, as the magic does: export turns each cell into the launch request the
+Both go through planner.plan, as the magic does: export turns each cell into the launch request the
 magic would (train_line.parse), plans it (every check, before anything is written) and builds its
 bundle. An exported bundle is the directory a job runs (train.py verbatim, requirements.txt,
 sm_launch.json, sm_entry.py, ...) plus `config.yaml`, the TrainConfig the cell would have used
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from ..console import progress
 from ..errors import SmMagicError, UsageProblem
-from ..plan import planner as api, train_line
+from ..plan import planner, train_line
 from ..bundle import git_source, safe_copy
 from ..bundle.build import GENERATED, SCRIPT_NAME
 from ..config.files import read_text
@@ -161,11 +161,11 @@ def _tagged(cells: list[Cell]) -> dict[str, list[str]]:
 
 @dataclass
 class _CellExport:
-    """One `%%sagemaker_train` cell, planned (api.plan), and the directory its bundle goes to."""
+    """One `%%sagemaker_train` cell, planned (planner.plan), and the directory its bundle goes to."""
 
     cell: Cell
     dirname: str
-    plan: api.Plan
+    plan: planner.Plan
     line: str  # the cell's line, credentials in a --git-repo URL removed
 
 
@@ -182,7 +182,7 @@ def _plan_export(cell: Cell, cells: list[Cell], notebook: Path) -> _CellExport:
     line = f"%%{TRAIN} {cell.line}".rstrip()
     if request.code.git_repo:
         line = git_source.redact(line, request.code.git_repo)  # the line's URL may hold credentials
-    p = api.plan(request, export=True)
+    p = planner.plan(request, export=True)
     secrets = p.config.secrets()  # config.yaml would carry them, in a directory made to be copied
     if secrets:
         p.close()
@@ -202,10 +202,10 @@ def _write(e: _CellExport, dest: Path) -> None:
         dest / CONFIG_FILE)
     job = p.request.job
     exported = LaunchRequest(
-        CodeSource(tree=dest, script=bundle.script, origin=p.origin()),
-        JobOptions(name=job.name, backend=job.backend, inputs=list(p.inputs.items()),
-                   metrics=list(p.metric_definitions), simulate_interruptions=p.interruptions),
-        ConfigSource(dest / CONFIG_FILE, accelerate_default=False), list(p.args))
+        CodeSource(tree=dest, script=bundle.script, origin=p.job.origin),
+        JobOptions(name=job.name, backend=job.backend, inputs=list(p.job.inputs.items()),
+                   metrics=list(p.job.metric_definitions), simulate_interruptions=p.interruptions),
+        ConfigSource(dest / CONFIG_FILE, accelerate_default=False), list(p.job.args))
     data = {**exported.to_json(relative_to=dest),
             "source": {"notebook": p.request.code.origin["notebook"], "cell": e.cell.number, "line": e.line}}
     (dest / JOB_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -215,7 +215,7 @@ def export_notebook(notebook: str | os.PathLike, out: str | os.PathLike | None =
                     force: bool = False) -> list[Path]:
     """Write one bundle directory per `%%sagemaker_train` cell under `out` (default
     `<notebook stem>_export/` here) and return their paths. Every cell is planned first, as the
-    magic plans it (api.plan): any problem (named by cell) refuses the whole export and nothing is
+    magic plans it (planner.plan): any problem (named by cell) refuses the whole export and nothing is
     written."""
     notebook = Path(notebook).absolute()
     out = Path(out) if out is not None else Path(f"{notebook.stem}_export")
@@ -314,7 +314,7 @@ def _bundle_script(path: Path, script: str) -> str:
 def launch_bundle(bundle_dir: str | os.PathLike, *, backend: str | None = None, name: str | None = None,
                   args: Sequence[str] | None = None) -> Job:
     """Launch an exported bundle: the request its job.json holds, planned and launched as any
-    other (api.launch_request), its whole code tree (train.py, included helpers) what runs and
+    other (planner.plan, then Plan.launch), its whole code tree (train.py, included helpers) what runs and
     its config.yaml the config. `backend`, `name` and `args` (the script's arguments) replace the
     exported ones when given."""
     bundle_dir = Path(bundle_dir)
@@ -349,4 +349,4 @@ def launch_bundle(bundle_dir: str | os.PathLike, *, backend: str | None = None, 
                               "again") from None
         code.tree, code.script = tree, script
         code.origin = {**code.origin, "bundle": str(bundle_dir.absolute())}
-        return api.launch_request(request)
+        return planner.plan(request).launch()

@@ -52,7 +52,7 @@ def edit_then_launch(shell, request: LaunchRequest, out: str | None) -> None:
     path = Path(given) if isinstance(given, (str, os.PathLike)) else accelerate_default_config_path()
 
     def launch(edited: TrainConfig) -> None:
-        job = api.launch_request(replace(request, config=ConfigSource(edited)))
+        job = api.plan(replace(request, config=ConfigSource(edited))).launch()
         if out:
             shell.user_ns[out] = job
 

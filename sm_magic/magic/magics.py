@@ -20,7 +20,8 @@ from IPython.utils.process import arg_split
 
 from ..plan import planner as api, train_line
 from ..bundle import includes
-from ..bundle.build import check_source
+from ..jobs.lookup import attach_job
+from ..plan.checks import check_code
 from ..config.files import accelerate_default_config_path
 from ..config.resolve import resolve_config
 from ..errors import SmMagicError
@@ -73,14 +74,13 @@ class SageMakerMagics(Magics):
         if flags.sweep:
             return sweep_cell(self._shell, request, flags)
         if flags.dry_run:
-            print(api.dry_run_request(request))
+            print(api.plan(request).dry_run())
             return None
         if flags.edit:
-            if request.code.cell is not None and (request.code.cell.strip() or not request.code.git_repo):
-                check_source(request.code.cell)
+            check_code(request.code)  # the planner's check of the script, before the form is shown
             edit.edit_then_launch(self._shell, request, flags.out)
             return None
-        job = api.launch_request(request)
+        job = api.plan(request).launch()
         if flags.out:
             self._shell.user_ns[flags.out] = job
         return follow.show(self._shell, job, flags.wait)
@@ -157,7 +157,7 @@ class SageMakerMagics(Magics):
     def sagemaker_logs(self, line: str):
         """Print a job's log."""
         opts = self.sagemaker_logs.parser.parse_args(arg_split(line, posix=True))
-        print(api.attach(opts.name).logs(tail=opts.tail, full=opts.full))
+        print(attach_job(opts.name).logs(tail=opts.tail, full=opts.full))
 
     @magic_arguments()
     @argument("name", help="job or sweep name")

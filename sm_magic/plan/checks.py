@@ -1,5 +1,6 @@
-"""What a launch is checked for before anything is written: the job's name, its input channels
-and its metric definitions, each refused with a LaunchError that says what to change."""
+"""What a launch is checked for before anything is written: the script, the distribution, the
+job's name, its input channels and its metric definitions, each refused with a LaunchError (the
+script: a BundleError, as the bundle would refuse it) that says what to change."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..bundle.build import JOB_NAME_RE, check_channel
+from ..bundle.build import JOB_NAME_RE, SCRIPT_NAME, check_channel, check_source
 from ..config.model import TrainConfig
 from ..errors import UsageProblem
 from ..metrics.parser import (
@@ -19,11 +20,53 @@ from ..metrics.parser import (
     read_accelerate_tsv,
 )
 from ..jobs.registry import Registry, RegistryError
-from .request import InputSpec
+from .request import CodeSource, InputSpec
 
 
 class LaunchError(UsageProblem, ValueError):
     """A launch refused before anything ran; the message says what to change."""
+
+
+def check_code(code: CodeSource, entry: str = SCRIPT_NAME) -> str | None:
+    """The entry script's text the job runs, the one check of it: an empty cell, or one that
+    does not compile, is refused naming the line.
+
+    Args:
+        code: the request's code.
+        entry: the entry script's path in a code tree.
+
+    Returns:
+        The cell's text; None when the job runs the git repository's entry script (a blank cell
+        under --git-repo is one; the checkout checks it once fetched) or the code tree's.
+    """
+    source = code.cell
+    if code.git_repo and source is not None and not source.strip():
+        source = None  # a blank cell under --git-repo: the repository's entry script
+    if source is None and not code.git_repo and code.tree is None:
+        raise LaunchError("no script to run: give the script's text, or git_repo=URL (--git-repo) to run one "
+                          "from a repository")
+    if code.tree is not None and code.git_repo:
+        raise LaunchError("give a code tree or a git repository, not both")
+    if source is not None:
+        check_source(source)
+    elif code.tree is not None:
+        path = Path(code.tree) / entry
+        if path.is_file() and not path.is_symlink():  # a missing or linked one: the bundle refuses it
+            check_source(path.read_text(encoding="utf-8"))
+    return source
+
+
+def check_distribution(config: TrainConfig) -> None:
+    """Refuse a distribution no backend runs, before the image or the bundle depends on it."""
+    if config.distributed_type == "MODEL_PARALLEL":
+        raise LaunchError("distributed_type MODEL_PARALLEL (SageMaker's model parallel library) is not "
+                          "supported: use FSDP or DEEPSPEED for a model split across GPUs, DATA_PARALLEL for "
+                          "data parallel, or NO for a single process")
+    if config.num_machines > 1 and config.distributed_type == "NO":
+        raise LaunchError(f"num_machines {config.num_machines} with distributed_type NO would run the whole "
+                          f"training once on each host ({config.num_machines} times the bill, each writing the same "
+                          "model): set distributed_type DATA_PARALLEL (or leave it unset) to split the work across "
+                          "the hosts, or num_machines 1")
 
 
 def job_name(base: str, now: float | None = None, registry: Registry | None = None) -> str:

@@ -1,7 +1,7 @@
 """A launch request, typed: what the `%%sagemaker_train` line, `sm_magic.launch(...)`, the config
 form's Launch button and an exported bundle's job.json each ask for, before anything is checked.
 
-`api.plan(request)` is the one place a request is checked and turned into a launch; this module
+`planner.plan(request)` is the one place a request is checked and turned into a launch; this module
 only holds requests and reads and writes their JSON form (job.json, a versioned format)."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class NotebookContext:
 
 @dataclass
 class LaunchRequest:
-    """One launch as asked for; `api.plan` checks it."""
+    """One launch as asked for; `planner.plan` checks it."""
 
     code: CodeSource
     job: JobOptions = field(default_factory=JobOptions)

@@ -4,7 +4,6 @@ without network, the wheels they install from. Decided before anything is writte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
@@ -12,16 +11,11 @@ from ..backends import Backend
 from ..software import requirements as reqs
 from ..software.images import Image, ImageError, choose
 from ..config.model import TrainConfig
+from ..bundle.build import Software
 from ..bundle.includes import Code
-from ..software.wheelhouse import Wheelhouse, collect, without_passwords
+from ..software.wheelhouse import collect, without_passwords
 
-@dataclass
-class Software:
-    requirements: list[str]
-    origin: str                          # where requirements.txt comes from, for --dry-run
-    image: Image | None = None        # None: the job runs in this machine's environment
-    wheels: Wheelhouse | None = None  # a network-isolated job's wheels
-    launcher: reqs.JobLauncher | None = None  # the accelerate added for the image (None: no image, or the user's file names one)
+__all__ = ["Software", "resolve"]  # Software is bundle.build's, named here for the planner's callers
 
 
 def resolve(backend: type[Backend] | None, config: TrainConfig, code: Code, requirements_file: Path | None = None,

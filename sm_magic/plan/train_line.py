@@ -1,6 +1,6 @@
 """The `%%sagemaker_train` line: one grammar, used by the magic in a kernel and by
 `sm-magic export` on a saved notebook; `parse` makes the line and its cell a typed launch request
-(request.LaunchRequest) for api.plan. Everything after the first bare `--` is the script's own
+(request.LaunchRequest) for planner.plan. Everything after the first bare `--` is the script's own
 arguments, passed through untouched."""
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def parse(line: str, cell: str | None = "", notebook: NotebookContext | None = N
     magic's own flags. `notebook`: where relative paths are relative to and what the notebook
     defines (request.NotebookContext); by default the working directory. Without --requirements,
     a requirements.txt in that directory is the job's (except for --git-repo, where the
-    repository's own wins). Nothing is checked here but the line's grammar: api.plan checks the
+    repository's own wins). Nothing is checked here but the line's grammar: planner.plan checks the
     request."""
     try:
         own, script_args = split_script_args(line)

@@ -1,7 +1,7 @@
 """`sm_magic.sweep(...)` and the magic's `--sweep`: a grid of script arguments, one job per point.
 
 Everything is checked before the first job starts: the grid, its size, the parallelism, the
-sweep's name, and every point's own launch request through `api.plan` (the one planner), so a
+sweep's name, and every point's own launch request through `planner.plan` (the one planner), so a
 refusal launches nothing and writes nothing. Then the Sweep (sweeps.py) starts the points, at
 most `max_parallel` at once.
 """
@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ..plan import planner as api
+from ..plan import planner
 from . import grid as sweep_grid, record as sweep_record
 from ..backends import backend_class
 from ..config.model import TrainConfig, check_script_args
@@ -33,7 +33,7 @@ class SweepPlan:
     name: str
     grid: dict[str, list[str]]
     entries: list[Point]
-    plans: list[api.Plan]           # entries[i]'s, launched as they are (nothing is planned twice)
+    plans: list[planner.Plan]           # entries[i]'s, launched as they are (nothing is planned twice)
     backend: str
     max_parallel: int
     registry: Registry
@@ -94,14 +94,14 @@ def plan_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_para
     """Check a sweep without starting or writing anything: the grid (names, values, duplicates),
     its size (more than 100 jobs need `yes`), no swept name also in the script's own arguments,
     `max_parallel`, the sweep's name (`request.job.name`, else base_job_name plus a timestamp)
-    and that no job or sweep has it, then every point's request through `api.plan`. A sweep from
+    and that no job or sweep has it, then every point's request through `planner.plan`. A sweep from
     git keeps the one checkout its points share until the plan's `close()`."""
     checked = sweep_grid.check_grid(grid)
     count = sweep_grid.check_size(checked, yes)
     _check_parallel(max_parallel)
     args = check_script_args(request.args)
     sweep_grid.check_args_free(checked, args)
-    config = api.request_config(request)
+    config = planner.request_config(request)
     given = request.job.name
     name = sweep_grid.check_sweep_name(given or job_name(config.base_job_name), count, given=bool(given))
     registry = registry or Registry()
@@ -110,13 +110,13 @@ def plan_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_para
     names = sweep_grid.job_names(name, count)
     requests = [replace(request, args=sweep_grid.point_args(values, args), job=replace(request.job, name=job))
                 for values, job in zip(combos, names)]
-    first = api.plan(requests[0], registry=registry)
+    first = planner.plan(requests[0], registry=registry)
     # One checkout for every point: fetched once, so a branch that moves while the sweep runs
     # cannot give its jobs different code.
     checkout, first.owns_checkout = first.checkout, False
     try:
         parallel = _parallel(max_parallel, first.backend_name, first.config, count)
-        plans = [first] + [api.plan(r, registry=registry, checkout=checkout) for r in requests[1:]]
+        plans = [first] + [planner.plan(r, registry=registry, checkout=checkout) for r in requests[1:]]
     except BaseException:
         if checkout is not None:
             checkout.cleanup()
@@ -132,7 +132,7 @@ def _launcher(plan: SweepPlan) -> Callable[[Point], Job]:
         # The whole grid in every record: attaching by the sweep's name can tell what never ran.
         record = {"sweep": {"name": plan.name, "index": point.index, "size": len(plan.entries),
                             "values": point.values, "grid": grid_record(plan.grid)}}
-        return api.launch_plan(plans.pop(point.index), extra=record)
+        return plans.pop(point.index).launch(extra=record)
 
     return launch
 
@@ -172,12 +172,12 @@ def dry_run_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_p
     job's dry run. Every point is checked; nothing is started or written."""
     plan = plan_sweep(request, grid, max_parallel=max_parallel, yes=yes, registry=registry)
     try:
-        first = api.dry_run_plan(plan.plans[0])
+        first = plan.plans[0].dry_run()
     finally:
         plan.close()
     count = len(plan.entries)
     lines = [f"Dry run: nothing started. Sweep {plan.name}: {count} job{'s' if count != 1 else ''} on the "
              f"{plan.backend} backend, at most {plan.max_parallel} at a time."]
     width = max(len(p.name) for p in plan.entries)
-    lines += [f"  {p.name.ljust(width)}  {shlex.join(r.args)}" for p, r in zip(plan.entries, plan.plans)]
+    lines += [f"  {p.name.ljust(width)}  {shlex.join(r.job.args)}" for p, r in zip(plan.entries, plan.plans)]
     return "\n".join([*lines, "", "The first job:", first])
