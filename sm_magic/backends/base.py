@@ -138,6 +138,7 @@ class Backend(Protocol):
     simulates_interruptions: bool   # takes SubmitOptions.interruptions
     traits: ClassVar[Traits]
 
+    # What the class says about itself, read without making one: BackendClass documents each.
     @classmethod
     def find_options(cls, config: "TrainConfig") -> dict: ...
 
