@@ -96,7 +96,7 @@ import nbformat
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 import sm_magic
-from sm_magic import api
+from sm_magic.plan import planner as api
 from sm_magic.cli.main import main
 from sm_magic.config.model import ConfigError, TrainConfig
 from sm_magic.config.safe_yaml import safe_yaml
