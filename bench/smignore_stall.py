@@ -38,7 +38,7 @@ print(time.perf_counter() - started)
 
 DRY_RUN = """
 import sys, time
-from sm_magic import api
+from sm_magic.plan import planner as api
 started = time.perf_counter()
 api.dry_run("print(1)\\n", include=[sys.argv[1]])
 print(time.perf_counter() - started)
