@@ -35,7 +35,7 @@ SCENARIO = textwrap.dedent('''
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import sm_magic
-    from sm_magic import cli
+    from sm_magic.cli import main as cli
     from sm_magic.backends.local.backend import LocalBackend
     from sm_magic.backends.local.procs import token_pids
     from sm_magic.backends.local.state import JobFiles, job_token, read_state
