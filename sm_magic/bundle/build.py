@@ -25,6 +25,7 @@ from ..errors import UsageProblem
 from ..software import requirements as reqs
 from ..config import credentials
 from . import safe_copy
+from .smignore import IGNORE_FILE
 from ..config.model import TrainConfig
 from ..metrics.parser import MetricDefinition
 from ..container.runtime import DEFAULT_DIR as CHECKPOINT_DIR
@@ -48,6 +49,7 @@ _RUNTIME_INIT = '"""sm_magic\'s runtime helpers, carried in the job bundle (sm_m
 # SageMaker's rule for training job names; every backend's jobs follow it.
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _NUMBER_RE = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_LISTED_HITS = 20  # credentials named in one message at most
 
 
 class BundleError(UsageProblem, ValueError):
@@ -238,7 +240,15 @@ def _check_credentials(staging: Path, requirements: Sequence[str]) -> None:
     hits = credentials.find_credentials(staging, skip_top=(*GENERATED, "requirements.txt"))
     hits += credentials.credentials_in_text("requirements.txt", "\n".join(requirements))
     if hits:
-        raise BundleError(credentials.credentials_message(hits))
+        raise BundleError(_credentials_message(hits))
+
+
+def _credentials_message(hits: list[str]) -> str:
+    return ("the bundle would carry credentials, and sm_magic never uploads them: "
+            + "; ".join(hits[:_LISTED_HITS]) + (f"; and {len(hits) - _LISTED_HITS} more" if len(hits) > _LISTED_HITS else "")
+            + ". Take them out of the code: read them from the environment (os.environ) or a secret store "
+            "(e.g. AWS Secrets Manager) when the job runs, or, for a file the job does not need, list it in "
+            f"{IGNORE_FILE} at the top of the code. Nothing was written or launched.")
 
 
 def build_bundle(code: BundleCode, job: JobSpec, software: Software | None = None,

@@ -11,10 +11,7 @@ import stat
 from pathlib import Path
 from collections.abc import Collection
 
-from ..bundle.smignore import IGNORE_FILE
-
 MAX_SCAN_BYTES = 5 * 1024 * 1024  # larger files are not checked for credentials (data, weights)
-_LISTED = 20                      # hits named in one message at most
 
 # --- credentials in the bundle's text --------------------------------------------------------------
 
@@ -76,10 +73,3 @@ def find_credentials(root: Path, skip_top: Collection[str] = ()) -> list[str]:
             hits += credentials_in_text(rel, data.decode("utf-8", errors="replace"))
     return hits
 
-
-def credentials_message(hits: list[str]) -> str:
-    return ("the bundle would carry credentials, and sm_magic never uploads them: "
-            + "; ".join(hits[:_LISTED]) + (f"; and {len(hits) - _LISTED} more" if len(hits) > _LISTED else "")
-            + ". Take them out of the code: read them from the environment (os.environ) or a secret store "
-            "(e.g. AWS Secrets Manager) when the job runs, or, for a file the job does not need, list it in "
-            f"{IGNORE_FILE} at the top of the code. Nothing was written or launched.")

@@ -2,7 +2,7 @@
 
 The form is derived from its fields and the magic's flags override them, so each setting, its
 limits and the message for a bad value are written once, here. Reading and layering config files
-is resolve.py; where accelerate nests settings in its YAML is accelerate_yaml.py.
+is layers.py and resolve.py; where accelerate nests settings in its YAML is accelerate_yaml.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from .accelerate_yaml import CREDENTIAL_KEYS, lift_sections, nest_sections, without_credentials
 from .files import atomic_write
-from ..errors import UsageProblem
+from .layers import ConfigError, build, config_file_layer, short_repr
 
 LOCAL_INSTANCE_TYPES = ("local", "local_gpu", "local_container")
 _INSTANCE_TYPE_RE = re.compile(r"^ml\.[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$")  # ml.p6-b200.48xlarge too
@@ -40,10 +40,6 @@ MAX_INT = 2**63 - 1  # every integer setting fits a signed 64-bit integer, as th
 MAX_ARG_CHARS = 2500
 MAX_ARGS_TOTAL = 64 * 1024
 MAX_ARGS = 1000
-
-
-class ConfigError(UsageProblem, ValueError):
-    """A config that cannot be used; the message names the file, line and key, and the fix."""
 
 
 def _group(name: str, label: str | None = None) -> dict:
@@ -344,9 +340,7 @@ class TrainConfig(BaseModel):
             config = TrainConfig.from_yaml("sagemaker.yaml")
             config.num_machines = 2
         """
-        from .resolve import resolve_config  # it builds TrainConfig, so it imports this module
-
-        return resolve_config(config_file=path, use_accelerate_default=False)
+        return build(cls, [config_file_layer(Path(path))], LIFTED_ARGS)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         """The config as accelerate YAML, the file `accelerate launch` and `from_yaml` read.
@@ -419,15 +413,6 @@ NESTED = {parent: tuple(name for name in TrainConfig.model_fields if field_extra
           for parent in ("additional_args", "fsdp_config", "deepspeed_config")}
 LIFTED_ARGS = NESTED["additional_args"]  # the training job's own arguments
 _NESTED_DEFAULTS = {name: TrainConfig.model_fields[name].default for names in NESTED.values() for name in names}
-
-
-def short_repr(value, limit: int = 80) -> str:
-    """A value as a message quotes it: its repr, cut short."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to convert
-        text = f"a {type(value).__name__} too long to show"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_script_args(args) -> list[str]:
