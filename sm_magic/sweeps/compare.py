@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..jobs import final_metrics
 from ..errors import UsageProblem
@@ -56,6 +56,15 @@ if TYPE_CHECKING:  # pandas and the job machinery load when a comparison is made
 __all__ = ["compare", "plot", "comparison", "Comparison", "CompareError"]
 
 LISTED_BY = "`%sagemaker_jobs` (or `sm-magic jobs`) lists the known jobs"
+
+
+@runtime_checkable
+class JobGroup(Protocol):
+    """What compare takes as a group of jobs: a Sweep (sweep.py imports this module, so it is
+    known by what it has, not by its class)."""
+
+    @property
+    def jobs(self) -> list[Job]: ...
 
 
 class CompareError(UsageProblem, ValueError):
@@ -82,16 +91,16 @@ def _items(jobs_or_names, registry: Registry) -> tuple[list, dict[str, Any]]:
     Sweep, or the name of a sweep in the registry (not of a job), is its jobs. With the registry's
     record of each name (None: no such job)."""
     from ..jobs.job import Job
-    from .sweep import Sweep, sweep_records
+    from .record import sweep_records
 
-    if isinstance(jobs_or_names, (str, Job, Sweep)):
+    if isinstance(jobs_or_names, (str, Job, JobGroup)):
         jobs_or_names = [jobs_or_names]
     elif isinstance(jobs_or_names, (bytes, Mapping)) or not isinstance(jobs_or_names, Iterable):
         raise CompareError(_takes(jobs_or_names))
     flat: list = []
     records: dict[str, Any] = {}
     for item in jobs_or_names:
-        if isinstance(item, Sweep):
+        if isinstance(item, JobGroup):
             flat.extend(item.jobs)
         elif isinstance(item, str):
             record = registry.get(item)

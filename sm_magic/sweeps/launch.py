@@ -22,7 +22,8 @@ from ..jobs.job import Job
 from ..plan.checks import LaunchError, job_name
 from ..jobs.registry import Registry
 from ..plan.request import LaunchRequest
-from .sweep import Point, Sweep, grid_record, is_live, remember, sweep_records_named
+from .record import sweep_records_named
+from .sweep import Point, Sweep, grid_record, is_live, remember
 
 
 @dataclass

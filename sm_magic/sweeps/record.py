@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ..backends.local import procs as local_procs
 from ..plan.checks import LaunchError
-from ..jobs.registry import Registry, storable
+from ..jobs.registry import JobRecord, Registry, storable
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -202,3 +202,20 @@ def end(registry: Registry, name: str) -> None:
     """The launcher has nothing left to launch: the points without a job never will have one."""
     with _connect(registry) as con:
         con.execute("UPDATE sweeps SET ended = COALESCE(ended, ?), launching = NULL WHERE name = ?", (time.time(), name))
+
+
+def sweep_info(extra: dict) -> dict:
+    """The sweep a job record belongs to (name, index, values), from its `extra`; {} for none."""
+    info = extra.get("sweep")
+    return info if isinstance(info, dict) else {}
+
+
+def sweep_records(name: str, registry: Registry) -> list[JobRecord]:
+    """The registry's records of the jobs of the sweep called `name`, in the grid's order."""
+    records = [r for r in registry.list() if sweep_info(r.extra).get("name") == name]
+    return sorted(records, key=lambda r: sweep_info(r.extra).get("index") or 0)
+
+
+def sweep_records_named(name: str, registry: Registry) -> list[str]:
+    """The names of the jobs of the sweep called `name`, in the grid's order."""
+    return [r.name for r in sweep_records(name, registry)]

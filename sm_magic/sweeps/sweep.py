@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from . import grid as sweep_grid, record as sweep_record
+from .compare import compare as compare_jobs
 from ..jobs.job import Job
 from ..plan.checks import LaunchError
 from ..display.live import LiveDisplay
@@ -32,7 +33,7 @@ from .points import ended as _ended
 from ..jobs.states import COMPLETED, ENDED, FAILED, IN_PROGRESS, STOPPED
 
 if TYPE_CHECKING:
-    from ..jobs.registry import JobRecord, Registry
+    from ..jobs.registry import Registry
     from .record import SweepRow
 
 QUOTA_RETRY_SECONDS = 60.0  # a launch the account quota refused is tried again this often (or when a job ends)
@@ -245,9 +246,7 @@ class Sweep(FollowsRecord, LiveDisplay, Sequence[Job]):
     def compare(self, sort_by: str | None = None, best: Any = None):
         """The jobs side by side (sm_magic.compare): one row per job, its hyperparameters, status
         and the last and best value of each metric."""
-        from .compare import compare
-
-        return compare(self.jobs, sort_by=sort_by, best=best)
+        return compare_jobs(self.jobs, sort_by=sort_by, best=best)
 
     def subscribe(self, listener: Callable[[Point], None]) -> None:
         """Call `listener(point)` (from any thread) whenever a point starts, fails or is cancelled."""
@@ -491,7 +490,7 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
     if registry.get(name) is not None:
         return None
     row = sweep_record.read(registry, name)  # before the jobs' records: see Sweep._refresh
-    records = sweep_records(name, registry)
+    records = sweep_record.sweep_records(name, registry)
     if row is None and not records:
         return None
     size: int | None
@@ -499,16 +498,17 @@ def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
     if row is not None:
         grid, size, backend, parallel = _grid(row.grid), row.size, row.backend, row.max_parallel
     else:
-        info = _sweep_info(records[-1].extra)
+        info = sweep_record.sweep_info(records[-1].extra)
         grid, size, backend, parallel = _grid(info.get("grid")), info.get("size"), records[0].backend, None
-    by_index = {_sweep_info(r.extra).get("index"): r for r in records}
+    by_index = {sweep_record.sweep_info(r.extra).get("index"): r for r in records}
     if grid and sweep_grid.size(grid) == size:
         combos = sweep_grid.points(grid)
         names = sweep_grid.job_names(name, len(combos))
         entries = [Point(i, names[i - 1], combos[i - 1], NOT_STARTED) for i in range(1, len(combos) + 1)]
     else:  # an old or damaged record: the jobs there are
-        entries = [Point(_sweep_info(r.extra).get("index") or i, r.name, dict(_sweep_info(r.extra).get("values") or {}),
-                         NOT_STARTED) for i, r in enumerate(records, start=1)]
+        infos = [sweep_record.sweep_info(r.extra) for r in records]
+        entries = [Point(info.get("index") or i, r.name, dict(info.get("values") or {}), NOT_STARTED)
+                   for i, (r, info) in enumerate(zip(records, infos), start=1)]
     launching = row.launching if row is not None and row.launcher_state() == sweep_record.ALIVE else None
     for p in entries:
         record = by_index.get(p.index)
@@ -531,11 +531,6 @@ def _grid(recorded) -> dict[str, list[str]]:
         return {str(name): [str(v) for v in values] for name, values in recorded or ()}
     except (TypeError, ValueError):  # a damaged record: its jobs are still found
         return {}
-
-
-def _sweep_info(extra: dict) -> dict:
-    info = extra.get("sweep")
-    return info if isinstance(info, dict) else {}
 
 
 def attach(name: str, registry: Registry | None = None) -> Job | Sweep:
@@ -587,17 +582,6 @@ def stop_named(name: str, registry: Registry | None = None) -> str:
         said += (f"; {', '.join(p.name for p in launching)} is still being launched: that kernel stops it once it "
                  "has started")
     return said
-
-
-def sweep_records(name: str, registry: Registry) -> list[JobRecord]:
-    """The registry's records of the jobs of the sweep called `name`, in the grid's order."""
-    records = [r for r in registry.list() if _sweep_info(r.extra).get("name") == name]
-    return sorted(records, key=lambda r: _sweep_info(r.extra).get("index") or 0)
-
-
-def sweep_records_named(name: str, registry: Registry) -> list[str]:
-    """The names of the jobs of the sweep called `name`, in the grid's order."""
-    return [r.name for r in sweep_records(name, registry)]
 
 
 __all__ = ["Sweep", "Point", "attach", "find_sweep", "quota_refused", "stop_named"]
