@@ -91,8 +91,8 @@ def main() -> None:
     os.environ["HF_HOME"] = os.path.join(home, "hf")
     os.chdir(home)
     import sm_magic
-    from sm_magic.metrics.parser import MetricsParser, parse_metric_flag
     from sm_magic.jobs.monitor import get_monitor
+    from sm_magic.metrics.parser import MetricsParser, parse_metric_flag
 
     print(f"Python {sys.version.split()[0]}, switch interval {sys.getswitchinterval() * 1e3:.0f} ms, "
           f"{os.cpu_count()} CPUs")

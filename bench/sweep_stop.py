@@ -69,8 +69,8 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def one_run(run: int, way: str, points: int, rng: random.Random) -> dict:
-    from sm_magic.sweeps import record as sweep_record
     from sm_magic.jobs.registry import Registry
+    from sm_magic.sweeps import record as sweep_record
 
     name = f"bench-stop-{run}"
     registry = Registry()

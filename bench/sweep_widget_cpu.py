@@ -30,9 +30,9 @@ from pathlib import Path
 
 import comm
 
-from sm_magic.sweeps import grid as sweep_grid
 from sm_magic.backends.base import JobState
 from sm_magic.jobs.job import Job
+from sm_magic.sweeps import grid as sweep_grid
 from sm_magic.sweeps.sweep import Point, Sweep
 from sm_magic.widgets.sweep_widget import SweepWidget
 

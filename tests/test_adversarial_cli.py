@@ -29,12 +29,12 @@ import yaml
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.jobs import lookup
-from sm_magic.plan import planner as api
 from sm_magic.config.model import TrainConfig
 from sm_magic.container.failure import MAX_REASON
+from sm_magic.jobs import lookup
 from sm_magic.jobs.job import JobFailedError
 from sm_magic.jobs.registry import Registry
+from sm_magic.plan import planner as api
 
 BOUNDED_S = 60  # what a probe that used to hang may take before it counts as hanging
 

@@ -19,11 +19,11 @@ import nbformat
 import pytest
 from IPython.core.error import UsageError
 
-from sm_magic.plan import planner as api
 from sm_magic.bundle.build import BundleCode, BundleError, JobSpec, build_bundle
+from sm_magic.bundle.smignore import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, IgnoreRules
 from sm_magic.config.model import TrainConfig
 from sm_magic.jobs.registry import Registry
-from sm_magic.bundle.smignore import MAX_BYTES, MAX_PATTERN_CHARS, MAX_PATTERNS, IgnoreRules
+from sm_magic.plan import planner as api
 
 from helpers.gitrepos import Repo
 from helpers.jobscripts import SM_MAGIC

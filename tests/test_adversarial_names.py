@@ -19,12 +19,12 @@ from html.parser import HTMLParser
 import pytest
 
 import sm_magic
-from sm_magic.magic import follow
-from sm_magic.sweeps.compare import CompareError
-from sm_magic.jobs.job import Snapshot
 from sm_magic.backends.base import JobState
 from sm_magic.cli.main import main as cli
+from sm_magic.jobs.job import Snapshot
+from sm_magic.magic import follow
 from sm_magic.metrics.parser import MetricsParser
+from sm_magic.sweeps.compare import CompareError
 from sm_magic.widgets.progress import ProgressWidget, summary_html
 from sm_magic.widgets.text import TerminalLines, render_text
 

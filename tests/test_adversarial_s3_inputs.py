@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-from sm_magic.plan.planner import LaunchError
 from sm_magic.backends import BackendError
 from sm_magic.jobs.registry import Registry
+from sm_magic.plan.planner import LaunchError
 
 from helpers.aws_moto import BUCKET, ROLE_NAME
 from helpers.jobscripts import EPOCHS_SCRIPT, wait_until

@@ -14,9 +14,9 @@ given as PIP_INDEX_URL as a user's pip.conf would give it."""
 from __future__ import annotations
 
 import base64
-import importlib.metadata as md
 import hashlib
 import http.server
+import importlib.metadata as md
 import io
 import os
 import subprocess
@@ -30,8 +30,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.plan.planner import LaunchError, dry_run
 from sm_magic.jobs.registry import Registry
+from sm_magic.plan.planner import LaunchError, dry_run
 
 from helpers.aws_moto import ROLE_NAME
 from helpers.jobscripts import EPOCHS_SCRIPT

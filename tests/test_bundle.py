@@ -14,13 +14,13 @@ import yaml
 from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
 
 import sm_magic.container.entry as sm_entry_module
-from sm_magic.bundle.build import BundleCode, BundleError, ENTRY_COMMAND, JobSpec, build_bundle, check_source, hyperparameters_from_args
+from sm_magic.bundle.build import ENTRY_COMMAND, BundleCode, BundleError, JobSpec, build_bundle, check_source, hyperparameters_from_args
 from sm_magic.config.model import TrainConfig
+from sm_magic.container.entry import launch_command
 from sm_magic.plan import software as plan_software
 from sm_magic.plan.checks import LaunchError
 from sm_magic.plan.planner import plan
 from sm_magic.plan.request import LaunchRequest
-from sm_magic.container.entry import launch_command
 
 # Arguments as a user types them after the magic: a store_true flag, --k=v, a negative number,
 # a value with a space, and shell metacharacters that must never reach a shell.

@@ -12,13 +12,13 @@ import nbformat
 import pytest
 
 import sm_magic
-from sm_magic.plan import planner as api
-from sm_magic.plan.planner import LaunchError
 from sm_magic.bundle.build import BundleCode, BundleError, JobSpec, build_bundle
-from sm_magic.config.model import TrainConfig
+from sm_magic.bundle.smignore import IgnoreRules
 from sm_magic.cli.export import ExportError, export_notebook, launch_bundle
 from sm_magic.config.credentials import credentials_in_text, find_credentials
-from sm_magic.bundle.smignore import IgnoreRules
+from sm_magic.config.model import TrainConfig
+from sm_magic.plan import planner as api
+from sm_magic.plan.planner import LaunchError
 
 from helpers.gitrepos import git
 

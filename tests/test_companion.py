@@ -9,12 +9,12 @@ import re
 import time
 
 import pytest
+from test_widgets import _Job, _snap
 
 from sm_magic.widgets.companion import DISCONNECTED, Companion, note
 from sm_magic.widgets.progress import ProgressWidget, show_progress
 
 from helpers.jobscripts import EPOCHS_SCRIPT
-from test_widgets import _Job, _snap
 
 
 def test_the_note_names_the_job_and_the_command_that_follows_it_again():

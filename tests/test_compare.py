@@ -13,16 +13,15 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.jobs import lookup
-from sm_magic.jobs import final_metrics
 from sm_magic.backends.base import BackendError, JobState, Transition
 from sm_magic.cli.main import main as cli
-from sm_magic.sweeps.compare import CompareError, compare, comparison, plot
+from sm_magic.jobs import final_metrics, lookup
 from sm_magic.jobs.job import Job
-from sm_magic.metrics.direction import MetricDirectionError, check_overrides, direction
 from sm_magic.jobs.registry import JobRecord, Registry
 from sm_magic.metrics import series
+from sm_magic.metrics.direction import MetricDirectionError, check_overrides, direction
 from sm_magic.metrics.overlay import overlay_lines, overlay_png
+from sm_magic.sweeps.compare import CompareError, compare, comparison, plot
 
 from helpers.jobscripts import EPOCHS_SCRIPT
 

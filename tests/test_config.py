@@ -7,8 +7,8 @@ import yaml
 from accelerate.commands.config.config_args import SageMakerConfig, load_config_from_file
 
 from sm_magic.config.accelerate_yaml import CREDENTIAL_KEYS
-from sm_magic.config.model import ConfigError, TrainConfig
 from sm_magic.config.files import accelerate_default_config_path
+from sm_magic.config.model import ConfigError, TrainConfig
 from sm_magic.config.resolve import resolve_config
 
 # The example config of the Hugging Face Accelerate guide "Amazon SageMaker", as `accelerate config`

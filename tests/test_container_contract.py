@@ -34,11 +34,12 @@ import pytest
 import torch
 
 import sm_magic
+from sm_magic.runtime import latest_checkpoint
+
 from helpers.aws_moto import BUCKET, ROLE_NAME
 from helpers.container import _capturing_moto, mount_point, opt_ml_mount_point, sagemaker_wire, sm_platform  # noqa: F401 (fixtures)
 from helpers.jobscripts import script
 from helpers.releases import ACCELERATE_1_16, notebook_accelerate
-from sm_magic.runtime import latest_checkpoint
 
 # Under `pytest -n` (make test) these run one after another on one worker: they share /opt/ml (one
 # host tree mounted at a time) and each runs several hosts.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sm_magic.plan import train_line
 from sm_magic.config.model import TrainConfig
 from sm_magic.magic.magics import SageMakerMagics
+from sm_magic.plan import train_line
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -9,12 +9,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sm_magic.config.model import TrainConfig
 from sm_magic.cli.main import main
+from sm_magic.config.model import TrainConfig
 from sm_magic.jobs.registry import Registry
 
-from helpers.gitrepos import EXP_TRAIN, TRAIN as REPO_TRAIN, Repo
-from helpers.jobscripts import SM_MAGIC, INCLUDE_HELPERS as HELPERS, script
+from helpers.gitrepos import EXP_TRAIN, Repo
+from helpers.gitrepos import TRAIN as REPO_TRAIN
+from helpers.jobscripts import INCLUDE_HELPERS as HELPERS
+from helpers.jobscripts import SM_MAGIC, script
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "example_notebooks" / "quickstart.ipynb"

@@ -2,7 +2,8 @@
 launcher's wrapper around it."""
 
 from sm_magic.container import failure
-from sm_magic.container.failure import error_tail, log_summary as error_summary
+from sm_magic.container.failure import error_tail
+from sm_magic.container.failure import log_summary as error_summary
 
 ACCELERATE_WRAPPED = """\
 loading

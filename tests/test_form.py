@@ -7,9 +7,9 @@ import ipywidgets as w
 import pytest
 import yaml
 
-from sm_magic.config.model import TrainConfig
 from sm_magic.config.files import accelerate_default_config_path
 from sm_magic.config.instance_types import INSTANCE_TYPES, describe
+from sm_magic.config.model import TrainConfig
 from sm_magic.widgets import form as form_module
 from sm_magic.widgets.form import ConfigForm, label
 

@@ -14,13 +14,14 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.plan import planner as api
 from sm_magic.bundle import git_source
-from sm_magic.plan.planner import LaunchError
 from sm_magic.jobs.registry import Registry
+from sm_magic.plan import planner as api
+from sm_magic.plan.planner import LaunchError
 
 from helpers.gitrepos import Repo
 from helpers.jobscripts import script
+
 
 @pytest.fixture
 def repo(sm_env, tmp_dir):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.releases import ACCELERATE_1_16, installed, notebook_accelerate
+from sm_magic.config.model import TrainConfig
 from sm_magic.software import requirements as reqs
 from sm_magic.software.images import (
     ACCELERATE_DEFAULTS,
@@ -16,7 +16,8 @@ from sm_magic.software.images import (
     instance_gpus,
     pytorch_images,
 )
-from sm_magic.config.model import TrainConfig
+
+from helpers.releases import ACCELERATE_1_16, installed, notebook_accelerate
 
 ECR = "763104351884.dkr.ecr.us-east-1.amazonaws.com"
 QUICKSTART_IMPORTS = ["import argparse, os\nimport torch\nfrom torch import nn\nfrom accelerate import Accelerator\n"]

@@ -10,8 +10,8 @@ from IPython.core.error import UsageError
 from sm_magic.bundle import includes, names
 from sm_magic.jobs.registry import Registry
 
-from helpers.jobscripts import INCLUDE_HELPERS as HELPERS, script
-
+from helpers.jobscripts import INCLUDE_HELPERS as HELPERS
+from helpers.jobscripts import script
 
 TRAIN = script("""
     import argparse

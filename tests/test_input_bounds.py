@@ -15,17 +15,17 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.plan import planner as api
 from sm_magic import errors
 from sm_magic.backends import BackendError
 from sm_magic.bundle.build import BundleError
+from sm_magic.cli.export import ExportError
 from sm_magic.cli.main import main
 from sm_magic.config.model import MAX_ARG_CHARS, ConfigError, TrainConfig
 from sm_magic.config.safe_yaml import safe_yaml
-from sm_magic.cli.export import ExportError
 from sm_magic.jobs.job import JobFailedError
-from sm_magic.metrics.parser import MetricsError
 from sm_magic.jobs.registry import Registry, RegistryError
+from sm_magic.metrics.parser import MetricsError
+from sm_magic.plan import planner as api
 
 # Nine levels of nine aliases: 387 bytes that expand to 9**9 (387 million) strings.
 BOMB = textwrap.dedent("""\
@@ -67,11 +67,11 @@ def cli_fails(capsys, argv, status=2) -> str:
 # -- the one error base --------------------------------------------------------------------
 
 def test_every_user_facing_error_has_the_one_base_and_keeps_its_old_one():
-    from sm_magic.software.images import ImageError
     from sm_magic.bundle.git_source import GitSourceError
     from sm_magic.bundle.includes import IncludeError
-    from sm_magic.software.requirements import RequirementsError
     from sm_magic.plan.train_line import LineError
+    from sm_magic.software.images import ImageError
+    from sm_magic.software.requirements import RequirementsError
     from sm_magic.software.wheelhouse import WheelhouseError
 
     usage = [ConfigError, api.LaunchError, BundleError, IncludeError, MetricsError, ExportError,

@@ -11,9 +11,9 @@ import pytest
 import sm_magic
 import sm_magic.jobs.lookup
 import sm_magic.jobs.registry
-from sm_magic.plan.planner import LaunchError
 from sm_magic.cli.main import main as cli
 from sm_magic.jobs.registry import JobRecord, Registry
+from sm_magic.plan.planner import LaunchError
 
 from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
 

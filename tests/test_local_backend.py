@@ -11,11 +11,11 @@ import time
 import pytest
 
 import sm_magic
-from sm_magic.plan.planner import LaunchError
 from sm_magic.backends import BackendError
 from sm_magic.backends.local.state import live_session_members
 from sm_magic.jobs.job import JobFailedError
 from sm_magic.jobs.registry import Registry
+from sm_magic.plan.planner import LaunchError
 
 from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 

@@ -11,14 +11,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from test_widgets import _Job, _snap
 
-from sm_magic.metrics.parser import MetricsParser
 from sm_magic.metrics import series
+from sm_magic.metrics.parser import MetricsParser
 from sm_magic.widgets.progress import ProgressWidget, metrics_html, plot_lines, plot_png, summary_html
 from sm_magic.widgets.text import BEST_MARK, metrics_table, render_text
 
 from helpers.jobscripts import script, wait_until
-from test_widgets import _Job, _snap
 
 LOGS = Path(__file__).parent / "data" / "logs"
 

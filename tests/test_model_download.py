@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.jobscripts import script, wait_until
+from sm_magic.backends.sagemaker.backend import SageMakerBackend
 from sm_magic.jobs import artifacts
 from sm_magic.jobs.artifacts import DownloadError, OutputFile
-from sm_magic.backends.sagemaker.backend import SageMakerBackend
 from sm_magic.jobs.job import Job
 from sm_magic.widgets.progress import summary_html
+
+from helpers.jobscripts import script, wait_until
 
 # A script as people write one: weights, a tokenizer folder, and predictions as output data.
 MODEL_SCRIPT = script("""

@@ -14,13 +14,14 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
 import sm_magic
-from helpers.aws_moto import ROLE_NAME
-from sm_magic.software import requirements as reqs
 from sm_magic.backends import BackendError
 from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
-from sm_magic.jobs.registry import Registry
 from sm_magic.container.entry import launch_command
+from sm_magic.jobs.registry import Registry
+from sm_magic.software import requirements as reqs
+
+from helpers.aws_moto import ROLE_NAME
 
 FSDP = dict(distributed_type="FSDP", fsdp_sharding_strategy="SHARD_GRAD_OP", fsdp_auto_wrap_policy="SIZE_BASED_WRAP",
             fsdp_min_num_params=2000, fsdp_state_dict_type="SHARDED_STATE_DICT", fsdp_offload_params=True)

@@ -16,7 +16,6 @@ from sm_magic.jobs.log_folding import FoldedStream, fold
 
 from helpers.jobscripts import SM_MAGIC, script
 
-
 FAILING = script("""
     import sys
 

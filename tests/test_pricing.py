@@ -156,12 +156,13 @@ def test_a_launch_shows_its_worst_case_max_cost_refuses_one_above_it_and_the_job
     import io
 
     import sm_magic
-    from helpers.aws_moto import ROLE_NAME
-    from sm_magic.plan.planner import dry_run
     from sm_magic.backends.base import BackendError
     from sm_magic.jobs.registry import Registry
+    from sm_magic.plan.planner import dry_run
     from sm_magic.widgets.progress import header_html
     from sm_magic.widgets.text import StreamPrinter
+
+    from helpers.aws_moto import ROLE_NAME
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", price_list[1])
     options = dict(backend="sagemaker", instance_type="ml.g5.xlarge", iam_role_name=ROLE_NAME)
@@ -193,8 +194,8 @@ def test_a_launch_shows_its_worst_case_max_cost_refuses_one_above_it_and_the_job
     assert f"Cost: about $0.14 (an estimate: AWS Price List API, {today})" in out.getvalue()
 
     # The listings: the registry keeps the ended job's cost, so they read no log and ask no API.
-    from sm_magic.jobs.lookup import list_jobs
     from sm_magic.cli.main import main as sm_magic_cli
+    from sm_magic.jobs.lookup import list_jobs
 
     assert [row.cost for row in list_jobs() if row.record.name == "costly-2"] == [pytest.approx(0.1379, abs=1e-4)]
     capsys.readouterr()

@@ -17,7 +17,6 @@ import time
 import pytest
 
 import sm_magic
-from sm_magic.cli import main as cli
 from sm_magic.backends.base import JobState
 from sm_magic.backends.local.backend import LocalBackend
 from sm_magic.backends.local.procs import alive, identity, new_token, proven_signal, token_pids
@@ -31,7 +30,9 @@ from sm_magic.backends.local.state import (
     write_json,
     write_state,
 )
+from sm_magic.cli import main as cli
 from sm_magic.jobs.registry import JobRecord, Registry
+
 from helpers.jobscripts import script, wait_until
 
 # Each rank ignores SIGTERM, starts a daemon in a session of its own (which ignores SIGTERM too),

@@ -11,8 +11,9 @@ import time
 import pytest
 
 import sm_magic
-from sm_magic.metrics import regex as metric_regex, parser as metrics
 from sm_magic.cli.main import main
+from sm_magic.metrics import log_dicts
+from sm_magic.metrics import regex as metric_regex
 from sm_magic.metrics.parser import MetricsError, MetricsParser, parse_metric_flag
 
 from helpers.jobscripts import script
@@ -224,7 +225,7 @@ def test_long_python_dict_is_read_as_json():
     # Over _MAX_LITERAL characters literal_eval is not used (it holds the GIL ~1 us a character).
     names = [f"m{i}" for i in range(300)]
     line = "epoch 5: {" + ", ".join(f"'{n}': 0.{i + 1}" for i, n in enumerate(names)) + ", 'x': nan, 'ok': True}"
-    assert len(line) > metrics._MAX_LITERAL
+    assert len(line) > log_dicts._MAX_LITERAL
     parser = MetricsParser()
     parser.feed([line])
     (row,) = parser.rows
@@ -237,7 +238,7 @@ def test_key_value_pairs_match_the_old_regex():
     rng = random.Random(11)
     for _ in range(20_000):
         line = "".join(rng.choice("ab_1./-= ,;=é") for _ in range(rng.randint(0, 16)))
-        assert metrics._kv_pairs(line) == dict(old.findall(line)), line
+        assert log_dicts.kv_pairs(line) == dict(old.findall(line)), line
 
 
 # --- jobs and the CLI ------------------------------------------------------------------

@@ -4,10 +4,9 @@ import sys
 import threading
 from pathlib import Path
 
-import sm_magic.jobs.registry
-
 import pytest
 
+import sm_magic.jobs.registry
 from sm_magic.jobs.registry import JobRecord, Registry, RegistryError
 
 

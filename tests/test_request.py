@@ -10,11 +10,12 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.plan import planner as api, train_line
-from sm_magic.cli.main import main
 from sm_magic.cli.export import launch_bundle, read_request
-from sm_magic.metrics.parser import MetricDefinition, MetricsError
+from sm_magic.cli.main import main
 from sm_magic.jobs.registry import Registry
+from sm_magic.metrics.parser import MetricDefinition, MetricsError
+from sm_magic.plan import planner as api
+from sm_magic.plan import train_line
 from sm_magic.plan.request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext, RequestError
 
 from helpers.jobscripts import EPOCHS_SCRIPT

@@ -9,8 +9,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.software import requirements as reqs
 from sm_magic.plan.planner import LaunchError, dry_run
+from sm_magic.software import requirements as reqs
 from sm_magic.software.images import ImageError
 
 from helpers.jobscripts import EPOCHS_SCRIPT

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-from sm_magic.cli import main as cli
 from sm_magic.backends.base import BackendError
 from sm_magic.backends.local.backend import JobMissingError, LocalBackend, max_local_hosts
 from sm_magic.backends.local.procs import token_pids
 from sm_magic.backends.local.state import JobFiles, job_token, read_state
+from sm_magic.cli import main as cli
 from sm_magic.jobs.registry import Registry
+
 from helpers.jobscripts import EPOCHS_SCRIPT, script, wait_until
 
 TESTS = Path(__file__).parent

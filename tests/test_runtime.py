@@ -10,8 +10,8 @@ import pytest
 
 from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
-from sm_magic.runtime import checkpoint_dir, checkpoints, latest_checkpoint, resume, save_checkpoint
 from sm_magic.container.entry import launch_env
+from sm_magic.runtime import checkpoint_dir, checkpoints, latest_checkpoint, resume, save_checkpoint
 
 
 def writer(value):

@@ -14,14 +14,15 @@ import uuid
 
 import pytest
 
-from helpers.aws_moto import LOG_GROUP
-from helpers.faulty_proxy import FaultyProxy, compress_retry_time
-from helpers.jobscripts import wait_until
 from sm_magic.backends import BackendError, get_backend
 from sm_magic.backends.sagemaker.backend import SageMakerBackend
 from sm_magic.jobs.job import Job, JobFailedError
 from sm_magic.jobs.monitor import Monitor
 from sm_magic.widgets.progress import ProgressWidget
+
+from helpers.aws_moto import LOG_GROUP
+from helpers.faulty_proxy import FaultyProxy, compress_retry_time
+from helpers.jobscripts import wait_until
 
 pytestmark = pytest.mark.jobs
 
@@ -485,8 +486,9 @@ for epoch in range(args.epochs):
 
 def test_launch_on_sagemaker_then_watch_and_attach(sm):
     import sm_magic
-    from helpers.aws_moto import ROLE_NAME
     from sm_magic.plan.planner import dry_run
+
+    from helpers.aws_moto import ROLE_NAME
 
     options = dict(backend="sagemaker", iam_role_name=ROLE_NAME, instance_type="ml.p3.2xlarge")
     text = dry_run(E2E_SCRIPT, args=["--epochs", "2"], name="smm-e2e-dry", **options)
@@ -515,9 +517,10 @@ def test_a_warm_pool_is_requested_and_its_status_reaches_the_job(sm, capsys, mot
     KeepAlivePeriodInSeconds, the registry records it, and the job's state follows
     DescribeTrainingJob's WarmPoolStatus (moto has no warm pools: the test plays the service)."""
     import sm_magic
-    from helpers.aws_moto import ROLE_NAME
-    from sm_magic.jobs.registry import Registry
     from sm_magic.backends.sagemaker.warm_pool import status_line
+    from sm_magic.jobs.registry import Registry
+
+    from helpers.aws_moto import ROLE_NAME
 
     name = f"smm-warm-{uuid.uuid4().hex[:8]}"
     job = sm_magic.launch(E2E_SCRIPT, name=name, backend="sagemaker", iam_role_name=ROLE_NAME,
@@ -577,8 +580,9 @@ def test_a_job_on_a_reused_warm_pool_says_whose_it_was(sm, moto_warm_pools):
     first (Reused, ReusedByJob); the second job's state names the first once it is past Starting,
     and a job that found no pool says it started on new instances."""
     import sm_magic
-    from helpers.aws_moto import ROLE_NAME
     from sm_magic.backends.sagemaker.warm_pool import status_line
+
+    from helpers.aws_moto import ROLE_NAME
 
     options = dict(backend="sagemaker", iam_role_name=ROLE_NAME, instance_type="ml.g5.xlarge", keep_alive=10)
     first, second = (f"smm-pool-{uuid.uuid4().hex[:8]}" for _ in range(2))

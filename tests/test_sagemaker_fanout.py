@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import functools
 import threading
-
 import time
 
 import pytest
+import test_sagemaker_backend as single
+from test_sagemaker_backend import LIFECYCLE, Service, epoch_line
 
-from helpers.jobscripts import wait_until
 from sm_magic.backends.sagemaker import cloudwatch_fanout
 from sm_magic.backends.sagemaker.backend import SageMakerBackend
 from sm_magic.jobs.job import Job
 from sm_magic.jobs.monitor import Monitor
-import test_sagemaker_backend as single
-from test_sagemaker_backend import LIFECYCLE, Service, epoch_line
+
+from helpers.jobscripts import wait_until
 
 pytestmark = pytest.mark.jobs
 

@@ -12,11 +12,11 @@ import threading
 import pytest
 
 import sm_magic
-from sm_magic.plan.planner import LaunchError, dry_run
 from sm_magic.backends import BackendError
 from sm_magic.bundle.build import BundleError
 from sm_magic.config.model import ConfigError
 from sm_magic.jobs.registry import Registry
+from sm_magic.plan.planner import LaunchError, dry_run
 
 from helpers.aws_moto import ACCOUNT, BUCKET, ROLE_NAME
 from helpers.jobscripts import EPOCHS_SCRIPT

@@ -16,16 +16,17 @@ import subprocess
 import textwrap
 
 import pytest
-from helpers.aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
-from helpers.jobscripts import wait_until
 
 from sm_magic.backends.base import BackendError
-from sm_magic.software.images import ImageError
 from sm_magic.backends.sagemaker.args import accepted_additional_args
 from sm_magic.backends.sagemaker.submit import Submission, dry_run_text, submit
 from sm_magic.bundle.build import BundleCode, JobSpec, build_bundle
 from sm_magic.config.model import TrainConfig
 from sm_magic.metrics.parser import MetricDefinition
+from sm_magic.software.images import ImageError
+
+from helpers.aws_moto import ACCOUNT, BUCKET, REGION, ROLE_NAME
+from helpers.jobscripts import wait_until
 
 SCRIPT = textwrap.dedent("""\
     import argparse, os

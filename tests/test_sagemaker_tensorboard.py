@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 import sm_magic
-from helpers.aws_moto import ACCOUNT, ROLE_NAME
-from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
 from sm_magic.backends.sagemaker.backend import SageMakerBackend
 from sm_magic.jobs.job import Job
+
+from helpers.aws_moto import ACCOUNT, ROLE_NAME
+from helpers.jobscripts import EPOCHS_SCRIPT, wait_until
 
 pytestmark = pytest.mark.jobs
 SummaryWriter = pytest.importorskip("torch.utils.tensorboard").SummaryWriter

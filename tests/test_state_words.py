@@ -19,7 +19,7 @@ from sm_magic.sweeps.points import LAUNCH_FAILED, NOT_STARTED, QUEUED
 from sm_magic.widgets.sweep_widget import SweepWidget
 
 from helpers.html_tables import Tables
-from helpers.jobscripts import SM_MAGIC, EPOCHS_SCRIPT, script, wait_until
+from helpers.jobscripts import EPOCHS_SCRIPT, SM_MAGIC, script, wait_until
 
 WORDS = {states.IN_PROGRESS, states.STOPPING, states.COMPLETED, states.FAILED, states.STOPPED, states.UNKNOWN,
          states.QUEUED, states.LAUNCHING, states.CANCELLED, states.LAUNCH_FAILED}

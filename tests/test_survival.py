@@ -16,6 +16,7 @@ import sm_magic
 from sm_magic.backends.local.procs import proven_signal
 from sm_magic.backends.local.runner import STOP_GRACE_SECONDS
 from sm_magic.backends.local.state import JobFiles, live_session_members, read_runner, read_state
+
 from helpers.jobscripts import script, wait_until
 
 pytestmark = pytest.mark.jobs

@@ -11,18 +11,19 @@ import pytest
 from IPython.core.error import UsageError
 
 import sm_magic
-from sm_magic.sweeps import grid as sweep_grid, sweep as sweeps
 from sm_magic.backends import BackendError
 from sm_magic.backends.base import JobState
 from sm_magic.bundle.build import hyperparameters_from_args
 from sm_magic.cli.main import main
 from sm_magic.config.model import TrainConfig
 from sm_magic.jobs.job import Snapshot
-from sm_magic.plan.checks import LaunchError
 from sm_magic.jobs.registry import JobRecord, Registry
+from sm_magic.plan.checks import LaunchError
+from sm_magic.plan.train_line import LineError
+from sm_magic.sweeps import grid as sweep_grid
+from sm_magic.sweeps import sweep as sweeps
 from sm_magic.sweeps.launch import _parallel, default_parallel
 from sm_magic.sweeps.sweep import CANCELLED, LAUNCH_FAILED, NOT_STARTED, QUEUED, Point, Sweep, quota_refused
-from sm_magic.plan.train_line import LineError
 from sm_magic.widgets.sweep_table import print_sweep, sweep_text
 
 from helpers.jobscripts import script, wait_until

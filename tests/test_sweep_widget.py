@@ -14,10 +14,10 @@ from html.parser import HTMLParser
 import pytest
 
 import sm_magic
-from sm_magic.sweeps import grid as sweep_grid
 from sm_magic.backends.base import JobState
 from sm_magic.jobs.job import Job
 from sm_magic.plan.checks import LaunchError
+from sm_magic.sweeps import grid as sweep_grid
 from sm_magic.sweeps.sweep import CANCELLED, Point, Sweep
 from sm_magic.widgets import sweep_widget
 from sm_magic.widgets.sweep_widget import MAX_ROWS, SweepWidget, default_metric, show_sweep_widget

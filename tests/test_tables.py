@@ -13,14 +13,12 @@ import pandas as pd
 import pytest
 
 import sm_magic
-from sm_magic.jobs import states
 from sm_magic.display.table_text import cut, cut_middle, duration, number
 from sm_magic.display.table_view import BEST_MARK, ShownFrame, compare_html, compare_text, jobs_frame
+from sm_magic.jobs import states
 
 from helpers.html_tables import Tables as _Html
-from helpers.jobscripts import SM_MAGIC, EPOCHS_SCRIPT, script
-
-
+from helpers.jobscripts import EPOCHS_SCRIPT, SM_MAGIC, script
 
 # -- cells ------------------------------------------------------------------------------------------
 

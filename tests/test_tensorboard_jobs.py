@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 import sm_magic
-from helpers.jobscripts import script, wait_until
 from sm_magic.widgets.progress import ProgressWidget
+
+from helpers.jobscripts import script, wait_until
 
 pytestmark = pytest.mark.jobs
 pytest.importorskip("torch.utils.tensorboard")

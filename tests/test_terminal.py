@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sm_magic.metrics import terminal
 from sm_magic.backends.local.backend import LocalBackend
+from sm_magic.metrics import terminal
 from sm_magic.metrics.terminal import LogStream, redraws, render, render_tail, strip_escapes
 
 LOGS = Path(__file__).parent / "data" / "logs"

@@ -15,12 +15,8 @@ import sys
 
 import pytest
 
-from sm_magic.plan.planner import plan
 from sm_magic.config.model import MAX_KEEP_ALIVE_SECONDS, TrainConfig
 from sm_magic.config.resolve import resolve_config
-from sm_magic.errors import UsageProblem
-from sm_magic.plan.checks import LaunchError
-from sm_magic.plan.request import LaunchRequest
 from sm_magic.container.entry import (
     COMPLETE,
     REQUIREMENTS_ENV,
@@ -29,6 +25,10 @@ from sm_magic.container.entry import (
     InstallFailed,
     install_requirements,
 )
+from sm_magic.errors import UsageProblem
+from sm_magic.plan.checks import LaunchError
+from sm_magic.plan.planner import plan
+from sm_magic.plan.request import LaunchRequest
 from sm_magic.plan.train_line import LineError, parse
 
 

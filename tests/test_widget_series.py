@@ -3,11 +3,11 @@ does not grow with the number of rows (job.metrics keeps every row)."""
 
 import math
 
+from test_widgets import _snap
+
 from sm_magic.metrics import series
 from sm_magic.widgets.progress import metrics_html, plot_png, summary_html
 from sm_magic.widgets.text import render_text
-
-from test_widgets import _snap
 
 STEPS = 40_000
 

@@ -7,7 +7,7 @@ import importlib
 import os
 import threading
 
-from .base import Backend, BackendError, JobState, SubmitOptions, Traits, Transition, TERMINAL_STATUSES
+from .base import TERMINAL_STATUSES, Backend, BackendError, JobState, SubmitOptions, Traits, Transition
 
 BACKEND_NAMES = ("local", "sagemaker", "local-container")
 _CLASSES = {"local": ("local.backend", "LocalBackend"), "sagemaker": ("sagemaker.backend", "SageMakerBackend"),

@@ -13,23 +13,23 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
 
 import yaml
 
-from ..console import progress
-from ..errors import UsageProblem
-from ..software import requirements as reqs
 from ..config import credentials
+from ..config.model import TrainConfig
+from ..console import progress
+from ..container.runtime import DEFAULT_DIR as CHECKPOINT_DIR
+from ..errors import UsageProblem
+from ..metrics.parser import MetricDefinition
+from ..software import requirements as reqs
+from ..software.wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
 from . import safe_copy
 from .smignore import IGNORE_FILE
-from ..config.model import TrainConfig
-from ..metrics.parser import MetricDefinition
-from ..container.runtime import DEFAULT_DIR as CHECKPOINT_DIR
-from ..software.wheelhouse import WHEELS_DIR, Wheelhouse, offline_requirements
 
 if TYPE_CHECKING:
     from ..software.images import Image
@@ -251,6 +251,20 @@ def _credentials_message(hits: list[str]) -> str:
             f"{IGNORE_FILE} at the top of the code. Nothing was written or launched.")
 
 
+def _write_launch_files(staging: Path, config: TrainConfig, requirements: list[str], launch_spec: dict) -> None:
+    """What sm_magic writes beside the user's code: requirements, accelerate's launch config, the
+    launch spec, the entry command and the container code it imports."""
+    (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    (staging / "accelerate_config.yaml").write_text(
+        yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
+    (staging / "sm_launch.json").write_text(json.dumps(launch_spec, indent=2), encoding="utf-8")
+    shutil.copyfile(_ENTRY_SOURCE, staging / ENTRY_NAME)
+    (staging / "sm_magic" / "container").mkdir(parents=True)
+    (staging / "sm_magic" / "__init__.py").write_text(_RUNTIME_INIT, encoding="utf-8")
+    for module in _CARRIED:
+        shutil.copyfile(_PACKAGE / module, staging / "sm_magic" / module)
+
+
 def build_bundle(code: BundleCode, job: JobSpec, software: Software | None = None,
                  dest: Path | None = None) -> Bundle:
     """Write the bundle to `dest` (a new temporary directory when None). The planner has checked
@@ -323,15 +337,7 @@ def build_bundle(code: BundleCode, job: JobSpec, software: Software | None = Non
         if wheels is not None:
             wheels.copy_to(staging / WHEELS_DIR)
             requirements = offline_requirements(requirements)
-        (staging / "requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
-        (staging / "accelerate_config.yaml").write_text(
-            yaml.safe_dump(accelerate_launch_config(config), sort_keys=True), encoding="utf-8")
-        (staging / "sm_launch.json").write_text(json.dumps(launch_spec, indent=2), encoding="utf-8")
-        shutil.copyfile(_ENTRY_SOURCE, staging / ENTRY_NAME)
-        (staging / "sm_magic" / "container").mkdir(parents=True)
-        (staging / "sm_magic" / "__init__.py").write_text(_RUNTIME_INIT, encoding="utf-8")
-        for module in _CARRIED:
-            shutil.copyfile(_PACKAGE / module, staging / "sm_magic" / module)
+        _write_launch_files(staging, config, requirements, launch_spec)
         os.rename(staging, dest)
     except BaseException:
         if staging is not None:

@@ -25,9 +25,9 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Collection
 
 from .smignore import IGNORE_FILE, IgnoreError, IgnoreRules
 
@@ -94,7 +94,9 @@ def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def plan_tree(tree: Path, *, label: str = "the code", skip_unsafe: bool = False,
+# noqa below: one walk that decides each entry (link, secret, ignored, special file) where it meets it;
+# split, the walk's state (depth, budget, what was left out) would travel between functions.
+def plan_tree(tree: Path, *, label: str = "the code", skip_unsafe: bool = False,  # noqa: C901
               ignore_names: Collection[str] = (".git",), exclude_top: Collection[str] = (),
               shown_prefix: str = "", error: Callable[[str], Exception] = ValueError) -> TreePlan:
     """Walk `tree` without following links and say what to copy (see the module's docstring).

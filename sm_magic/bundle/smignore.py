@@ -10,8 +10,8 @@ bounded: a problem is one line naming the file, the line and the pattern.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import re2
 

@@ -19,17 +19,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from collections.abc import Sequence
 
-from ..console import progress
-from ..errors import SmMagicError, UsageProblem
-from ..plan import planner, train_line
 from ..bundle import git_source, safe_copy
 from ..bundle.build import GENERATED, SCRIPT_NAME
 from ..config.files import read_text
+from ..console import progress
+from ..errors import SmMagicError, UsageProblem
 from ..jobs.job import Job
+from ..plan import planner, train_line
 from ..plan.request import CodeSource, ConfigSource, JobOptions, LaunchRequest, NotebookContext
 
 CONFIG_FILE = "config.yaml"

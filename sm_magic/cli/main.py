@@ -11,16 +11,16 @@ import argparse
 import os
 import sys
 
-from ..jobs.lookup import attach_job, list_jobs
-from ..backends.sagemaker.pricing import money
 from ..backends import BACKEND_NAMES
+from ..backends.sagemaker.pricing import money
+from ..display.table_text import cut, cut_middle, duration, when
 from ..errors import RUNTIME_EXIT, USAGE_EXIT, SmMagicError, UsageProblem
-from .export import export_notebook, launch_bundle
 from ..jobs.final_metrics import compact
 from ..jobs.job import JobFailedError
+from ..jobs.lookup import attach_job, list_jobs
 from ..jobs.registry import storable
-from ..display.table_text import cut, cut_middle, duration, when
 from ..widgets.text import StreamPrinter
+from .export import export_notebook, launch_bundle
 
 
 class _UsageMistake(UsageProblem):
@@ -161,7 +161,8 @@ def _stop(opts) -> int:
 
 
 def _wait(opts) -> int:
-    from ..sweeps.sweep import Sweep, attach as attach_any
+    from ..sweeps.sweep import Sweep
+    from ..sweeps.sweep import attach as attach_any
 
     found = attach_any(opts.name)
     if isinstance(found, Sweep):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from pathlib import Path
 from collections.abc import Collection
+from pathlib import Path
 
 MAX_SCAN_BYTES = 5 * 1024 * 1024  # larger files are not checked for credentials (data, weights)
 

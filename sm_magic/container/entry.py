@@ -21,8 +21,8 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -296,7 +296,9 @@ def _peek(child):
     return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
-def supervise(cmd, env, cwd, out, on_failure):
+# noqa below: one select loop over the child's output, the signals to pass on and its group's end;
+# every branch reads and sets that loop's state.
+def supervise(cmd, env, cwd, out, on_failure):  # noqa: C901
     """Run `cmd` as a child in a process group of its own, copy its output to `out` as it comes,
     pass SIGTERM/SIGINT/SIGHUP on (a platform signals this process alone) so that the launcher
     and each process it started get it exactly once, and return its exit status (negative: killed

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .table_text import cut, cut_middle, duration, is_number, number
 from .literal import shown
+from .table_text import cut, cut_middle, duration, is_number, number
 
 NAME_WIDTH = 32      # characters of a job's name in the compact view (the whole name in its tooltip)
 TEXT_WIDTH = 24      # characters of a hyperparameter's value, or another text cell

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import re2
+
 from ..display.table_text import clock
 
 # One RE2 pattern over the lines joined: linear in the text, one pass however many lines. It runs

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..backends.base import JobState
-from ..metrics.parser import ROW_KEYS
 from ..display.table_text import cut
+from ..metrics.parser import ROW_KEYS
 
 KEY = "final"       # the registry record's extra[KEY]
 MAX_METRICS = 50    # metrics kept per job: a record stays small whatever a script logs

@@ -14,20 +14,20 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
-from collections.abc import Callable, Sequence
 
-from ..errors import RuntimeProblem
 from ..backends.base import Backend, BackendError, JobState, Transition, scalars_of
-from .eta import Estimate, Tracker
 from ..container.failure import clean_reason, error_tail
 from ..display.live import LiveDisplay
-from .log_folding import fold
+from ..errors import RuntimeProblem
 from ..metrics.parser import MetricDefinition, MetricsParser
 from ..metrics.tensorboard_events import TensorBoardMissing
 from ..metrics.terminal import render, render_tail
+from .eta import Estimate, Tracker
+from .log_folding import fold
 
 if TYPE_CHECKING:
     from .artifacts import OutputFile

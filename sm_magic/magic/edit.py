@@ -13,14 +13,14 @@ from pathlib import Path
 
 from IPython.core.error import UsageError
 
-from . import follow
-from .views import WIDGET_INTERVAL
 from ..config.files import accelerate_default_config_path
 from ..config.model import ConfigError, TrainConfig
 from ..config.resolve import resolve_config
 from ..jobs.monitor import get_monitor
 from ..plan import planner as api
 from ..plan.request import ConfigSource, LaunchRequest
+from . import follow
+from .views import WIDGET_INTERVAL
 
 
 def edit_config(path: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import follow
 from ..jobs.lookup import list_jobs
+from . import follow
 
 if TYPE_CHECKING:
     import pandas as pd

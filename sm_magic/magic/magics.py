@@ -18,14 +18,15 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 
-from ..plan import planner as api, train_line
 from ..bundle import includes
-from ..jobs.lookup import attach_job
-from ..plan.checks import check_code
 from ..config.files import accelerate_default_config_path
 from ..config.resolve import resolve_config
 from ..errors import SmMagicError
 from ..jobs.job import Job, JobFailedError
+from ..jobs.lookup import attach_job
+from ..plan import planner as api
+from ..plan import train_line
+from ..plan.checks import check_code
 from ..plan.request import NotebookContext
 from ..sweeps.sweep import Sweep, attach
 from . import edit, follow, listing

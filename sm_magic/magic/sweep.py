@@ -6,12 +6,12 @@ The checks and the queue are sweeps/'s; the live widget widgets/sweep_widget.py'
 
 from __future__ import annotations
 
-from . import follow
 from ..plan.request import LaunchRequest
 from ..plan.train_line import PROG, LineError, MagicFlags
 from ..sweeps.grid import parse_flags
 from ..sweeps.launch import dry_run_sweep, start_sweep
 from ..sweeps.sweep import Sweep
+from . import follow
 
 
 def sweep_cell(shell, request: LaunchRequest, flags: MagicFlags) -> Sweep | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..bundle.build import JOB_NAME_RE, SCRIPT_NAME, check_channel, check_source
 from ..config.model import TrainConfig
 from ..errors import UsageProblem
+from ..jobs.registry import Registry, RegistryError
 from ..metrics.parser import (
     MetricDefinition,
     check_definition,
@@ -19,7 +20,6 @@ from ..metrics.parser import (
     parse_metric_flag,
     read_accelerate_tsv,
 )
-from ..jobs.registry import Registry, RegistryError
 from .request import CodeSource, InputSpec
 
 

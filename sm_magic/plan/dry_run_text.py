@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import shlex
 
-from . import software
-from ..software.images import instance_gpus
 from ..backends import Backend
 from ..bundle.build import Bundle
 from ..config.model import TrainConfig
 from ..container.entry import launch_command
+from ..software.images import instance_gpus
+from . import software
 
 
 def software_lines(sw: software.Software | None) -> list[str]:

@@ -17,22 +17,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..backends import BACKEND_NAMES, Backend, SubmitOptions, backend_class, get_backend
-from ..console import progress
-from ..bundle.build import SCRIPT_NAME, Bundle, BundleCode, JobSpec, Software, build_bundle, tree_clashes
 from ..bundle import git_source, includes
-from . import software
-from ..software import requirements as reqs
+from ..bundle.build import SCRIPT_NAME, Bundle, BundleCode, JobSpec, Software, build_bundle, tree_clashes
 from ..config.model import TrainConfig, check_script_args
 from ..config.resolve import resolve_config
+from ..console import progress
 from ..jobs.job import Job
 from ..jobs.lookup import job_handle
-from .checks import (LaunchError, absolute_local, check_code, check_distribution, check_job_name, job_name,
-                     parse_inputs, parse_metrics)
-from .dry_run_text import command_lines, software_lines
 from ..jobs.registry import JobRecord, Registry, RegistryError
-from .request import KEEP_ALIVE_FIELD, CodeSource, LaunchRequest
+from ..software import requirements as reqs
 from ..software.requirements import RequirementsError
 from ..software.wheelhouse import WheelhouseError
+from . import software
+from .checks import LaunchError, absolute_local, check_code, check_distribution, check_job_name, job_name, parse_inputs, parse_metrics
+from .dry_run_text import command_lines, software_lines
+from .request import KEEP_ALIVE_FIELD, CodeSource, LaunchRequest
 
 
 @dataclass

@@ -7,10 +7,10 @@ only holds requests and reads and writes their JSON form (job.json, a versioned 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Callable, Container, Mapping, Sequence
 
 from ..errors import UsageProblem
 from ..metrics.parser import MetricDefinition

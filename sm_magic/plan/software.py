@@ -4,15 +4,15 @@ without network, the wheels they install from. Decided before anything is writte
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from ..backends import Backend
-from ..software import requirements as reqs
-from ..software.images import Image, ImageError, choose
-from ..config.model import TrainConfig
 from ..bundle.build import Software
 from ..bundle.includes import Code
+from ..config.model import TrainConfig
+from ..software import requirements as reqs
+from ..software.images import Image, ImageError, choose
 from ..software.wheelhouse import collect, without_passwords
 
 __all__ = ["Software", "resolve"]  # Software is bundle.build's, named here for the planner's callers

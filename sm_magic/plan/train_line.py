@@ -10,8 +10,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageProblem
 from ..backends import BACKEND_NAMES
+from ..errors import UsageProblem
 from .request import (
     KEEP_ALIVE_FIELD,
     CodeSource,

@@ -17,16 +17,16 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Callable
 
 from packaging.version import Version
 
 from ..config.model import TrainConfig
-from .requirements import HF_IMAGE_PROVIDES, PYTORCH_IMAGE_PROVIDES, job_launcher
 from ..errors import UsageProblem
+from .requirements import HF_IMAGE_PROVIDES, PYTORCH_IMAGE_PROVIDES, job_launcher
 
 HF_REPOSITORY = "huggingface-pytorch-training"
 PYTORCH_REPOSITORY = "pytorch-training"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import optparse
 import re
 import shlex
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 

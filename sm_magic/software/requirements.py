@@ -37,15 +37,15 @@ import importlib.metadata as md
 import json
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from . import pip_lines
 from ..config.files import read_text
 from ..errors import UsageProblem
+from . import pip_lines
 
 LAUNCHER = "accelerate"
 # What the training images carry (the Hugging Face DLCs install transformers, datasets and

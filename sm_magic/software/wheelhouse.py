@@ -22,12 +22,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable
 
-from ..errors import UsageProblem
 from ..config.files import cache_home
+from ..errors import UsageProblem
 from . import pip_lines
 from .requirements import canonical, image_environment
 

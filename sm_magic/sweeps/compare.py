@@ -41,11 +41,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..jobs import final_metrics
 from ..errors import UsageProblem
+from ..jobs import final_metrics
+from ..jobs.states import UNKNOWN
 from ..metrics.direction import check_overrides, direction
 from ..metrics.parser import ROW_KEYS
-from ..jobs.states import UNKNOWN
 
 if TYPE_CHECKING:  # pandas and the job machinery load when a comparison is made
     import pandas

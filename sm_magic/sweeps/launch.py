@@ -13,15 +13,16 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ..plan import planner
-from . import grid as sweep_grid, record as sweep_record
 from ..backends import backend_class
-from ..config.model import TrainConfig, check_script_args
 from ..bundle.git_source import Checkout
+from ..config.model import TrainConfig, check_script_args
 from ..jobs.job import Job
-from ..plan.checks import LaunchError, job_name
 from ..jobs.registry import Registry
+from ..plan import planner
+from ..plan.checks import LaunchError, job_name
 from ..plan.request import LaunchRequest
+from . import grid as sweep_grid
+from . import record as sweep_record
 from .record import sweep_records_named
 from .sweep import Point, Sweep, grid_record, is_live, remember
 

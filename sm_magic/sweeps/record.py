@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..backends.local import procs as local_procs
-from ..plan.checks import LaunchError
 from ..jobs.registry import JobRecord, Registry, storable
+from ..plan.checks import LaunchError
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS sweeps (

@@ -21,16 +21,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
-from . import grid as sweep_grid, record as sweep_record
-from .compare import compare as compare_jobs
-from ..jobs.job import Job
-from ..plan.checks import LaunchError
 from ..display.live import LiveDisplay
+from ..jobs.job import Job
+from ..jobs.states import COMPLETED, ENDED, FAILED, IN_PROGRESS, STOPPED
+from ..plan.checks import LaunchError
+from . import grid as sweep_grid
+from . import record as sweep_record
+from .compare import compare as compare_jobs
 from .follow import FollowsRecord
 from .points import CANCELLED, LAUNCH_FAILED, LAUNCHING, NOT_STARTED, QUEUED, STARTED, Point
 from .points import PENDING as _PENDING
 from .points import ended as _ended
-from ..jobs.states import COMPLETED, ENDED, FAILED, IN_PROGRESS, STOPPED
 
 if TYPE_CHECKING:
     from ..jobs.registry import Registry

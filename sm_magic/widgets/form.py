@@ -24,21 +24,21 @@ from __future__ import annotations
 import html
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import ipywidgets as w
 import yaml
 from IPython.display import display
 from pydantic import ValidationError
 
-from ..config.accelerate_yaml import NESTED_MODE, nested_key
 from ..backends.sagemaker.pricing import money, training_price
-from ..config.model import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
+from ..config.accelerate_yaml import NESTED_MODE, nested_key
 from ..config.files import accelerate_default_config_path
 from ..config.instance_types import INSTANCE_TYPES, describe
 from ..config.masking import masked, unmasked
+from ..config.model import LOCAL_INSTANCE_TYPES, TrainConfig, field_extra, unwrap_optional
 from ..config.safe_yaml import safe_yaml
 from .companion import Companion
 from .form_style import CSS

@@ -12,19 +12,19 @@ from __future__ import annotations
 import base64
 import html
 import time
-from contextlib import ExitStack
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 
-from ..jobs.artifacts import READY, model_note
 from ..backends.sagemaker.pricing import cost_text, money
+from ..backends.sagemaker.warm_pool import status_line
+from ..display.literal import drawn, figure, legend, png, shown
+from ..jobs.artifacts import READY, model_note
 from ..jobs.eta import Estimate, clock, describe
 from ..jobs.job import Job, Snapshot
-from ..metrics.terminal import render
-from ..backends.sagemaker.warm_pool import status_line
-from .companion import Companion, note
-from ..display.literal import drawn, figure, legend, png, shown
 from ..metrics.row_kinds import is_schedule, is_timing
 from ..metrics.series import Means, PlotSeries, spans_decades, window
+from ..metrics.terminal import render
+from .companion import Companion, note
 from .text import LATEST, best_note, hidden_note, means_title, metric_columns, render_text, secondary_status, table_cell
 
 LOG_TAIL = 12

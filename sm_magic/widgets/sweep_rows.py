@@ -8,14 +8,14 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 
+from ..display.literal import shown
+from ..display.table_text import cut
 from ..jobs.job import Snapshot
+from ..jobs.states import CANCELLED, ENDED, FAILED, LAUNCH_FAILED, LAUNCHING, QUEUED
 from ..metrics.direction import direction
 from ..metrics.parser import ROW_KEYS
-from ..display.table_text import cut
-from ..jobs.states import CANCELLED, ENDED, FAILED, LAUNCH_FAILED, LAUNCHING, QUEUED
-from ..display.literal import shown
-from .progress import STATUS_COLORS
 from ..metrics.series import PlotSeries
+from .progress import STATUS_COLORS
 from .sweep_table import status_counts
 from .text import fmt_value
 

@@ -33,16 +33,16 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 
+from ..display.literal import drawn, shown
+from ..display.table_text import cut
 from ..jobs.job import Snapshot
 from ..metrics.direction import direction
+from ..metrics.overlay import overlay_png
+from ..metrics.series import PlotSeries
 from ..sweeps.grid import values_text
 from ..sweeps.sweep import QUEUED, Point, Sweep
-from ..display.table_text import cut
 from .companion import Companion, note
-from ..display.literal import drawn, shown
-from ..metrics.overlay import overlay_png
 from .progress import MAX_REDRAW, MIN_REDRAW, REDRAW_FACTOR, STATUS_COLORS, CellDisplay
-from ..metrics.series import PlotSeries
 from .sweep_rows import ENDED, MAX_ROWS, MAX_TEXT, Folded, default_metric, esc, status_color, table_html
 from .sweep_table import SweepView, point_row, status_counts, sweep_text
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
 from collections.abc import Sequence
+from typing import TextIO
 
 from ..backends.sagemaker.pricing import cost_text
+from ..display.literal import shown
 from ..display.table_text import clock
 from ..jobs.eta import describe, text_bar
 from ..jobs.job import Snapshot, format_transition
 from ..jobs.log_folding import FoldedStream
 from ..metrics.parser import ROW_KEYS
-from ..metrics.terminal import LogStream, render
-from ..display.literal import shown
 from ..metrics.row_kinds import is_timing
 from ..metrics.series import Window, lower_is_better, window
+from ..metrics.terminal import LogStream, render
 
 TAIL_LINES = 10
 BEST_MARK = "\u2605"   # ★ after the best row's epoch

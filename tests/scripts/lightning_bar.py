@@ -6,8 +6,8 @@ import os
 import time
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import TQDMProgressBar
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 

@@ -5,8 +5,8 @@ import os
 import time
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import RichProgressBar
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 

@@ -33,10 +33,11 @@ from typing import Any
 
 from ...bundle.build import Bundle
 from ...config.model import TrainConfig
-from ...metrics.tensorboard_events import ScalarReader
-from . import procs as local_procs, s3_download
-from ..base import BackendClass, BackendError, JobState, SubmitOptions, Traits, local_path
 from ...console import progress
+from ...metrics.tensorboard_events import ScalarReader
+from ..base import BackendClass, BackendError, JobState, SubmitOptions, Traits, local_path
+from . import procs as local_procs
+from . import s3_download
 from .changed_files import ChangedFiles, unchanged_since
 from .recovery import failed_in_memory, recover
 from .state import JobFiles, enter, job_token, read_runner, read_state, write_json, write_state

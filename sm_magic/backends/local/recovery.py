@@ -19,8 +19,8 @@ import fcntl
 import os
 import signal
 import time
-from contextlib import contextmanager
 from collections.abc import Callable
+from contextlib import contextmanager
 
 from ...container.failure import clean_reason, log_summary, read_failure_file
 from ..base import JobState

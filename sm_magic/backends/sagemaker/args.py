@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 from ...config.model import MAX_RUNTIME_SECONDS, TrainConfig
 from ...container.runtime import DEFAULT_DIR as CHECKPOINT_LOCAL_PATH

@@ -34,7 +34,8 @@ class Unreachable(Exception):
 
 def transient(exc: BaseException) -> bool:
     """Whether `exc` may pass: throttling, a 5xx or 429, a dropped or refused connection."""
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, (BotoConnectionError, HTTPClientError)):
         return True

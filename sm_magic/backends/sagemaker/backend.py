@@ -35,11 +35,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
-from . import warm_pool
-from . import pricing
-from ..base import BackendClass, BackendError, JobState, SubmitOptions, Traits, Transition
 from ...console import progress
+from ..base import BackendClass, BackendError, JobState, SubmitOptions, Traits, Transition
+from . import pricing, warm_pool
+from .aws_polling import SLACK, Link, Unreachable, api_seconds, list_summaries, short, transient, watched_window
 from .cloudwatch_fanout import LogFanout
 from .cloudwatch_logs import LogCursor
 from .s3_tensorboard import S3Scalars, training_began

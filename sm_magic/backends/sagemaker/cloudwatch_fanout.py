@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 from .aws_polling import SLACK, Link, Unreachable, watched_window
 from .cloudwatch_logs import (
     BEFORE_CONTAINERS,
+    LIST_PAGE_STREAMS,
     STREAMS_PER_CALL,
     STREAMS_START,
-    LIST_PAGE_STREAMS,
     LogCursor,
     StreamInfo,
     StreamPos,

@@ -15,15 +15,16 @@ import os
 import re
 import warnings
 
-from ...software import requirements as reqs
 from ...bundle.build import Bundle
 from ...config.model import TrainConfig
-from ..base import BackendError
-from .limits import hyperparameter_limits
-from ...software.images import Image, choose as choose_image
-from .s3_tensorboard import LOCAL_PATH as TENSORBOARD_LOCAL_PATH
-from .args import CHECKPOINT_LOCAL_PATH
 from ...container.entry import REQUIREMENTS_ENV
+from ...software import requirements as reqs
+from ...software.images import Image
+from ...software.images import choose as choose_image
+from ..base import BackendError
+from .args import CHECKPOINT_LOCAL_PATH
+from .limits import hyperparameter_limits
+from .s3_tensorboard import LOCAL_PATH as TENSORBOARD_LOCAL_PATH
 
 DEFAULT_MAX_RUN = 24 * 60 * 60  # the API's own default (SDK v3 would send 3600: a job cut at one hour)
 REQUIREMENTS_FILE = "requirements.txt"
@@ -170,11 +171,22 @@ def build_trainer(bundle: Bundle, config: TrainConfig, options: dict, sm_session
     the options that additional_args set (`options["_image"]` is the image URI chosen before)."""
     import_sdk()
     from sagemaker.core import shapes
-    from sagemaker.core.training.configs import (CheckpointConfig, Compute, InfraCheckConfig, InputData,
-                                                 Networking, OutputDataConfig, RemoteDebugConfig,
-                                                 RetryStrategy, SessionChainingConfig, SourceCode,
-                                                 StoppingCondition, Tag, TensorBoardOutputConfig,
-                                                 TrainingImageConfig)
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        InfraCheckConfig,
+        InputData,
+        Networking,
+        OutputDataConfig,
+        RemoteDebugConfig,
+        RetryStrategy,
+        SessionChainingConfig,
+        SourceCode,
+        StoppingCondition,
+        Tag,
+        TensorBoardOutputConfig,
+        TrainingImageConfig,
+    )
     from sagemaker.train.model_trainer import ModelTrainer
 
     # With a warm pool the entry command installs the requirements (into the pool's cache), so the

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from ...bundle.safe_copy import plan_tree
 from ..base import BackendError, local_path

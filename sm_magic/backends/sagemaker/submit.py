@@ -17,9 +17,12 @@ import logging
 from dataclasses import dataclass, field
 
 from ...bundle.build import JOB_NAME_RE, Bundle, check_channel
-from ...config.model import LOCAL_INSTANCE_TYPES, TrainConfig
 from ...config.masking import masked
+from ...config.model import LOCAL_INSTANCE_TYPES, TrainConfig
+from ...console import progress
+from ..base import BackendError, local_path
 from . import s3_inputs
+from .args import check_additional_args
 from .aws_account import (
     ACCOUNT_PLACEHOLDER,
     anonymous_session,
@@ -32,12 +35,9 @@ from .aws_account import (
     remove_uploads,
     role_arn,
 )
-from ..base import BackendError, local_path
-from ...console import progress
-from .args import check_additional_args
 from .errors import aws_failure, create_failure
-from .pricing import Price, launch_line, training_price
 from .limits import check_environment, check_instance_type, check_repository_access
+from .pricing import Price, launch_line, training_price
 from .request import (
     DEFAULT_MAX_RUN,
     SDK_CONFIG,
