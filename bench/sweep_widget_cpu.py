@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rows", type=int, default=5, help="metric rows a second per job")
     parser.add_argument("--lines", type=int, default=50, help="log lines a second per job (the rows among them)")
-    parser.add_argument("--interval", type=float, default=1.0, help="the widget's interval (magic.WIDGET_INTERVAL)")
+    parser.add_argument("--interval", type=float, default=1.0, help="the widget's interval (magic/views.py WIDGET_INTERVAL)")
     opts = parser.parse_args()
 
     sent: list[tuple[float, str, int]] = []

@@ -475,7 +475,7 @@ def test_credential_value_is_never_echoed_in_an_error_message(tmp_path):
 
 @pytest.mark.parametrize("how", ["extra_keys", "additional_args_in_place"])
 def test_to_yaml_never_writes_credentials(tmp_path, how):
-    # A config built in code (the form, api.py), or additional_args mutated in place (which
+    # A config built in code (the form, the planner), or additional_args mutated in place (which
     # validate_assignment does not see), must still never be written with a secret.
     path = tmp_path / "c.yaml"
     try:

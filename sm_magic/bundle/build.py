@@ -1,9 +1,10 @@
 """A cell becomes a job bundle: the directory both backends run.
 
 Layout: train.py (the cell, verbatim), requirements.txt, accelerate_config.yaml, sm_launch.json
-(script, arguments, distribution), sm_entry.py, the one entry command, and sm_magic/container/runtime.py,
-the checkpoint helpers a script may import. A bundle is built in a
-staging directory and renamed into place, so a failure never leaves half of one behind.
+(script, arguments, distribution), sm_entry.py, the one entry command, and sm_magic/runtime.py
+with sm_magic/container/, the checkpoint helpers a script may import and the entry command's
+failure reasons. A bundle is built in a staging directory and renamed into place, so a failure
+never leaves half of one behind.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Code from a git repository: fetch it at a branch, a tag, a commit or the default branch into a
-temporary checkout whose files become the job bundle (bundle.py copies them, without .git).
+temporary checkout whose files become the job bundle (bundle/build.py copies them, without .git).
 
 Runs the `git` command line (no Python git library). git never prompts for credentials here
 (no terminal prompt, no askpass helper, ssh in batch mode): a repository that needs them must

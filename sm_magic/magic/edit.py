@@ -17,7 +17,7 @@ from ..config.files import accelerate_default_config_path
 from ..config.model import ConfigError, TrainConfig
 from ..config.resolve import resolve_config
 from ..jobs.monitor import get_monitor
-from ..plan import planner as api
+from ..plan import planner
 from ..plan.request import ConfigSource, LaunchRequest
 from . import follow
 from .views import WIDGET_INTERVAL
@@ -36,7 +36,7 @@ def edit_config(path: Path) -> None:
 
 def edit_then_launch(shell, request: LaunchRequest, out: str | None) -> None:
     """The form, with a Launch button that launches the cell's request with the edited config
-    (which started from the line's --config and instance flags), through the same api.plan.
+    (which started from the line's --config and instance flags), through the same planner.plan.
 
     Args:
         shell: the running InteractiveShell (`out` names the launched Job in its namespace).
@@ -52,7 +52,7 @@ def edit_then_launch(shell, request: LaunchRequest, out: str | None) -> None:
     path = Path(given) if isinstance(given, (str, os.PathLike)) else accelerate_default_config_path()
 
     def launch(edited: TrainConfig) -> None:
-        job = api.plan(replace(request, config=ConfigSource(edited))).launch()
+        job = planner.plan(replace(request, config=ConfigSource(edited))).launch()
         if out:
             shell.user_ns[out] = job
 

@@ -24,8 +24,7 @@ from ..config.resolve import resolve_config
 from ..errors import SmMagicError
 from ..jobs.job import Job, JobFailedError
 from ..jobs.lookup import attach_job
-from ..plan import planner as api
-from ..plan import train_line
+from ..plan import planner, train_line
 from ..plan.checks import check_code
 from ..plan.request import NotebookContext
 from ..sweeps.sweep import Sweep, attach
@@ -75,13 +74,13 @@ class SageMakerMagics(Magics):
         if flags.sweep:
             return sweep_cell(self._shell, request, flags)
         if flags.dry_run:
-            print(api.plan(request).dry_run())
+            print(planner.plan(request).dry_run())
             return None
         if flags.edit:
             check_code(request.code)  # the planner's check of the script, before the form is shown
             edit.edit_then_launch(self._shell, request, flags.out)
             return None
-        job = api.plan(request).launch()
+        job = planner.plan(request).launch()
         if flags.out:
             self._shell.user_ns[flags.out] = job
         return follow.show(self._shell, job, flags.wait)

@@ -292,21 +292,37 @@ def plan(request: LaunchRequest, *, registry: Registry | None = None, export: bo
 
 def launch(source: str | None, config: TrainConfig | str | os.PathLike | None = None, args: Sequence[str] = (),
            wait: bool = False, **overrides) -> Job:
-    """Run the script text `source` as a training job and return its `Job`.
+    """Run the script text `source` as a training job: `sm_magic.launch`, the magic's core.
 
-    `config` is a TrainConfig, a YAML path or None (accelerate's SageMaker default config if any,
-    else defaults). Keyword overrides: `name`, `backend`, `inputs` (NAME=URI strings), `metrics`
-    (NAME=REGEX strings), `jobs_dir`, `simulate_interruptions` (seconds; local backend only: each
-    kills the job that far into a run of its hosts, which then restart), `keep_alive` (minutes:
-    a SageMaker warm pool, as --keep-alive), and any config field (`instance_type`, `instance_count`,
-    `mixed_precision`, ...). Code from git: `git_repo` (URL), `git_branch` or `git_commit` (full
-    or abbreviated SHA), `entry` (the script's path in the repository, default train.py); the
-    whole repository at that commit becomes the bundle, `source` (None, or text that replaces the
-    entry script) is optional, and the commit is recorded in the job's registry record and
-    sm_launch.json. `requirements`: a requirements file that replaces the generated
-    requirements.txt. `args` reach the script exactly as given. With `wait=True` this
-    returns when the job ends and raises JobFailedError if it failed.
     Everything is checked before anything is written: a refused launch leaves nothing behind.
+
+    Args:
+        source: the training script's text (a cell). None with `git_repo`: the repository's own
+            entry script; text there replaces it.
+        config: a TrainConfig, the path of an accelerate config YAML, or None (accelerate's
+            SageMaker default config if there is one, else the defaults).
+        args: the script's own arguments, reaching it exactly as given and recorded as the
+            job's hyperparameters.
+        wait: return only when the job has ended.
+        **overrides: `name`, `backend` ("local", "sagemaker", "local-container"), `inputs`
+            (NAME=URI strings), `metrics` (NAME=REGEX strings), `jobs_dir`, `requirements` (a file
+            that replaces the generated requirements.txt), `keep_alive` (minutes of a SageMaker
+            warm pool), `max_cost` (dollars), `simulate_interruptions` (seconds into each run of
+            the hosts; local backend only), code from git (`git_repo`, `git_branch` or
+            `git_commit`, `entry`), and any config field (`instance_type`, `instance_count`,
+            `mixed_precision`, ...).
+
+    Returns:
+        The Job, running (or ended, with `wait=True`).
+
+    Raises:
+        LaunchError: the request cannot run; the message says what to change. ConfigError,
+            BundleError and the other usage errors likewise name the field or line.
+        JobFailedError: with `wait=True`, the job failed (its failure reason is the message).
+
+    Example:
+        job = sm_magic.launch(open("train.py").read(), "sagemaker.yaml", ["--epochs", "3"])
+        job.wait().metrics
     """
     registry = overrides.pop("registry", None)
     return plan(LaunchRequest.from_keywords(source, config, args, **overrides), registry=registry).launch(wait)

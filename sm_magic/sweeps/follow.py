@@ -1,5 +1,5 @@
 """A sweep seen from another process than the one launching it: another kernel, `sm-magic wait`
-or `stop` in a shell. Its points are what the sweep's record (sweep_record.py) and its jobs'
+or `stop` in a shell. Its points are what the sweep's record (record.py) and its jobs'
 records say, read again while someone waits or a display follows: the points launched since are
 taken up, and those without a job are Queued (or Launching) while the launcher may still start
 them, LaunchFailed, or Cancelled once the sweep was stopped or once the launcher ended or died

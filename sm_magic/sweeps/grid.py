@@ -1,6 +1,6 @@
 """A sweep's grid: `--sweep NAME=V1,V2` flags (or a {name: [values]} mapping) checked, its points
 in order, each point's script arguments and job name. Pure functions: nothing here plans,
-writes or launches (sweep_launch.py does)."""
+writes or launches (launch.py does)."""
 
 from __future__ import annotations
 

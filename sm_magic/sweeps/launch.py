@@ -2,7 +2,7 @@
 
 Everything is checked before the first job starts: the grid, its size, the parallelism, the
 sweep's name, and every point's own launch request through `planner.plan` (the one planner), so a
-refusal launches nothing and writes nothing. Then the Sweep (sweeps.py) starts the points, at
+refusal launches nothing and writes nothing. Then the Sweep (sweep.py) starts the points, at
 most `max_parallel` at once.
 """
 
@@ -153,15 +153,35 @@ def start_sweep(request: LaunchRequest, grid: Mapping[str, Sequence], *, max_par
 def sweep(source: str | None, grid: Mapping[str, Sequence], config: TrainConfig | str | os.PathLike | None = None,
           args: Sequence[str] = (), max_parallel: int | None = None, yes: bool = False, wait: bool = False,
           **keywords) -> Sweep:
-    """Run the script text `source` once per point of `grid` ({"lr": [0.01, 0.1], "batch-size":
-    [32, 64]}: 4 jobs), each with its values as script arguments (`--lr 0.01 --batch-size 32`)
-    before `args`, recorded as its hyperparameters. `max_parallel`: at most that many at once,
-    the rest queued (default: on a local backend one host per CPU, see default_parallel; on
-    SageMaker all, a launch the account's quota refuses waiting to be tried again). More than
-    100 jobs need `yes=True`. `name`: the sweep's name (default: base_job_name plus a timestamp);
-    its jobs are `<name>-1`, `<name>-2`, ... Every other keyword is `sm_magic.launch`'s.
-    Everything is checked before the first job starts; `wait=True` returns once all have ended
-    (Sweep.wait: a failed job does not raise)."""
+    """Run the script text `source` once per point of a grid of script arguments: `sm_magic.sweep`.
+
+    Everything is checked before the first job starts.
+
+    Args:
+        source: the training script's text, as `sm_magic.launch` takes it.
+        grid: script argument names and their values, e.g. {"lr": [0.01, 0.1], "batch-size":
+            [32, 64]} (4 jobs); each job gets its values as arguments (`--lr 0.01 --batch-size
+            32`) before `args`, recorded as its hyperparameters.
+        config: as `sm_magic.launch` takes it.
+        args: arguments every job gets after its grid values.
+        max_parallel: at most that many jobs at once, the rest queued (default: on a local
+            backend the hosts this machine runs at once; on SageMaker all, a launch the account's
+            quota refuses waiting to be tried again).
+        yes: needed for more than 100 jobs.
+        wait: return once every job has ended (a failed job does not raise).
+        **keywords: `name`, the sweep's name (default: base_job_name and a timestamp; its jobs
+            are `<name>-1`, `<name>-2`, ...), and every other keyword `sm_magic.launch` takes.
+
+    Returns:
+        The Sweep: its points, jobs, `wait()`, `stop()` and `compare()`.
+
+    Raises:
+        LaunchError: the grid or the launch cannot run; the message says what to change.
+
+    Example:
+        sweep = sm_magic.sweep(source, {"lr": [1e-4, 3e-4]}, "sagemaker.yaml", max_parallel=2)
+        sweep.wait().compare(sort_by="accuracy")
+    """
     registry = keywords.pop("registry", None)
     request = LaunchRequest.from_keywords(source, config, args, **keywords)
     started = start_sweep(request, grid, max_parallel=max_parallel, yes=yes, registry=registry)

@@ -7,7 +7,7 @@ free. The thread never dies silently: what goes wrong is recorded in `sweep.erro
 point it happened to, and shown by the displays.
 
 A stop may come from anywhere (this kernel, another, `sm-magic stop`): it is recorded in the
-sweep's own record (sweep_record.py), which the queue reads before each launch, in the same
+sweep's own record (record.py), which the queue reads before each launch, in the same
 transaction as its claim on the point, and at least every STOP_CHECK_SECONDS while it waits.
 
 (The module is `sweeps`, not `sweep`: importing a submodule sets the package attribute of its
@@ -474,7 +474,7 @@ def is_live(name: str, registry: Registry) -> bool:
 
 def find_sweep(name: str, registry: Registry | None = None) -> Sweep | None:
     """The sweep called `name`: this kernel's own (queue and all), else one made from the registry:
-    the sweep's own record (sweep_record.py) and its jobs' records. The record holds the whole
+    the sweep's own record (record.py) and its jobs' records. The record holds the whole
     grid, so points that never started are there too: Queued (or Launching) while the process
     that launches them may still do so, LaunchFailed, or Cancelled once the sweep was stopped or
     that process ended or died without launching them. A sweep recorded before sweeps had their
@@ -535,7 +535,23 @@ def _grid(recorded) -> dict[str, list[str]]:
 
 
 def attach(name: str, registry: Registry | None = None) -> Job | Sweep:
-    """`sm_magic.attach(name)`: the Job called `name`, or the Sweep of that name."""
+    """Follow a job or a sweep again by its name (after a kernel restart, or from another
+    notebook): `sm_magic.attach`.
+
+    Args:
+        name: a job's name, or a sweep's (as `%sagemaker_jobs` lists them).
+        registry: the job registry to look in (default: this user's).
+
+    Returns:
+        The Job called `name`, or the Sweep of that name.
+
+    Raises:
+        LaunchError: no job or sweep has that name.
+
+    Example:
+        job = sm_magic.attach("sm-magic-2026-12-07-10-42-07-117")
+        job.wait()
+    """
     from ..jobs.lookup import attach_job
     from ..jobs.registry import Registry
 
