@@ -1,5 +1,12 @@
 """Where jobs run. `get_backend(name)` returns a Backend, `backend_class(name)` its class (what it
-says about itself: Traits, host facts); each backend's module is imported only when used."""
+says about itself: Traits, host facts); each backend's module is imported only when used.
+
+base.py is the contract every layer above uses; local/, sagemaker/ and local_container.py
+implement it. They import base.py and the layers below backends/ (bundle/, software/, metrics/,
+config/, display/, container/, errors.py, console.py), never the layers above and never each other,
+except local_container.py, the SDK's local mode on the local backend's job directory, which is
+built of the other two.
+"""
 
 from __future__ import annotations
 

@@ -40,11 +40,12 @@ ENTRY_NAME = "sm_entry.py"
 ENTRY_COMMAND = ("python", ENTRY_NAME)
 _PACKAGE = Path(__file__).resolve().parents[1]
 _ENTRY_SOURCE = _PACKAGE / "container" / "entry.py"
-# The bundle's own `sm_magic` package holds only the standard-library code of sm_magic/container/
-# and the public name of its runtime, so that a script's `from sm_magic.runtime import ...` and the
-# entry command's failure reasons work in a container where sm_magic is not installed.
-_CARRIED = ("runtime.py", "container/__init__.py", "container/runtime.py", "container/failure.py",
-            "container/failure_board.py")
+# The bundle's own `sm_magic` package holds only sm_magic/container/ (standard library only, as
+# tests/test_layers.py checks) and the public name of its runtime, so that a script's `from
+# sm_magic.runtime import ...` and the entry command's failure reasons work in a container where
+# sm_magic is not installed. The entry command itself goes to the bundle's top as sm_entry.py.
+_CARRIED = ("runtime.py", *sorted(f"container/{p.name}" for p in (_PACKAGE / "container").glob("*.py")
+                                  if p != _ENTRY_SOURCE))
 _RUNTIME_INIT = '"""sm_magic\'s runtime helpers, carried in the job bundle (sm_magic.runtime)."""\n'
 
 # SageMaker's rule for training job names; every backend's jobs follow it.
