@@ -304,8 +304,6 @@ def build_bundle(code: BundleCode, job: JobSpec, software: Software | None = Non
         if tree is None or not (Path(tree) / script).is_file():
             raise BundleError(f"no entry script {script} in {tree}: name one that exists with --entry PATH")
         source = (Path(tree) / script).read_text(encoding="utf-8")
-    for channel in job.inputs:
-        check_channel(channel)
     args = [str(a) for a in job.args]
     if software is None:
         own = Path(tree) / "requirements.txt" if tree is not None else None

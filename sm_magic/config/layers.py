@@ -137,7 +137,7 @@ def _check_keys(layer: Layer, fields: set[str]) -> dict:
             if close:
                 raise ConfigError(f"{layer.where(key)}: unknown key `{key}`; did you mean `{close[0]}`?")
             warnings.warn(f"{layer.where(key)}: key `{key}` is not one sm_magic knows; kept as it is "
-                          "(a newer accelerate version may use it)", stacklevel=3)
+                          "(a newer accelerate version may use it)", stacklevel=4)
             extra[key] = value
     return {"values": values, "extra": extra}
 

@@ -7,14 +7,13 @@ import json
 import shlex
 
 from ..backends import Backend
-from ..bundle.build import Bundle
+from ..bundle.build import Bundle, Software
 from ..config.model import TrainConfig
 from ..container.entry import launch_command
 from ..software.images import instance_gpus
-from . import software
 
 
-def software_lines(sw: software.Software | None) -> list[str]:
+def software_lines(sw: Software | None) -> list[str]:
     if sw is None:  # nothing built
         return []
     out = []

@@ -15,8 +15,6 @@ from ..software import requirements as reqs
 from ..software.images import Image, ImageError, choose
 from ..software.wheelhouse import collect, without_passwords
 
-__all__ = ["Software", "resolve"]  # Software is bundle.build's, named here for the planner's callers
-
 
 def resolve(backend: type[Backend] | None, config: TrainConfig, code: Code, requirements_file: Path | None = None,
             log: Callable[[str], None] | None = None) -> Software:
